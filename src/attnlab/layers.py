@@ -1,0 +1,288 @@
+"""Transformer building blocks: heads, multi-head attention, feed-forward, residual blocks, stacks.
+
+Every block calls the pure functions of :mod:`attnlab.attention`; nothing here re-implements
+the attention math. Two block styles are provided, as in the course:
+
+* pre-norm (``AttentionResidual`` / ``Transformer``): ``x + Attn(LN(x))`` then ``x + FFN(x)``
+  where ``FFN`` starts with its own LayerNorm -- the GPT / ViT style;
+* post-norm (``SelfAttention`` / ``TransformerBlock``): ``LN(x + Attn(x))`` then
+  ``LN(x + FF(x))`` -- the original "Attention is all you need" style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .attention import fused_attention, scaled_dot_product_attention
+
+if TYPE_CHECKING:
+    from .positional import RotaryEmbedding
+
+__all__ = [
+    "AttentionHead",
+    "MultiHeadedAttention",
+    "LayerCache",
+    "KVCache",
+    "FFN",
+    "AttentionResidual",
+    "Transformer",
+    "SelfAttention",
+    "TransformerBlock",
+]
+
+
+class AttentionHead(nn.Module):
+    """One attention head: ``W_Q, W_K, W_V`` in ``R^{dim x head_dim}``.
+
+    ``forward(x, attn_mask=None) -> (out, A)`` with ``x`` (B, T, dim), ``out`` (B, T, head_dim)
+    and ``A`` (B, T, T), where ``A[b, i, j]`` is the weight of token ``j`` for token ``i``.
+    """
+
+    def __init__(self, dim: int, head_dim: int, *, bias: bool = False) -> None:
+        super().__init__()
+        self.W_Q = nn.Linear(dim, head_dim, bias=bias)
+        self.W_K = nn.Linear(dim, head_dim, bias=bias)
+        self.W_V = nn.Linear(dim, head_dim, bias=bias)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return scaled_dot_product_attention(self.W_Q(x), self.W_K(x), self.W_V(x), attn_mask)
+
+
+@dataclass
+class LayerCache:
+    """Keys and values of the positions seen so far by one attention layer, (B, H, T, hd) each."""
+
+    k: Tensor | None = None
+    v: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.size(-2)
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Add the new positions and return all keys and values so far."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, H, T_old + T_new, hd)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+@dataclass
+class KVCache:
+    """A key/value cache for incremental decoding: one :class:`LayerCache` per layer."""
+
+    num_layers: int
+    layers: list[LayerCache] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            self.layers = [LayerCache() for _ in range(self.num_layers)]
+
+    @property
+    def length(self) -> int:
+        """Number of positions already cached."""
+        return self.layers[0].length if self.layers else 0
+
+
+class MultiHeadedAttention(nn.Module):
+    """All heads in one vectorised pass: project, split into heads, attend, concatenate, W_O.
+
+    The query/key/value projections of every head are one ``(dim -> 3 * num_heads * head_dim)``
+    linear layer (the same layout as ``nn.MultiheadAttention.in_proj_weight``); ``W_O`` maps
+    ``num_heads * head_dim -> dim``. When the attention weights are not requested, PyTorch's
+    fused kernel computes the same result (tested equal to the explicit path).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        head_dim: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+    ) -> None:
+        super().__init__()
+        assert dim > 0 and num_heads > 0 and head_dim > 0, "dim, num_heads and head_dim must be positive"
+        self.num_heads, self.head_dim = num_heads, head_dim
+        inner = num_heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * inner, bias=bias)  # [W_Q | W_K | W_V] for all heads
+        self.W_O = nn.Linear(inner, dim, bias=bias)
+        self.dropout = dropout
+        self.rotary = rotary
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        *,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        cache: LayerCache | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``x`` (B, T, dim) -> ``(out (B, T, dim), weights (B, H, T, T_k) or None)``.
+
+        With ``cache``, ``x`` holds only the new positions; keys and values of earlier ones come
+        from the cache (and the new ones are appended to it), and ``is_causal`` aligns the causal
+        mask to the bottom right.
+        """
+        B, T, _ = x.shape
+        H, hd = self.num_heads, self.head_dim
+        qkv = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd)
+        q, k, v = qkv.unbind(0)  # each (B, H, T, hd)
+        offset = cache.length if cache is not None else 0
+        if self.rotary is not None:
+            q, k = self.rotary(q, k, offset=offset)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, T_k, hd) with T_k = offset + T
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, attn_mask, p, is_causal=is_causal)
+        else:
+            out, weights = fused_attention(q, k, v, attn_mask, p, is_causal=is_causal), None
+        out = out.transpose(1, 2).reshape(B, T, H * hd)  # (B, T, H*hd): heads concatenated
+        return self.W_O(out), weights
+
+
+class FFN(nn.Module):
+    """Position-wise feed-forward: ``LayerNorm -> Linear -> GELU -> Linear`` (-> dropout).
+
+    ``pre_norm=False`` drops the leading LayerNorm, for post-norm blocks that normalise after
+    the residual addition instead.
+    """
+
+    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, pre_norm: bool = True) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim) if pre_norm else nn.Identity(),
+            nn.Linear(dim, mlp_dim),
+            nn.GELU(),
+            nn.Linear(mlp_dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class AttentionResidual(nn.Module):
+    """Pre-norm block: ``x = x + MultiHeadedAttention(LN(x))`` then ``x = x + FFN(x)``.
+
+    ``attn_dim`` is the dimension of each head.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        attn_dim: int,
+        mlp_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        rotary: RotaryEmbedding | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = MultiHeadedAttention(dim, num_heads, attn_dim, dropout=dropout, rotary=rotary)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = FFN(dim, mlp_dim, dropout=dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        *,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        cache: LayerCache | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        a, weights = self.attn(
+            self.norm(x), attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache
+        )
+        x = x + self.drop(a)
+        return x + self.ffn(x), weights
+
+
+class Transformer(nn.Module):
+    """A stack of ``num_layers`` pre-norm :class:`AttentionResidual` blocks (no final LayerNorm).
+
+    ``forward(x, attn_mask=None) -> (x, attentions)``; ``attentions`` is a list with one
+    (B, H, T_q, T_k) tensor per layer when ``need_weights=True``, else ``None``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        attn_dim: int,
+        mlp_dim: int,
+        num_heads: int,
+        num_layers: int,
+        *,
+        dropout: float = 0.0,
+        rotary: RotaryEmbedding | None = None,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            AttentionResidual(dim, attn_dim, mlp_dim, num_heads, dropout=dropout, rotary=rotary)
+            for _ in range(num_layers)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        *,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, list[Tensor] | None]:
+        if cache is not None and len(cache.layers) != len(self.layers):
+            raise ValueError(f"cache has {len(cache.layers)} layers, the model has {len(self.layers)}")
+        attentions: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            x, w = layer(
+                x,
+                attn_mask,
+                is_causal=is_causal,
+                need_weights=need_weights,
+                cache=None if cache is None else cache.layers[i],
+            )
+            if need_weights:
+                attentions.append(w)
+        return x, (attentions if need_weights else None)
+
+
+class SelfAttention(MultiHeadedAttention):
+    """Classic multi-head self-attention where every head is as wide as the model: ``W_{q,k,v}``
+    are widened to ``d x (h * d)`` and ``W_O`` maps ``h * d -> d``."""
+
+    def __init__(self, *, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__(dim, num_heads, dim, dropout=dropout, bias=bias)
+
+
+class TransformerBlock(nn.Module):
+    """Post-norm block: ``x = LN(x + SelfAttention(x))`` then ``x = LN(x + FF(x))``.
+
+    ``forward(x, attn_mask=None) -> x``; with ``need_weights=True`` it returns
+    ``(x, weights)`` with weights of shape (B, H, T, T).
+    """
+
+    def __init__(self, *, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn = SelfAttention(dim=dim, num_heads=num_heads, dropout=dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ff = FFN(dim, mlp_dim, dropout=dropout, pre_norm=False)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, attn_mask: Tensor | None = None, *, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        a, weights = self.attn(x, attn_mask, need_weights=need_weights)
+        x = self.norm1(x + self.drop(a))
+        x = self.norm2(x + self.ff(x))
+        return (x, weights) if need_weights else x

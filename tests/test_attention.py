@@ -1,0 +1,157 @@
+"""The attention math, pinned against NumPy by hand and PyTorch's own attention."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnlab.attention import (
+    causal_mask,
+    combine_masks,
+    fused_attention,
+    numpy_attention,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+
+
+# ---- NumPy reference -------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 2, 7, 50])
+def test_numpy_attention_shape(n):
+    x = np.random.default_rng(0).standard_normal((n, 2))
+    assert numpy_attention(x).shape == (n, 2)
+
+
+def test_numpy_attention_other_sizes_and_validation():
+    x = np.ones((3, 5))
+    assert numpy_attention(x, input_embedding_size=5, query_key_size=4).shape == (3, 5)
+    with pytest.raises(ValueError):
+        numpy_attention(np.ones((3, 4)))  # wrong embedding size
+    with pytest.raises(ValueError):
+        numpy_attention(np.ones((0, 2)))  # no rows
+
+
+def test_numpy_attention_matches_formula_and_torch():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 2))
+    wq, wk, wv = rng.standard_normal((2, 37)), rng.standard_normal((2, 37)), rng.standard_normal((2, 2))
+    got = numpy_attention(x, weights=(wq, wk, wv))
+    # by hand, row by row
+    q, k, v = x @ wq, x @ wk, x @ wv
+    for i in range(6):
+        s = np.array([q[i] @ k[j] for j in range(6)]) / math.sqrt(37)
+        w = np.exp(s) / np.exp(s).sum()
+        np.testing.assert_allclose(got[i], (w[:, None] * v).sum(0), rtol=1e-10)
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    ref = F.scaled_dot_product_attention(t(q)[None], t(k)[None], t(v)[None])[0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_numpy_attention_is_stable_for_huge_scores():
+    x = np.array([[1e4, -1e4], [3e4, 2e4], [-5e4, 1e4]])
+    w = (np.eye(2), np.eye(2), np.eye(2))
+    out = numpy_attention(x, query_key_size=2, weights=w)
+    assert np.isfinite(out).all()
+
+
+def test_numpy_attention_rng_reproducible():
+    x = np.ones((4, 2))
+    a = numpy_attention(x, rng=np.random.default_rng(3))
+    b = numpy_attention(x, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+
+
+# ---- PyTorch functions -----------------------------------------------------------------------
+def _random_case(seed):
+    g = torch.Generator().manual_seed(seed)
+    lead = [int(torch.randint(1, 4, (1,), generator=g)) for _ in range(int(torch.randint(0, 3, (1,), generator=g)))]
+    tq, tk = (int(torch.randint(1, 12, (1,), generator=g)) for _ in range(2))
+    d, dv = (int(torch.randint(1, 17, (1,), generator=g)) for _ in range(2))
+    q = torch.randn(*lead, tq, d, generator=g, dtype=torch.float64)
+    k = torch.randn(*lead, tk, d, generator=g, dtype=torch.float64)
+    v = torch.randn(*lead, tk, dv, generator=g, dtype=torch.float64)
+    mask = torch.rand(*lead, tq, tk, generator=g) > 0.3
+    mask[..., 0] = True  # PyTorch returns NaN for fully masked rows; compare where it is defined
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("masked", [False, True])
+def test_sdpa_matches_torch(seed, masked):
+    q, k, v, mask = _random_case(seed)
+    mask = mask if masked else None
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1], dtype=w.dtype))
+    torch.testing.assert_close(fused_attention(q, k, v, mask), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_int_mask_same_as_bool_and_masked_weights_exactly_zero():
+    q, k, v, mask = _random_case(5)
+    out_b, w_b = scaled_dot_product_attention(q, k, v, mask)
+    out_i, w_i = scaled_dot_product_attention(q, k, v, mask.long())
+    torch.testing.assert_close(out_b, out_i)
+    assert (w_b[~mask.expand_as(w_b)] == 0).all()
+
+
+def test_self_and_previous_token_pattern():
+    T = 6
+    mask = torch.eye(T, dtype=torch.bool) | torch.eye(T, dtype=torch.bool).roll(-1, dims=1).tril()
+    # row i may attend to i and i-1
+    x = torch.randn(1, T, 4)
+    _, w = scaled_dot_product_attention(x, x, x, mask)
+    nonzero = w[0] != 0
+    assert torch.equal(nonzero, mask)
+
+
+def test_fully_masked_rows_give_zeros_and_no_nan_in_grads():
+    q = torch.randn(2, 3, 4, 8, requires_grad=True)
+    k = torch.randn(2, 3, 5, 8, requires_grad=True)
+    v = torch.randn(2, 3, 5, 8, requires_grad=True)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[1] = False  # query 1 sees nothing
+    for fn in (lambda: scaled_dot_product_attention(q, k, v, mask)[0], lambda: fused_attention(q, k, v, mask)):
+        out = fn()
+        assert torch.isfinite(out).all() and (out[:, :, 1] == 0).all()
+        out.sum().backward()
+        for t in (q, k, v):
+            assert torch.isfinite(t.grad).all()
+        assert (q.grad[:, :, 1] == 0).all()
+        q.grad = k.grad = v.grad = None
+    _, w = scaled_dot_product_attention(q, k, v, mask)
+    assert (w[:, :, 1] == 0).all()
+
+
+def test_causal_mask_alignment():
+    assert torch.equal(causal_mask(3), torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
+    # two new queries after three cached keys: bottom-right aligned
+    assert torch.equal(
+        causal_mask(2, 5), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    )
+    with pytest.raises(ValueError):
+        causal_mask(4, 2)
+
+
+def test_is_causal_matches_torch_and_cached_suffix():
+    q, k, v = (torch.randn(2, 7, 8) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, is_causal=True)[0], ref)
+    torch.testing.assert_close(fused_attention(q, k, v, is_causal=True), ref)
+    # the last 3 queries against all keys equal the last 3 rows of the full causal result
+    torch.testing.assert_close(fused_attention(q[:, 4:], k, v, is_causal=True), ref[:, 4:])
+    torch.testing.assert_close(scaled_dot_product_attention(q[:, 4:], k, v, is_causal=True)[0], ref[:, 4:])
+
+
+def test_padding_and_combined_masks():
+    input_mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    pm = padding_mask(input_mask)
+    assert pm.shape == (2, 1, 1, 3) and pm.dtype == torch.bool
+    both = combine_masks(causal_mask(3), pm)
+    assert both.shape == (2, 1, 3, 3)
+    assert torch.equal(both[1, 0], torch.tensor([[1, 0, 0], [1, 0, 0], [1, 0, 0]], dtype=torch.bool))
+    assert combine_masks(None, None) is None
+    with pytest.raises(ValueError):
+        padding_mask(torch.ones(3))
