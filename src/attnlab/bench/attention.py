@@ -1,0 +1,151 @@
+"""``attnlab bench attention``: our MultiHeadedAttention vs ``torch.nn.MultiheadAttention``.
+
+Both modules have the same size and the same weights (copied), run in the same process on the
+same input, forward + backward (the input requires grad, as inside a network), with
+``need_weights=False`` so that both take PyTorch's fused attention kernel. Timing is interleaved
+(ours, torch, ours, torch, ...) and the median is reported; peak memory is what PyTorch's CPU
+allocator holds at its high point during one step, replayed from the profiler's allocation
+events (see :mod:`attnlab.bench._measure`). The bar: ours/torch time <= 1.10 and memory <= 1.00
+at every length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+import torch
+from torch import nn
+
+from ..errors import AttnlabError
+from ._measure import median, peak_memory_bytes, time_interleaved
+
+HELP = "time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward, CPU)"
+EXAMPLE = "attnlab bench attention --lengths 64 256 1024 --repeats 10 --json bench.json"
+
+TIME_BAR, MEMORY_BAR = 1.10, 1.00
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--dim", type=int, default=256, help="model width d (default 256)")
+    p.add_argument("--heads", type=int, default=8, help="number of heads; head_dim = dim / heads (default 8)")
+    p.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024], help="sequence lengths T")
+    p.add_argument("--repeats", type=int, default=15, help="timed rounds per length (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="also write the results as JSON to PATH ('-' or no value: print JSON instead of the table)")
+    p.add_argument("--check", action="store_true", help="exit with code 1 if the bar is missed at any length")
+
+
+def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
+    from ..layers import MultiHeadedAttention
+
+    torch.manual_seed(0)
+    ours = MultiHeadedAttention(dim, heads, dim // heads)
+    ref = nn.MultiheadAttention(dim, heads, batch_first=True)
+    # Same weights: torch's packed in_proj is [W_Q; W_K; W_V] (3*dim, dim), the layout of our qkv.
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(ours.qkv.weight)
+        ref.in_proj_bias.copy_(ours.qkv.bias)
+        ref.out_proj.weight.copy_(ours.W_O.weight)
+        ref.out_proj.bias.copy_(ours.W_O.bias)
+    return ours, ref
+
+
+def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: int, warmup: int) -> dict:
+    """Run the benchmark and return its results as a JSON-ready dict."""
+    if dim % heads:
+        raise AttnlabError(f"--dim {dim} must be divisible by --heads {heads}")
+    if repeats < 1 or min(lengths) < 1:
+        raise AttnlabError("--repeats and every --lengths value must be >= 1")
+    ours, ref = _modules(dim, heads)
+    rows = []
+    for T in lengths:
+        x = torch.randn(batch, T, dim, requires_grad=True)
+
+        def reset() -> None:  # outside the measured region: freeing old grads is not the step's work
+            ours.zero_grad(set_to_none=True)
+            ref.zero_grad(set_to_none=True)
+            x.grad = None
+
+        def step_ours() -> None:
+            out, _ = ours(x, need_weights=False)
+            out.sum().backward()
+
+        def step_torch() -> None:
+            out, _ = ref(x, x, x, need_weights=False)
+            out.sum().backward()
+
+        with torch.no_grad():
+            max_diff = (ours(x)[0] - ref(x, x, x, need_weights=False)[0]).abs().max().item()
+        samples = time_interleaved({"ours": step_ours, "torch": step_torch}, repeats=repeats,
+                                   warmup=warmup, setup=reset)
+        t_ours, t_torch = median(samples["ours"]), median(samples["torch"])
+        reset()
+        m_ours = peak_memory_bytes(step_ours)
+        reset()
+        m_torch = peak_memory_bytes(step_torch)
+        rows.append({
+            "T": T,
+            "ours_ms": 1e3 * t_ours,
+            "torch_ms": 1e3 * t_torch,
+            "time_ratio": t_ours / t_torch,
+            "ours_peak_mib": m_ours / 2**20,
+            "torch_peak_mib": m_torch / 2**20,
+            "memory_ratio": m_ours / m_torch,
+            "max_abs_diff": max_diff,
+            "ours_samples_ms": [1e3 * s for s in samples["ours"]],
+            "torch_samples_ms": [1e3 * s for s in samples["torch"]],
+        })
+    passed = all(r["time_ratio"] <= TIME_BAR and r["memory_ratio"] <= MEMORY_BAR for r in rows)
+    return {
+        "benchmark": "attention",
+        "config": {"batch": batch, "dim": dim, "heads": heads, "head_dim": dim // heads,
+                   "repeats": repeats, "warmup": warmup, "pass": "forward+backward", "device": "cpu"},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "memory_method": ("peak live bytes of the CPU allocator during one step, "
+                          "from torch.profiler profile_memory events"),
+        "bar": {"time_ratio_max": TIME_BAR, "memory_ratio_max": MEMORY_BAR, "passed": passed},
+        "rows": rows,
+    }
+
+
+def format_table(res: dict) -> str:
+    c = res["config"]
+    lines = [
+        f"MultiHeadedAttention vs torch.nn.MultiheadAttention, forward+backward, batch {c['batch']}, "
+        f"d={c['dim']}, {c['heads']} heads, CPU ({res['machine']['threads']} threads, "
+        f"torch {res['machine']['torch']}), median of {c['repeats']} interleaved runs",
+        f"{'T':>6} {'ours ms':>9} {'torch ms':>9} {'time ratio':>10} "
+        f"{'ours MiB':>9} {'torch MiB':>10} {'mem ratio':>9}  bar",
+    ]
+    for r in res["rows"]:
+        ok = r["time_ratio"] <= TIME_BAR and r["memory_ratio"] <= MEMORY_BAR
+        lines.append(
+            f"{r['T']:>6} {r['ours_ms']:>9.2f} {r['torch_ms']:>9.2f} {r['time_ratio']:>10.3f} "
+            f"{r['ours_peak_mib']:>9.1f} {r['torch_peak_mib']:>10.1f} {r['memory_ratio']:>9.3f}  "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+    lines.append(f"bar (time ratio <= {TIME_BAR:.2f}, memory ratio <= {MEMORY_BAR:.2f}): "
+                 f"{'passed' if res['bar']['passed'] else 'missed'}")
+    lines.append(f"peak memory: {res['memory_method']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    res = measure(batch=args.batch, dim=args.dim, heads=args.heads, lengths=args.lengths,
+                  repeats=args.repeats, warmup=args.warmup)
+    if args.json == "-":
+        json.dump(res, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_table(res))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2)
+            print(f"wrote {args.json}")
+    return 1 if (args.check and not res["bar"]["passed"]) else 0

@@ -1,0 +1,111 @@
+"""``attnlab bench gpt``: training throughput of DialogueGPT vs Hugging Face GPT-2 of the same size.
+
+Both models get identical shapes (layers, width, heads, feed-forward width, context,
+vocabulary, tied output layer: the parameter counts are printed and must match), the same
+random batch, the same AdamW settings and the same number of threads, in the same process. One
+timed step = forward + loss + backward + optimizer step, each model through its own native
+path: ours through :class:`~attnlab.models.gpt.DialogueLoss`, GPT-2 through ``labels=`` (its
+built-in shifted cross-entropy) with its fastest attention (``sdpa``) and no KV cache. Steps
+are timed in interleaved rounds (see :mod:`attnlab.bench._measure`) and the medians compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..errors import AttnlabError
+from ._measure import median, time_interleaved
+
+HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU)"
+EXAMPLE = "attnlab bench gpt --layers 4 --dim 256 --heads 4 --context 128 --vocab 8000 --batch 16"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layers", type=int, default=4, help="Transformer blocks (default 4)")
+    parser.add_argument("--dim", type=int, default=256, help="model width (default 256)")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    parser.add_argument("--context", type=int, default=128, help="sequence length = context (default 128)")
+    parser.add_argument("--vocab", type=int, default=8000, help="vocabulary size (default 8000)")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout of both models (default 0)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per model (default 10)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from ..models.gpt import DialogueGPT, GPTConfig
+
+    try:
+        import transformers
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        raise AttnlabError(
+            "`attnlab bench gpt` needs Hugging Face transformers; install it with "
+            "`pip install -e '.[bench]'` (or `pip install transformers`)"
+        ) from None
+    transformers.logging.set_verbosity_error()  # config chatter about unused GPT-2 defaults
+    ours = DialogueGPT(GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim,
+                                 num_heads=args.heads, num_layers=args.layers, mlp_dim=4 * args.dim,
+                                 dropout=args.dropout, tie_weights=True))
+    hf_cfg = GPT2Config(vocab_size=args.vocab, n_positions=args.context, n_embd=args.dim,
+                        n_layer=args.layers, n_head=args.heads, n_inner=4 * args.dim,
+                        resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                        tie_word_embeddings=True, use_cache=False,
+                        bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")
+    hf_cfg._attn_implementation = "sdpa"
+    hf = GPT2LMHeadModel(hf_cfg)
+    return ours, hf
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.gpt import DialogueLoss
+
+    if args.dim % args.heads:
+        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ours, hf = _models(args)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_hf = sum(p.numel() for p in hf.parameters())
+    ids = torch.randint(0, args.vocab, (args.batch, args.context))  # (B, T), no padding
+    batch = {"input_ids": ids}
+    loss_fn = DialogueLoss()
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    ours.train()
+    hf.train()
+
+    def step_ours() -> None:
+        loss, _ = loss_fn(ours, batch)
+        loss.backward()
+        opt_ours.step()
+        opt_ours.zero_grad(set_to_none=True)
+
+    def step_hf() -> None:
+        loss = hf(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt_hf.step()
+        opt_hf.zero_grad(set_to_none=True)
+
+    samples = time_interleaved({"attnlab DialogueGPT": step_ours, "HF GPT2LMHeadModel": step_hf},
+                               repeats=args.repeats, warmup=2)
+    tokens = args.batch * args.context
+    tps = {name: tokens / median(s) for name, s in samples.items()}
+    print(f"training step (forward + loss + backward + AdamW), batch {args.batch} x {args.context} tokens, "
+          f"{args.layers} layers, dim {args.dim}, {args.heads} heads, vocab {args.vocab}, "
+          f"dropout {args.dropout}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'model':<22} {'params':>12} {'ms/step':>9} {'tokens/s':>10}")
+    for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
+        print(f"{name:<22} {n:>12,} {1000 * median(s):>9.1f} {tps[name]:>10,.0f}")
+    ratio = tps["attnlab DialogueGPT"] / tps["HF GPT2LMHeadModel"]
+    print(f"ratio ours/HF tokens/s: {ratio:.3f} (bar: >= 1.0)")
+    if n_ours != n_hf:
+        print(f"warning: parameter counts differ ({n_ours} vs {n_hf})")
+    return 0

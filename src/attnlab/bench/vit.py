@@ -1,0 +1,99 @@
+"""``attnlab bench vit``: training images/s of our ViT vs Hugging Face ViT of identical size.
+
+Both models get the same shapes (layers, width, heads, MLP width, patch, image size, classes:
+the parameter counts are printed and must match), the same random batch, the same AdamW
+settings and the same threads, in the same process. One timed step = forward + cross-entropy +
+backward + optimizer step; ours is the plain ViT (no conv stem), Hugging Face's
+``ViTForImageClassification`` runs with ``labels=`` and its fastest attention (``sdpa``).
+Steps are timed in interleaved rounds (:mod:`attnlab.bench._measure`) and the medians compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AttnlabError
+from ._measure import median, time_interleaved
+
+HELP = "training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size (CPU)"
+EXAMPLE = "attnlab bench vit --layers 6 --dim 192 --heads 3 --mlp-dim 384 --patch 4 --image-size 32 --batch 64"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layers", type=int, default=6, help="Transformer blocks (default 6)")
+    parser.add_argument("--dim", type=int, default=192, help="token width (default 192)")
+    parser.add_argument("--heads", type=int, default=3, help="attention heads (default 3)")
+    parser.add_argument("--mlp-dim", type=int, default=384, help="feed-forward width (default 384)")
+    parser.add_argument("--patch", type=int, default=4, help="patch side (default 4)")
+    parser.add_argument("--image-size", type=int, default=32, help="image side (default 32, CIFAR-10)")
+    parser.add_argument("--classes", type=int, default=10, help="classes (default 10)")
+    parser.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per model (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from ..models.vit import ViTConfig, VisionTransformer
+
+    try:
+        from transformers import ViTConfig as HFViTConfig, ViTForImageClassification
+    except ImportError:
+        raise AttnlabError("`attnlab bench vit` needs Hugging Face transformers; install it with "
+                           "`pip install -e '.[bench]'` (or `pip install transformers`)") from None
+    ours = VisionTransformer(ViTConfig(image_size=args.image_size, patch_size=args.patch, num_classes=args.classes,
+                                       dim=args.dim, num_layers=args.layers, num_heads=args.heads,
+                                       head_dim=args.dim // args.heads, mlp_dim=args.mlp_dim))
+    hf_cfg = HFViTConfig(hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         intermediate_size=args.mlp_dim, image_size=args.image_size, patch_size=args.patch,
+                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, qkv_bias=True)
+    hf_cfg._attn_implementation = "sdpa"
+    hf = ViTForImageClassification(hf_cfg)
+    return ours, hf
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dim % args.heads:
+        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    if args.image_size % args.patch:
+        raise AttnlabError(f"--image-size {args.image_size} must be divisible by --patch {args.patch}")
+    torch.manual_seed(args.seed)
+    ours, hf = _models(args)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_hf = sum(p.numel() for p in hf.parameters())
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size)  # (B, 3, H, W)
+    labels = torch.randint(0, args.classes, (args.batch,))
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    ours.train()
+    hf.train()
+
+    def step_ours() -> None:
+        F.cross_entropy(ours(images), labels).backward()
+        opt_ours.step()
+        opt_ours.zero_grad(set_to_none=True)
+
+    def step_hf() -> None:
+        hf(pixel_values=images, labels=labels).loss.backward()
+        opt_hf.step()
+        opt_hf.zero_grad(set_to_none=True)
+
+    samples = time_interleaved({"attnlab ViT": step_ours, "HF ViTForImageClassification": step_hf},
+                               repeats=args.repeats, warmup=2)
+    ips = {name: args.batch / median(s) for name, s in samples.items()}
+    tokens = (args.image_size // args.patch) ** 2 + 1
+    print(f"training step (forward + cross-entropy + backward + AdamW), batch {args.batch}, "
+          f"{args.image_size}x{args.image_size} images, patch {args.patch} ({tokens} tokens), {args.layers} layers, "
+          f"dim {args.dim}, {args.heads} heads, MLP {args.mlp_dim}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats}")
+    print(f"{'model':<30} {'params':>12} {'ms/step':>9} {'images/s':>10}")
+    for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
+        print(f"{name:<30} {n:>12,} {1000 * median(s):>9.1f} {ips[name]:>10,.1f}")
+    ratio = ips["attnlab ViT"] / ips["HF ViTForImageClassification"]
+    print(f"ratio ours/HF images/s: {ratio:.3f} (bar: >= 1.0)")
+    if n_ours != n_hf:
+        print(f"warning: parameter counts differ ({n_ours} vs {n_hf})")
+    return 0

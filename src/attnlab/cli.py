@@ -1,0 +1,83 @@
+"""The ``attnlab`` command line: one subcommand per module in ``attnlab.commands``.
+
+Only the chosen subcommand's module is imported, so ``attnlab --help`` is fast and a
+subcommand whose module is absent fails with a clear message only when it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from types import ModuleType
+
+from attnlab.commands import add_dispatch, example_epilog, formatter
+from attnlab.errors import AttnlabError
+from attnlab.tasks import load_module
+
+COMMANDS: dict[str, str] = {
+    "train": "train a task's model (toy, gpt, lstm-lm, vit, text) into a run directory",
+    "eval": "evaluate a checkpoint and write metrics.json",
+    "generate": "sample text from a trained language model",
+    "attention-map": "draw the attention weights of a trained model as heatmaps",
+    "predict": "classify new inputs with a trained model",
+    "explain": "explain a prediction through its attention",
+    "sweep": "train a grid of configurations and tabulate the results",
+    "data": "download and unpack a data set (imdb, cifar10, shakespeare)",
+    "bench": "run a benchmark (attention, gpt, vit)",
+    "lab": "run a lab experiment (graph, vanishing, complexity, lowrank, scaling, generation, report)",
+}
+
+DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
+EXAMPLES = """\
+attnlab train toy --out runs/toy                 # ~20 s on a CPU, prints the run dir and accuracy
+attnlab eval toy --checkpoint runs/toy
+attnlab train gpt --preset tiny --set train.epochs=2 --out runs/gpt
+attnlab train gpt --list-presets
+attnlab bench attention
+attnlab COMMAND --help                           # every command explains itself"""
+
+
+def _configure(p: argparse.ArgumentParser, module: ModuleType, rest: list[str]) -> None:
+    """Let the command add its flags; dispatching commands also see the arguments after their name."""
+    add = module.add_arguments
+    if "argv" in inspect.signature(add).parameters:
+        add(p, argv=rest)
+    else:
+        add(p)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The full parser for ``argv`` (only the chosen subcommand's module is imported)."""
+    parser = argparse.ArgumentParser(prog="attnlab", description=DESCRIPTION, formatter_class=formatter(),
+                                     epilog=example_epilog(EXAMPLES))
+    try:
+        from attnlab import __version__ as version
+    except ImportError:
+        version = "unknown"
+    parser.add_argument("--version", action="version", version=f"attnlab {version}")
+    add_dispatch(parser, argv, dest="command", metavar="COMMAND", known=COMMANDS, package="attnlab.commands",
+                 kind="command", configure=lambda p, module: _configure(p, module, argv[1:]))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``attnlab``; returns the exit code (2 for user errors, 130 when interrupted)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return int(args._command_module.run(args) or 0)
+    except AttnlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if argv[:1] == ["train"]:
+            print("\ninterrupted: the last checkpoint is kept; run the same command with --resume to continue",
+                  file=sys.stderr)
+        else:
+            print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

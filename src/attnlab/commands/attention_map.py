@@ -1,0 +1,59 @@
+"""``attnlab attention-map``: a trained ViT's class-token attention, overlaid on validation images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import AttnlabError
+
+HELP = "draw a trained ViT's class-token attention (or attention rollout) over validation images"
+EXAMPLE = "attnlab attention-map --checkpoint runs/vit --num-images 10 --out maps.png --data-dir data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="run directory of `attnlab train vit` (its best checkpoint) or a checkpoint directory")
+    parser.add_argument("--num-images", type=int, default=10, help="validation images to draw (default 10)")
+    parser.add_argument("--out", type=Path, default=Path("attention_maps.png"), help="PNG to write")
+    parser.add_argument("--rollout", action="store_true",
+                        help="attention rollout through the layers instead of the head/layer average")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"),
+                        help="the data the model was trained on (CIFAR-10 folder/archive or image folder)")
+    parser.add_argument("--offset", type=int, default=0, help="skip this many validation images first")
+    parser.add_argument("--cols", type=int, default=5, help="panels per row (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.augment import normalize, split
+    from ..tasks.vit import load_images, model_from_checkpoint
+    from ..viz.attention_map import attention_rollout, cls_attention, save_grid, upsample
+
+    if args.num_images < 1:
+        raise AttnlabError(f"--num-images must be >= 1, got {args.num_images}")
+    model, meta = model_from_checkpoint(args.checkpoint)
+    train_all, _ = load_images(args.data_dir, model.config.image_size)
+    data = meta.get("data", {})
+    _, val = split(train_all, data.get("val_size", 5000), data.get("split_seed", 0))
+    stop = args.offset + args.num_images
+    if stop > len(val.labels):
+        raise AttnlabError(f"the validation split has {len(val.labels)} images; lower --num-images/--offset")
+    images, labels = val.images[args.offset:stop], val.labels[args.offset:stop]  # (n, 3, H, W) uint8
+    classes = meta.get("classes") or list(train_all.classes)
+    with torch.no_grad():
+        features, attentions = model.forward_features(normalize(images), need_weights=True)
+        preds = model.forward_head(features).argmax(-1)
+    scores = attention_rollout(attentions) if args.rollout else cls_attention(attentions)  # (n, N)
+    grid = model.grid_for(tuple(images.shape[-2:]))
+    maps = upsample(scores, grid, tuple(images.shape[-2:]))  # (n, H, W)
+    titles = [f"true: {classes[t]}\npred: {classes[p]}" for t, p in zip(labels.tolist(), preds.tolist())]
+    colors = ["green" if t == p else "red" for t, p in zip(labels.tolist(), preds.tolist())]
+    what = "attention rollout" if args.rollout else "class-token attention, mean over heads and layers"
+    out = save_grid(images, maps, titles, args.out, colors=colors, cols=args.cols, suptitle=what)
+    correct = int((preds == labels).sum())
+    print(f"wrote {out} ({args.num_images} validation images, {correct} classified correctly; {what})",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,160 @@
+"""``attnlab sweep``: train one task over a grid of config values; tabulate the results.
+
+Every combination of the ``--grid`` values is one training run (``attnlab train TASK`` with
+those ``--set`` overrides) in its own folder under ``--out``. The results go to
+``results.csv`` and ``results.md`` (one row per run, best ``--metric`` first) and to
+TensorBoard's HParams tab (``--out``/tb). Options after ``TASK`` that the sweep does not know
+are the task's own (e.g. ``--model``, ``--data-dir`` for ``text``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ..errors import AttnlabError
+
+HELP = "train a task over a grid of hyperparameters; write CSV, Markdown and TensorBoard hparams"
+EXAMPLE = ("attnlab sweep text --model transformer --data-dir data/aclImdb --embeddings glove.6B.50d.txt "
+           "--grid model.num_layers=1,2 train.lr=1e-3,3e-4 --out runs/sweep-transformer")
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    parser.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", default=d([]),
+                        help="config keys and their comma-separated values; every combination is run")
+    parser.add_argument("--preset", default=d(None), help="the task preset every run starts from")
+    parser.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=d([]),
+                        help="a fixed override for every run (repeatable)")
+    parser.add_argument("--out", type=Path, default=d(None), help="sweep folder (default runs/sweep-TASK-TIME)")
+    parser.add_argument("--metric", default=d(None),
+                        help="column to sort by (default: train.monitor of the config, e.g. val_accuracy)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", metavar="TASK", help="the task to sweep (toy, gpt, lstm-lm, vit, text)")
+    _add_sweep_options(parser)
+    parser.add_argument("task_args", nargs=argparse.REMAINDER,
+                        help="sweep options (--grid ...) and the task's own options, after TASK")
+
+
+def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
+    """``["a=1,2", "b=x"]`` -> ``[("a", ["1", "2"]), ("b", ["x"])]``, with clear errors."""
+    grid, seen = [], set()
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not vals:
+            raise AttnlabError(f"--grid expects KEY=V1,V2,... (e.g. train.lr=1e-3,3e-4), got {item!r}")
+        if key in seen:
+            raise AttnlabError(f"--grid names '{key}' twice; list all its values once: {key}=V1,V2")
+        seen.add(key)
+        grid.append((key, vals))
+    if not grid:
+        raise AttnlabError("nothing to sweep: pass --grid KEY=V1,V2 [KEY=V1,V2 ...]")
+    return grid
+
+
+def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mode: str) -> None:
+    metric_cols = sorted({k for r in rows for k in r["metrics"]})
+    lead = [m for m in (metric, "test_accuracy", "val_loss", "train_seconds") if m in metric_cols]
+    metric_cols = lead + [m for m in metric_cols if m not in lead]
+
+    def score(r: dict) -> float:
+        v = r["metrics"].get(metric, math.nan)
+        return -math.inf if not math.isfinite(v) else (v if mode == "max" else -v)
+
+    rows = sorted(rows, key=score, reverse=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", *keys, "status", *metric_cols])
+        for r in rows:
+            w.writerow([r["name"], *(r["params"][k] for k in keys), r["status"],
+                        *(r["metrics"].get(m, "") for m in metric_cols)])
+    shown = metric_cols[:6]
+    lines = ["| run | " + " | ".join(keys + ["status"] + shown) + " |",
+             "|---" * (len(keys) + len(shown) + 2) + "|"]
+    for r in rows:
+        vals = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in shown]
+        lines.append(f"| {r['name']} | " + " | ".join([str(r["params"][k]) for k in keys] + [r["status"]] + vals) + " |")
+    (out / "results.md").write_text(f"Sweep results, best {metric} first.\n\n" + "\n".join(lines) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import build_config
+    from ..engine.loop import monitor_mode
+    from ..tasks import load_task
+
+    task = load_task(args.task)
+    parser = argparse.ArgumentParser(prog=f"attnlab sweep {args.task}")
+    _add_sweep_options(parser, defaults=False)
+    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    task.add_arguments(parser)
+    try:
+        ns = parser.parse_args(args.task_args or [])
+    except SystemExit as e:  # argparse already printed the problem
+        raise AttnlabError(f"bad options for `attnlab sweep {args.task}` (see above)") from e
+    # Sweep options may come before TASK (parsed by the CLI) or after it (parsed here).
+    ns.set = list(getattr(args, "set", None) or []) + list(getattr(ns, "set", []))
+    ns.grid = list(getattr(args, "grid", None) or []) + list(getattr(ns, "grid", []))
+    for name in ("preset", "out", "metric"):
+        if not hasattr(ns, name):
+            setattr(ns, name, getattr(args, name, None))
+    grid = parse_grid(ns.grid)
+    keys = [k for k, _ in grid]
+    out = ns.out or Path("runs") / f"sweep-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    combos = list(itertools.product(*[v for _, v in grid]))
+    # Check every combination before training anything: a typo fails now, not after an hour.
+    configs = [build_config(task.CONFIG, ns.preset, ns.set + [f"{k}={v}" for k, v in zip(keys, c)]) for c in combos]
+    metric = ns.metric or configs[0].train.monitor
+    mode = monitor_mode(metric)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    rows = []
+    try:
+        for i, (combo, cfg) in enumerate(zip(combos, configs)):
+            params = dict(zip(keys, combo))
+            name = f"run{i:03d}-" + "-".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
+            run_dir = out / name
+            print(f"[{i + 1}/{len(combos)}] {name}", file=sys.stderr, flush=True)
+            run_args = argparse.Namespace(**vars(ns))
+            run_args.set = ns.set + [f"{k}={v}" for k, v in params.items()]
+            run_args.resume = (run_dir / "checkpoints" / "latest").exists()
+            try:
+                metrics = task.train(cfg, run_args, run_dir)
+                status = "ok"
+            except AttnlabError as e:
+                print(f"error: {name}: {e}", file=sys.stderr)
+                metrics, status = {}, "failed"
+            metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+            (run_dir).mkdir(parents=True, exist_ok=True)
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            rows.append({"name": name, "params": params, "status": status, "metrics": metrics})
+            hp = {k: _hp_value(v) for k, v in params.items()}
+            writer.add_hparams(hp, {f"hparam/{k}": v for k, v in metrics.items() if math.isfinite(v)},
+                               run_name=name)
+            _write_tables(out, rows, keys, metric, mode)  # after every run: partial results survive
+    finally:
+        writer.close()
+    best = max(rows, key=lambda r: (r["metrics"].get(metric, -math.inf) if mode == "max"
+                                    else -r["metrics"].get(metric, math.inf)))
+    print(f"{len(rows)} runs; best {metric}: {best['metrics'].get(metric, float('nan')):.4f} ({best['name']})")
+    print(f"results: {out / 'results.csv'}, {out / 'results.md'}, TensorBoard: {out / 'tb'}")
+    return 0
+
+
+def _hp_value(v: str) -> float | str:
+    try:
+        return float(v)
+    except ValueError:
+        return v

@@ -1,0 +1,92 @@
+"""Tiny Shakespeare: the embedded default text, its dialogues, a seeded split and ``fetch``.
+
+The text (Karpathy's char-rnn ``input.txt``, public domain, 1,115,394 characters) ships inside
+the package, so ``attnlab train gpt`` works offline. It is a play script::
+
+    First Citizen:
+    Before we proceed any further, hear me speak.
+
+    All:
+    Speak, speak.
+
+Each speaker turn (the speaker's name and what they say) is a block separated from the next by
+a blank line; :func:`all_dialogues` returns one string per turn, and :func:`split_dialogues`
+splits them into training and validation turns at random, with a seed, so that no turn is
+shared between the two.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from importlib import resources
+from pathlib import Path
+
+from ..errors import AttnlabError
+
+__all__ = ["URL", "MD5", "load_text", "all_dialogues", "split_dialogues", "fetch"]
+
+URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+MD5 = "6fb458f1232090904fb40fe944165e91"
+EMBEDDED = "tinyshakespeare.txt"  # package data of attnlab.data
+
+# One or more lines holding only white space separate two turns.
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
+def load_text(path: str | Path | None = None) -> str:
+    """The text of ``path`` (UTF-8), or the embedded Tiny Shakespeare when ``path`` is ``None``."""
+    if path is None:
+        return resources.files("attnlab.data").joinpath(EMBEDDED).read_text(encoding="utf-8")
+    path = Path(path)
+    if not path.exists():
+        raise AttnlabError(f"data file '{path}' does not exist; pass an existing text file with --data")
+    if not path.is_file():
+        raise AttnlabError(f"data path '{path}' is not a file; pass a plain-text file with --data")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AttnlabError(
+            f"data file '{path}' is not UTF-8 text (byte {e.start}: {e.reason}); "
+            "convert it, e.g. with `iconv -t utf-8`"
+        ) from None
+    if not text.strip():
+        raise AttnlabError(f"data file '{path}' is empty; pass a file with some text in it")
+    return text
+
+
+def all_dialogues(text: str) -> list[str]:
+    """Every speaker turn of ``text``: the blocks between blank lines, stripped, empty ones dropped."""
+    text = text.replace("\r\n", "\n")
+    return [block.strip() for block in _BLANK_LINES.split(text) if block.strip()]
+
+
+def split_dialogues(
+    dialogues: list[str], *, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Shuffle the turns with ``seed`` and return ``(train, val)``, ``val`` holding ``val_fraction``.
+
+    With at least two turns both parts are non-empty, so a tiny ``--data`` file still trains.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise AttnlabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if len(dialogues) < 2:
+        raise AttnlabError(
+            f"the text has {len(dialogues)} dialogue turn(s), need at least 2 to split into "
+            "training and validation; separate turns with blank lines"
+        )
+    order = list(range(len(dialogues)))
+    random.Random(seed).shuffle(order)
+    n_val = min(max(1, round(val_fraction * len(dialogues))), len(dialogues) - 1)
+    val_idx = set(order[:n_val])
+    train = [d for i, d in enumerate(dialogues) if i not in val_idx]
+    val = [d for i, d in enumerate(dialogues) if i in val_idx]
+    return train, val
+
+
+def fetch(dest: Path) -> Path:
+    """Download Tiny Shakespeare into ``dest/tinyshakespeare/input.txt`` (md5-checked)."""
+    from .download import fetch_url  # the engine's downloader: checksum, resume, atomic rename
+
+    target = Path(dest) / "tinyshakespeare" / "input.txt"
+    return fetch_url(URL, target, md5=MD5, desc="tinyshakespeare")

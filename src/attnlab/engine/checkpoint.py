@@ -1,0 +1,267 @@
+"""Checkpoints: written atomically, loaded without unpickling arbitrary objects.
+
+Layout under ``run_dir/checkpoints/``::
+
+    step-00000120/          one complete checkpoint
+        model.safetensors   weights (tied/shared tensors stored once)
+        training.pt         optimizer, scheduler, scaler, RNG states, position, early-stopping state
+                            (plain tensors and containers: loads with ``torch.load(weights_only=True)``)
+        meta.json           task, model config, vocabulary, attnlab version, step, file checksums
+    latest                  text file naming the newest checkpoint directory
+    best                    text file naming the best one (when validation is active)
+
+A checkpoint is written into a temporary directory, every file fsync'ed, then renamed into
+place; the pointers are replaced with ``os.replace``. A crash at any moment leaves the previous
+checkpoint intact and the pointers naming complete directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_model
+from torch import nn
+
+from attnlab.errors import AttnlabError
+
+CHECKPOINTS = "checkpoints"
+FILES = ("model.safetensors", "training.pt", "meta.json")
+FORMAT = 1
+
+
+def attnlab_version() -> str:
+    try:
+        return metadata.version("attnlab")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+# --------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA RNG states as tensors/ints (``weights_only``-loadable)."""
+    version, internal, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+# --------------------------------------------------------------------------- atomic writes
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_pointer(root: Path, tag: str, name: str) -> None:
+    tmp = root / f".{tag}.tmp"
+    tmp.write_text(name + "\n")
+    _fsync_file(tmp)
+    os.replace(tmp, root / tag)
+
+
+def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, Any],
+                    training: dict[str, Any] | None = None, step: int = 0,
+                    tags: tuple[str, ...] = ("latest",)) -> Path:
+    """Write a checkpoint of ``model`` under ``run_dir/checkpoints`` and point ``tags`` at it.
+
+    ``meta`` must be JSON-serialisable (task, model config, vocabulary, ...); ``training`` holds
+    tensors and plain containers only. Checkpoints no pointer names any more are deleted.
+    Returns the checkpoint directory.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    name, n = f"step-{step:08d}", 1
+    while (root / name).exists():
+        name, n = f"step-{step:08d}.{n}", n + 1
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_model(unwrap(model), str(tmp / "model.safetensors"), force_contiguous=True)
+        buf = io.BytesIO()
+        torch.save(training or {}, buf)
+        (tmp / "training.pt").write_bytes(buf.getvalue())
+        full_meta = {**meta, "step": step, "attnlab_version": attnlab_version(), "format": FORMAT,
+                     "sha256": {f: _sha256(tmp / f) for f in FILES[:2]}}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1))
+        for f in FILES:
+            _fsync_file(tmp / f)
+        _fsync_dir(tmp)
+        os.rename(tmp, root / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    for tag in tags:
+        _write_pointer(root, tag, name)
+    _fsync_dir(root)
+    _collect_garbage(root)
+    return root / name
+
+
+def _collect_garbage(root: Path) -> None:
+    keep = {(root / tag).read_text().strip() for tag in ("latest", "best") if (root / tag).exists()}
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name not in keep and (entry.name.startswith("step-") or entry.name.startswith(".tmp-")):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``meta`` (JSON) and ``weights`` (a state dict); training state on demand."""
+
+    path: Path
+    meta: dict[str, Any]
+    weights: dict[str, torch.Tensor] = field(repr=False)
+
+    @property
+    def task(self) -> str | None:
+        return self.meta.get("task")
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    def load_into(self, model: nn.Module, *, strict: bool = True) -> nn.Module:
+        """Copy the weights into ``model`` (tied weights are restored); returns ``model``."""
+        model = unwrap(model)
+        device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
+        try:
+            load_model(model, str(self.path / "model.safetensors"), strict=strict, device=str(device))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:300]
+            raise AttnlabError(
+                f"checkpoint {self.path} does not match this model ({first}); "
+                "rebuild the model from the checkpoint's meta.json config or pick the matching checkpoint"
+            ) from None
+        return model
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimizer/scheduler/RNG/position state, loaded with ``torch.load(weights_only=True)``."""
+        try:
+            return torch.load(self.path / "training.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise _corrupt(self.path, "training.pt", exc) from None
+
+
+def _corrupt(path: Path, fname: str, exc: Exception | str) -> AttnlabError:
+    return AttnlabError(
+        f"checkpoint {path} is damaged: {fname} is unreadable ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+        f"resume from an earlier checkpoint (a checkpoints/step-* directory) or retrain without --resume"
+    )
+
+
+def resolve_checkpoint_dir(path: str | Path, which: str = "best") -> Path:
+    """A checkpoint directory from a checkpoint dir, a run dir or a run's ``checkpoints/`` dir.
+
+    For a run, ``which`` picks the ``best`` (falls back to ``latest``) or the ``latest`` pointer.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AttnlabError(f"checkpoint path {path} does not exist; pass a run directory "
+                           "(e.g. runs/toy-20250101-120000) or one of its checkpoints/step-* directories")
+    if path.is_file():
+        path = path.parent
+    if any((path / f).exists() for f in FILES):
+        return path
+    root = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
+    for tag in ((which, "latest") if which != "latest" else ("latest",)):
+        pointer = root / tag
+        if pointer.exists():
+            target = root / pointer.read_text().strip()
+            if not target.is_dir():
+                raise AttnlabError(f"{pointer} names {target.name}, which is missing; pass one of the "
+                                   f"checkpoint directories in {root} explicitly")
+            return target
+    raise AttnlabError(f"no checkpoint found in {path} (expected model.safetensors, or checkpoints/latest "
+                       "in a run directory); train first with `attnlab train TASK --out DIR`")
+
+
+def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "best") -> Checkpoint:
+    """Load a checkpoint (weights + meta) from a checkpoint dir or a run dir.
+
+    Raises ``AttnlabError`` if it is missing, truncated, corrupted (checksums), or was written
+    by another task than ``task``.
+    """
+    ckpt = resolve_checkpoint_dir(path, which)
+    for fname in FILES:
+        if not (ckpt / fname).is_file():
+            raise AttnlabError(f"checkpoint {ckpt} is incomplete: {fname} is missing; pass a complete "
+                               "checkpoint directory (or the run directory to use its latest one)")
+    try:
+        meta = json.loads((ckpt / "meta.json").read_text())
+        assert isinstance(meta, dict), "not a JSON object"
+    except (json.JSONDecodeError, UnicodeDecodeError, AssertionError) as exc:
+        raise _corrupt(ckpt, "meta.json", exc) from None
+    if task is not None and meta.get("task") != task:
+        other = meta.get("task")
+        raise AttnlabError(f"checkpoint {ckpt} was trained by task '{other}', not '{task}'; "
+                           f"use `attnlab eval {other} --checkpoint {path}` or a '{task}' checkpoint")
+    for fname, digest in (meta.get("sha256") or {}).items():
+        if (ckpt / fname).is_file() and _sha256(ckpt / fname) != digest:
+            raise _corrupt(ckpt, fname, "checksum mismatch: the file was truncated or modified")
+    try:
+        weights = load_file(str(ckpt / "model.safetensors"))
+    except Exception as exc:
+        raise _corrupt(ckpt, "model.safetensors", exc) from None
+    return Checkpoint(ckpt, meta, weights)

@@ -1,0 +1,68 @@
+"""Metrics to ``metrics.jsonl`` (one JSON object per line) and TensorBoard (``run_dir/tb``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe floats (0-d tensors become numbers, NaN/inf become strings JSON can hold)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class RunLogger:
+    """Appends records to ``metrics.jsonl`` and mirrors numbers to TensorBoard.
+
+    Only the main process logs (``enabled=False`` elsewhere). TensorBoard is imported lazily
+    and skipped with a note if it is not installed.
+    """
+
+    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.enabled, self.writer = enabled, None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+            except Exception as exc:  # ImportError, or a broken tensorboard install
+                print(f"note: TensorBoard logging disabled ({exc})", file=sys.stderr)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (written after the checkpoint we resume from)."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+        self.path.write_text("".join(k + "\n" for k in kept))
+
+    def log(self, step: int, metrics: dict[str, Any], **extra: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3), **extra,
+                  **{k: _plain(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(key.replace("_", "/", 1), value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

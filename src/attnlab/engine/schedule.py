@@ -1,0 +1,85 @@
+"""Learning-rate schedule (linear warm-up, then cosine decay) and the AdamW parameter groups."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+# Names that mark a parameter as an embedding even when it is a bare nn.Parameter matrix
+# (learned position tables, CLS/mask tokens): these are lookup tables, not linear maps, and
+# decaying them towards zero only hurts.
+_EMBEDDING_HINTS = ("embed", "emb.", "pos_", "position", "token", "cls")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decay for matrices (ndim >= 2), none for embeddings, norms and biases.
+
+    A parameter is treated as an embedding if it belongs to an ``nn.Embedding``, its name
+    contains one of ``embed``, ``pos_``, ``position``, ``token``, ``cls``, or the model lists it
+    in ``model.no_weight_decay()`` (the timm convention).
+    """
+    skip: set[str] = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    for mod_name, module in model.named_modules():
+        if isinstance(module, nn.Embedding):
+            skip.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:  # tied weights appear once
+            continue
+        seen.add(id(p))
+        lowered = name.lower()
+        is_embedding = name in skip or any(h in lowered for h in _EMBEDDING_HINTS)
+        (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` (betas 0.9/0.95 as in GPT-style training)."""
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95))
+
+
+class WarmupCosine:
+    """lr(step) = lr * factor: linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio``.
+
+    Progress through the decay is ``max(step fraction, time fraction)`` when a ``time_limit``
+    is set, so a time-limited run still ends at the low learning rate.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, lr: float, total_steps: int,
+                 warmup_steps: int, min_lr_ratio: float, time_limit: float | None = None) -> None:
+        self.optimizer, self.lr = optimizer, lr
+        self.total_steps, self.warmup_steps = max(1, total_steps), max(0, warmup_steps)
+        self.min_lr_ratio, self.time_limit = min_lr_ratio, time_limit
+        self.step_count, self.last_lr = 0, lr
+
+    def factor(self, step: int, elapsed: float = 0.0) -> float:
+        """The multiplier for optimizer step ``step`` (0-based) after ``elapsed`` seconds."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = (step - self.warmup_steps) / span
+        if self.time_limit:
+            progress = max(progress, elapsed / self.time_limit)
+        progress = min(1.0, max(0.0, progress))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+
+    def apply(self, step: int, elapsed: float = 0.0) -> float:
+        """Set the learning rate of every param group for step ``step``; returns it."""
+        self.step_count = step
+        self.last_lr = self.lr * self.factor(step, elapsed)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.last_lr
+        return self.last_lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "last_lr": self.last_lr, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count, self.last_lr = int(state["step_count"]), float(state["last_lr"])

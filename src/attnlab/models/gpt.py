@@ -1,0 +1,225 @@
+"""DialogueGPT: a decoder-only Transformer language model, its masked loss, and generation.
+
+``DialogueGPT`` = token embedding + learned positional embedding -> the core pre-norm
+:class:`attnlab.layers.Transformer` under a causal mask (combined with the padding mask when
+one is given) -> final LayerNorm -> language-model head (tied to the token embedding by
+default). ``DialogueLoss`` is next-token cross-entropy over real tokens only; ``generate`` is
+greedy or sampled decoding with a key/value cache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attention import causal_mask, combine_masks, padding_mask
+from ..errors import AttnlabError
+from ..layers import KVCache, Transformer
+from ..positional import LearnedPositionalEmbedding
+from .tokenizer import PAD_ID, START_ID
+
+__all__ = ["GPTConfig", "DialogueGPT", "DialogueLoss", "lm_loss", "generate", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # target id that cross_entropy skips (padding, positions with no next token)
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 0  # set from the tokenizer when training; 0 = not known yet
+    context: int = 128  # maximum positions seen at once (learned positional embedding size)
+    dim: int = 128  # model width
+    num_heads: int = 4  # attention heads; each is dim // num_heads wide
+    num_layers: int = 4  # Transformer blocks
+    mlp_dim: int = 512  # hidden width of the feed-forward layers (4 * dim, as in GPT-2)
+    dropout: float = 0.1  # on the embeddings and the residual branches
+    attn_dropout: float = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel: slower)
+    tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
+
+
+class DialogueGPT(nn.Module):
+    """``forward(input_ids (B, T), input_mask (B, T_k) | None, *, cache) -> logits (B, T, V)``.
+
+    ``input_mask`` (True/1 = real token) covers every key position, i.e. the cached ones too when
+    a ``cache`` is given; it is combined with the causal mask. One shortcut: when the padding is
+    all on the right (as :func:`attnlab.data.dialogue.collate` makes it), the causal mask alone
+    already hides every pad from every real token (pads come after it), so the fused causal
+    kernel runs instead (on CPU the explicit-mask path costs more) and the real positions' logits
+    are the same; only the outputs at pad positions, which nothing uses, differ.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        c = config
+        if c.vocab_size <= 0:
+            raise AttnlabError("GPTConfig.vocab_size must be set (it comes from the tokenizer)")
+        if c.dim % c.num_heads:
+            raise AttnlabError(f"dim={c.dim} must be divisible by num_heads={c.num_heads}")
+        self.config = c
+        self.tok = nn.Embedding(c.vocab_size, c.dim)
+        self.pos = LearnedPositionalEmbedding(max_len=c.context, dim=c.dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.transformer = Transformer(
+            c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers, dropout=c.dropout
+        )
+        for block in self.transformer.layers:  # the core uses one rate for both; ours are separate
+            block.attn.dropout = c.attn_dropout
+        self.norm = nn.LayerNorm(c.dim)
+        self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
+        if c.tie_weights:
+            self.head.weight = self.tok.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * layers).
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.W_O.weight", "ffn.net.3.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
+        B, T = input_ids.shape
+        offset = cache.length if cache is not None else 0
+        x = self.drop(self.pos(self.tok(input_ids), offset=offset))  # (B, T, dim)
+        if input_mask is not None and tuple(input_mask.shape) != (B, offset + T):
+            raise ValueError(f"input_mask must be ({B}, {offset + T}), got {tuple(input_mask.shape)}")
+        if input_mask is None or (cache is None and _right_padded(input_mask)):
+            # The fused kernel's own causal path; a single new query may see every cached key.
+            attn_mask, is_causal = None, T > 1
+        else:
+            causal = causal_mask(T, offset + T, device=input_ids.device)  # (T, T_k)
+            attn_mask, is_causal = combine_masks(causal, padding_mask(input_mask)), False  # (B, 1, T, T_k)
+        h, _ = self.transformer(x, attn_mask, is_causal=is_causal, cache=cache)
+        return self.head(self.norm(h))  # (B, T, V)
+
+    def no_weight_decay(self) -> set[str]:
+        """The position table is a lookup table, not a linear map: AdamW leaves it undecayed."""
+        return {"pos.weight"}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _right_padded(input_mask: Tensor) -> bool:
+    """True when every row is real tokens followed only by padding: 1...1 0...0."""
+    m = input_mask.to(torch.bool)
+    return bool((m[:, 1:] <= m[:, :-1]).all())
+
+
+def lm_loss(logits: Tensor, input_ids: Tensor, input_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Next-token cross-entropy: ``(mean, sum, count)`` over the real target tokens.
+
+    For an example of T tokens there are T-1 terms: logit ``i`` predicts token ``i+1``; the
+    first token (the start token) is never a target, the last logit has no target, and a target
+    that is padding (``input_mask`` 0) is skipped. ``mean = sum / count``.
+    """
+    B, T, V = logits.shape
+    targets = torch.full_like(input_ids, IGNORE_INDEX)  # (B, T): position T-1 stays ignored
+    targets[:, :-1] = input_ids[:, 1:]
+    if input_mask is not None:
+        targets[:, :-1].masked_fill_(~input_mask[:, 1:].to(torch.bool), IGNORE_INDEX)
+    # Flattening the full logits (no slice) avoids copying the (B, T, V) tensor.
+    total = F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
+                            ignore_index=IGNORE_INDEX, reduction="sum")
+    count = (targets != IGNORE_INDEX).sum()
+    return total / count.clamp_min(1), total, count
+
+
+class DialogueLoss:
+    """The engine's ``loss_fn(model, batch) -> (mean loss, {"loss_sum", "count"})`` for any LM
+    whose ``forward(input_ids, input_mask)`` returns (B, T, V) logits."""
+
+    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        logits = model(batch["input_ids"], batch.get("input_mask"))
+        mean, total, count = lm_loss(logits, batch["input_ids"], batch.get("input_mask"))
+        return mean, {"loss_sum": total.detach(), "count": count}
+
+
+def _pick(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator) -> int:
+    """Choose the next id from (V,) logits: argmax when ``temperature <= 0``, else sample."""
+    logits = logits.float().clone()
+    logits[[PAD_ID, START_ID]] = -math.inf  # never targets in training; never generated
+    if temperature <= 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already >= p
+        logits[order[drop]] = -math.inf
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prefix_ids: Sequence[int] | Tensor,
+    num_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> list[int]:
+    """Continue ``prefix_ids`` by ``num_tokens`` new ids (returned without the prefix).
+
+    Greedy when ``temperature`` is 0, else sampled from ``softmax(logits / temperature)``
+    restricted to the ``top_k`` most likely ids and/or the smallest set holding ``top_p`` of
+    the probability; ``seed`` makes sampling reproducible. An empty prefix starts from the start
+    token. The model sees at most ``context`` tokens: when the text outgrows it, the window jumps
+    forward to the last ``context // 2`` tokens. Both paths follow this rule, so with
+    ``use_cache`` (keys and values of earlier positions kept, one new position computed per
+    token; the cache is rebuilt after a jump) the greedy output is identical to the uncached one
+    (the whole window recomputed for every token). ``use_cache`` needs a :class:`DialogueGPT`;
+    other language models (the LSTM) run the uncached path.
+    """
+    if num_tokens < 0:
+        raise AttnlabError(f"num_tokens must be >= 0, got {num_tokens}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise AttnlabError(f"top_p must be in (0, 1], got {top_p}")
+    context = model.config.context
+    use_cache = use_cache and isinstance(model, DialogueGPT)
+    ids = [int(i) for i in prefix_ids] or [START_ID]
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device)
+    if seed is not None:
+        gen.manual_seed(seed)
+    else:
+        gen.seed()
+    was_training = model.training
+    model.eval()
+    try:
+        start = max(0, len(ids) - context)  # first position of the window
+        cache: KVCache | None = None
+        out: list[int] = []
+        for _ in range(num_tokens):
+            if len(ids) - start > context:
+                start = len(ids) - max(1, context // 2)
+                cache = None
+            if not use_cache:
+                window = torch.tensor([ids[start:]], device=device)  # (1, T)
+                logits = model(window)[0, -1]
+            elif cache is None:  # prime the cache with the whole window
+                cache = KVCache(model.config.num_layers)
+                logits = model(torch.tensor([ids[start:]], device=device), cache=cache)[0, -1]
+            else:  # one new position over the cached ones
+                logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
+            nxt = _pick(logits, temperature, top_k, top_p, gen)
+            ids.append(nxt)
+            out.append(nxt)
+        return out
+    finally:
+        model.train(was_training)

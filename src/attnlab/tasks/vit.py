@@ -1,0 +1,176 @@
+"""`attnlab train|eval vit`: a Vision Transformer on CIFAR-10 (or your own image folder).
+
+The data set lives as one uint8 tensor on the training device and is augmented there
+(`attnlab.data.augment`); a validation split is carved from the training images with a fixed
+seed, validated every epoch, and the test set is scored once at the end with the best weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from attnlab.data import cifar10, image_folder
+from attnlab.data.augment import Augment, ImageBatches, ImageSet, split
+from attnlab.engine import TrainConfig, evaluate as evaluate_batches, fit, load_checkpoint
+from attnlab.engine import resolve_precision, select_device
+from attnlab.errors import AttnlabError
+from attnlab.models.vit import ViTConfig, VisionTransformer
+
+TASK = "vit"
+
+
+@dataclass
+class VitDataConfig:
+    val_size: int = 5000  # training images held out for validation
+    split_seed: int = 0  # seed of the train/validation split
+    crop_padding: int = 4  # random-crop translation in pixels (0: off)
+    flip: bool = True  # random horizontal flips
+    cutout: int = 0  # side of a random square zeroed per image (0: off)
+    label_smoothing: float = 0.1  # cross-entropy label smoothing during training
+    eval_batch_size: int = 500
+
+
+@dataclass
+class VitTaskConfig:
+    model: ViTConfig = field(default_factory=ViTConfig)
+    data: VitDataConfig = field(default_factory=VitDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(monitor="val_accuracy"))
+
+    PRESETS: ClassVar[dict[str, dict]] = {
+        # Seconds on a CPU, for tests: a 1-layer model on a handful of images.
+        "tiny": {
+            "model.dim": 32, "model.num_layers": 1, "model.num_heads": 2, "model.head_dim": 16,
+            "model.mlp_dim": 64, "model.patch_size": 8, "data.val_size": 8, "data.eval_batch_size": 64,
+            "train.epochs": 1, "train.batch_size": 16, "train.warmup_steps": 1, "train.log_every": 1,
+        },
+        # 2-core CPU, 30 minutes (README: measured accuracy and command). A CCT-style conv stem
+        # turns 32x32 images into an 8x8 grid of 128-d tokens for a 4-layer Transformer.
+        "cifar10-cpu": {
+            "model.stem_channels": (32, 64), "model.patch_size": 1, "model.dim": 128,
+            "model.num_layers": 4, "model.num_heads": 4, "model.head_dim": 32, "model.mlp_dim": 256,
+            "model.head_hidden": 256,
+            "train.epochs": 200, "train.time_limit": 1740.0, "train.batch_size": 128, "train.lr": 2e-3,
+            "train.weight_decay": 0.05, "train.warmup_steps": 200, "train.min_lr_ratio": 0.0,
+            "train.precision": "fp32", "train.log_every": 50,
+        },
+        # One GPU (UNMEASURED so far): a wider, deeper model, the data set on the GPU, bf16.
+        "cifar10-gpu": {
+            "model.stem_channels": (64, 128), "model.patch_size": 1, "model.dim": 256,
+            "model.num_layers": 7, "model.num_heads": 4, "model.head_dim": 64, "model.mlp_dim": 512,
+            "model.head_hidden": 512, "data.cutout": 8,
+            "train.epochs": 60, "train.time_limit": 290.0, "train.batch_size": 512, "train.lr": 2e-3,
+            "train.weight_decay": 0.05, "train.warmup_steps": 300, "train.min_lr_ratio": 0.0,
+            "train.precision": "auto", "train.log_every": 50,
+        },
+    }
+    DEFAULT_PRESET: ClassVar[str] = "cifar10-cpu"
+
+
+CONFIG = VitTaskConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default="data", type=Path,
+                        help="CIFAR-10 (a folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz, "
+                             "the folder itself, or the archive) or an image folder with train/<class>/ "
+                             "and test/<class>/ (default: ./data, where `attnlab data fetch cifar10` puts it)")
+
+
+def load_images(path: str | Path, image_size: int = 32) -> tuple[ImageSet, ImageSet]:
+    """(train, test) from CIFAR-10 in the canonical format or from an image folder."""
+    path = Path(path)
+    if image_folder.is_image_folder(path):
+        return image_folder.load_image_folder(path, image_size)
+    if cifar10.is_cifar10(path):
+        return cifar10.load_cifar10(path)
+    raise AttnlabError(f"no images found at '{path}'; run `attnlab data fetch cifar10 --dest {path}`, or pass "
+                       "--data-dir pointing at cifar-10-batches-py/, cifar-10-python.tar.gz, or a folder with "
+                       "train/<class>/*.png and test/<class>/*.png")
+
+
+def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0):
+    """Cross-entropy (label-smoothed while training); stats are sums of the plain loss."""
+    logits = model(batch["images"]).float()  # (B, classes)
+    labels = batch["labels"]
+    smoothing = label_smoothing if model.training else 0.0
+    loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    with torch.no_grad():
+        plain = loss if smoothing == 0.0 else F.cross_entropy(logits, labels)
+        stats = {"loss_sum": plain * len(labels), "count": len(labels),
+                 "correct": (logits.argmax(-1) == labels).sum()}
+    return loss, stats
+
+
+def _data_device(name: str) -> torch.device:
+    device = select_device(name)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: this process's GPU
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
+    if len(data.classes) != cfg.num_classes:
+        raise AttnlabError(f"the data has {len(data.classes)} classes but model.num_classes is {cfg.num_classes}; "
+                           f"pass --set model.num_classes={len(data.classes)}")
+    if tuple(data.images.shape[-2:]) != (cfg.image_size, cfg.image_size):
+        raise AttnlabError(f"images are {data.images.shape[-2]}x{data.images.shape[-1]} but model.image_size is "
+                           f"{cfg.image_size}; pass --set model.image_size={data.images.shape[-1]}")
+
+
+def train(cfg: VitTaskConfig, args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
+    train_all, test = load_images(args.data_dir, cfg.model.image_size)
+    if cfg.model.num_classes != len(train_all.classes) and cfg.model.num_classes == ViTConfig.num_classes:
+        cfg.model.num_classes = len(train_all.classes)  # an image folder with another class count
+    _check_classes(train_all, cfg.model)
+    d = cfg.data
+    if not 0 < d.val_size < len(train_all.labels):
+        raise AttnlabError(f"data.val_size={d.val_size} must be between 1 and the {len(train_all.labels) - 1} "
+                           "training images that leave at least one for training")
+    train_set, val_set = split(train_all, d.val_size, d.split_seed)
+    device = _data_device(cfg.train.device)
+    augment = Augment(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
+    train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True,
+                                 drop_last=len(train_set.labels) >= cfg.train.batch_size, device=device)
+    val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
+    model = VisionTransformer(cfg.model)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"vit: {n_params / 1e6:.2f}M parameters, {len(train_set.labels)} train / {len(val_set.labels)} val / "
+          f"{len(test.labels)} test images, device {device}", file=sys.stderr)
+
+    def print_eval(model: torch.nn.Module, metrics: dict[str, float]) -> None:
+        print(f"step {metrics['step']}: val_accuracy {metrics['val_accuracy']:.4f} "
+              f"val_loss {metrics['val_loss']:.4f}", file=sys.stderr)
+
+    meta = {"task": TASK, "model": asdict(cfg.model), "data": asdict(cfg.data), "classes": list(train_all.classes)}
+    metrics = fit(model, lambda m, b: loss_fn(m, b, d.label_smoothing), train_batches, val_batches, cfg.train,
+                  run_dir, meta=meta, resume=getattr(args, "resume", False), on_eval=print_eval)
+    precision = resolve_precision(cfg.train.precision, device)
+    test_metrics = evaluate_batches(model, loss_fn, ImageBatches(test, d.eval_batch_size, device=device),
+                                    device=device, autocast_dtype=precision.autocast_dtype, prefix="test_")
+    return {**metrics, **test_metrics}
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[VisionTransformer, dict]:
+    """The trained model (best weights, eval mode) and the checkpoint's meta."""
+    ckpt = load_checkpoint(path, task=TASK)
+    model = VisionTransformer(ViTConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in ckpt.meta["model"].items()}))
+    ckpt.load_into(model)
+    return model.eval(), ckpt.meta
+
+
+def evaluate(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
+    model, meta = model_from_checkpoint(args.checkpoint)
+    _, test = load_images(args.data_dir, model.config.image_size)
+    _check_classes(test, model.config)
+    device = _data_device(getattr(args, "device", None) or "auto")
+    batches = ImageBatches(test, meta.get("data", {}).get("eval_batch_size", 500), device=device)
+    return evaluate_batches(model.to(device), loss_fn, batches, device=device, prefix="test_")

@@ -1,0 +1,92 @@
+"""Where does a ViT look? The class token's attention to the patches, drawn over the images.
+
+Two summaries of the per-layer attention weights (B, H, T, T), token 0 being the class token:
+
+* ``cls_attention``: row 0 of every layer's weights, averaged over heads and layers;
+* ``attention_rollout`` (Abnar & Zuidema, 2020): each layer's head-averaged weights, with the
+  residual connection accounted for as ``0.5 * A + 0.5 * I``, multiplied through the layers,
+  which follows how information from each patch reaches the class token across the stack.
+
+Either gives one score per patch; `upsample` turns the patch grid into an image-sized map and
+`save_grid` overlays the maps on the images in one labelled figure (matplotlib, Agg backend).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CELL_INCHES = 2.0  # each image panel is CELL_INCHES wide, CELL_INCHES * 1.25 tall (room for the title)
+DPI = 100
+
+
+def cls_attention(attentions: list[Tensor]) -> Tensor:
+    """Class-token attention to each patch, averaged over heads and layers: (B, T - 1)."""
+    stacked = torch.stack([a[:, :, 0, 1:] for a in attentions])  # (L, B, H, T-1)
+    return stacked.float().mean(dim=(0, 2))  # (B, T-1)
+
+
+def attention_rollout(attentions: list[Tensor]) -> Tensor:
+    """Attention rollout from the class token to each patch: (B, T - 1)."""
+    B, _, T, _ = attentions[0].shape
+    eye = torch.eye(T, device=attentions[0].device)
+    rollout = eye.expand(B, T, T)
+    for a in attentions:
+        a = 0.5 * a.float().mean(dim=1) + 0.5 * eye  # (B, T, T): heads averaged, residual added
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a @ rollout  # (B, T, T): later layers apply after earlier ones
+    return rollout[:, 0, 1:]  # (B, T-1)
+
+
+def upsample(scores: Tensor, grid: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """Patch scores (B, rows * cols) -> maps (B, H, W) in [0, 1], bilinearly upsampled."""
+    B = scores.shape[0]
+    maps = scores.reshape(B, 1, *grid)  # (B, 1, rows, cols)
+    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
+    return (maps - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def grid_shape(n: int, cols: int = 5) -> tuple[int, int]:
+    """(rows, cols) of the panel grid for n images."""
+    cols = max(1, min(cols, n))
+    return math.ceil(n / cols), cols
+
+
+def figure_pixels(n: int, cols: int = 5) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG that `save_grid` writes for n images."""
+    rows, cols = grid_shape(n, cols)
+    return round(cols * CELL_INCHES * DPI), round(rows * CELL_INCHES * 1.25 * DPI)
+
+
+def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, *, colors: list[str] | None = None,
+              cols: int = 5, alpha: float = 0.5, suptitle: str | None = None) -> Path:
+    """Overlay `maps` (B, H, W) on uint8 `images` (B, 3, H, W), one titled panel each; write a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = images.shape[0]
+    rows, cols = grid_shape(n, cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES * 1.25), dpi=DPI,
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())  # (H, W, 3)
+        ax.imshow(maps[i].cpu().numpy(), cmap="jet", alpha=alpha, interpolation="bilinear")
+        ax.set_title(titles[i], fontsize=9, color=(colors[i] if colors else "black"))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, format="png")
+    plt.close(fig)
+    return out

@@ -1,0 +1,34 @@
+"""Run by test_ddp.py, alone or as one of several DDP processes: train the tiny model, save it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import TinyNet, tiny_cfg, tiny_data, tiny_loss  # noqa: E402
+
+from attnlab.engine import TensorBatches, fit  # noqa: E402
+
+
+def train(out: Path) -> dict[str, float]:
+    """10 steps with global batch 8 (4 examples per process under 2 ranks); saves params on each rank."""
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0)
+    train_batches = TensorBatches(tiny_data(48), 8)
+    val = TensorBatches(tiny_data(16, seed=1), 8, shuffle=False)
+    cfg = tiny_cfg(epochs=2, max_steps=10, grad_clip=0.5, eval_every=5)
+    metrics = fit(model, tiny_loss, train_batches, val, cfg, out / "run", meta={"task": "unit"}, progress=False,
+                  tensorboard=False)
+    rank = os.environ.get("RANK", "0")
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out / f"params{rank}.pt")
+    torch.save({k: float(v) for k, v in metrics.items()}, out / f"metrics{rank}.pt")
+    return metrics
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    train(Path(sys.argv[1]))

@@ -1,0 +1,207 @@
+"""DialogueGPT, DialogueLoss and generate: loss by hand, padding, causality, KV cache, overfitting."""
+
+import math
+import os
+import time
+
+import pytest
+import torch
+
+from attnlab.errors import AttnlabError
+from attnlab.models.gpt import DialogueGPT, DialogueLoss, GPTConfig, generate, lm_loss
+from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
+from attnlab.models.tokenizer import PAD_ID, START_ID
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: a second thread only adds synchronisation (badly so on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small_gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=50, context=16, dim=32, num_heads=4, num_layers=2, mlp_dim=64, dropout=0.0)
+    return DialogueGPT(GPTConfig(**{**cfg, **kw})).eval()
+
+
+def test_loss_by_hand_on_a_tiny_example():
+    # one example of T=3 tokens [start, 3, 4] plus one pad: two terms, logit 0 -> 3, logit 1 -> 4
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0, 4.0],
+                            [1.0, 0.0, 0.0, 0.0, 2.0],
+                            [9.0, 9.0, 9.0, 9.0, 9.0],  # last real logit: no target
+                            [5.0, 0.0, 0.0, 0.0, 0.0]]])  # padding position
+    ids = torch.tensor([[START_ID, 3, 4, PAD_ID]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+
+    def ce(row, target):
+        return -(row[target] - torch.logsumexp(row, 0))
+
+    expected = [ce(logits[0, 0], 3), ce(logits[0, 1], 4)]
+    mean, total, count = lm_loss(logits, ids, mask)
+    assert count.item() == 2
+    assert total.item() == pytest.approx(float(sum(expected)), abs=1e-6)
+    assert mean.item() == pytest.approx(float(sum(expected)) / 2, abs=1e-6)
+    # by hand: -(3 - logsumexp(0..4)) and -(2 - logsumexp(1,0,0,0,2))
+    lse = math.log(sum(math.exp(v) for v in range(5)))
+    lse2 = math.log(math.exp(1) + 3 + math.exp(2))
+    assert total.item() == pytest.approx((lse - 3) + (lse2 - 2), abs=1e-6)
+
+
+def test_padding_is_excluded_from_the_loss_and_does_not_change_real_logits():
+    model = small_gpt()
+    a = torch.tensor([[START_ID, 5, 6, 7, 8, 9]])
+    b = torch.tensor([[START_ID, 10, 11]])
+    batch = {"input_ids": torch.tensor([[START_ID, 5, 6, 7, 8, 9], [START_ID, 10, 11, PAD_ID, PAD_ID, PAD_ID]]),
+             "input_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]], dtype=torch.bool)}
+    with torch.no_grad():
+        loss, stats = DialogueLoss()(model, batch)
+        la, sa, ca = lm_loss(model(a), a)
+        lb, sb, cb = lm_loss(model(b), b)
+        logits = model(batch["input_ids"], batch["input_mask"])
+    assert stats["count"].item() == 5 + 2
+    assert stats["loss_sum"].item() == pytest.approx((sa + sb).item(), rel=1e-5)
+    assert loss.item() == pytest.approx(((sa + sb) / 7).item(), rel=1e-5)
+    torch.testing.assert_close(logits[1, :3], model(b)[0].detach(), atol=1e-5, rtol=1e-5)
+    # changing a padded id changes nothing
+    other = batch["input_ids"].clone()
+    other[1, 3:] = 17
+    with torch.no_grad():
+        _, stats2 = DialogueLoss()(model, {**batch, "input_ids": other})
+    assert stats2["loss_sum"].item() == pytest.approx(stats["loss_sum"].item(), rel=1e-6)
+
+
+def test_causality_later_tokens_do_not_change_earlier_logits():
+    model = small_gpt()
+    x = torch.randint(3, 50, (2, 12))
+    y = x.clone()
+    y[:, 7:] = torch.randint(3, 50, (2, 5))
+    with torch.no_grad():
+        lx, ly = model(x), model(y)
+        mask = torch.ones(2, 12, dtype=torch.bool)
+        lmx, lmy = model(x, mask), model(y, mask)
+    torch.testing.assert_close(lx[:, :7], ly[:, :7])
+    torch.testing.assert_close(lmx[:, :7], lmy[:, :7])
+    assert not torch.allclose(lx[:, 7:], ly[:, 7:])
+
+
+def test_right_padding_shortcut_equals_the_combined_causal_and_padding_mask(monkeypatch):
+    import attnlab.models.gpt as gpt
+
+    model = small_gpt()
+    ids = torch.randint(3, 50, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    mask[2, 2:] = False
+    with torch.no_grad():
+        fast = model(ids, mask)  # right padding: the fused causal kernel
+        monkeypatch.setattr(gpt, "_right_padded", lambda m: False)
+        explicit = model(ids, mask)  # causal mask AND padding mask
+        left = model(ids.flip(1), mask.flip(1))  # left padding never takes the shortcut
+    torch.testing.assert_close(fast[mask], explicit[mask], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(left).all()
+    assert gpt._right_padded is not None and not model.transformer.layers[0].attn.dropout
+
+
+def test_every_parameter_gets_a_gradient_and_weights_are_tied():
+    model = small_gpt().train()
+    loss, _ = DialogueLoss()(model, {"input_ids": torch.randint(3, 50, (2, 10))})
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    assert model.head.weight is model.tok.weight
+    assert small_gpt(tie_weights=False).head.weight is not small_gpt(tie_weights=False).tok.weight
+
+
+def test_kv_cache_logits_match_the_full_forward():
+    from attnlab.layers import KVCache
+
+    model = small_gpt()
+    x = torch.randint(3, 50, (1, 12))
+    with torch.no_grad():
+        full = model(x)
+        cache = KVCache(2)
+        parts = [model(x[:, :5], cache=cache)] + [model(x[:, i:i + 1], cache=cache) for i in range(5, 12)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.length == 12
+
+
+@pytest.mark.parametrize("prefix_len", [0, 1, 5, 30])
+def test_greedy_generation_with_cache_is_identical_to_uncached(prefix_len):
+    model = small_gpt(seed=prefix_len)  # context 16: 40 tokens slide the window several times
+    prefix = torch.randint(3, 50, (prefix_len,)).tolist()
+    cached = generate(model, prefix, 40, use_cache=True)
+    uncached = generate(model, prefix, 40, use_cache=False)
+    assert cached == uncached
+    assert len(cached) == 40 and all(t not in (PAD_ID, START_ID) for t in cached)
+
+
+def test_empty_prompt_starts_from_the_start_token_and_sampling_is_seeded():
+    model = small_gpt()
+    assert generate(model, [], 5) == generate(model, [START_ID], 5)
+    s1 = generate(model, [START_ID], 20, temperature=1.0, seed=1)
+    assert s1 == generate(model, [START_ID], 20, temperature=1.0, seed=1, use_cache=False)
+    assert s1 != generate(model, [START_ID], 20, temperature=1.0, seed=2)
+    assert generate(model, [START_ID], 10, temperature=1.0, top_k=1, seed=3) == generate(model, [START_ID], 10)
+    assert generate(model, [START_ID], 10, temperature=1.0, top_p=1e-6, seed=3) == generate(model, [START_ID], 10)
+    assert generate(model, [START_ID], 0) == []
+    with pytest.raises(AttnlabError):
+        generate(model, [START_ID], 3, top_p=0.0)
+
+
+def test_training_mode_is_restored_after_generation():
+    model = small_gpt().train()
+    generate(model, [START_ID], 3)
+    assert model.training
+
+
+def test_too_long_input_and_bad_config_give_clear_errors():
+    model = small_gpt()
+    with pytest.raises(AttnlabError, match="maximum length"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(AttnlabError):
+        DialogueGPT(GPTConfig(vocab_size=0))
+    with pytest.raises(AttnlabError):
+        DialogueGPT(GPTConfig(vocab_size=10, dim=30, num_heads=4))
+
+
+@pytest.mark.parametrize("make, steps", [
+    (lambda: small_gpt(dropout=0.0), 60),
+    (lambda: (torch.manual_seed(0), LSTMLanguageModel(LSTMConfig(vocab_size=50, context=16, dim=32, hidden=128,
+                                                                 num_layers=1, dropout=0.0)))[1], 200),
+], ids=["gpt", "lstm"])
+def test_overfits_one_batch(make, steps):
+    model = make().train()
+    # (no shared start token here: identical first inputs with different targets could not be fitted)
+    batch = {"input_ids": torch.randint(3, 50, (4, 12)), "input_mask": torch.ones(4, 12, dtype=torch.bool)}
+    batch["input_mask"][2, 8:] = False
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss, _ = DialogueLoss()(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    # and the uncached generation path works for the LSTM too
+    assert len(generate(model, batch["input_ids"][0, :3].tolist(), 20)) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ATTNLAB_SLOW") != "1", reason="slow: set ATTNLAB_SLOW=1")
+def test_kv_cache_is_at_least_5x_faster_for_256_tokens():
+    torch.manual_seed(0)
+    model = DialogueGPT(GPTConfig(vocab_size=6000, context=128, dim=128, num_heads=4, num_layers=4,
+                                  mlp_dim=512)).eval()
+    generate(model, [START_ID], 8)  # warm-up
+
+    def timed(use_cache):
+        t0 = time.perf_counter()
+        out = generate(model, [START_ID], 256, use_cache=use_cache)
+        return time.perf_counter() - t0, out
+
+    (t_cache, a), (t_full, b) = timed(True), timed(False)
+    assert a == b
+    assert t_full / t_cache >= 5.0, f"KV cache speed-up {t_full / t_cache:.1f}x < 5x"

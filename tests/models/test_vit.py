@@ -1,0 +1,124 @@
+"""Vision Transformer: patch embedding, positions, the forward split, gradients, CLI training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnlab.data import cifar10
+from attnlab.errors import AttnlabError
+from attnlab.layers import Transformer
+from attnlab.models.vit import PatchEmbed, ViTConfig, VisionTransformer
+
+SMALL = dict(dim=32, num_layers=2, num_heads=2, head_dim=16, mlp_dim=64)
+
+
+def test_patch_count_and_shapes():
+    embed = PatchEmbed(32, 4, 3, 128)
+    assert embed.num_patches == 64 and embed.grid == (8, 8)
+    tokens = embed(torch.randn(2, 3, 32, 32))
+    assert tokens.shape == (2, 64, 128)  # 64 tokens of embed_dim, each from 3*4*4 = 48 values
+    assert embed.proj.weight[0].numel() == 48
+
+
+def test_non_divisible_size_is_a_clear_error():
+    with pytest.raises(AttnlabError, match="not divisible by the patch size"):
+        PatchEmbed(30, 4, 3, 16)
+    with pytest.raises(AttnlabError, match="33x33 is not divisible"):
+        PatchEmbed(32, 4, 3, 16)(torch.randn(1, 3, 33, 33))
+    with pytest.raises(AttnlabError, match="not divisible"):
+        VisionTransformer(ViTConfig(**SMALL))(torch.randn(1, 3, 30, 30))
+
+
+def test_conv_equals_unfold_plus_linear():
+    torch.manual_seed(0)
+    embed = PatchEmbed(32, 4, 3, 128)
+    x = torch.randn(2, 3, 32, 32)
+    patches = F.unfold(x, kernel_size=4, stride=4).transpose(1, 2)  # (B, 64, 48): row-major patches
+    weight = embed.proj.weight.reshape(128, 48)  # same (channel, row, col) order as unfold
+    expected = patches @ weight.T + embed.proj.bias
+    torch.testing.assert_close(embed(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_positions_are_interpolated_for_other_image_sizes():
+    torch.manual_seed(0)
+    model = VisionTransformer(ViTConfig(**SMALL))
+    pos = model.pos_embed.weight
+    assert torch.equal(model.positions((8, 8)), pos)  # training grid: unchanged
+    bigger = model.positions((12, 12))
+    assert bigger.shape == (1 + 144, 32) and torch.equal(bigger[0], pos[0])  # class token untouched
+    with torch.no_grad():  # a position table that is constant along the grid stays constant
+        pos[1:] = torch.linspace(-1, 1, 32)
+    torch.testing.assert_close(model.positions((4, 6))[1:], pos[1:2].expand(24, 32))
+    assert model(torch.randn(2, 3, 48, 48)).shape == (2, 10)
+    assert model(torch.randn(2, 3, 16, 24)).shape == (2, 10)
+
+
+def test_forward_split_attentions_and_core_transformer():
+    torch.manual_seed(0)
+    model = VisionTransformer(ViTConfig(**SMALL)).eval()
+    assert isinstance(model.transformer, Transformer)
+    x = torch.randn(3, 3, 32, 32)
+    features, attentions = model.forward_features(x, need_weights=True)
+    assert features.shape == (3, 65, 32)
+    assert len(attentions) == 2 and attentions[0].shape == (3, 2, 65, 65)
+    torch.testing.assert_close(attentions[1].sum(-1), torch.ones(3, 2, 65))
+    torch.testing.assert_close(model.forward_head(features), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stem", [(), (8, 16)])
+def test_every_parameter_gets_a_gradient(stem):
+    torch.manual_seed(0)
+    cfg = ViTConfig(**SMALL, head_hidden=16, stem_channels=stem, patch_size=1 if stem else 4)
+    model = VisionTransformer(cfg)
+    logits = model(torch.randn(4, 3, 32, 32))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    model = VisionTransformer(ViTConfig(**SMALL))
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def make_cifar(root, per_batch=10):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
+        images = torch.randint(0, 256, (per_batch, 3, 32, 32), generator=g, dtype=torch.uint8)
+        cifar10.write_batch(folder / name, images, (torch.arange(per_batch) % 10).tolist())
+    return root
+
+
+def test_train_and_eval_through_the_cli(tmp_path, capsys):
+    from attnlab.cli import main
+
+    data = make_cifar(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(data), "--out", str(run),
+                 "--set", "train.epochs=2", "--set", "train.max_steps=3", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and 0.0 <= metrics["test_accuracy"] <= 1.0 and "val_accuracy" in metrics
+    assert (run / "checkpoints").is_dir()
+    assert main(["eval", "vit", "--checkpoint", str(run), "--data-dir", str(data / "cifar-10-batches-py"),
+                 "--out", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    capsys.readouterr()
+    assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(tmp_path / "missing"),
+                 "--out", str(tmp_path / "run2")]) == 2
+    assert "attnlab data fetch cifar10" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""fetch_url against a local HTTP server (never the internet): resume, checksum, offline; safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from attnlab.data.download import extract_archive, fetch_url
+from attnlab.errors import AttnlabError
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(BaseHTTPRequestHandler):
+    ranges: list[str | None] = []
+    honour_range = True
+    cut_at: int | None = None  # simulate a dropped connection after this many bytes
+
+    def do_GET(self):  # noqa: N802
+        if self.path == "/missing":
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        start = int(rng.split("=")[1].split("-")[0]) if rng and self.honour_range else 0
+        body = PAYLOAD[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.cut_at is not None:
+            self.wfile.write(body[: self.cut_at])
+            type(self).cut_at = None
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Handler.ranges, Handler.honour_range, Handler.cut_at = [], True, None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_with_checksum_and_skip_when_present(server, tmp_path):
+    dest = fetch_url(f"{server}/file.bin", tmp_path / "sub" / "file.bin", sha256=SHA256)
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "sub" / "file.bin.part").exists()
+    fetch_url(f"{server}/file.bin", dest, sha256=SHA256)
+    assert Handler.ranges == [None]  # the second call found the verified file: no request
+
+
+def test_resume_uses_range(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:300_000])  # an interrupted earlier attempt
+    fetch_url(f"{server}/file.bin", dest, md5=MD5)
+    assert Handler.ranges == ["bytes=300000-"]
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_dropped_connection_then_rerun_resumes(server, tmp_path):
+    Handler.cut_at = 200_000
+    with pytest.raises(AttnlabError, match="interrupted.*again to resume"):
+        fetch_url(f"{server}/file.bin", tmp_path / "file.bin", md5=MD5)
+    assert (tmp_path / "file.bin.part").stat().st_size == 200_000
+    assert fetch_url(f"{server}/file.bin", tmp_path / "file.bin", md5=MD5).read_bytes() == PAYLOAD
+    assert Handler.ranges == [None, "bytes=200000-"]
+
+
+def test_server_ignoring_range_restarts(server, tmp_path):
+    Handler.honour_range = False
+    (tmp_path / "f.part").write_bytes(b"garbage")
+    assert fetch_url(f"{server}/f", tmp_path / "f", md5=MD5).read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_deletes_and_explains(server, tmp_path):
+    with pytest.raises(AttnlabError) as info:
+        fetch_url(f"{server}/file.bin", tmp_path / "file.bin", md5="0" * 32)
+    msg = str(info.value)
+    assert "expected md5 " + "0" * 32 in msg and MD5 in msg and "--data-dir" in msg
+    assert not (tmp_path / "file.bin").exists() and not (tmp_path / "file.bin.part").exists()
+
+
+def test_offline_and_http_errors(server, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(AttnlabError, match=r"could not reach URL: http://127.0.0.1:\d+/x .*--data-dir PATH"):
+        fetch_url(f"http://127.0.0.1:{port}/x", tmp_path / "x")
+    with pytest.raises(AttnlabError, match="HTTP 404"):
+        fetch_url(f"{server}/missing", tmp_path / "y")
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+
+def test_extract_tar_and_zip(tmp_path):
+    _tar(tmp_path / "a.tar.gz", [("d/x.txt", b"hello", "file"), ("d/link", "x.txt", "sym")])
+    out = extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
+    assert (out / "d" / "x.txt").read_bytes() == b"hello"
+    with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
+        zf.writestr("e/y.txt", "zip")
+    assert (extract_archive(tmp_path / "b.zip", tmp_path / "out2") / "e" / "y.txt").read_text() == "zip"
+
+
+@pytest.mark.parametrize("members", [
+    [("../evil.txt", b"x", "file")],
+    [("/abs.txt", b"x", "file")],
+    [("d/link", "../../outside", "sym")],
+])
+def test_extract_refuses_traversal(tmp_path, members):
+    _tar(tmp_path / "bad.tgz", members)
+    with pytest.raises(AttnlabError, match="outside"):
+        extract_archive(tmp_path / "bad.tgz", tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_extract_refuses_zip_traversal_and_junk(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    with pytest.raises(AttnlabError, match="outside"):
+        extract_archive(tmp_path / "bad.zip", tmp_path / "out")
+    (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(AttnlabError, match="not a valid archive"):
+        extract_archive(tmp_path / "junk.tar.gz", tmp_path / "out")

@@ -1,0 +1,165 @@
+"""`attnlab train text` end to end on generated fixtures, predict / explain / sweep, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+
+from attnlab.cli import main
+
+POS = "great wonderful superb loved amazing brilliant".split()
+NEG = "awful boring terrible hated worst dull".split()
+FILL = "the movie was a film plot actor and it i this".split()
+
+
+def review(rng, positive):
+    words = [rng.choice(POS if positive else NEG) if rng.random() < 0.3 else rng.choice(FILL)
+             for _ in range(rng.randint(3, 30))]
+    return " ".join(words) + ". Mr. Smith said<br /><br />it's \"fine\"..."
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    rng = random.Random(0)
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            d = root / "aclImdb" / split / label
+            d.mkdir(parents=True)
+            for i in range(16):
+                (d / f"{i}_{8 if label == 'pos' else 3}.txt").write_text(review(rng, label == "pos"))
+    for name, n in (("train", 30), ("dev", 8), ("test", 8)):
+        with open(root / f"{name}.tsv", "w") as f:
+            for i in range(n):
+                label = "pos" if i % 2 else "neg"
+                f.write(f"{name}{i}\t{label}\t{review(rng, label == 'pos')}\n")
+    with open(root / "vectors.txt", "w") as f:
+        for w in POS + NEG + FILL + [".", "mr.", "smith", "'s", "``", "''", "..."]:
+            f.write(w + " " + " ".join(f"{rng.gauss(0, 1):.4f}" for _ in range(6)) + "\n")
+    return root
+
+
+def train(data, out, *extra, model="logreg"):
+    return main(["train", "text", "--model", model, "--preset", "tiny", "--embeddings", str(data / "vectors.txt"),
+                 "--cache-dir", str(data / "cache"), "--out", str(out), "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    """One tiny run per model on the aclImdb fixture (a few optimizer steps each)."""
+    out = tmp_path_factory.mktemp("runs")
+    for model in ("logreg", "ffnn", "attention", "transformer", "rnn"):
+        assert train(data, out / model, "--data-dir", str(data / "aclImdb"), model=model) == 0
+    return out
+
+
+@pytest.mark.parametrize("model", ["logreg", "ffnn", "attention", "transformer", "rnn"])
+def test_each_model_trains_through_the_cli(runs, model):
+    metrics = json.loads((runs / model / "metrics.json").read_text())
+    for key in ("val_accuracy", "test_accuracy", "test_precision_pos", "test_recall_neg", "test_f1_pos",
+                "test_confusion_pos_neg", "features_seconds", "train_seconds"):
+        assert key in metrics, key
+    assert sum(metrics[f"test_confusion_{t}_{p}"] for t in ("neg", "pos") for p in ("neg", "pos")) == 32
+    config = json.loads((runs / model / "config.json").read_text())
+    assert config["model"]["name"] == model
+
+
+def test_tsv_files(data, tmp_path):
+    assert train(data, tmp_path / "r", "--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"),
+                 "--test", str(data / "test.tsv"), model="ffnn") == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert sum(metrics[f"test_confusion_{t}_{p}"] for t in ("neg", "pos") for p in ("neg", "pos")) == 8
+
+
+def test_predict_label_and_probability(runs, capsys):
+    long_review = "great " * 100_000  # truncated to the model's max_len
+    assert main(["predict", "--checkpoint", str(runs / "transformer"), "a great film", "", long_review,
+                 "zzz qqq unknown words only"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        label, prob = line.split("\t")
+        assert label in ("pos", "neg") and 0.5 <= float(prob) <= 1.0
+    assert main(["predict", "--checkpoint", str(runs / "logreg"), "--json", "zzz qqq"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["label"] in ("pos", "neg")
+
+
+@pytest.mark.parametrize("model", ["attention", "transformer"])
+def test_explain_writes_png_and_html(runs, tmp_path, model, capsys):
+    assert main(["explain", "--checkpoint", str(runs / model), "Not awful at all, I loved it.",
+                 "--out", str(tmp_path / "ex")]) == 0
+    png = (tmp_path / "ex" / "attention.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "ex" / "attention.html").read_text()
+    assert "loved" in page and "rgba" in page
+
+
+def test_explain_needs_an_attention_model(runs, tmp_path, capsys):
+    assert main(["explain", "--checkpoint", str(runs / "rnn"), "x", "--out", str(tmp_path)]) == 2
+    assert "no attention" in capsys.readouterr().err
+
+
+def test_sweep_writes_csv_markdown_and_hparams(data, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "text", "--model", "ffnn", "--preset", "tiny", "--data-dir", str(data / "aclImdb"),
+                 "--embeddings", str(data / "vectors.txt"), "--cache-dir", str(data / "cache"),
+                 "--grid", "train.lr=1e-2,1e-3", "model.hidden_size=4", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 and {r["train.lr"] for r in rows} == {"1e-2", "1e-3"}
+    assert all(r["status"] == "ok" and r["val_accuracy"] for r in rows)
+    assert "| run |" in (out / "results.md").read_text()
+    assert any((out / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_sweep_rejects_a_bad_grid(data, tmp_path, capsys):
+    assert main(["sweep", "text", "--grid", "model.nope=1,2", "--out", str(tmp_path)]) == 2
+    assert "unknown config key 'model.nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def bad_run(data, tmp_path, capsys, *args, model="logreg"):
+    rc = train(data, tmp_path / "bad", *args, model=model)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def test_tsv_missing_column(data, tmp_path, capsys):
+    f = tmp_path / "t.tsv"
+    f.write_text("1\tpos\tgood\n2\tneg\n")
+    rc, err = bad_run(data, tmp_path, capsys, "--train", str(f))
+    assert rc == 2 and "t.tsv line 2" in err and "expected 3" in err
+
+
+def test_tsv_unknown_label(data, tmp_path, capsys):
+    f = tmp_path / "t.tsv"
+    f.write_text("1\tpos\tgood\n2\tpositive\tfine\n")
+    rc, err = bad_run(data, tmp_path, capsys, "--train", str(f))
+    assert rc == 2 and "unknown label 'positive'" in err
+
+
+def test_non_utf8_is_a_warning_not_a_crash(data, tmp_path, capsys):
+    f = tmp_path / "t.tsv"
+    f.write_bytes(open(data / "train.tsv", "rb").read() + b"x\tneg\tbad \xff\xfe bytes\n")
+    rc, err = bad_run(data, tmp_path, capsys, "--train", str(f))
+    assert rc == 0 and "not UTF-8" in err
+
+
+def test_wrong_data_dir(data, tmp_path, capsys):
+    wrong = tmp_path / "wrong"
+    (wrong / "train").mkdir(parents=True)
+    (wrong / "train.tsv").write_text("1\tpos\tgood\n")
+    rc, err = bad_run(data, tmp_path, capsys, "--data-dir", str(wrong))
+    assert rc == 2 and "expected an extracted aclImdb/" in err and "train.tsv" in err
+
+
+def test_missing_embeddings(data, tmp_path, capsys):
+    rc = main(["train", "text", "--model", "attention", "--preset", "tiny", "--data-dir",
+               str(data / "aclImdb"), "--out", str(tmp_path / "x")])
+    assert rc == 2 and "--embeddings" in capsys.readouterr().err
