@@ -122,3 +122,25 @@ def test_train_and_eval_through_the_cli(tmp_path, capsys):
     assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(tmp_path / "missing"),
                  "--out", str(tmp_path / "run2")]) == 2
     assert "attnlab data fetch cifar10" in capsys.readouterr().err
+
+
+def test_train_on_an_image_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from attnlab.cli import main
+
+    g = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cats", "dogs"):
+            (tmp_path / "imgs" / split / name).mkdir(parents=True)
+            for i in range(6):
+                Image.fromarray(g.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / name / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(tmp_path / "imgs"), "--out", str(run),
+                 "--set", "data.val_size=2", "--no-progress"]) == 0  # resized 24 -> 32, two classes
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    meta = json.loads(next((run / "checkpoints").rglob("meta.json")).read_text())
+    assert meta["classes"] == ["cats", "dogs"] and meta["model"]["num_classes"] == 2

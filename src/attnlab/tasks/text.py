@@ -86,12 +86,12 @@ class TextConfig:
 
     PRESETS: ClassVar[dict[str, dict]] = {
         # The measured recipes (README "Sentiment"): one per model, picked by --model.
-        "logreg": {"model.name": "logreg", "model.max_len": 1000, "train.epochs": 30,
+        "logreg": {"model.name": "logreg", "model.max_len": 1000, "train.epochs": 80,
                    "train.batch_size": 256, "train.lr": 2e-2, "train.weight_decay": 0.0,
-                   "train.patience": 4, "train.warmup_steps": 10},
-        "ffnn": {"model.name": "ffnn", "model.max_len": 1000, "train.epochs": 30,
+                   "train.patience": 10, "train.monitor": "val_loss", "train.warmup_steps": 10},
+        "ffnn": {"model.name": "ffnn", "model.max_len": 1000, "train.epochs": 80,
                  "train.batch_size": 256, "train.lr": 1e-2, "train.weight_decay": 0.0,
-                 "train.patience": 4, "train.warmup_steps": 10},
+                 "train.patience": 10, "train.monitor": "val_loss", "train.warmup_steps": 10},
         "attention": {"model.name": "attention", "model.max_len": 256, "model.query_key_size": 32,
                       "train.epochs": 4, "train.batch_size": 64, "train.lr": 3e-3,
                       "train.patience": 2, "train.warmup_steps": 20, "train.time_limit": 140.0},
