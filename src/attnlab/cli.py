@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
 EXAMPLES = """\
-attnlab train toy --out runs/toy                 # ~20 s on a CPU, prints the run dir and accuracy
+attnlab train toy --out runs/toy                 # seconds on a CPU; prints the run dir and accuracy
 attnlab eval toy --checkpoint runs/toy
 attnlab train gpt --preset tiny --set train.epochs=2 --out runs/gpt
 attnlab train gpt --list-presets

@@ -22,7 +22,7 @@ attnlab train vit --list-presets
 torchrun --nproc-per-node 2 -m attnlab.cli train toy --out runs/toy-ddp"""
 
 TASK_HELP = {
-    "toy": "most-frequent-token classification on generated data (engine demo, ~20 s on CPU)",
+    "toy": "most-frequent-token classification on generated data (engine demo, seconds on a CPU)",
     "gpt": "GPT language model (DialogueGPT on Tiny Shakespeare)",
     "lstm-lm": "LSTM language model baseline",
     "vit": "Vision Transformer on CIFAR-10",

@@ -162,7 +162,7 @@ def _pick(logits: Tensor, temperature: float, top_k: int | None, top_p: float | 
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: nn.Module,
     prefix_ids: Sequence[int] | Tensor,

