@@ -14,8 +14,8 @@ EXPERIMENTS = {
     "vanishing": "vanishing/exploding gradients: influence of x_1 on y_T vs T",
     "complexity": "RNN vs self-attention: FLOPs, time, sequential steps, memory vs T",
     "lowrank": "SVD and Linformer attention: error vs k, time vs n",
-    "scaling": "how results scale with model and data size",
-    "generation": "text generation from a trained language model, compared across decoding settings",
+    "scaling": "mean and variance of q.k vs d; softmax entropy with and without the 1/sqrt(d) scale",
+    "generation": "time per generated token with and without the KV cache as the sequence grows",
     "report": "collect the experiments' results into one report",
 }
 
