@@ -52,22 +52,41 @@ class AttentionHead(nn.Module):
         return scaled_dot_product_attention(self.W_Q(x), self.W_K(x), self.W_V(x), attn_mask)
 
 
-@dataclass
 class LayerCache:
-    """Keys and values of the positions seen so far by one attention layer, (B, H, T, hd) each."""
+    """Keys and values of the positions seen so far by one attention layer, (B, H, T, hd) each.
 
-    k: Tensor | None = None
-    v: Tensor | None = None
+    Storage is preallocated and grown by doubling, so appending one position per generated
+    token copies only that position (a ``torch.cat`` per step would copy the whole cache).
+    """
+
+    def __init__(self) -> None:
+        self._k: Tensor | None = None  # (B, H, capacity, hd)
+        self._v: Tensor | None = None
+        self.length = 0
 
     @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.size(-2)
+    def k(self) -> Tensor | None:
+        return None if self._k is None else self._k[..., : self.length, :]
+
+    @property
+    def v(self) -> Tensor | None:
+        return None if self._v is None else self._v[..., : self.length, :]
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add the new positions and return all keys and values so far."""
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, H, T_old + T_new, hd)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
-        return self.k, self.v
+        """Add the new positions and return all keys and values so far, (B, H, T_old + T_new, hd)."""
+        end = self.length + k.size(-2)
+        if self._k is None or end > self._k.size(-2):
+            capacity = max(end, 2 * (0 if self._k is None else self._k.size(-2)), 64)
+            new_k = k.new_empty(*k.shape[:-2], capacity, k.size(-1))
+            new_v = v.new_empty(*v.shape[:-2], capacity, v.size(-1))
+            if self._k is not None:
+                new_k[..., : self.length, :] = self._k[..., : self.length, :]
+                new_v[..., : self.length, :] = self._v[..., : self.length, :]
+            self._k, self._v = new_k, new_v
+        self._k[..., self.length : end, :] = k
+        self._v[..., self.length : end, :] = v
+        self.length = end
+        return self._k[..., :end, :], self._v[..., :end, :]
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Benchmarks run by `attnlab bench NAME`, one module each."""

@@ -1,0 +1,1 @@
+"""Data sets: download, parse, batch. One module per data set."""
