@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -37,10 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
 def run(args: argparse.Namespace) -> int:
     task: ModuleType = args._task_module if hasattr(args, "_task_module") else load_task(args.task)
     run_dir = Path(args.out) if args.out else default_run_dir(args.task, "eval")
+    created = not run_dir.exists()
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
                                              "device": args.device})
-    metrics = task.evaluate(args, run_dir)
+    try:
+        metrics = task.evaluate(args, run_dir)
+    except BaseException:
+        if created and is_main_process():  # a failed eval (wrong checkpoint, bad data) leaves no litter
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     report(run_dir, metrics)
     return 0
