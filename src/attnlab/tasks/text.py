@@ -95,11 +95,11 @@ class TextConfig:
         "attention": {"model.name": "attention", "model.max_len": 256, "model.query_key_size": 32,
                       "train.epochs": 4, "train.batch_size": 64, "train.lr": 3e-3,
                       "train.patience": 2, "train.warmup_steps": 20, "train.time_limit": 140.0},
-        "transformer": {"model.name": "transformer", "model.max_len": 320, "model.dim": 64,
+        "transformer": {"model.name": "transformer", "model.max_len": 512, "model.dim": 64,
                         "model.num_heads": 2, "model.mlp_dim": 128, "model.num_layers": 1,
-                        "model.dropout": 0.1, "model.pooling": "meanmax", "model.vocab_size": 50000,
-                        "train.epochs": 6, "train.batch_size": 64, "train.lr": 2e-3,
-                        "train.weight_decay": 0.01, "train.patience": 4, "train.warmup_steps": 100,
+                        "model.dropout": 0.2, "model.pooling": "meanmax", "model.vocab_size": 50000,
+                        "train.epochs": 5, "train.batch_size": 64, "train.lr": 1.5e-3,
+                        "train.weight_decay": 0.05, "train.patience": 4, "train.warmup_steps": 100,
                         "train.eval_every": 176, "train.time_limit": 840.0},
         "rnn": {"model.name": "rnn", "model.max_len": 320, "model.dim": 64, "model.hidden_size": 64,
                 "model.cell": "lstm", "model.pooling": "max", "model.dropout": 0.2,
@@ -141,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes for tokenization (default: one per core)")
     parser.epilog = ((parser.epilog or "") + "\nReviews longer than model.max_len tokens are "
                      "truncated to their first model.max_len tokens (1000 for logreg/ffnn, 256 for "
-                     "attention, 320 for transformer/rnn); see --print-config.").strip()
+                     "attention, 512 for transformer, 320 for rnn); see --print-config.").strip()
 
 
 def resolve_config(cfg: TextConfig, args: argparse.Namespace) -> TextConfig:
