@@ -18,16 +18,6 @@ from attnlab.layers import (
 from attnlab.positional import RotaryEmbedding
 
 
-def _copy_to_torch_mha(ours: MultiHeadedAttention, dim: int, heads: int) -> nn.MultiheadAttention:
-    ref = nn.MultiheadAttention(dim, heads, batch_first=True)
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(ours.qkv.weight)
-        ref.in_proj_bias.copy_(ours.qkv.bias)
-        ref.out_proj.weight.copy_(ours.W_O.weight)
-        ref.out_proj.bias.copy_(ours.W_O.bias)
-    return ref.eval()
-
-
 # ---- course shapes -----------------------------------------------------------------------------
 def test_attention_head_shapes():
     head = AttentionHead(16, 8)
@@ -61,7 +51,7 @@ def test_mha_matches_torch_multihead_attention(seed):
     dim, B, T = heads * head_dim, int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(1, 13, (1,), generator=g))
     torch.manual_seed(seed)
     ours = MultiHeadedAttention(dim, heads, head_dim).eval()
-    ref = _copy_to_torch_mha(ours, dim, heads)
+    ref = ours.to_torch().eval()
     x = torch.randn(B, T, dim)
     input_mask = (torch.rand(B, T, generator=g) > 0.3).long()
     input_mask[:, 0] = 1

@@ -134,6 +134,21 @@ class MultiHeadedAttention(nn.Module):
         self.dropout = dropout
         self.rotary = rotary
 
+    def to_torch(self) -> nn.MultiheadAttention:
+        """An ``nn.MultiheadAttention(batch_first=True)`` with the same weights (needs
+        ``head_dim * num_heads == dim`` and biases): the reference for tests and benchmarks.
+        Torch's packed ``in_proj_weight`` is ``[W_Q; W_K; W_V]``, the layout of our ``qkv``."""
+        dim = self.W_O.out_features
+        assert self.num_heads * self.head_dim == dim, "nn.MultiheadAttention needs num_heads * head_dim == dim"
+        assert self.qkv.bias is not None, "nn.MultiheadAttention has biases; build this module with bias=True"
+        ref = nn.MultiheadAttention(dim, self.num_heads, batch_first=True).to(self.qkv.weight)
+        with torch.no_grad():
+            ref.in_proj_weight.copy_(self.qkv.weight)
+            ref.in_proj_bias.copy_(self.qkv.bias)
+            ref.out_proj.weight.copy_(self.W_O.weight)
+            ref.out_proj.bias.copy_(self.W_O.bias)
+        return ref
+
     def forward(
         self,
         x: Tensor,

@@ -45,13 +45,7 @@ def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
 
     torch.manual_seed(0)
     ours = MultiHeadedAttention(dim, heads, dim // heads)
-    ref = nn.MultiheadAttention(dim, heads, batch_first=True)
-    # Same weights: torch's packed in_proj is [W_Q; W_K; W_V] (3*dim, dim), the layout of our qkv.
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(ours.qkv.weight)
-        ref.in_proj_bias.copy_(ours.qkv.bias)
-        ref.out_proj.weight.copy_(ours.W_O.weight)
-        ref.out_proj.bias.copy_(ours.W_O.bias)
+    ref = ours.to_torch()  # same weights
     return ours, ref
 
 
