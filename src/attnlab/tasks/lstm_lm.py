@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..engine import TrainConfig
 from ..models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from .gpt import LMDataConfig, SampleConfig, evaluate_lm, train_lm
+from .gpt import BUDGET_PRESETS, LMDataConfig, SampleConfig, evaluate_lm, train_lm
 from .gpt import add_arguments as _gpt_arguments
 
 
@@ -31,8 +31,7 @@ class LSTMTaskConfig:
         "tiny": {"model.context": 32, "model.dim": 32, "model.hidden": 32, "model.num_layers": 1,
                  "model.dropout": 0.0, "data.max_vocab": 500, "sample.num_tokens": 10,
                  "train.max_steps": 20, "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 5},
-        "default": {"train.time_limit": 180.0},
-        "cpu-20min": {"train.time_limit": 1200.0},
+        **BUDGET_PRESETS,  # the same budgets as DialogueGPT's presets
     }
     DEFAULT_PRESET: ClassVar[str] = "default"
 
