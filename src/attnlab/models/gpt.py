@@ -31,7 +31,8 @@ IGNORE_INDEX = -100  # target id that cross_entropy skips (padding, positions wi
 @dataclass
 class GPTConfig:
     vocab_size: int = 0  # set from the tokenizer when training; 0 = not known yet
-    context: int = 128  # maximum positions seen at once (learned positional embedding size)
+    context: int = 256  # maximum positions seen at once (learned positional embedding size); 256 lets
+    # a 256-word generation run on the KV cache without a window jump
     dim: int = 128  # model width
     num_heads: int = 4  # attention heads; each is dim // num_heads wide
     num_layers: int = 4  # Transformer blocks
@@ -72,10 +73,12 @@ class DialogueGPT(nn.Module):
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.tok.weight
+        self._head_t: Tensor | None = None  # (dim, V) copy of the head weight for decoding
+        self._head_t_key: tuple[int, int] | None = None
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * layers).
         for name, p in self.named_parameters():
-            if name.endswith(("attn.W_O.weight", "ffn.net.3.weight")):
+            if name.endswith(("attn.W_O.weight", "ffn.fc2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
 
     @staticmethod
@@ -88,7 +91,9 @@ class DialogueGPT(nn.Module):
     def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
         B, T = input_ids.shape
         offset = cache.length if cache is not None else 0
-        x = self.drop(self.pos(self.tok(input_ids), offset=offset))  # (B, T, dim)
+        x = self.pos(self.tok(input_ids), offset=offset)  # (B, T, dim)
+        if self.training:
+            x = self.drop(x)
         if input_mask is not None and tuple(input_mask.shape) != (B, offset + T):
             raise ValueError(f"input_mask must be ({B}, {offset + T}), got {tuple(input_mask.shape)}")
         if input_mask is None or (cache is None and _right_padded(input_mask)):
@@ -98,7 +103,23 @@ class DialogueGPT(nn.Module):
             causal = causal_mask(T, offset + T, device=input_ids.device)  # (T, T_k)
             attn_mask, is_causal = combine_masks(causal, padding_mask(input_mask)), False  # (B, 1, T, T_k)
         h, _ = self.transformer(x, attn_mask, is_causal=is_causal, cache=cache)
-        return self.head(self.norm(h))  # (B, T, V)
+        return self._logits(self.norm(h))  # (B, T, V)
+
+    def _logits(self, h: Tensor) -> Tensor:
+        """The LM head, (B, T, dim) -> (B, T, V).
+
+        Decoding (one position, no autograd) multiplies by a contiguous (dim, V) transpose of the
+        weight instead: a row times the (V, dim) weight measured about 3x slower on CPU (300 vs
+        100 us for V 6187, dim 128), and the head is the largest matrix of a decoding step. The
+        copy is rebuilt whenever the weight changes (its storage or version counter moves).
+        """
+        if h.size(1) != 1 or torch.is_grad_enabled():
+            return self.head(h)
+        w = self.head.weight
+        key = (w.data_ptr(), w._version)
+        if self._head_t is None or self._head_t_key != key:
+            self._head_t, self._head_t_key = w.detach().t().contiguous(), key  # (dim, V)
+        return h @ self._head_t
 
     def no_weight_decay(self) -> set[str]:
         """The position table is a lookup table, not a linear map: AdamW leaves it undecayed."""
@@ -143,10 +164,13 @@ class DialogueLoss:
         return mean, {"loss_sum": total.detach(), "count": count}
 
 
-def _pick(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator) -> int:
-    """Choose the next id from (V,) logits: argmax when ``temperature <= 0``, else sample."""
-    logits = logits.float().clone()
-    logits[[PAD_ID, START_ID]] = -math.inf  # never targets in training; never generated
+def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, top_p: float | None,
+          gen: torch.Generator) -> int:
+    """Choose the next id from (V,) logits: argmax when ``temperature <= 0``, else sample.
+
+    ``ban`` (V,) is 0, or -inf for the ids never generated (pad and start: never targets in training).
+    """
+    logits = logits.float() + ban  # a new tensor: the in-place edits below leave the model output alone
     if temperature <= 0:
         return int(logits.argmax())
     logits = logits / temperature
@@ -201,6 +225,8 @@ def generate(
         gen.seed()
     was_training = model.training
     model.eval()
+    ban = torch.zeros(model.config.vocab_size, device=device)
+    ban[[PAD_ID, START_ID]] = -math.inf
     try:
         start = max(0, len(ids) - context)  # first position of the window
         cache: KVCache | None = None
@@ -217,7 +243,7 @@ def generate(
                 logits = model(torch.tensor([ids[start:]], device=device), cache=cache)[0, -1]
             else:  # one new position over the cached ones
                 logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
-            nxt = _pick(logits, temperature, top_k, top_p, gen)
+            nxt = _pick(logits, ban, temperature, top_k, top_p, gen)
             ids.append(nxt)
             out.append(nxt)
         return out

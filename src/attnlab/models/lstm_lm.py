@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from ..errors import AttnlabError
+from .gpt import GPTConfig
 
 __all__ = ["LSTMConfig", "LSTMLanguageModel"]
 
@@ -21,7 +22,7 @@ __all__ = ["LSTMConfig", "LSTMLanguageModel"]
 @dataclass
 class LSTMConfig:
     vocab_size: int = 0  # set from the tokenizer when training
-    context: int = 128  # training window (same as DialogueGPT's) and generation window
+    context: int = GPTConfig.context  # training window (DialogueGPT's) and generation window
     dim: int = 256  # word embedding size
     hidden: int = 512  # LSTM state size
     num_layers: int = 2  # stacked LSTM layers
