@@ -106,6 +106,21 @@ def test_lstm_baseline_trains_and_generates_through_the_cli(trained, tmp_path, c
     assert len(capsys.readouterr().out.strip().splitlines()[-1].split()) == 3 + 5
 
 
+def test_bench_generate_and_lab_generation_time_a_trained_checkpoint(trained, tmp_path, capsys):
+    run, _ = trained
+    capsys.readouterr()
+    assert main(["bench", "generate", "--checkpoint", str(run), "--num-tokens", "40", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "identical tokens: yes" in out and "context 32" in out  # 40 > 32: the window jumps too
+    assert main(["lab", "generation", "--checkpoint", str(run), "--lengths", "4", "8", "--tokens", "3",
+                 "--repeats", "1", "--out", str(tmp_path / "lab")]) == 0
+    doc = json.loads((tmp_path / "lab" / "generation.json").read_text())
+    assert doc["config"]["weights"] == str(run) and doc["config"]["dim"] == 32
+    assert doc["headline"]["greedy_outputs_identical"] is True
+    assert main(["lab", "generation", "--checkpoint", str(run), "--lengths", "40", "--out", str(tmp_path)]) == 2
+    assert "more than the context 32" in capsys.readouterr().err
+
+
 def test_bad_data_file_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "x.txt").write_bytes(b"\xff\xfe\x00bad")
     assert main(["train", "gpt", "--preset", "tiny", "--data", str(tmp_path / "x.txt"),

@@ -163,3 +163,11 @@ def test_missing_embeddings(data, tmp_path, capsys):
     rc = main(["train", "text", "--model", "attention", "--preset", "tiny", "--data-dir",
                str(data / "aclImdb"), "--out", str(tmp_path / "x")])
     assert rc == 2 and "--embeddings" in capsys.readouterr().err
+
+
+def test_print_config_shows_the_preset_that_model_picks(capsys):
+    assert main(["train", "text", "--model", "rnn", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "model.name = 'rnn'" in out and "model.max_len = 320" in out  # the rnn preset's, not logreg's 1000
+    assert main(["train", "text", "--model", "rnn", "--preset", "logreg", "--print-config"]) == 0
+    assert "model.max_len = 1000" in capsys.readouterr().out  # an explicit --preset wins

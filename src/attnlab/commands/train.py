@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(config_from_dict(cls, data), args.overrides)
     else:
         cfg = build_config(cls, args.preset, args.overrides)
+        if hasattr(task, "resolve_config"):  # task options that pick a preset (text: --model NAME)
+            cfg = task.resolve_config(cfg, args)
     if args.device:
         cfg.train.device = args.device
     if args.print_config:

@@ -8,9 +8,10 @@ time per token stays nearly flat at these sizes.
 Measured through the language-model issue's own generator,
 ``attnlab.models.gpt.generate(model, prefix_ids, num_tokens, *, use_cache)``, on a
 :class:`~attnlab.models.gpt.DialogueGPT` with random weights (speed does not depend on the
-weights). One call also pays for reading the prefix, so the time per token at length L is the
-*marginal* cost ``(t(L, m + 1) - t(L, 1)) / m`` of m extra tokens after a length-L prefix. The
-greedy outputs with and without the cache are checked to be identical.
+weights), or a trained one with ``--checkpoint`` (then every L + m must fit in its context).
+One call also pays for reading the prefix, so the time per token at length L is the *marginal*
+cost ``(t(L, m + 1) - t(L, 1)) / m`` of m extra tokens after a length-L prefix. The greedy outputs
+with and without the cache are checked to be identical.
 """
 
 from __future__ import annotations
@@ -39,12 +40,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--vocab", type=int, default=512, help="vocabulary size (default 512)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per length (median reported)")
+    p.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="time a trained `attnlab train gpt` run instead (its shape replaces --dim/--layers/"
+                        "--heads/--vocab; the lengths must fit in its context)")
     add_out_argument(p, "generation")
 
 
 def _model(args: argparse.Namespace, context: int):
     from ..models.gpt import DialogueGPT, GPTConfig
 
+    if args.checkpoint is not None:
+        from ..tasks import gpt
+
+        model, _, _ = gpt.load_lm("gpt", args.checkpoint, gpt.build_model)
+        c = model.config
+        if context > c.context:
+            raise AttnlabError(f"the longest --lengths plus --tokens + 1 is {context} positions, more than the "
+                               f"context {c.context} of {args.checkpoint}; pass shorter --lengths")
+        args.dim, args.layers, args.heads, args.vocab = c.dim, c.num_layers, c.num_heads, c.vocab_size
+        return model
     torch.manual_seed(args.seed)
     cfg = GPTConfig(vocab_size=args.vocab, context=context, dim=args.dim, num_heads=args.heads,
                     num_layers=args.layers, mlp_dim=4 * args.dim, dropout=0.0)
@@ -63,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     rows = []
     for L in lengths:
-        prefix = torch.randint(0, args.vocab, (L,), generator=g).tolist()
+        prefix = torch.randint(3, args.vocab, (L,), generator=g).tolist()  # no special ids
         row: dict = {"L": L}
         for name, cache in (("cache", True), ("no_cache", False)):
             generate(model, prefix, 2, use_cache=cache)  # warm-up
@@ -108,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         "greedy_outputs_identical": all(r["same_tokens"] for r in rows),
     }
     config = {"lengths": lengths, "tokens": m, "dim": args.dim, "layers": args.layers, "heads": args.heads,
-              "vocab": args.vocab, "repeats": args.repeats, "seed": args.seed, "weights": "random"}
+              "vocab": args.vocab, "repeats": args.repeats, "seed": args.seed,
+              "weights": args.checkpoint or "random"}
     write_results(args.out, "generation", fig, config=config, results={"rows": rows, "slopes": slopes},
                   headline=headline, started=started)
     return 0

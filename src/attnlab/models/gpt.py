@@ -9,8 +9,9 @@ greedy or sampled decoding with a key/value cache.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -186,6 +187,22 @@ def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, to
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """Use PyTorch's own CPU kernels instead of oneDNN's for a one-position decoding step.
+
+    oneDNN pays a fixed set-up per call (its GELU: 13 us on a 512-vector against 1.4 us for
+    PyTorch's, though faster on big tensors), and a decoding step is nothing but tiny ops:
+    measured about 9% less time per cached token. Restored on exit.
+    """
+    old = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = old
+
+
 @torch.inference_mode()
 def generate(
     model: nn.Module,
@@ -242,7 +259,8 @@ def generate(
                 cache = KVCache(model.config.num_layers)
                 logits = model(torch.tensor([ids[start:]], device=device), cache=cache)[0, -1]
             else:  # one new position over the cached ones
-                logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
+                with _without_onednn():
+                    logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
             nxt = _pick(logits, ban, temperature, top_k, top_p, gen)
             ids.append(nxt)
             out.append(nxt)
