@@ -27,3 +27,5 @@ class TrainConfig:
     patience: int | None = None  # early stop after N evaluations without improvement
     monitor: str = "val_loss"  # minimised if it ends in loss/perplexity, maximised for accuracy
     log_every: int = 10  # optimizer steps between train-loss log lines
+    ema: float | None = None  # decay of a running average of the weights that validation and
+    # checkpoints use (e.g. 0.999: about the last 1,000 steps; None: off). See engine.ema

@@ -25,6 +25,7 @@ from attnlab.engine.checkpoint import (CHECKPOINTS, load_checkpoint, rng_state, 
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.device import (autocast_context, make_grad_scaler, move_to, resolve_precision,
                                    select_device)
+from attnlab.engine.ema import ModelEMA
 from attnlab.engine.logging import RunLogger
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.errors import AttnlabError
@@ -157,6 +158,10 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     ``val_accuracy`` if stats hold ``correct``, ``val_perplexity`` if ``perplexity``) plus
     ``train_loss``, ``train_seconds``, ``steps``, ``epochs``, ``best_step``, ``stopped_early``.
     When validation is active the model is left holding the BEST weights, not the last ones.
+
+    With ``cfg.ema`` set, a running average of the weights (:class:`attnlab.engine.ema.ModelEMA`)
+    is what validation measures, ``on_eval`` sees, the checkpoints' ``model.safetensors`` holds
+    and the model is left with. ``training.pt`` keeps the training weights, for ``--resume``.
     """
     run_dir = Path(run_dir)
     meta = dict(meta or {})
@@ -191,6 +196,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     seed_everything(cfg.seed + info.rank)
     logger = RunLogger(run_dir, enabled=info.is_main, tensorboard=tensorboard)
 
+    saved: dict[str, Any] = {}
     if resume and has_checkpoint:
         ckpt = load_checkpoint(run_dir, task=meta.get("task"), which="latest")
         ckpt.load_into(model)
@@ -205,6 +211,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
             print(f"resuming {run_dir} at step {state.step} (epoch {state.epoch})", file=sys.stderr)
     elif resume and info.is_main:
         print(f"note: nothing to resume in {run_dir}; starting from scratch", file=sys.stderr)
+    ema = _make_ema(model, cfg.ema, saved, info.is_main)
 
     net: nn.Module = model
     if info.enabled:
@@ -222,15 +229,22 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
             training = {"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
                         "scaler": scaler.state_dict(), "state": asdict(state), "rng": rng_state(),
                         "world": info.world}
-            save_checkpoint(run_dir, model, meta={**meta, "epoch": state.epoch}, training=training,
-                            step=state.step, tags=tags)
+            if ema is not None:
+                training["ema"] = ema.state_dict()
+            with ema.applied() if ema is not None else contextlib.nullcontext():  # the averaged weights
+                save_checkpoint(run_dir, model, meta={**meta, "epoch": state.epoch}, training=training,
+                                step=state.step, tags=tags)
         ddp.barrier(info)
 
     def run_eval() -> bool:
         """Validate, checkpoint, update early stopping; True when training should stop."""
+        flush_log()  # train-loss windows end at evaluations, so a resumed run logs the same numbers
+        with ema.applied() if ema is not None else contextlib.nullcontext():  # measure the average
+            return _validate_save_and_call_back()
+
+    def _validate_save_and_call_back() -> bool:
         nonlocal best_state
         assert val_batches is not None
-        flush_log()  # train-loss windows end at evaluations, so a resumed run logs the same numbers
         with preserved_rng():
             metrics = evaluate(model, loss_fn, val_batches, device=device, autocast_dtype=precision.autocast_dtype,
                                perplexity=perplexity, seed=cfg.seed, dist_info=info)
@@ -307,7 +321,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
                 if not sync:
                     continue
                 in_group = 0
-                stop_reason = _optimizer_step(cfg, schedule, scaler, optimizer, params, state, clock0, pos)
+                stop_reason = _optimizer_step(cfg, schedule, scaler, optimizer, params, state, clock0, pos, ema)
                 window_steps += 1
                 bar.update(1)
                 if state.step % cfg.log_every == 0:
@@ -324,7 +338,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
                 if stop_reason is not None:
                     break
             if stop_reason is None and in_group > 0:  # the data ended inside an accumulation group
-                stop_reason = _optimizer_step(cfg, schedule, scaler, optimizer, params, state, clock0, pos)
+                stop_reason = _optimizer_step(cfg, schedule, scaler, optimizer, params, state, clock0, pos, ema)
                 window_steps += 1
                 bar.update(1)
                 if state.step >= total_steps:
@@ -344,6 +358,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
         logger.close()
 
     final: dict[str, float] = {}
+    if ema is not None:
+        ema.copy_to_model()  # without validation, the last average is the model
     if val_batches is not None:
         if best_state is not None:
             model.load_state_dict(best_state)
@@ -366,8 +382,9 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
 
 def _optimizer_step(cfg: TrainConfig, schedule: WarmupCosine, scaler: torch.amp.GradScaler,
                     optimizer: torch.optim.Optimizer, params: list[nn.Parameter], state: TrainState,
-                    clock0: float, pos: int) -> str | None:
-    """One AdamW step with the scheduled lr and clipping; returns 'time_limit' when time is up."""
+                    clock0: float, pos: int, ema: ModelEMA | None = None) -> str | None:
+    """One AdamW step with the scheduled lr and clipping (then the weight average, if any);
+    returns 'time_limit' when time is up."""
     elapsed = time.perf_counter() - clock0
     schedule.apply(state.step, elapsed)
     if cfg.grad_clip is not None:
@@ -376,12 +393,40 @@ def _optimizer_step(cfg: TrainConfig, schedule: WarmupCosine, scaler: torch.amp.
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.update()
     state.step += 1
     state.batch_in_epoch = pos
     state.train_seconds = time.perf_counter() - clock0
     if cfg.time_limit is not None and state.train_seconds >= cfg.time_limit:
         return "time_limit"
     return None
+
+
+def _make_ema(model: nn.Module, decay: float | None, saved: dict[str, Any], verbose: bool) -> ModelEMA | None:
+    """The weight average of a new or resumed run; ``saved`` is the resumed ``training.pt`` ({} if new).
+
+    A checkpoint written with averaging holds the averaged weights in ``model.safetensors`` (now
+    in the model) and the training weights in ``saved["ema"]``.
+    """
+    ema = ModelEMA(model, decay) if decay else None
+    state = saved.get("ema")
+    if state is None:
+        if ema is not None and saved and verbose:
+            print("note: train.ema is on but the resumed run had no average; it starts now", file=sys.stderr)
+        return ema
+    try:
+        if ema is None:  # averaging switched off on resume: continue from the training weights
+            ModelEMA(model, float(state["decay"])).load_state_dict(state)
+            if verbose:
+                print("note: train.ema is off; resuming from the training weights, not the average", file=sys.stderr)
+            return None
+        ema.load_state_dict(state)
+    except (KeyError, ValueError) as exc:
+        raise AttnlabError(f"the checkpoint's weight average cannot be restored ({exc}); "
+                           "retrain without --resume") from None
+    ema.decay = decay  # a changed train.ema applies from here on
+    return ema
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -398,5 +443,7 @@ def _check_config(cfg: TrainConfig) -> None:
         problems.append("train.eval_every must be >= 1 (or none for once per epoch)")
     if not 0.0 <= cfg.min_lr_ratio <= 1.0:
         problems.append("train.min_lr_ratio must be in [0, 1]")
+    if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
+        problems.append("train.ema must be in (0, 1), e.g. 0.999 (or none to switch averaging off)")
     if problems:
         raise AttnlabError("; ".join(problems))
