@@ -68,3 +68,14 @@ def test_no_weight_decay_hook():
     m.no_weight_decay = lambda: {"proj.weight"}
     decay, _ = param_groups(m, 0.1)
     assert {id(p) for p in decay["params"]} == {id(m.conv.weight)}
+
+
+def test_decay_embeddings_decays_the_token_table_but_not_positions_or_class_tokens():
+    m = Model()
+    decay, no_decay = param_groups(m, 0.1, decay_embeddings=True)
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == ids([m.proj.weight, m.conv.weight, m.embed.weight])  # tied head: once
+    assert ids([m.pos_embed, m.cls_token]) <= ids(no_decay["params"])
+    m.no_weight_decay = lambda: {"embed.weight"}  # the model's own exemptions still win
+    decay, _ = param_groups(m, 0.1, decay_embeddings=True)
+    assert id(m.embed.weight) not in ids(decay["params"])

@@ -16,6 +16,7 @@ class TrainConfig:
     batch_size: int = 64  # GLOBAL batch (split across DDP processes)
     lr: float = 1e-3  # peak learning rate (after warm-up)
     weight_decay: float = 0.1  # AdamW decay, applied to matrices only (not embeddings/norms/biases)
+    decay_embeddings: bool = False  # decay the nn.Embedding tables too (bounds tied output logits)
     warmup_steps: int = 100  # linear warm-up from lr/warmup_steps to lr
     min_lr_ratio: float = 0.1  # cosine decay ends at min_lr_ratio * lr
     grad_clip: float | None = 1.0  # clip the global gradient norm (None: no clipping)

@@ -187,7 +187,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
         run_dir.mkdir(parents=True, exist_ok=True)
 
     model.to(device)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
     schedule = WarmupCosine(optimizer, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps,
                             min_lr_ratio=cfg.min_lr_ratio, time_limit=cfg.time_limit)
     scaler = make_grad_scaler(device, precision.use_scaler)

@@ -14,34 +14,41 @@ from torch import nn
 _EMBEDDING_HINTS = ("embed", "emb.", "pos_", "position", "token", "cls")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False) -> list[dict[str, Any]]:
     """Two AdamW groups: decay for matrices (ndim >= 2), none for embeddings, norms and biases.
 
     A parameter is treated as an embedding if it belongs to an ``nn.Embedding``, its name
     contains one of ``embed``, ``pos_``, ``position``, ``token``, ``cls``, or the model lists it
-    in ``model.no_weight_decay()`` (the timm convention).
+    in ``model.no_weight_decay()`` (the timm convention). With ``decay_embeddings`` the
+    ``nn.Embedding`` tables are decayed like any matrix (nanoGPT's rule). This matters when
+    the output layer is tied to the token table, because the decay then also bounds the logits.
+    The other exemptions (position tables, class tokens, ``no_weight_decay()``) still hold.
     """
     skip: set[str] = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    tables: set[str] = set()
     for mod_name, module in model.named_modules():
         if isinstance(module, nn.Embedding):
-            skip.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
+            tables.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
+    if not decay_embeddings:
+        skip |= tables
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:  # tied weights appear once
             continue
         seen.add(id(p))
-        lowered = name.lower()
-        is_embedding = name in skip or any(h in lowered for h in _EMBEDDING_HINTS)
-        (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
+        hinted = name not in tables and any(h in name.lower() for h in _EMBEDDING_HINTS)
+        (decay if p.ndim >= 2 and name not in skip and not hinted else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, *,
+                   decay_embeddings: bool = False) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` (betas 0.9/0.95 as in GPT-style training)."""
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings=decay_embeddings),
+                             lr=lr, betas=(0.9, 0.95))
 
 
 class WarmupCosine:
