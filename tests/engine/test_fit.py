@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -127,3 +128,16 @@ def test_without_tensorboard_logging_still_works(tmp_path, tiny, monkeypatch, ca
                   progress=False)
     assert metrics["steps"] == 2 and (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "tb").exists()
     assert "TensorBoard logging disabled" in capsys.readouterr().err
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    import attnlab.engine.device as device
+
+    cpu = select_device("cpu")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert resolve_precision("bf16", cpu).autocast_dtype is torch.bfloat16
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_precision("bf16", cpu)

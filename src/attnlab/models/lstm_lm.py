@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import AttnlabError
 from .gpt import GPTConfig
+from .rnn_autocast import run_rnn
 
 __all__ = ["LSTMConfig", "LSTMLanguageModel"]
 
@@ -53,5 +54,5 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: None = None) -> Tensor:
         x = self.drop(self.embed(input_ids))  # (B, T, dim)
-        h, _ = self.lstm(x)  # (B, T, hidden)
+        h, _ = run_rnn(self.lstm, x)  # (B, T, hidden); float32 on the CPU (see rnn_autocast)
         return self.head(self.proj(self.drop(h)))  # (B, T, V)

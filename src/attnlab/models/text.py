@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.attention import padding_mask, scaled_dot_product_attention
 from attnlab.layers import TransformerBlock
+from attnlab.models.rnn_autocast import run_rnn
 from attnlab.positional import LearnedPositionalEmbedding
 
 __all__ = [
@@ -236,9 +237,9 @@ class TextClassificationRNN(nn.Module):
 
     def _direction(self, rnn: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
         if not self.packed:
-            return rnn(x)[0]  # (B, T, H); steps past a row's length are junk, never read
+            return run_rnn(rnn, x)[0]  # (B, T, H); steps past a row's length are junk, never read
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        return pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=x.size(1))[0]
+        return pad_packed_sequence(run_rnn(rnn, packed)[0], batch_first=True, total_length=x.size(1))[0]
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         ids, mask = _trim(ids, lengths)
