@@ -212,6 +212,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     elif resume and info.is_main:
         print(f"note: nothing to resume in {run_dir}; starting from scratch", file=sys.stderr)
     ema = _make_ema(model, cfg.ema, saved, info.is_main)
+    averaged = ema.applied if ema is not None else contextlib.nullcontext  # the model holds the average
 
     net: nn.Module = model
     if info.enabled:
@@ -231,7 +232,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
                         "world": info.world}
             if ema is not None:
                 training["ema"] = ema.state_dict()
-            with ema.applied() if ema is not None else contextlib.nullcontext():  # the averaged weights
+            with averaged():
                 save_checkpoint(run_dir, model, meta={**meta, "epoch": state.epoch}, training=training,
                                 step=state.step, tags=tags)
         ddp.barrier(info)
@@ -239,7 +240,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     def run_eval() -> bool:
         """Validate, checkpoint, update early stopping; True when training should stop."""
         flush_log()  # train-loss windows end at evaluations, so a resumed run logs the same numbers
-        with ema.applied() if ema is not None else contextlib.nullcontext():  # measure the average
+        with averaged():  # measure the average
             return _validate_save_and_call_back()
 
     def _validate_save_and_call_back() -> bool:

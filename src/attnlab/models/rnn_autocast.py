@@ -19,12 +19,10 @@ from torch.nn.utils.rnn import PackedSequence
 __all__ = ["run_rnn"]
 
 
-def run_rnn(rnn: nn.RNNBase, x: torch.Tensor | PackedSequence, hx: Any = None) -> Any:
-    """``rnn(x, hx)``, but in float32 (autocast off) when ``x`` is on the CPU under autocast."""
+def run_rnn(rnn: nn.RNNBase, x: torch.Tensor | PackedSequence) -> Any:
+    """``rnn(x)``, but in float32 (autocast off) when ``x`` is on the CPU under autocast."""
     data = x.data if isinstance(x, PackedSequence) else x
     if data.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
-        return rnn(x, hx)
+        return rnn(x)
     with torch.autocast("cpu", enabled=False):
-        if hx is not None:
-            hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
-        return rnn(x.float(), hx)
+        return rnn(x.float())

@@ -76,7 +76,7 @@ class GPTTaskConfig:
         # The 20-minute comparison with `attnlab train lstm-lm --preset cpu-20min`. Width 128 with
         # dropout 0.1 overfits after ~10 minutes (val perplexity 118.9); width 192 with dropout
         # 0.25, trained to the end of the budget, reached 117.1. Step-matched proxy runs (README,
-        # "How the 20-minute recipe was chosen") then showed the model ends over-confident: a
+        # "How the GPT recipe got there") then showed the model ends over-confident: a
         # running average of the weights (train.ema) and weight decay 0.3 on the tied embedding
         # as well took the same 3,400 steps to 113.6.
         "cpu-20min": {**BUDGET_PRESETS["cpu-20min"], "model.dim": 192, "model.num_heads": 6,
