@@ -61,17 +61,17 @@ def test_argparse_errors_exit_2(capsys):
 
 
 def test_missing_modules_give_clear_errors(capsys, monkeypatch):
-    from attnlab import tasks
-    from attnlab.commands import bench
+    from attnlab.bench import BENCHMARKS
+    from attnlab.tasks import TASKS
 
-    monkeypatch.setitem(tasks.TASKS, "ghost", "attnlab.tasks.ghost")
+    monkeypatch.setitem(TASKS.help, "ghost", "a task still being written")
     code, _, err = run(capsys, "train", "ghost")
     assert code == 2 and "task 'ghost' is not available" in err
-    monkeypatch.setitem(bench.BENCHMARKS, "ghost", "a benchmark still being written")
+    monkeypatch.setitem(BENCHMARKS.help, "ghost", "a benchmark still being written")
     code, _, err = run(capsys, "bench", "ghost")
     assert code == 2 and "benchmark 'ghost' is not available" in err
     with pytest.raises(AttnlabError, match="unknown task 'gtp'; did you mean 'gpt'"):
-        tasks.load_task("gtp")
+        TASKS.load("gtp")
 
 
 def test_list_presets_and_print_config(capsys):

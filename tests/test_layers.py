@@ -131,8 +131,7 @@ def test_every_parameter_receives_a_gradient():
     torch.manual_seed(0)
     for model in (Transformer(16, 4, 32, 4, 2), TransformerBlock(dim=16, num_heads=2, mlp_dim=32)):
         x = torch.randn(2, 6, 16)
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
+        out, _ = model(x)
         out.pow(2).mean().backward()
         for name, p in model.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -145,8 +144,8 @@ def test_post_norm_block_and_self_attention():
     assert sa.W_O.weight.shape == (8, 3 * 8)
     block = TransformerBlock(dim=8, num_heads=3, mlp_dim=16).eval()
     x = torch.randn(2, 5, 8)
-    y = block(x)
-    assert y.shape == x.shape
+    y, no_weights = block(x)
+    assert y.shape == x.shape and no_weights is None
     # post-norm: every output position is layer-normalised
     torch.testing.assert_close(y.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
     y2, w = block(x, need_weights=True)
@@ -160,4 +159,40 @@ def test_padding_does_not_change_real_positions():
     x = torch.randn(1, 4, 8)
     padded = torch.cat([x, torch.randn(1, 3, 8)], dim=1)
     mask = padding_mask(torch.tensor([[1, 1, 1, 1, 0, 0, 0]]))
-    torch.testing.assert_close(block(padded, mask)[:, :4], block(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(block(padded, mask)[0][:, :4], block(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_pre_norm_block_is_its_formula():
+    """x = x + attn(norm1(x)); x = x + mlp(norm2(x)), with mlp = fc2(gelu(fc1(.)))."""
+    torch.manual_seed(0)
+    block = AttentionResidual(16, 4, 32, 4).eval()
+    x = torch.randn(2, 6, 16)
+    h = x + block.attn(block.norm1(x))[0]
+    mlp = block.mlp.fc2(torch.nn.functional.gelu(block.mlp.fc1(block.norm2(h))))
+    torch.testing.assert_close(block(x)[0], h + mlp)
+
+
+def test_post_norm_block_is_its_formula():
+    """x = norm1(x + attn(x)); x = norm2(x + mlp(x))."""
+    torch.manual_seed(0)
+    block = TransformerBlock(dim=8, num_heads=2, mlp_dim=16).eval()
+    x = torch.randn(2, 5, 8)
+    h = block.norm1(x + block.attn(x)[0])
+    torch.testing.assert_close(block(x)[0], block.norm2(h + block.mlp(h)))
+
+
+def test_attention_head_value_width_and_the_course_attention():
+    from attnlab.attention import scaled_dot_product_attention
+    from attnlab.models.text import Attention
+
+    torch.manual_seed(0)
+    head = AttentionHead(16, 8, value_dim=16)
+    x = torch.randn(2, 5, 16)
+    out, A = head(x)
+    ref, ref_A = scaled_dot_product_attention(x @ head.W_Q.weight.T, x @ head.W_K.weight.T, x @ head.W_V.weight.T)
+    assert out.shape == (2, 5, 16)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(A, ref_A)
+    course = Attention(16, 8)  # the course's name: the same class, the course's signature
+    assert isinstance(course, AttentionHead)
+    assert course.W_V.weight.shape == (16, 16) and course.W_Q.weight.shape == (8, 16)

@@ -1,7 +1,7 @@
 """attnlab: attention and Transformers from first principles in PyTorch.
 
-The core (attention functions, masks, layers, positional encodings) is imported eagerly; the
-model families are imported on first use, so ``import attnlab`` stays fast.
+Every public name is imported on first use, so ``import attnlab`` (and ``attnlab --help``)
+stays fast: ``from attnlab import MultiHeadedAttention`` loads torch and the layers then.
 """
 
 from __future__ import annotations
@@ -9,43 +9,36 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .attention import (
-    causal_mask,
-    combine_masks,
-    numpy_attention,
-    padding_mask,
-    scaled_dot_product_attention,
-)
-from .errors import AttnlabError
-from .layers import (
-    FFN,
-    AttentionHead,
-    AttentionResidual,
-    KVCache,
-    MultiHeadedAttention,
-    SelfAttention,
-    Transformer,
-    TransformerBlock,
-)
-from .positional import (
-    LearnedPositionalEmbedding,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-    interpolate_pos_2d,
-)
-
 __version__ = "0.1.0"
 
-# name -> module that defines it (imported lazily on first attribute access)
-_LAZY = {
+# name -> the module that defines it (imported lazily on first attribute access)
+_EXPORTS = {
+    "AttnlabError": "attnlab.errors",
+    # the attention core
+    "numpy_attention": "attnlab.attention",
+    "scaled_dot_product_attention": "attnlab.attention",
+    "causal_mask": "attnlab.attention",
+    "padding_mask": "attnlab.attention",
+    "combine_masks": "attnlab.attention",
+    # building blocks
+    "AttentionHead": "attnlab.layers",
+    "MultiHeadedAttention": "attnlab.layers",
+    "KVCache": "attnlab.layers",
+    "FFN": "attnlab.layers",
+    "AttentionResidual": "attnlab.layers",
+    "Transformer": "attnlab.layers",
+    "SelfAttention": "attnlab.layers",
+    "TransformerBlock": "attnlab.layers",
+    "LearnedPositionalEmbedding": "attnlab.positional",
+    "interpolate_pos_2d": "attnlab.positional",
+    "SinusoidalPositionalEncoding": "attnlab.positional",
+    "RotaryEmbedding": "attnlab.positional",
     "LinformerAttention": "attnlab.lowrank",
     "svd_attention": "attnlab.lowrank",
-    "word_tokenize": "attnlab.tokenize",
+    # models, data, losses
     "PatchEmbed": "attnlab.models.vit",
     "VisionTransformer": "attnlab.models.vit",
-    "MyTokenizer": "attnlab.models.tokenizer",
     "DialogueGPT": "attnlab.models.gpt",
-    "DialogueLoss": "attnlab.models.gpt",
     "generate": "attnlab.models.gpt",
     "LSTMLanguageModel": "attnlab.models.lstm_lm",
     "LogisticRegressionClassifier": "attnlab.models.text",
@@ -54,6 +47,12 @@ _LAZY = {
     "AttentionClassifier": "attnlab.models.text",
     "TextClassificationTransformer": "attnlab.models.text",
     "TextClassificationRNN": "attnlab.models.text",
+    "MyTokenizer": "attnlab.data.tokenizer",
+    "word_tokenize": "attnlab.data.tokenize",
+    "DialogueLoss": "attnlab.losses",
+    "classification_loss": "attnlab.losses",
+    "lm_loss": "attnlab.losses",
+    # the lab and the engine
     "ElmanRNN": "attnlab.lab.rnn",
     "bptt": "attnlab.lab.rnn",
     "TrainConfig": "attnlab.engine",
@@ -62,29 +61,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'attnlab' has no attribute {name!r}")
 
 
-__all__ = [
-    "AttnlabError",
-    "numpy_attention",
-    "scaled_dot_product_attention",
-    "causal_mask",
-    "padding_mask",
-    "combine_masks",
-    "AttentionHead",
-    "MultiHeadedAttention",
-    "KVCache",
-    "FFN",
-    "AttentionResidual",
-    "Transformer",
-    "SelfAttention",
-    "TransformerBlock",
-    "LearnedPositionalEmbedding",
-    "interpolate_pos_2d",
-    "SinusoidalPositionalEncoding",
-    "RotaryEmbedding",
-    *_LAZY,
-]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = list(_EXPORTS)

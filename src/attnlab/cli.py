@@ -11,22 +11,9 @@ import inspect
 import sys
 from types import ModuleType
 
-from attnlab.commands import add_dispatch, example_epilog, formatter
+from attnlab import __version__
+from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
-from attnlab.tasks import load_module
-
-COMMANDS: dict[str, str] = {
-    "train": "train a task's model (toy, gpt, lstm-lm, vit, text) into a run directory",
-    "eval": "evaluate a checkpoint and write metrics.json",
-    "generate": "sample text from a trained language model",
-    "attention-map": "draw the attention weights of a trained model as heatmaps",
-    "predict": "classify new inputs with a trained model",
-    "explain": "explain a prediction through its attention",
-    "sweep": "train a grid of configurations and tabulate the results",
-    "data": "download and unpack a data set (imdb, cifar10, shakespeare)",
-    "bench": "run a benchmark (attention, gpt, vit)",
-    "lab": "run a lab experiment (graph, vanishing, complexity, lowrank, scaling, generation, report)",
-}
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
 EXAMPLES = """\
@@ -51,13 +38,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The full parser for ``argv`` (only the chosen subcommand's module is imported)."""
     parser = argparse.ArgumentParser(prog="attnlab", description=DESCRIPTION, formatter_class=formatter(),
                                      epilog=example_epilog(EXAMPLES))
-    try:
-        from attnlab import __version__ as version
-    except ImportError:
-        version = "unknown"
-    parser.add_argument("--version", action="version", version=f"attnlab {version}")
-    add_dispatch(parser, argv, dest="command", metavar="COMMAND", known=COMMANDS, package="attnlab.commands",
-                 kind="command", configure=lambda p, module: _configure(p, module, argv[1:]))
+    parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
+    add_dispatch(parser, argv, dest="command", metavar="COMMAND", registry=COMMANDS,
+                 configure=lambda p, module: _configure(p, module, argv[1:]))
     return parser
 
 

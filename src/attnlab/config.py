@@ -16,15 +16,21 @@ Values given on the command line are strings, parsed by the field's annotation: 
 ``int``, ``float``, ``str``, ``Optional[X]`` / ``X | None`` (``none`` or ``null``),
 ``tuple[X, ...]`` (comma-separated) and ``Literal[...]``. Anything else is a user error that
 names the key, the expected type and the valid choices.
+
+Ranges are part of the type: ``epochs: Annotated[int, Range(ge=1)] = 10``. A float is never
+NaN or infinite. :func:`validate` checks every field of a built config against its range, and
+calls the ``check()`` method of any section that has rules across fields (``dim`` divisible by
+``num_heads``); :func:`build_config` and :func:`config_from_dict` validate what they return.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from attnlab.errors import AttnlabError
 
@@ -35,10 +41,42 @@ _FALSE = {"0", "false", "no", "off", "n", "f"}
 _NONE = {"none", "null"}
 
 
+# --------------------------------------------------------------------------- ranges
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a number field, used as ``Annotated[int, Range(ge=1)]``."""
+
+    ge: float | None = None  # value >= ge
+    gt: float | None = None  # value > gt
+    le: float | None = None  # value <= le
+    lt: float | None = None  # value < lt
+
+    def describe(self) -> str:
+        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+    def holds(self, v: float) -> bool:
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+
+class _OutOfRange(AttnlabError):
+    """A value of the right type outside its :class:`Range`."""
+
+
+def _split_annotated(tp: Any) -> tuple[Any, Range | None]:
+    """``Annotated[X, Range(...)]`` -> ``(X, Range)``; any other type -> ``(tp, None)``."""
+    if typing.get_origin(tp) is Annotated:
+        base, *extras = typing.get_args(tp)
+        return base, next((e for e in extras if isinstance(e, Range)), None)
+    return tp, None
+
+
 # --------------------------------------------------------------------------- introspection
 def _hints(cls: type) -> dict[str, Any]:
     """Resolved annotations of a dataclass (works with ``from __future__ import annotations``)."""
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _fields(cls: type) -> dict[str, Any]:
@@ -63,7 +101,10 @@ def config_keys(cls: type, prefix: str = "") -> dict[str, Any]:
 
 
 def type_name(tp: Any) -> str:
-    """A readable name for an annotation: ``float``, ``int or None``, ``one of 'a', 'b'``."""
+    """A readable name for an annotation: ``float``, ``int >= 1 or None``, ``one of 'a', 'b'``."""
+    tp, bounds = _split_annotated(tp)
+    if bounds is not None:
+        return f"{type_name(tp)} {bounds.describe()}"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
@@ -93,6 +134,12 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
 
     Raises ``AttnlabError`` naming the key, the expected type and the valid choices.
     """
+    base, bounds = _split_annotated(tp)
+    if bounds is not None:
+        parsed = parse_value(key, base, value)
+        if parsed is not None and not bounds.holds(parsed):
+            raise _OutOfRange(f"config key '{key}' must be {bounds.describe()}, got {parsed!r}")
+        return parsed
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     text = value.strip() if isinstance(value, str) else None
 
@@ -101,14 +148,18 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
             if type(None) in args:
                 return None
             raise _bad(key, tp, value)
+        out_of_range: AttnlabError | None = None
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return parse_value(key, arg, value)
+            except _OutOfRange as exc:
+                none = " (or none)" if type(None) in args else ""
+                out_of_range = AttnlabError(f"{exc}{none}")
             except AttnlabError:
                 pass
-        raise _bad(key, tp, value)
+        raise out_of_range or _bad(key, tp, value)
 
     if origin is Literal:
         for choice in args:
@@ -159,14 +210,19 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
         raise _bad(key, tp, value)
 
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if text is not None:
+            number = float(value)
+        elif text is not None:
             try:
-                return float(text)
+                number = float(text)
             except ValueError:
                 pass
-        raise _bad(key, tp, value)
+        if number is None:
+            raise _bad(key, tp, value)
+        if not math.isfinite(number):
+            raise AttnlabError(f"config key '{key}' must be a finite number, got {value!r}")
+        return number
 
     if tp is str:
         if isinstance(value, str):
@@ -210,6 +266,23 @@ def set_value(cfg: Any, key: str, value: Any) -> None:
             setattr(target, part, parse_value(key, tp, value))
 
 
+def validate(cfg: T, prefix: str = "") -> T:
+    """Check every field of ``cfg`` against its type and range, then each section's ``check()``.
+
+    Raises :class:`AttnlabError` naming the first bad key (``prefix`` + its name); returns ``cfg``.
+    """
+    for name, tp in _fields(type(cfg)).items():
+        value = getattr(cfg, name)
+        if _is_dataclass_type(tp):
+            validate(value, f"{prefix}{name}.")
+        else:
+            parse_value(f"{prefix}{name}", tp, value)
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        check()
+    return cfg
+
+
 def apply_overrides(cfg: T, overrides: list[str] | None) -> T:
     """Apply ``key=value`` strings (``--set``) to ``cfg`` in place and return it."""
     for item in overrides or []:
@@ -240,7 +313,7 @@ def build_config(cls: type[T], preset: str | None = None, overrides: list[str] |
             )
         for key, value in table[name].items():
             set_value(cfg, key, value)
-    return apply_overrides(cfg, overrides)
+    return validate(apply_overrides(cfg, overrides))
 
 
 # --------------------------------------------------------------------------- JSON round trip
@@ -266,7 +339,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], _prefix: str = "") -> T
             kwargs[name] = config_from_dict(tp, value, f"{key}.")
         else:
             kwargs[name] = parse_value(key, tp, value)
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    return validate(cfg) if not _prefix else cfg
 
 
 def describe(cfg: Any) -> str:

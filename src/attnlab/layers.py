@@ -3,10 +3,10 @@
 Every block calls the pure functions of :mod:`attnlab.attention`; nothing here re-implements
 the attention math. Two block styles are provided, as in the course:
 
-* pre-norm (``AttentionResidual`` / ``Transformer``): ``x + Attn(LN(x))`` then ``x + FFN(x)``
-  where ``FFN`` starts with its own LayerNorm -- the GPT / ViT style;
-* post-norm (``SelfAttention`` / ``TransformerBlock``): ``LN(x + Attn(x))`` then
-  ``LN(x + FF(x))`` -- the original "Attention is all you need" style.
+* pre-norm (``AttentionResidual`` / ``Transformer``): ``x = x + attn(norm1(x))`` then
+  ``x = x + mlp(norm2(x))`` -- the GPT / ViT style;
+* post-norm (``SelfAttention`` / ``TransformerBlock``): ``x = norm1(x + attn(x))`` then
+  ``x = norm2(x + mlp(x))`` -- the original "Attention is all you need" style.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import fused_attention, scaled_dot_product_attention
+from attnlab.attention import fused_attention, scaled_dot_product_attention
 
 if TYPE_CHECKING:
-    from .positional import RotaryEmbedding
+    from attnlab.positional import RotaryEmbedding
 
 __all__ = [
     "AttentionHead",
@@ -37,17 +37,19 @@ __all__ = [
 
 
 class AttentionHead(nn.Module):
-    """One attention head: ``W_Q, W_K, W_V`` in ``R^{dim x head_dim}``.
+    """One attention head: ``W_Q, W_K`` in ``R^{dim x head_dim}`` and ``W_V`` in ``R^{dim x value_dim}``.
 
-    ``forward(x, attn_mask=None) -> (out, A)`` with ``x`` (B, T, dim), ``out`` (B, T, head_dim)
+    ``forward(x, attn_mask=None) -> (out, A)`` with ``x`` (B, T, dim), ``out`` (B, T, value_dim)
     and ``A`` (B, T, T), where ``A[b, i, j]`` is the weight of token ``j`` for token ``i``.
+    ``value_dim`` defaults to ``head_dim`` (the head of a multi-head layer); the course's
+    single-head :class:`attnlab.models.text.Attention` keeps the model width (``value_dim=dim``).
     """
 
-    def __init__(self, dim: int, head_dim: int, *, bias: bool = False) -> None:
+    def __init__(self, dim: int, head_dim: int, *, value_dim: int | None = None, bias: bool = False) -> None:
         super().__init__()
         self.W_Q = nn.Linear(dim, head_dim, bias=bias)
         self.W_K = nn.Linear(dim, head_dim, bias=bias)
-        self.W_V = nn.Linear(dim, head_dim, bias=bias)
+        self.W_V = nn.Linear(dim, value_dim or head_dim, bias=bias)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return scaled_dot_product_attention(self.W_Q(x), self.W_K(x), self.W_V(x), attn_mask)
@@ -184,45 +186,46 @@ class MultiHeadedAttention(nn.Module):
 
 
 class FFN(nn.Module):
-    """Position-wise feed-forward: ``LayerNorm -> Linear -> GELU -> Linear`` (-> dropout).
+    """Position-wise feed-forward network: ``Linear -> GELU -> Linear -> dropout``.
 
-    ``pre_norm=False`` drops the leading LayerNorm, for post-norm blocks that normalise after
-    the residual addition instead.
+    The blocks normalise before (pre-norm) or after (post-norm) calling it.
     """
 
-    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, pre_norm: bool = True) -> None:
+    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()
         self.fc1 = nn.Linear(dim, mlp_dim)
         self.fc2 = nn.Linear(mlp_dim, dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.fc2(F.gelu(self.fc1(self.norm(x))))
+        x = self.fc2(F.gelu(self.fc1(x)))
         return self.drop(x) if self.training else x  # (an eval-mode Dropout call still costs ~5 us)
 
 
 class AttentionResidual(nn.Module):
-    """Pre-norm block: ``x = x + MultiHeadedAttention(LN(x))`` then ``x = x + FFN(x)``.
+    """The pre-norm block (GPT-2, ViT): ``x = x + attn(norm1(x))``, then ``x = x + mlp(norm2(x))``.
 
-    ``attn_dim`` is the dimension of each head.
+    ``head_dim`` is the width of each head; ``dropout`` acts on both residual branches and
+    ``attn_dropout`` on the attention weights (any value > 0 leaves PyTorch's fused kernel).
     """
 
     def __init__(
         self,
         dim: int,
-        attn_dim: int,
+        head_dim: int,
         mlp_dim: int,
         num_heads: int,
         *,
         dropout: float = 0.0,
+        attn_dropout: float = 0.0,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.attn = MultiHeadedAttention(dim, num_heads, attn_dim, dropout=dropout, rotary=rotary)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, rotary=rotary)
         self.drop = nn.Dropout(dropout)
-        self.ffn = FFN(dim, mlp_dim, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = FFN(dim, mlp_dim, dropout=dropout)
 
     def forward(
         self,
@@ -233,11 +236,12 @@ class AttentionResidual(nn.Module):
         need_weights: bool = False,
         cache: LayerCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        a, weights = self.attn(
-            self.norm(x), attn_mask, is_causal=is_causal, need_weights=need_weights, cache=cache
-        )
+        """``x`` (B, T, dim) -> ``(x, weights (B, H, T, T_k) or None)``."""
+        a, weights = self.attn(self.norm1(x), attn_mask, is_causal=is_causal, need_weights=need_weights,
+                               cache=cache)
         x = x + (self.drop(a) if self.training else a)
-        return x + self.ffn(x), weights
+        x = x + self.mlp(self.norm2(x))
+        return x, weights
 
 
 class Transformer(nn.Module):
@@ -250,17 +254,19 @@ class Transformer(nn.Module):
     def __init__(
         self,
         dim: int,
-        attn_dim: int,
+        head_dim: int,
         mlp_dim: int,
         num_heads: int,
         num_layers: int,
         *,
         dropout: float = 0.0,
+        attn_dropout: float = 0.0,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            AttentionResidual(dim, attn_dim, mlp_dim, num_heads, dropout=dropout, rotary=rotary)
+            AttentionResidual(dim, head_dim, mlp_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout,
+                              rotary=rotary)
             for _ in range(num_layers)
         )
 
@@ -277,14 +283,9 @@ class Transformer(nn.Module):
             raise ValueError(f"cache has {len(cache.layers)} layers, the model has {len(self.layers)}")
         attentions: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            x, w = layer(
-                x,
-                attn_mask,
-                is_causal=is_causal,
-                need_weights=need_weights,
-                cache=None if cache is None else cache.layers[i],
-            )
-            if need_weights:
+            x, w = layer(x, attn_mask, is_causal=is_causal, need_weights=need_weights,
+                         cache=None if cache is None else cache.layers[i])
+            if w is not None:
                 attentions.append(w)
         return x, (attentions if need_weights else None)
 
@@ -298,24 +299,24 @@ class SelfAttention(MultiHeadedAttention):
 
 
 class TransformerBlock(nn.Module):
-    """Post-norm block: ``x = LN(x + SelfAttention(x))`` then ``x = LN(x + FF(x))``.
+    """The post-norm block of "Attention is all you need": ``x = norm1(x + attn(x))``, then
+    ``x = norm2(x + mlp(x))``.
 
-    ``forward(x, attn_mask=None) -> x``; with ``need_weights=True`` it returns
-    ``(x, weights)`` with weights of shape (B, H, T, T).
+    ``forward(x, attn_mask=None, *, need_weights=False) -> (x, weights (B, H, T, T) or None)``.
     """
 
-    def __init__(self, *, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, *, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0,
+                 attn_dropout: float = 0.0) -> None:
         super().__init__()
-        self.attn = SelfAttention(dim=dim, num_heads=num_heads, dropout=dropout)
+        self.attn = SelfAttention(dim=dim, num_heads=num_heads, dropout=attn_dropout)
         self.norm1 = nn.LayerNorm(dim)
-        self.ff = FFN(dim, mlp_dim, dropout=dropout, pre_norm=False)
+        self.mlp = FFN(dim, mlp_dim, dropout=dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(
-        self, x: Tensor, attn_mask: Tensor | None = None, *, need_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, *,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         a, weights = self.attn(x, attn_mask, need_weights=need_weights)
         x = self.norm1(x + self.drop(a))
-        x = self.norm2(x + self.ff(x))
-        return (x, weights) if need_weights else x
+        x = self.norm2(x + self.mlp(x))
+        return x, weights

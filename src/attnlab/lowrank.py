@@ -18,8 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attention import scaled_dot_product_attention
-from .errors import AttnlabError
+from attnlab.attention import scaled_dot_product_attention
+from attnlab.errors import AttnlabError
 
 __all__ = ["LinformerAttention", "svd_attention", "mean_pool_projection"]
 

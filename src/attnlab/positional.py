@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 __all__ = [
     "LearnedPositionalEmbedding",

@@ -9,7 +9,7 @@ import math
 import torch
 
 from attnlab.bench import attention
-from attnlab.bench._measure import peak_memory_bytes, time_interleaved
+from attnlab.measure import peak_memory_bytes, time_interleaved
 
 
 def test_peak_memory_counts_what_is_alive_at_the_peak():

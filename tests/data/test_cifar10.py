@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from attnlab.data import cifar10
-from attnlab.data.augment import Augment, ImageBatches, ImageSet, normalize, random_crop, random_flip, split
+from attnlab.data.augment import Augment, cutout, normalize, random_crop, random_flip
+from attnlab.data.images import ImageBatches, ImageSet, split
 from attnlab.data.cifar10 import load_cifar10, write_batch
 from attnlab.data.image_folder import load_image_folder
 from attnlab.errors import AttnlabError

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from attnlab.data import shakespeare
-from attnlab.data.dialogue import DialogueDataset, LengthBucketBatches, collate, prepare_lm_data, windows
+from attnlab.data.dialogue import DialogueDataset, collate, lm_batches, prepare_lm_data, windows
 from attnlab.data.shakespeare import all_dialogues, load_text, split_dialogues
 from attnlab.errors import AttnlabError
-from attnlab.models.tokenizer import PAD_ID, START_ID, UNK_ID
+from attnlab.vocab import PAD_ID, START_ID, UNK_ID
 
 PLAY = "First Citizen:\nBefore we proceed.\n\nAll:\nSpeak, speak.\n \t\nFirst Citizen:\nYou are all\nresolved.\n\n\n"
 
@@ -95,7 +95,7 @@ def test_collate_right_pads_and_masks():
 def test_length_bucket_batches_are_deterministic_and_cover_everything():
     ds = DialogueDataset([[START_ID] + [5] * n for n in range(1, 200)], context=64)
     assert len(ds) == sum(len(windows([0] * (n + 1), 64)) for n in range(1, 200))
-    b = LengthBucketBatches(ds, 16, pool=2)
+    b = lm_batches(ds, 16)
 
     def epoch(e, seed=0, rank=0, world=1):
         return [x["input_ids"].tolist() for x in b.iter_epoch(e, seed, rank, world)]
@@ -108,7 +108,7 @@ def test_length_bucket_batches_are_deterministic_and_cover_everything():
     both = [r0 + r1 for r0, r1 in zip(epoch(0, rank=0, world=2), epoch(0, rank=1, world=2))]
     assert sorted(map(len, both)) == sorted(len(x) for x in epoch(0))
     # evaluation order: sorted by length, little padding
-    padded = [x["input_ids"].numel() for x in LengthBucketBatches(ds, 16, shuffle=False).iter_epoch(0, 0)]
+    padded = [x["input_ids"].numel() for x in lm_batches(ds, 16, shuffle=False).iter_epoch(0, 0)]
     assert sum(padded) < 1.1 * real
 
 

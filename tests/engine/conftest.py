@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.engine import TensorBatches, TrainConfig
+from attnlab.data.batching import TensorBatches
+from attnlab.engine import TrainConfig
 
 
 class TinyNet(nn.Module):

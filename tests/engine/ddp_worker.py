@@ -11,7 +11,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TinyNet, tiny_cfg, tiny_data, tiny_loss  # noqa: E402
 
-from attnlab.engine import TensorBatches, fit  # noqa: E402
+from attnlab.data.batching import TensorBatches
+from attnlab.engine import fit  # noqa: E402
 
 
 def train(out: Path) -> dict[str, float]:

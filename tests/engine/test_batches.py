@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attnlab.engine import DatasetBatches, TensorBatches
+from attnlab.data.batching import DatasetBatches, TensorBatches
 
 
 def _ids(batches, **kw):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attnlab.engine import autocast_context, fit, resolve_precision, select_device
-from attnlab.engine.loop import monitor_mode
+from attnlab.engine import monitor_mode
 from attnlab.errors import AttnlabError
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.models.gpt import DialogueGPT, DialogueLoss, GPTConfig, generate, lm_loss
+from attnlab.losses import DialogueLoss, lm_loss
+from attnlab.models.gpt import DialogueGPT, GPTConfig, generate
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from attnlab.models.tokenizer import PAD_ID, START_ID
+from attnlab.vocab import PAD_ID, START_ID
 
 
 @pytest.fixture(autouse=True)
@@ -210,7 +211,7 @@ def test_overfits_one_batch(make, steps):
 def test_kv_cache_is_at_least_5x_faster_for_256_tokens():
     # The default preset's shape (random weights: the time depends on the shape only), timed in
     # interleaved rounds like `attnlab bench generate`.
-    from attnlab.bench._measure import median, time_interleaved
+    from attnlab.measure import median, time_interleaved
 
     torch.manual_seed(0)
     model = DialogueGPT(GPTConfig(vocab_size=6187)).eval()

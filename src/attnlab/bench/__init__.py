@@ -1,1 +1,10 @@
-"""Benchmarks run by `attnlab bench NAME`, one module each."""
+"""Benchmarks run by ``attnlab bench NAME``, one module each (``add_arguments``, ``run``)."""
+
+from attnlab.registry import Registry
+
+BENCHMARKS = Registry("benchmark", "attnlab.bench", {
+    "attention": "MultiHeadedAttention vs torch.nn.MultiheadAttention: time and peak memory",
+    "gpt": "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size",
+    "vit": "training images/s of our ViT vs Hugging Face ViT of identical size",
+    "generate": "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)",
+})

@@ -5,7 +5,7 @@ same input, forward + backward (the input requires grad, as inside a network), w
 ``need_weights=False`` so that both take PyTorch's fused attention kernel. Timing is interleaved
 (ours, torch, ours, torch, ...) and the median is reported; peak memory is what PyTorch's CPU
 allocator holds at its high point during one step, replayed from the profiler's allocation
-events (see :mod:`attnlab.bench._measure`). The bar: ours/torch time <= 1.10 and memory <= 1.00
+events (see :mod:`attnlab.measure`). The bar: ours/torch time <= 1.10 and memory <= 1.00
 at every length.
 """
 
@@ -19,8 +19,8 @@ import sys
 import torch
 from torch import nn
 
-from ..errors import AttnlabError
-from ._measure import median, peak_memory_bytes, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.measure import median, peak_memory_bytes, time_interleaved
 
 HELP = "time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward, CPU)"
 EXAMPLE = "attnlab bench attention --lengths 64 256 1024 --repeats 10 --json bench.json"
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
-    from ..layers import MultiHeadedAttention
+    from attnlab.layers import MultiHeadedAttention
 
     torch.manual_seed(0)
     ours = MultiHeadedAttention(dim, heads, dim // heads)

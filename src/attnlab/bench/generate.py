@@ -2,7 +2,7 @@
 
 Both paths run :func:`attnlab.models.gpt.generate` greedily from the same prompt (default: the
 start token alone) for ``--num-tokens`` new words, in interleaved rounds (see
-:mod:`attnlab.bench._measure`); the medians are compared and the two outputs must be identical
+:mod:`attnlab.measure`); the medians are compared and the two outputs must be identical
 token for token (the benchmark fails otherwise). The uncached path is the textbook one: every new
 word re-runs the model over the whole window. With ``--checkpoint`` the trained model is used;
 without it, a model of the default preset's shape with random weights (the timing depends on the
@@ -15,8 +15,8 @@ import argparse
 
 import torch
 
-from ..errors import AttnlabError
-from ._measure import median, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.measure import median, time_interleaved
 
 HELP = "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)"
 EXAMPLE = """\
@@ -42,13 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, list[int], str]:
-    from ..models.gpt import DialogueGPT, GPTConfig
-    from ..models.tokenizer import START_ID
-    from ..tasks import gpt
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.models.gpt import DialogueGPT, GPTConfig
+    from attnlab.tasks import load_trained
+    from attnlab.vocab import START_ID
 
     if args.checkpoint is not None:
-        model, tok, _ = gpt.load_lm("gpt", args.checkpoint, gpt.build_model)
-        return model, tok.encode(args.prompt), f"trained model {args.checkpoint}"
+        _, model, meta = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT")
+        return model, MyTokenizer.from_dict(meta["tokenizer"]).encode(args.prompt), f"trained model {args.checkpoint}"
     if args.prompt:
         raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
     if args.dim % args.heads:
@@ -60,7 +61,7 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, list[int], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.gpt import generate
+    from attnlab.models.gpt import generate
 
     if args.num_tokens < 1 or args.repeats < 1:
         raise AttnlabError("--num-tokens and --repeats must be >= 1")

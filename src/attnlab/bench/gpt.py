@@ -4,9 +4,9 @@ Both models get identical shapes (layers, width, heads, feed-forward width, cont
 vocabulary, tied output layer: the parameter counts are printed and must match), the same
 random batch, the same AdamW settings and the same number of threads, in the same process. One
 timed step = forward + loss + backward + optimizer step, each model through its own native
-path: ours through :class:`~attnlab.models.gpt.DialogueLoss`, GPT-2 through ``labels=`` (its
+path: ours through :class:`~attnlab.losses.DialogueLoss`, GPT-2 through ``labels=`` (its
 built-in shifted cross-entropy) with its fastest attention (``sdpa``) and no KV cache. Steps
-are timed in interleaved rounds (see :mod:`attnlab.bench._measure`) and the medians compared.
+are timed in interleaved rounds (see :mod:`attnlab.measure`) and the medians compared.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 
 import torch
 
-from ..errors import AttnlabError
-from ._measure import median, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.measure import median, time_interleaved
 
 HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU)"
 EXAMPLE = "attnlab bench gpt --layers 4 --dim 256 --heads 4 --context 128 --vocab 8000 --batch 16"
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from ..models.gpt import DialogueGPT, GPTConfig
+    from attnlab.models.gpt import DialogueGPT, GPTConfig
 
     try:
         import transformers
@@ -62,7 +62,7 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.gpt import DialogueLoss
+    from attnlab.losses import DialogueLoss
 
     if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")

@@ -5,7 +5,7 @@ the parameter counts are printed and must match), the same random batch, the sam
 settings and the same threads, in the same process. One timed step = forward + cross-entropy +
 backward + optimizer step; ours is the plain ViT (no conv stem), Hugging Face's
 ``ViTForImageClassification`` runs with ``labels=`` and its fastest attention (``sdpa``).
-Steps are timed in interleaved rounds (:mod:`attnlab.bench._measure`) and the medians compared.
+Steps are timed in interleaved rounds (:mod:`attnlab.measure`) and the medians compared.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from ..errors import AttnlabError
-from ._measure import median, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.measure import median, time_interleaved
 
 HELP = "training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size (CPU)"
 EXAMPLE = "attnlab bench vit --layers 6 --dim 192 --heads 3 --mlp-dim 384 --patch 4 --image-size 32 --batch 64"
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from ..models.vit import ViTConfig, VisionTransformer
+    from attnlab.models.vit import ViTConfig, VisionTransformer
 
     try:
         from transformers import ViTConfig as HFViTConfig, ViTForImageClassification

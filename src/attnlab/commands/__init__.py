@@ -1,24 +1,44 @@
-"""One module per ``attnlab`` subcommand, plus the helpers they share.
+"""One module per ``attnlab`` subcommand (:data:`COMMANDS`), plus the helpers they share.
 
-Each command module defines ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and
-``run(args) -> int``. Modules that dispatch one level further (``train TASK``, ``bench NAME``)
-accept ``add_arguments(parser, argv)`` so that only the chosen task/benchmark is imported.
-A task's help shows its module docstring and generated examples (its ``EXAMPLE`` too, if any).
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``, and optionally
+``HELP`` (a longer description than the registry's one line) and ``EXAMPLE``. Commands that
+dispatch one level further (``train TASK``, ``bench NAME``) take ``add_arguments(parser, argv)``
+so that only the chosen task or benchmark is imported. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Union
 
+from attnlab.bench import BENCHMARKS
+from attnlab.data import DATASETS
 from attnlab.errors import AttnlabError
-from attnlab.tasks import load_module
+from attnlab.lab import EXPERIMENTS
+from attnlab.registry import Registry
+from attnlab.tasks import TASKS
+
+COMMANDS = Registry("command", "attnlab.commands", {
+    "train": f"train a task's model ({TASKS.listing()}) into a run directory",
+    "eval": "evaluate a checkpoint and write metrics.json",
+    "generate": "sample text from a trained language model",
+    "attention-map": "draw a trained ViT's attention over images as heatmaps",
+    "predict": "classify new inputs with a trained sentiment model",
+    "explain": "explain a sentiment prediction through its attention",
+    "sweep": "train a grid of configurations and tabulate the results",
+    "data": f"download and unpack a data set ({DATASETS.listing()})",
+    "bench": f"run a benchmark ({BENCHMARKS.listing()})",
+    "lab": f"run a lab experiment ({EXPERIMENTS.listing()})",
+})
 
 HEADLINE = ("val_accuracy", "test_accuracy", "val_perplexity", "test_perplexity", "val_loss", "test_loss",
             "train_loss", "train_seconds", "steps", "epochs")
@@ -44,22 +64,19 @@ def chosen_name(argv: list[str] | None, names: list[str]) -> str | None:
 
 
 def add_dispatch(parser: argparse.ArgumentParser, argv: list[str] | None, *, dest: str, metavar: str,
-                 known: dict[str, str], package: str, kind: str,
-                 configure: Callable[[argparse.ArgumentParser, ModuleType], None] | None = None,
+                 registry: Registry, configure: Callable[[argparse.ArgumentParser, ModuleType], None] | None = None,
                  example: Callable[[str, ModuleType], str] | None = None) -> None:
-    """Sub-choices ``known`` (name -> one-line help) for ``package.<name>`` modules.
-
-    Only the chosen module is imported (so listing names never fails, and a missing module gives
-    a clear "not available" error only when it is asked for).
-    """
+    """One sub-parser per name of ``registry``; only the chosen module is imported (so listing
+    names never fails, and a missing module gives a clear error only when it is asked for)."""
     sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
-    chosen = chosen_name(argv, list(known))
-    for name, help_text in known.items():
+    chosen = chosen_name(argv, registry.names())
+    for name in registry:
+        help_text = registry.help[name]
         if name != chosen:
             sub.add_parser(name, help=help_text)
             continue
-        module = load_module(kind, name, f"{package}.{name.replace('-', '_')}", list(known))
-        doc = getattr(module, "HELP", None) or (module.__doc__ or help_text).strip().splitlines()[0]
+        module = registry.load(name)
+        doc = getattr(module, "HELP", None) or help_text
         text = example(name, module) if example is not None else getattr(module, "EXAMPLE", None)
         p = sub.add_parser(name, help=help_text, description=doc, formatter_class=formatter(),
                            epilog=example_epilog(text) if text else None)
@@ -70,6 +87,28 @@ def add_dispatch(parser: argparse.ArgumentParser, argv: list[str] | None, *, des
         p.set_defaults(**{f"_{dest}_module": module})
 
 
+# --------------------------------------------------------------------------- task inputs as flags
+def _flag_type(tp: Any) -> Any:
+    """The argparse ``type`` of an inputs field: ``Path | None`` -> ``Path``, ``int | None`` -> ``int``."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    return tp
+
+
+def add_inputs(parser: argparse.ArgumentParser, inputs: type) -> None:
+    """One ``--flag`` per field of a task's ``INPUTS`` dataclass (``data_dir`` -> ``--data-dir``)."""
+    hints = typing.get_type_hints(inputs)
+    for f in dataclasses.fields(inputs):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"input_{f.name}", type=_flag_type(hints[f.name]),
+                            default=f.default, metavar=f.name.upper(), help=f.metadata.get("help"))
+
+
+def make_inputs(inputs: type, args: argparse.Namespace) -> Any:
+    """The task's ``INPUTS`` dataclass from the flags :func:`add_inputs` defined."""
+    return inputs(**{f.name: getattr(args, f"input_{f.name}") for f in dataclasses.fields(inputs)})
+
+
+# --------------------------------------------------------------------------- run directories
 def default_run_dir(task: str, kind: str = "") -> Path:
     """``runs/<task>[-eval]-<YYYYmmdd-HHMMSS>``."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

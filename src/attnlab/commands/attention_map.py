@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 HELP = "draw a trained ViT's class-token attention (or attention rollout) over validation images"
 EXAMPLE = "attnlab attention-map --checkpoint runs/vit --num-images 10 --out maps.png --data-dir data"
@@ -28,13 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.augment import normalize, split
-    from ..tasks.vit import load_images, model_from_checkpoint
-    from ..viz.attention_map import attention_rollout, cls_attention, save_grid, upsample
+    from attnlab.data.augment import normalize
+    from attnlab.data.images import load_images, split
+    from attnlab.tasks import load_trained
+    from attnlab.viz.attention_map import attention_rollout, cls_attention, save_grid, upsample
 
     if args.num_images < 1:
         raise AttnlabError(f"--num-images must be >= 1, got {args.num_images}")
-    model, meta = model_from_checkpoint(args.checkpoint)
+    _, model, meta = load_trained(args.checkpoint, tasks=("vit",), what="a Vision Transformer")
     train_all, _ = load_images(args.data_dir, model.config.image_size)
     data = meta.get("data", {})
     _, val = split(train_all, data.get("val_size", 5000), data.get("split_seed", 0))

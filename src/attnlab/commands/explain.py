@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 HELP = "draw a sentiment model's attention over a review: per-token heatmap as PNG and HTML"
 EXAMPLE = 'attnlab explain --checkpoint runs/text-attention "Not bad at all, I loved it." --out explain/'
@@ -69,13 +69,15 @@ def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.text import encode_texts, load_model
+    from attnlab.data.sentiment import encode_texts
+    from attnlab.tasks import load_trained
 
-    model, meta, cfg = load_model(args.checkpoint)
-    if cfg.model.name not in ("attention", "transformer"):
-        raise AttnlabError(f"the '{cfg.model.name}' model has no attention to explain; pass a checkpoint "
+    _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
+    name = meta["model"]["name"]
+    if name not in ("attention", "transformer"):
+        raise AttnlabError(f"the '{name}' model has no attention to explain; pass a checkpoint "
                            "of `attnlab train text --model attention` (or transformer)")
-    enc, seen = encode_texts([args.text], meta["vocab"], cfg.model.max_len)
+    enc, seen = encode_texts([args.text], meta["vocab"], meta["model"]["max_len"])
     with torch.no_grad():
         logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)
     probs = torch.softmax(logits.float(), -1)[0]
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     n = len(tokens)
     w = weights[0, :n, :n].float()  # (T, T): row = query, column = key
     received = w.mean(0)  # (T,)
-    title = f"{cfg.model.name}: {labels[k]} (p = {float(probs[k]):.3f})"
+    title = f"{name}: {labels[k]} (p = {float(probs[k]):.3f})"
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         png, page = args.out / "attention.png", args.out / "attention.html"

@@ -6,8 +6,7 @@ import argparse
 import sys
 import time
 
-from ..engine import load_checkpoint
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 HELP = "continue a prompt with a trained DialogueGPT (or LSTM) language model"
 EXAMPLE = 'attnlab generate --checkpoint runs/gpt-default --prompt "ROMEO: what light" --num-tokens 50'
@@ -29,19 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.gpt import generate
-    from ..tasks import gpt, lstm_lm
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.models.gpt import generate
+    from attnlab.tasks import load_trained
 
     if args.num_tokens < 0:
         raise AttnlabError(f"--num-tokens must be >= 0, got {args.num_tokens}")
     if args.temperature < 0:
         raise AttnlabError(f"--temperature must be >= 0, got {args.temperature}")
-    builders = {"gpt": gpt.build_model, "lstm-lm": lstm_lm.build_model}
-    task = load_checkpoint(args.checkpoint).task
-    if task not in builders:
-        raise AttnlabError(f"checkpoint {args.checkpoint} is from task '{task}', not a language model; "
-                           "pass a checkpoint of `attnlab train gpt` (or lstm-lm)")
-    model, tok, _ = gpt.load_lm(task, args.checkpoint, builders[task])
+    _, model, meta = load_trained(args.checkpoint, tasks=("gpt", "lstm-lm"), what="a language model")
+    tok = MyTokenizer.from_dict(meta["tokenizer"])
     prefix = tok.encode(args.prompt)
     t0 = time.perf_counter()
     ids = generate(model, prefix, args.num_tokens, temperature=args.temperature, top_k=args.top_k,

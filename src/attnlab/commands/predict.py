@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 HELP = "classify reviews with a trained sentiment model (attnlab train text): label and probability"
 EXAMPLE = 'attnlab predict --checkpoint runs/text-transformer "A warm, funny and moving film."'
@@ -34,12 +34,13 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.text import encode_texts, load_model
+    from attnlab.data.sentiment import encode_texts
+    from attnlab.tasks import load_trained
 
-    model, meta, cfg = load_model(args.checkpoint)
+    _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     texts = _read_texts(args)
     labels = meta.get("labels", ["neg", "pos"])
-    enc, _ = encode_texts(texts, meta["vocab"], cfg.model.max_len)
+    enc, _ = encode_texts(texts, meta["vocab"], meta["model"]["max_len"])
     with torch.no_grad():
         probs = torch.softmax(model(enc["ids"], enc["lengths"]).float(), dim=-1)  # (N, classes)
     for text, p in zip(texts, probs):

@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import AttnlabError
+from attnlab.commands import add_inputs, make_inputs
+from attnlab.errors import AttnlabError
+from attnlab.tasks import TASKS
 
 HELP = "train a task over a grid of hyperparameters; write CSV, Markdown and TensorBoard hparams"
 EXAMPLE = ("attnlab sweep text --model transformer --data-dir data/aclImdb --embeddings glove.6B.50d.txt "
@@ -38,7 +40,7 @@ def _add_sweep_options(parser: argparse.ArgumentParser, *, defaults: bool = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", metavar="TASK", help="the task to sweep (toy, gpt, lstm-lm, vit, text)")
+    parser.add_argument("task", metavar="TASK", help=f"the task to sweep ({TASKS.listing()})")
     _add_sweep_options(parser)
     parser.add_argument("task_args", nargs=argparse.REMAINDER,
                         help="sweep options (--grid ...) and the task's own options, after TASK")
@@ -88,15 +90,13 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import build_config
-    from ..engine.loop import monitor_mode
-    from ..tasks import load_task
-
-    task = load_task(args.task)
+    from attnlab.commands.train import add_model_choice, config_for
+    from attnlab.engine.config import monitor_mode
+    task = TASKS.load(args.task)
     parser = argparse.ArgumentParser(prog=f"attnlab sweep {args.task}")
     _add_sweep_options(parser, defaults=False)
-    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
-    task.add_arguments(parser)
+    add_model_choice(parser, task)
+    add_inputs(parser, task.INPUTS)
     try:
         ns = parser.parse_args(args.task_args or [])
     except SystemExit as e:  # argparse already printed the problem
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     combos = list(itertools.product(*[v for _, v in grid]))
     # Check every combination before training anything: a typo fails now, not after an hour.
-    configs = [build_config(task.CONFIG, ns.preset, ns.set + [f"{k}={v}" for k, v in zip(keys, c)]) for c in combos]
+    model = getattr(ns, "model", None)
+    configs = [config_for(task, ns.preset, model, ns.set + [f"{k}={v}" for k, v in zip(keys, c)]) for c in combos]
+    inputs = make_inputs(task.INPUTS, ns)
     metric = ns.metric or configs[0].train.monitor
     mode = monitor_mode(metric)
 
@@ -127,11 +129,9 @@ def run(args: argparse.Namespace) -> int:
             name = f"run{i:03d}-" + "-".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
             run_dir = out / name
             print(f"[{i + 1}/{len(combos)}] {name}", file=sys.stderr, flush=True)
-            run_args = argparse.Namespace(**vars(ns))
-            run_args.set = ns.set + [f"{k}={v}" for k, v in params.items()]
-            run_args.resume = (run_dir / "checkpoints" / "latest").exists()
+            resume = (run_dir / "checkpoints" / "latest").exists()
             try:
-                metrics = task.train(cfg, run_args, run_dir)
+                metrics = task.train(cfg, inputs, run_dir, resume=resume)
                 status = "ok"
             except AttnlabError as e:
                 print(f"error: {name}: {e}", file=sys.stderr)

@@ -7,27 +7,20 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from attnlab.commands import default_run_dir, is_main_process, report, require_out_under_torchrun, write_json
+from attnlab.commands import (add_dispatch, add_inputs, default_run_dir, is_main_process, make_inputs, report,
+                              require_out_under_torchrun, write_json)
 from attnlab.config import apply_overrides, build_config, config_from_dict, config_to_dict, describe, presets
 from attnlab.errors import AttnlabError
-from attnlab.tasks import TASKS, load_task
+from attnlab.tasks import TASKS
 
-HELP = "train a task's model (toy, gpt, lstm-lm, vit, text) into a run directory"
 EXAMPLE = """\
 attnlab train toy --preset tiny --out runs/toy
 attnlab train gpt --preset tiny --set train.epochs=2 --set train.lr=1e-3 --out runs/gpt --device cpu
 attnlab train gpt --out runs/gpt --resume      # continue exactly where it stopped
 attnlab train vit --list-presets
 torchrun --nproc-per-node 2 -m attnlab.cli train toy --out runs/toy-ddp"""
-
-TASK_HELP = {
-    "toy": "most-frequent-token classification on generated data (engine demo, seconds on a CPU)",
-    "gpt": "GPT language model (DialogueGPT on Tiny Shakespeare)",
-    "lstm-lm": "LSTM language model baseline",
-    "vit": "Vision Transformer on CIFAR-10",
-    "text": "sentiment classification on IMDB (--model NAME)",
-}
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -45,14 +38,23 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="no progress bar (by default shown when stderr is a terminal)")
 
 
+def add_model_choice(p: argparse.ArgumentParser, task: ModuleType) -> None:
+    """``--model NAME`` for tasks with several models: it also picks the preset of that name."""
+    if hasattr(task, "MODELS"):
+        p.add_argument("--model", choices=task.MODELS, default=None,
+                       help="which model (default: the preset's); without --preset it also selects the preset "
+                            "of that name. --print-config shows the recipe, e.g. model.max_len, the tokens kept "
+                            "per input")
+
+
 def configure_task(p: argparse.ArgumentParser, task: ModuleType) -> None:
     add_common(p)
-    task.add_arguments(p)
+    add_model_choice(p, task)
+    add_inputs(p, task.INPUTS)
 
 
 def task_example(name: str, task: ModuleType) -> str:
-    cls = getattr(task, "CONFIG", None)
-    names = list(presets(cls)) if cls is not None else []
+    names = list(presets(task.CONFIG))
     preset = f" --preset {names[-1]}" if names else ""
     lines = [f"attnlab train {name} --out runs/{name}",
              f"attnlab train {name}{preset} --set train.epochs=2 --set train.lr=1e-3 --out runs/{name}-short",
@@ -63,10 +65,8 @@ def task_example(name: str, task: ModuleType) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
-    from attnlab.commands import add_dispatch
-
-    add_dispatch(parser, argv, dest="task", metavar="TASK", known={n: TASK_HELP.get(n, n) for n in TASKS},
-                 package="attnlab.tasks", kind="task", configure=configure_task, example=task_example)
+    add_dispatch(parser, argv, dest="task", metavar="TASK", registry=TASKS, configure=configure_task,
+                 example=task_example)
 
 
 def list_presets(cls: type) -> str:
@@ -79,15 +79,9 @@ def list_presets(cls: type) -> str:
     return "\n".join(lines) or "(no presets)"
 
 
-def run(args: argparse.Namespace) -> int:
-    task: ModuleType = args._task_module if hasattr(args, "_task_module") else load_task(args.task)
+def resolve_config(task: ModuleType, args: argparse.Namespace, saved: Path) -> Any:
+    """The config of this run: the resumed run's ``config.json``, or preset + ``--model`` + ``--set``."""
     cls = task.CONFIG
-    if args.list_presets:
-        print(list_presets(cls))
-        return 0
-    require_out_under_torchrun(args.out)
-    run_dir = Path(args.out) if args.out else default_run_dir(args.task)
-    saved = run_dir / "config.json"
     if args.resume and saved.exists():
         if args.preset:
             print("note: --resume uses the run's saved config.json; --preset is ignored", file=sys.stderr)
@@ -95,11 +89,25 @@ def run(args: argparse.Namespace) -> int:
             data = json.loads(saved.read_text())
         except json.JSONDecodeError as exc:
             raise AttnlabError(f"{saved} is not valid JSON ({exc}); fix or delete it") from None
-        cfg = apply_overrides(config_from_dict(cls, data), args.overrides)
-    else:
-        cfg = build_config(cls, args.preset, args.overrides)
-        if hasattr(task, "resolve_config"):  # task options that pick a preset (text: --model NAME)
-            cfg = task.resolve_config(cfg, args)
+        return apply_overrides(config_from_dict(cls, data), args.overrides)
+    return config_for(task, args.preset, getattr(args, "model", None), args.overrides)
+
+
+def config_for(task: ModuleType, preset: str | None, model: str | None, overrides: list[str]) -> Any:
+    """Preset (``--model NAME`` alone picks preset NAME), then ``model.name``, then ``--set``."""
+    model_overrides = [f"model.name={model}"] if model else []
+    return build_config(task.CONFIG, preset or model, model_overrides + overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    task: ModuleType = args._task_module
+    if args.list_presets:
+        print(list_presets(task.CONFIG))
+        return 0
+    require_out_under_torchrun(args.out)
+    run_dir = Path(args.out) if args.out else default_run_dir(args.task)
+    saved = run_dir / "config.json"
+    cfg = resolve_config(task, args, saved)
     if args.device:
         cfg.train.device = args.device
     if args.print_config:
@@ -111,6 +119,6 @@ def run(args: argparse.Namespace) -> int:
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(saved, config_to_dict(cfg))
-    metrics = task.train(cfg, args, run_dir)
+    metrics = task.train(cfg, make_inputs(task.INPUTS, args), run_dir, resume=args.resume, progress=args.progress)
     report(run_dir, metrics)
     return 0

@@ -1,41 +1,21 @@
-"""Image data sets as uint8 tensors, augmentation as batched tensor operations, and the batches.
+"""Image augmentation as batched tensor operations, and the normalisation every image gets.
 
 No torchvision: a random crop is one gather, a flip one `torch.where`, so augmentation runs on
-whatever device the batch lives on. `ImageBatches` keeps a whole data set as a single uint8
-tensor on the training device (the GPU when there is one; CIFAR-10 is 150 MB) and augments
-there, so no data loader workers or host-to-device copies are needed.
+whatever device the batch lives on (:class:`attnlab.data.images.ImageBatches` keeps the data
+set on the training device). Every draw comes from the generator passed in, so an epoch's
+augmentation is reproducible from its seed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from attnlab.engine.batches import epoch_generator, shard
-
 # Per-channel statistics of the CIFAR-10 training images, used to normalise every image set.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-
-
-class ImageSet(NamedTuple):
-    """Images as uint8 (N, 3, H, W), labels as int64 (N,), and the class names."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: tuple[str, ...]
-
-    def subset(self, index: torch.Tensor) -> "ImageSet":
-        return ImageSet(self.images[index], self.labels[index], self.classes)
-
-
-def split(data: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Carve a validation set of `val_size` images out of `data` with a seeded shuffle."""
-    perm = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(seed))
-    return data.subset(perm[val_size:]), data.subset(perm[:val_size])
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -67,16 +47,20 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> 
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero a `size` x `size` square (clipped at the border) at a random centre of each image."""
+    """Zero a ``size`` x ``size`` square at a random centre of each image (clipped at the border).
+
+    The square covers rows ``cy - size // 2 .. cy - size // 2 + size - 1`` (and likewise columns),
+    so it is exactly ``size`` pixels wide wherever it lies fully inside the image.
+    """
     if size <= 0:
         return x
     B, _, H, W = x.shape
-    cy = torch.randint(0, H, (B,), generator=generator).to(x.device)
-    cx = torch.randint(0, W, (B,), generator=generator).to(x.device)
-    ys = torch.arange(H, device=x.device)[None, :]  # (1, H)
-    xs = torch.arange(W, device=x.device)[None, :]  # (1, W)
-    inside_y = (ys - cy[:, None]).abs() <= size // 2  # (B, H)
-    inside_x = (xs - cx[:, None]).abs() <= size // 2  # (B, W)
+    top = torch.randint(0, H, (B,), generator=generator).to(x.device) - size // 2  # (B,)
+    left = torch.randint(0, W, (B,), generator=generator).to(x.device) - size // 2
+    ys = torch.arange(H, device=x.device)[None, :] - top[:, None]  # (B, H): row offset into the square
+    xs = torch.arange(W, device=x.device)[None, :] - left[:, None]  # (B, W)
+    inside_y = (ys >= 0) & (ys < size)
+    inside_x = (xs >= 0) & (xs < size)
     hole = inside_y[:, :, None] & inside_x[:, None, :]  # (B, H, W)
     return x.masked_fill(hole[:, None], 0)
 
@@ -96,40 +80,3 @@ class Augment:
             x = random_flip(x, generator)
         x = normalize(x)
         return cutout(x, self.cutout, generator)
-
-
-class ImageBatches:
-    """`Batches` over an `ImageSet` held as one tensor on `device`; batches are augmented there.
-
-    Yields ``{"images": float32 (B, 3, H, W), "labels": int64 (B,)}``. Each epoch's order and
-    augmentation depend only on (seed, epoch), so a resumed run sees exactly the same batches.
-    ``batch_size`` is the global batch; under DDP each of the ``world`` ranks takes its
-    contiguous slice of every batch (the engine's convention).
-    """
-
-    def __init__(self, data: ImageSet, batch_size: int, *, augment: Augment | None = None,
-                 shuffle: bool = False, drop_last: bool = False, device: str | torch.device = "cpu"):
-        assert batch_size > 0, f"batch_size must be positive, got {batch_size}"
-        self.images = data.images.to(device)  # (N, 3, H, W) uint8, resident on the device
-        self.labels = data.labels.to(device)
-        self.classes = data.classes
-        self.batch_size, self.augment = batch_size, augment
-        self.shuffle, self.drop_last = shuffle, drop_last
-
-    def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def iter_epoch(self, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=epoch_generator(epoch, seed)) if self.shuffle else torch.arange(n)
-        # A separate stream per rank for the augmentation draws, derived from (seed, epoch) only.
-        aug_gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 65_537 + rank + 1)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if len(idx) < world:
-                return
-            idx = shard(idx, rank, world).to(self.labels.device)
-            images = self.images[idx]  # (B, 3, H, W) uint8
-            x = self.augment(images, aug_gen) if self.augment is not None else normalize(images)
-            yield {"images": x, "labels": self.labels[idx]}

@@ -1,5 +1,9 @@
 """Encoded dialogue turns as a dataset, their padding collate, and length-bucketed batches.
 
+:func:`prepare_lm_data` is the whole pipeline of the language-model tasks: split the text into
+turns, split the turns into training and validation (seeded), build the vocabulary from the
+training turns, encode both.
+
 An example is one encoded turn, ``[START_ID, w1, w2, ...]``. A turn longer than the model's
 context is split into windows of ``context`` tokens that overlap by one token, so every word
 after the start token is a prediction target exactly once (the first token of a window is only
@@ -8,18 +12,17 @@ ever an input; it was the last target of the window before).
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..engine.batches import shard
-from ..models.tokenizer import PAD_ID, SPECIALS, MyTokenizer
-from .shakespeare import all_dialogues, split_dialogues
+from attnlab.data.batching import DatasetBatches
+from attnlab.data.shakespeare import all_dialogues, split_dialogues
+from attnlab.data.tokenizer import MyTokenizer
+from attnlab.vocab import PAD_ID, SPECIALS
 
-__all__ = ["DialogueDataset", "collate", "LengthBucketBatches", "LMData", "prepare_lm_data"]
+__all__ = ["DialogueDataset", "collate", "lm_batches", "LMData", "prepare_lm_data", "windows"]
 
 
 def windows(ids: list[int], context: int) -> list[list[int]]:
@@ -60,45 +63,10 @@ def collate(examples: list[list[int]]) -> dict[str, Tensor]:
     return {"input_ids": ids, "input_mask": mask}
 
 
-class LengthBucketBatches:
-    """Batches of examples of similar length, so little compute is spent on padding.
-
-    Each epoch: shuffle (seeded by ``seed`` and ``epoch``), cut into pools of ``50 * batch_size``
-    examples, sort each pool by length, cut it into batches and shuffle the batches. Follows the
-    engine's batches contract (``__len__``, deterministic ``iter_epoch``); ``batch_size`` is the
-    global batch, and under DDP each process takes its slice of every batch, as in the engine's
-    ``DatasetBatches``.
-    """
-
-    def __init__(self, dataset: DialogueDataset, batch_size: int, *, shuffle: bool = True, pool: int = 50) -> None:
-        assert batch_size > 0, "batch_size must be positive"
-        self.dataset, self.batch_size, self.shuffle, self.pool = dataset, batch_size, shuffle, pool
-
-    def __len__(self) -> int:
-        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
-
-    def _batches(self, epoch: int, seed: int) -> list[list[int]]:
-        n, bs = len(self.dataset), self.batch_size
-        lengths = [len(x) for x in self.dataset.examples]
-        order = list(range(n))
-        if not self.shuffle:  # evaluation: sorted by length, fewest pad tokens
-            order.sort(key=lambda i: lengths[i])
-            return [order[i : i + bs] for i in range(0, n, bs)]
-        rng = random.Random(seed * 1_000_003 + epoch)
-        rng.shuffle(order)
-        batches = []
-        for p in range(0, n, bs * self.pool):
-            pool = sorted(order[p : p + bs * self.pool], key=lambda i: lengths[i])
-            batches += [pool[i : i + bs] for i in range(0, len(pool), bs)]
-        rng.shuffle(batches)
-        return batches
-
-    def iter_epoch(self, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, Tensor]]:
-        for idx in self._batches(epoch, seed):
-            if len(idx) < world:
-                continue
-            idx = shard(torch.tensor(idx), rank, world).tolist()
-            yield collate([self.dataset[i] for i in idx])
+def lm_batches(dataset: DialogueDataset, batch_size: int, *, shuffle: bool = True) -> DatasetBatches:
+    """Length-bucketed, right-padded batches of ``dataset`` (:func:`attnlab.data.batching.batch_indices`)."""
+    return DatasetBatches(dataset, batch_size, collate_fn=collate, shuffle=shuffle,
+                          lengths=[len(x) for x in dataset.examples])
 
 
 @dataclass

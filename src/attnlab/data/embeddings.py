@@ -3,7 +3,7 @@
 One word per line followed by its vector, separated by spaces: ``word v1 v2 ... vD``. An
 optional word2vec header line ``COUNT DIM`` is skipped; ``.gz`` files are read directly. The
 dimension is inferred from the first vector line. Index 0 is padding (a zero vector) and index
-1 the unknown word (also zero: unknown words carry no information, and the averaging models skip
+1 the unknown word (:mod:`attnlab.vocab`) (also zero: unknown words carry no information, and the averaging models skip
 them), so the vocabulary of a file with N words has N + 2 entries.
 """
 
@@ -17,11 +17,9 @@ import numpy as np
 import torch
 
 from attnlab.errors import AttnlabError
+from attnlab.vocab import PAD, UNK
 
-__all__ = ["PAD", "UNK", "PAD_TOKEN", "UNK_TOKEN", "read_embeddings"]
-
-PAD, UNK = 0, 1
-PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
+__all__ = ["read_embeddings"]
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -47,7 +45,7 @@ def read_embeddings(path: str | Path, vocab_size: int = 50000) -> tuple[torch.Te
         )
     if vocab_size < 1:
         raise AttnlabError(f"vocab_size must be >= 1, got {vocab_size}")
-    words: list[str] = [PAD_TOKEN, UNK_TOKEN]
+    words: list[str] = [PAD, UNK]
     seen: set[str] = set(words)
     rows: list[np.ndarray] = []
     dim: int | None = None

@@ -1,6 +1,6 @@
 """Text features: tokenize many reviews on every core, cache the result, index it by a vocabulary.
 
-``tokenize_texts`` runs :func:`attnlab.tokenize.clean_review` + :func:`attnlab.tokenize.word_tokenize`
+``tokenize_texts`` runs :func:`attnlab.data.tokenize.clean_review` + :func:`attnlab.data.tokenize.word_tokenize`
 over a list of texts, in one process per core (each returns its own small vocabulary and token
 ids, so little crosses the process boundary), and stores the result in a cache file keyed by
 the texts' content and the tokenizer settings. Measured on the project's 2-core CPU: the
@@ -24,7 +24,8 @@ import nltk
 import numpy as np
 import torch
 
-from attnlab.tokenize import clean_review, word_tokenize
+from attnlab.data.tokenize import clean_review, word_tokenize
+from attnlab.vocab import PAD, UNK, UNK_ID
 
 __all__ = [
     "TOKENIZER_SETTINGS", "TokenizedTexts", "default_cache_dir", "tokenize_texts",
@@ -159,7 +160,7 @@ def tokenize_texts(
 
 
 def build_vocab(tok: TokenizedTexts, rows: np.ndarray | list[int], *, max_size: int,
-                min_count: int = 1, specials: tuple[str, ...] = ("<pad>", "<unk>")) -> list[str]:
+                min_count: int = 1, specials: tuple[str, ...] = (PAD, UNK)) -> list[str]:
     """The ``max_size`` most frequent tokens of texts ``rows`` (count >= ``min_count``), after ``specials``."""
     rows = np.asarray(rows, dtype=np.int64)
     starts, ends = tok.offsets[rows], tok.offsets[rows + 1]
@@ -171,7 +172,7 @@ def build_vocab(tok: TokenizedTexts, rows: np.ndarray | list[int], *, max_size: 
 
 
 def encode(tok: TokenizedTexts, rows: np.ndarray | list[int], word_to_id: dict[str, int], *,
-           max_len: int, unk: int = 1) -> dict[str, torch.Tensor]:
+           max_len: int, unk: int = UNK_ID) -> dict[str, torch.Tensor]:
     """Padded ids ``(N, max_len)`` (the first ``max_len`` tokens; 0 = padding) and ``lengths``.
 
     An empty text becomes a single unknown token, so every model gets a defined input.

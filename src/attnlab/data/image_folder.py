@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnlab.data.augment import ImageSet
+from attnlab.data.images import ImageSet
 from attnlab.errors import AttnlabError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")

@@ -22,7 +22,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 __all__ = ["URL", "MD5", "load_text", "all_dialogues", "split_dialogues", "fetch"]
 
@@ -86,7 +86,7 @@ def split_dialogues(
 
 def fetch(dest: Path) -> Path:
     """Download Tiny Shakespeare into ``dest/tinyshakespeare/input.txt`` (md5-checked)."""
-    from .download import fetch_url  # the engine's downloader: checksum, resume, atomic rename
+    from attnlab.data.download import fetch_url  # checksum, resume, atomic rename
 
     target = Path(dest) / "tinyshakespeare" / "input.txt"
     return fetch_url(URL, target, md5=MD5, desc="tinyshakespeare")

@@ -21,14 +21,12 @@ import hashlib
 import io
 import json
 import os
-import random
 import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
@@ -56,34 +54,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-# --------------------------------------------------------------------------- RNG states
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch and CUDA RNG states as tensors/ints (``weights_only``-loadable)."""
-    version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"][: torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all(cuda_states)
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -237,13 +207,7 @@ def resolve_checkpoint_dir(path: str | Path, which: str = "best") -> Path:
                        "in a run directory); train first with `attnlab train TASK --out DIR`")
 
 
-def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "best") -> Checkpoint:
-    """Load a checkpoint (weights + meta) from a checkpoint dir or a run dir.
-
-    Raises ``AttnlabError`` if it is missing, truncated, corrupted (checksums), or was written
-    by another task than ``task``.
-    """
-    ckpt = resolve_checkpoint_dir(path, which)
+def _read_meta(ckpt: Path) -> dict[str, Any]:
     for fname in FILES:
         if not (ckpt / fname).is_file():
             raise AttnlabError(f"checkpoint {ckpt} is incomplete: {fname} is missing; pass a complete "
@@ -253,6 +217,22 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "
         assert isinstance(meta, dict), "not a JSON object"
     except (json.JSONDecodeError, UnicodeDecodeError, AssertionError) as exc:
         raise _corrupt(ckpt, "meta.json", exc) from None
+    return meta
+
+
+def read_meta(path: str | Path, *, which: str = "best") -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint (task, model config, vocabulary, ...) without its weights."""
+    return _read_meta(resolve_checkpoint_dir(path, which))
+
+
+def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "best") -> Checkpoint:
+    """Load a checkpoint (weights + meta) from a checkpoint dir or a run dir.
+
+    Raises ``AttnlabError`` if it is missing, truncated, corrupted (checksums), or was written
+    by another task than ``task``.
+    """
+    ckpt = resolve_checkpoint_dir(path, which)
+    meta = _read_meta(ckpt)
     if task is not None and meta.get("task") != task:
         other = meta.get("task")
         raise AttnlabError(f"checkpoint {ckpt} was trained by task '{other}', not '{task}'; "

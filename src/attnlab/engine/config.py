@@ -3,30 +3,52 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from attnlab.config import Range
+from attnlab.errors import AttnlabError
+
+__all__ = ["TrainConfig", "monitor_mode"]
+
+PositiveInt = Annotated[int, Range(ge=1)]
+
+
+def monitor_mode(monitor: str) -> Literal["min", "max"]:
+    """``min`` for ``*loss``/``*perplexity``, ``max`` for ``*accuracy``."""
+    if monitor.endswith(("loss", "perplexity")):
+        return "min"
+    if monitor.endswith("accuracy"):
+        return "max"
+    raise AttnlabError(f"cannot tell whether monitor '{monitor}' should go up or down; use a name "
+                       "ending in loss, perplexity or accuracy (e.g. --set train.monitor=val_accuracy)")
 
 
 @dataclass
 class TrainConfig:
     """Settings of :func:`attnlab.engine.fit`. A task's config holds one as its ``train`` field."""
 
-    epochs: int = 10  # passes over the training batches
-    max_steps: int | None = None  # stop after this many optimizer steps (None: epochs decide)
-    time_limit: float | None = None  # seconds in total (across resumes); stop cleanly, schedule follows the clock
-    batch_size: int = 64  # GLOBAL batch (split across DDP processes)
-    lr: float = 1e-3  # peak learning rate (after warm-up)
-    weight_decay: float = 0.1  # AdamW decay, applied to matrices only (not embeddings/norms/biases)
+    epochs: PositiveInt = 10  # passes over the training batches
+    max_steps: PositiveInt | None = None  # stop after this many optimizer steps (None: epochs decide)
+    time_limit: Annotated[float, Range(gt=0)] | None = None  # seconds in total (across resumes); stop
+    # cleanly, and the schedule follows the clock
+    batch_size: PositiveInt = 64  # GLOBAL batch (split across DDP processes)
+    lr: Annotated[float, Range(gt=0)] = 1e-3  # peak learning rate (after warm-up)
+    weight_decay: Annotated[float, Range(ge=0)] = 0.1  # AdamW decay of the weight matrices (engine.schedule)
     decay_embeddings: bool = False  # decay the nn.Embedding tables too (bounds tied output logits)
-    warmup_steps: int = 100  # linear warm-up from lr/warmup_steps to lr
-    min_lr_ratio: float = 0.1  # cosine decay ends at min_lr_ratio * lr
-    grad_clip: float | None = 1.0  # clip the global gradient norm (None: no clipping)
-    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup_steps: Annotated[int, Range(ge=0)] = 100  # linear warm-up from lr/warmup_steps to lr
+    min_lr_ratio: Annotated[float, Range(ge=0, le=1)] = 0.1  # cosine decay ends at min_lr_ratio * lr
+    grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # clip the global gradient norm (None: off)
+    grad_accum: PositiveInt = 1  # micro-batches per optimizer step
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # see engine.device
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, then MPS, then CPU
-    seed: int = 0
-    eval_every: int | None = None  # validate every N optimizer steps (None: after each epoch)
-    patience: int | None = None  # early stop after N evaluations without improvement
+    seed: Annotated[int, Range(ge=0, lt=2**63)] = 0  # model initialisation, batch order, dropout
+    eval_every: PositiveInt | None = None  # validate every N optimizer steps (None: after each epoch)
+    patience: PositiveInt | None = None  # early stop after N evaluations without improvement
     monitor: str = "val_loss"  # minimised if it ends in loss/perplexity, maximised for accuracy
-    log_every: int = 10  # optimizer steps between train-loss log lines
-    ema: float | None = None  # decay of a running average of the weights that validation and
-    # checkpoints use (e.g. 0.999: about the last 1,000 steps; None: off). See engine.ema
+    log_every: PositiveInt = 10  # optimizer steps between train-loss log lines
+    ema: Annotated[float, Range(gt=0, lt=1)] | None = None  # decay of a running average of the
+    # weights that validation and checkpoints use (e.g. 0.999: about the last 1,000 steps; None: off)
+
+    def check(self) -> None:
+        """Rules across fields (run by :func:`attnlab.config.validate`)."""
+        monitor_mode(self.monitor)

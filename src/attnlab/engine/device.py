@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, ContextManager
@@ -11,19 +12,12 @@ import torch
 
 from attnlab.errors import AttnlabError
 
-# Does bf16 autocast speed up training on the CPU? Measured on this project's 2-core AMD EPYC
-# (AVX-512 incl. avx512_bf16), torch 2.13.0, a causal LM on attnlab.layers.Transformer (vocab 256,
-# forward + backward + AdamW step), median of 3 interleaved rounds of 8 steps, run alone:
-#   dim  32, 2 layers, T  24, B 64:  fp32  15 ms/step, bf16  40 ms/step  (bf16 2.57x slower)
-#   dim  64, 2 layers, T  64, B 32:  fp32  28 ms/step, bf16  47 ms/step  (1.69x slower)
-#   dim 128, 4 layers, T 128, B 16:  fp32 110 ms/step, bf16 105 ms/step  (0.95: a wash)
-#   dim 256, 4 layers, T 256, B  8:  fp32 343 ms/step, bf16 231 ms/step  (0.67: 1.5x faster)
-# The casts cost more than the bf16 matmuls save until the model is wider than the CPU presets
-# of this project (dim <= 128), so precision='auto' trains in fp32 on the CPU; ask for
-# precision='bf16' for wider models. A later host, an AMD EPYC with AVX2 only (no AVX-512, so
-# torch.ops.mkldnn._is_mkldnn_bf16_supported() is False), emulates bf16: a training step of the
-# width-192 cpu-20min DialogueGPT took 5.2 s in bf16 against 0.31 s in fp32 (17x slower).
-# resolve_precision warns when bf16 is asked for on such a CPU.
+# Does bf16 autocast speed up training on the CPU? Only with native bf16 kernels (AVX-512 BF16 or
+# AMX), and even then the casts cost more than the bf16 matmuls save at the widths of this
+# project's CPU presets; without native kernels bf16 is emulated and many times slower. The
+# measurements are in the README ("The training engine"). So precision='auto' trains in fp32 on
+# the CPU; ask for precision='bf16' for wider models, and resolve_precision warns when the CPU
+# has no native bf16.
 CPU_AUTO_BF16 = False
 
 
@@ -52,6 +46,14 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise AttnlabError(f"unknown device {name!r}; use one of auto, cpu, cuda, mps") from None
+
+
+def training_device(name: str = "auto") -> torch.device:
+    """:func:`select_device`, and under ``torchrun`` on CUDA this process's own GPU (``LOCAL_RANK``)."""
+    device = select_device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
 
 
 @dataclass(frozen=True)

@@ -8,36 +8,35 @@ from typing import Any
 import torch
 from torch import nn
 
-# Names that mark a parameter as an embedding even when it is a bare nn.Parameter matrix
-# (learned position tables, CLS/mask tokens): these are lookup tables, not linear maps, and
-# decaying them towards zero only hurts.
-_EMBEDDING_HINTS = ("embed", "emb.", "pos_", "position", "token", "cls")
+# Modules whose weights are linear maps: AdamW decays these (timm's rule). Everything else --
+# biases, norm scales, position tables, class tokens, any bare nn.Parameter -- is left alone.
+DECAYED_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase)
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False) -> list[dict[str, Any]]:
-    """Two AdamW groups: decay for matrices (ndim >= 2), none for embeddings, norms and biases.
+    """Two AdamW groups, decided by module type: ``weight_decay`` for the weight matrices of
+    ``nn.Linear``, ``nn.Conv*d`` and RNN layers, none for everything else.
 
-    A parameter is treated as an embedding if it belongs to an ``nn.Embedding``, its name
-    contains one of ``embed``, ``pos_``, ``position``, ``token``, ``cls``, or the model lists it
-    in ``model.no_weight_decay()`` (the timm convention). With ``decay_embeddings`` the
-    ``nn.Embedding`` tables are decayed like any matrix (nanoGPT's rule). This matters when
-    the output layer is tied to the token table, because the decay then also bounds the logits.
-    The other exemptions (position tables, class tokens, ``no_weight_decay()``) still hold.
+    ``nn.Embedding`` tables are decayed only with ``decay_embeddings`` (nanoGPT's rule). This
+    matters when the output layer is tied to the token table (a parameter shared by an
+    embedding and a linear layer counts as an embedding), because the decay then also bounds the
+    logits. A model can exempt more by name with ``no_weight_decay()`` (the timm convention).
     """
     skip: set[str] = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    tables: set[str] = set()
-    for mod_name, module in model.named_modules():
+    embeddings: set[int] = set()
+    matrices: set[int] = set()
+    for module in model.modules():
         if isinstance(module, nn.Embedding):
-            tables.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
-    if not decay_embeddings:
-        skip |= tables
+            embeddings.add(id(module.weight))
+        elif isinstance(module, DECAYED_MODULES):
+            matrices.update(id(p) for p in module.parameters(recurse=False) if p.ndim >= 2)
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:  # tied weights appear once
             continue
         seen.add(id(p))
-        hinted = name not in tables and any(h in name.lower() for h in _EMBEDDING_HINTS)
-        (decay if p.ndim >= 2 and name not in skip and not hinted else no_decay).append(p)
+        decayed = decay_embeddings if id(p) in embeddings else id(p) in matrices
+        (decay if decayed and name not in skip else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -7,7 +7,7 @@ O(T d^2 + T^2 d) but all positions are computed at once (1 sequential step). We 
   (shapes only: exact, deterministic, and free even at T = 16,384);
 * forward wall time on this CPU (median of interleaved runs) -- the fused attention kernel
   and, up to ``--explicit-max``, the explicit path that materialises the T x T weights;
-* peak memory of the CPU allocator during the forward pass (see :mod:`attnlab.bench._measure`).
+* peak memory of the CPU allocator during the forward pass (see :mod:`attnlab.measure`).
 
 Log-log slopes are fitted over all lengths; the FLOP slopes are about 1 (RNN) and about 2
 (attention, whose linear projection terms still matter at short lengths).
@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..bench._measure import median, peak_memory_bytes, time_interleaved
-from ..errors import AttnlabError
-from ._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.measure import median, peak_memory_bytes, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
 
 HELP = "FLOPs, wall time, sequential steps and peak memory of an RNN layer vs self-attention, T = 64..16384"
 EXAMPLE = "attnlab lab complexity --lengths 64 256 1024 4096 16384 --dim 64"
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _layers(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
-    from ..layers import MultiHeadedAttention
+    from attnlab.layers import MultiHeadedAttention
 
     return nn.RNN(dim, dim, batch_first=True), MultiHeadedAttention(dim, heads, dim // heads)
 

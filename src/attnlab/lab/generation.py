@@ -5,7 +5,7 @@ token grows with the length L (O(L d^2 + L^2 d) per layer). With the cache, the 
 earlier positions are kept and only the new position is computed: O(d^2 + L d) per layer, so the
 time per token stays nearly flat at these sizes.
 
-Measured through the language-model issue's own generator,
+Measured with the generator that ``attnlab generate`` uses,
 ``attnlab.models.gpt.generate(model, prefix_ids, num_tokens, *, use_cache)``, on a
 :class:`~attnlab.models.gpt.DialogueGPT` with random weights (speed does not depend on the
 weights), or a trained one with ``--checkpoint`` (then every L + m must fit in its context).
@@ -21,9 +21,8 @@ import time
 
 import torch
 
-from ..bench._measure import median
-from ..errors import AttnlabError
-from ._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
 
 HELP = "time per generated token with and without the KV cache as the sequence grows (DialogueGPT)"
 EXAMPLE = "attnlab lab generation --lengths 16 64 256 1024 --tokens 16"
@@ -47,12 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace, context: int):
-    from ..models.gpt import DialogueGPT, GPTConfig
+    from attnlab.models.gpt import DialogueGPT, GPTConfig
 
     if args.checkpoint is not None:
-        from ..tasks import gpt
+        from attnlab.tasks import load_trained
 
-        model, _, _ = gpt.load_lm("gpt", args.checkpoint, gpt.build_model)
+        _, model, _ = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT")
         c = model.config
         if context > c.context:
             raise AttnlabError(f"the longest --lengths plus --tokens + 1 is {context} positions, more than the "
@@ -66,7 +65,8 @@ def _model(args: argparse.Namespace, context: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.gpt import generate
+    from attnlab.measure import median
+    from attnlab.models.gpt import generate
 
     started = time.perf_counter()
     lengths = sorted(set(args.lengths))

@@ -13,8 +13,8 @@ import argparse
 import time
 from collections import defaultdict
 
-from ..errors import AttnlabError
-from ._common import add_out_argument, plt, write_results
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, plt, write_results
 
 HELP = "draw the RNN unrolled over T steps (SVG + PNG) with the BPTT gradient paths into W_hh"
 EXAMPLE = "attnlab lab graph --steps 3 --out runs/lab/graph"

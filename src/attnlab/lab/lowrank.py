@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from ..bench._measure import median, time_interleaved
-from ..errors import AttnlabError
-from ._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.measure import median, time_interleaved
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
 
 HELP = "SVD and Linformer attention: approximation error vs k, and time vs n with the crossover length"
 EXAMPLE = "attnlab lab lowrank --n 256 --ks 4 8 16 32 64 128 256 --lengths 256 512 1024 2048 4096 8192"
@@ -55,8 +55,8 @@ def _inputs(n: int, dim: int, g: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 def error_curves(n: int, ks: list[int], dim: int, heads: int, seed: int) -> dict[str, dict[str, list[float]]]:
-    from ..layers import MultiHeadedAttention
-    from ..lowrank import LinformerAttention, mean_pool_projection, svd_attention
+    from attnlab.layers import MultiHeadedAttention
+    from attnlab.lowrank import LinformerAttention, mean_pool_projection, svd_attention
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -89,8 +89,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def timing(lengths: list[int], k: int, dim: int, heads: int, batch: int, repeats: int) -> list[dict]:
-    from ..layers import MultiHeadedAttention
-    from ..lowrank import LinformerAttention
+    from attnlab.layers import MultiHeadedAttention
+    from attnlab.lowrank import LinformerAttention
 
     full = MultiHeadedAttention(dim, heads, dim // heads).eval()
     lin = LinformerAttention(dim=dim, num_heads=heads, seq_len=max(lengths), k=k).eval()

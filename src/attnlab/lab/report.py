@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import importlib
 import json
 import time
 import traceback
 from pathlib import Path
 
-from ..errors import AttnlabError
-from ._common import machine
+from attnlab.errors import AttnlabError
+from attnlab.lab import EXPERIMENTS
+from attnlab.lab._common import machine
 
 HELP = "run every lab experiment at its default size and write one self-contained HTML report"
 EXAMPLE = "attnlab lab report --out runs/lab"
-NAMES = ("graph", "vanishing", "complexity", "lowrank", "scaling", "generation")
+NAMES = tuple(name for name in EXPERIMENTS if name != "report")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_one(name: str, out: Path, tiny: bool) -> dict:
-    mod = importlib.import_module(f"attnlab.lab.{name}")
+    mod = EXPERIMENTS.load(name)
     p = argparse.ArgumentParser(prog=f"attnlab lab {name}")
     mod.add_arguments(p)
     argv = (list(mod.TINY_ARGS) if tiny else []) + ["--out", str(out / name)]

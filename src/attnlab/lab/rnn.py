@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import AttnlabError
+from attnlab.errors import AttnlabError
 
 __all__ = ["ElmanRNN", "BPTTResult", "bptt", "linear_rnn_closed_form"]
 

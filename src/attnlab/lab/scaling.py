@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from ..errors import AttnlabError
-from ._common import add_out_argument, plt, write_results
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, plt, write_results
 
 HELP = "mean/variance of q.k vs the closed form as d grows; softmax entropy and max weight with/without 1/sqrt(d)"
 EXAMPLE = "attnlab lab scaling --dims 4 16 64 256 1024 --samples 20000 --cases 0,1 0.5,1"

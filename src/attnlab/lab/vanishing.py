@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
-from ..errors import AttnlabError
-from ._common import add_out_argument, plt, write_results
-from .rnn import ElmanRNN
+from attnlab.errors import AttnlabError
+from attnlab.lab._common import add_out_argument, plt, write_results
+from attnlab.lab.rnn import ElmanRNN
 
 HELP = "influence of x_1 on y_T vs T for several spectral radii of W_hh (vanishing/exploding gradients)"
 EXAMPLE = "attnlab lab vanishing --max-steps 60 --radii 0.5 0.9 1.0 1.1"

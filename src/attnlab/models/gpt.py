@@ -3,8 +3,8 @@
 ``DialogueGPT`` = token embedding + learned positional embedding -> the core pre-norm
 :class:`attnlab.layers.Transformer` under a causal mask (combined with the padding mask when
 one is given) -> final LayerNorm -> language-model head (tied to the token embedding by
-default). ``DialogueLoss`` is next-token cross-entropy over real tokens only; ``generate`` is
-greedy or sampled decoding with a key/value cache.
+default). ``generate`` is greedy or sampled decoding with a key/value cache. The loss it trains
+with, :class:`attnlab.losses.DialogueLoss`, is next-token cross-entropy over real tokens only.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import causal_mask, combine_masks, padding_mask
-from ..errors import AttnlabError
-from ..layers import KVCache, Transformer
-from ..positional import LearnedPositionalEmbedding
-from .tokenizer import PAD_ID, START_ID
+from attnlab.attention import causal_mask, combine_masks, padding_mask
+from attnlab.errors import AttnlabError
+from attnlab.layers import KVCache, Transformer
+from attnlab.positional import LearnedPositionalEmbedding
+from attnlab.vocab import PAD_ID, START_ID
 
-__all__ = ["GPTConfig", "DialogueGPT", "DialogueLoss", "lm_loss", "generate", "IGNORE_INDEX"]
-
-IGNORE_INDEX = -100  # target id that cross_entropy skips (padding, positions with no next token)
+__all__ = ["GPTConfig", "DialogueGPT", "generate"]
 
 
 @dataclass
@@ -48,7 +46,7 @@ class DialogueGPT(nn.Module):
 
     ``input_mask`` (True/1 = real token) covers every key position, i.e. the cached ones too when
     a ``cache`` is given; it is combined with the causal mask. One shortcut: when the padding is
-    all on the right (as :func:`attnlab.data.dialogue.collate` makes it), the causal mask alone
+    all on the right (as the language-model batches make it), the causal mask alone
     already hides every pad from every real token (pads come after it), so the fused causal
     kernel runs instead (on CPU the explicit-mask path costs more) and the real positions' logits
     are the same; only the outputs at pad positions, which nothing uses, differ.
@@ -65,11 +63,8 @@ class DialogueGPT(nn.Module):
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = LearnedPositionalEmbedding(max_len=c.context, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
-        self.transformer = Transformer(
-            c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers, dropout=c.dropout
-        )
-        for block in self.transformer.layers:  # the core uses one rate for both; ours are separate
-            block.attn.dropout = c.attn_dropout
+        self.transformer = Transformer(c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers,
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_weights:
@@ -79,7 +74,7 @@ class DialogueGPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * layers).
         for name, p in self.named_parameters():
-            if name.endswith(("attn.W_O.weight", "ffn.fc2.weight")):
+            if name.endswith(("attn.W_O.weight", "mlp.fc2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
 
     @staticmethod
@@ -134,35 +129,6 @@ def _right_padded(input_mask: Tensor) -> bool:
     """True when every row is real tokens followed only by padding: 1...1 0...0."""
     m = input_mask.to(torch.bool)
     return bool((m[:, 1:] <= m[:, :-1]).all())
-
-
-def lm_loss(logits: Tensor, input_ids: Tensor, input_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Next-token cross-entropy: ``(mean, sum, count)`` over the real target tokens.
-
-    For an example of T tokens there are T-1 terms: logit ``i`` predicts token ``i+1``; the
-    first token (the start token) is never a target, the last logit has no target, and a target
-    that is padding (``input_mask`` 0) is skipped. ``mean = sum / count``.
-    """
-    B, T, V = logits.shape
-    targets = torch.full_like(input_ids, IGNORE_INDEX)  # (B, T): position T-1 stays ignored
-    targets[:, :-1] = input_ids[:, 1:]
-    if input_mask is not None:
-        targets[:, :-1].masked_fill_(~input_mask[:, 1:].to(torch.bool), IGNORE_INDEX)
-    # Flattening the full logits (no slice) avoids copying the (B, T, V) tensor.
-    total = F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
-                            ignore_index=IGNORE_INDEX, reduction="sum")
-    count = (targets != IGNORE_INDEX).sum()
-    return total / count.clamp_min(1), total, count
-
-
-class DialogueLoss:
-    """The engine's ``loss_fn(model, batch) -> (mean loss, {"loss_sum", "count"})`` for any LM
-    whose ``forward(input_ids, input_mask)`` returns (B, T, V) logits."""
-
-    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = model(batch["input_ids"], batch.get("input_mask"))
-        mean, total, count = lm_loss(logits, batch["input_ids"], batch.get("input_mask"))
-        return mean, {"loss_sum": total.detach(), "count": count}
 
 
 def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, top_p: float | None,

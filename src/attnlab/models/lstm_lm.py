@@ -2,7 +2,7 @@
 
 Same contract as :class:`attnlab.models.gpt.DialogueGPT` -- ``forward(input_ids, input_mask)``
 returns (B, T, V) logits -- so it trains with the same tokenizer, split, vocabulary, loss
-(:class:`attnlab.models.gpt.DialogueLoss`) and sampling (:func:`attnlab.models.gpt.generate`,
+(:class:`attnlab.losses.DialogueLoss`) and sampling (:func:`attnlab.models.gpt.generate`,
 uncached). Right padding needs no mask here: an LSTM reads left to right, so the pads after an
 example never reach its real positions, and the loss skips pad targets.
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ..errors import AttnlabError
-from .gpt import GPTConfig
-from .rnn_autocast import run_rnn
+from attnlab.errors import AttnlabError
+from attnlab.models.gpt import GPTConfig
+from attnlab.models.rnn_autocast import run_rnn
 
 __all__ = ["LSTMConfig", "LSTMLanguageModel"]
 

@@ -10,8 +10,9 @@ Transformer's last layer), which ``attnlab explain`` draws.
 * :class:`LogisticRegressionClassifier`, :class:`FFNN`: the average of the review's known word
   vectors (unknown words and padding skipped; a review with no known word averages to the zero
   vector) -> a linear layer / one tanh hidden layer.
-* :class:`AttentionClassifier`: frozen pretrained embeddings -> :class:`Attention` (one head,
-  ``W_Q, W_K, W_V`` without bias) -> mean over the real tokens -> linear layer.
+* :class:`AttentionClassifier`: frozen pretrained embeddings -> :class:`Attention` (the course's
+  name for one :class:`attnlab.layers.AttentionHead` whose values keep the embedding width)
+  -> mean over the real tokens -> linear layer.
 * :class:`TextClassificationTransformer`: trainable embeddings + learned positions + post-norm
   :class:`attnlab.layers.TransformerBlock` s + pooling + head.
 * :class:`TextClassificationRNN`: embeddings + (bi)LSTM/GRU that never reads padding (packed
@@ -20,21 +21,78 @@ Transformer's last layer), which ``attnlab explain`` draws.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.attention import padding_mask, scaled_dot_product_attention
-from attnlab.layers import TransformerBlock
+from attnlab.attention import padding_mask
+from attnlab.errors import AttnlabError
+from attnlab.layers import AttentionHead, TransformerBlock
 from attnlab.models.rnn_autocast import run_rnn
 from attnlab.positional import LearnedPositionalEmbedding
+from attnlab.vocab import PAD_ID, UNK_ID
 
 __all__ = [
-    "token_mask", "masked_mean", "AveragedVectors", "LogisticRegressionClassifier", "FFNN", "Attention",
-    "AttentionClassifier", "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length",
+    "TextModelConfig", "build_text_classifier", "token_mask", "masked_mean", "AveragedVectors",
+    "LogisticRegressionClassifier", "FFNN", "Attention", "AttentionClassifier",
+    "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length",
 ]
 
-PAD, UNK = 0, 1
+TextModelName = Literal["logreg", "ffnn", "attention", "transformer", "rnn"]
+MODELS: tuple[TextModelName, ...] = ("logreg", "ffnn", "attention", "transformer", "rnn")
+NEEDS_VECTORS = ("logreg", "ffnn", "attention")  # built on frozen pretrained word vectors
+POOLING = {"transformer": ("mean", "max", "meanmax"), "rnn": ("last", "max")}  # first = default
+
+
+@dataclass
+class TextModelConfig:
+    name: TextModelName = "logreg"
+    max_len: int = 400  # tokens kept per review (the first ones); longer reviews are truncated
+    vocab_size: int = 50000  # words read from --embeddings, or kept from the training data
+    min_count: int = 2  # without --embeddings: keep training words seen at least this often
+    hidden_size: int = 20  # ffnn hidden units; rnn hidden size per direction
+    query_key_size: int = 32  # attention: d_k
+    dim: int = 64  # transformer / rnn embedding width (the first 50 start from --embeddings)
+    num_heads: int = 2  # transformer
+    mlp_dim: int = 128  # transformer feed-forward width
+    num_layers: int = 1  # transformer blocks / rnn layers
+    dropout: float = 0.1
+    pooling: Literal["mean", "max", "meanmax", "last"] | None = None  # None: the model's default;
+    # transformer: mean (default) | max | meanmax; rnn: max (default) | last
+    cell: Literal["lstm", "gru"] = "lstm"  # rnn
+    bidirectional: bool = True  # rnn
+    packed: bool = False  # rnn: run over PackedSequences (same numbers, ~20x slower on this CPU)
+
+
+def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor | None, *,
+                          emb_dim: int | None = None, num_classes: int = 2) -> nn.Module:
+    """The classifier named by ``m.name``. ``vectors`` (V, e) are the pretrained word vectors; the
+    averaging and attention models need them (``None`` with ``emb_dim`` builds an empty table
+    to load a checkpoint into), the Transformer and the RNN start their first columns there."""
+    if m.name in NEEDS_VECTORS:
+        table = vectors if vectors is not None else torch.zeros(vocab_size, emb_dim or 50)
+        if m.name == "logreg":
+            return LogisticRegressionClassifier(embeddings=table, num_classes=num_classes)
+        if m.name == "ffnn":
+            return FFNN(embeddings=table, hidden_size=m.hidden_size, num_classes=num_classes)
+        return AttentionClassifier(embeddings=table, query_key_size=m.query_key_size, num_classes=num_classes)
+    choices = POOLING[m.name]
+    pooling = m.pooling or choices[0]
+    if pooling not in choices:
+        raise AttnlabError(f"model.pooling={pooling} does not apply to the {m.name} model; use one of "
+                           f"{', '.join(choices)} (or none for {choices[0]})")
+    if m.name == "transformer":
+        return TextClassificationTransformer(
+            vocab_size=vocab_size, max_len=m.max_len, dim=m.dim, num_heads=m.num_heads,
+            mlp_dim=m.mlp_dim, num_layers=m.num_layers, dropout=m.dropout, pooling=pooling,
+            num_classes=num_classes, pretrained=vectors)
+    return TextClassificationRNN(
+        vocab_size=vocab_size, dim=m.dim, hidden_size=m.hidden_size, num_layers=m.num_layers,
+        cell=m.cell, bidirectional=m.bidirectional, dropout=m.dropout, pooling=pooling,
+        num_classes=num_classes, packed=m.packed, pretrained=vectors)
 
 
 def _trim(ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,12 +114,12 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def _frozen(embeddings: Tensor) -> nn.Embedding:
-    return nn.Embedding.from_pretrained(embeddings.float(), freeze=True, padding_idx=PAD)
+    return nn.Embedding.from_pretrained(embeddings.float(), freeze=True, padding_idx=PAD_ID)
 
 
 def _trainable(vocab_size: int, dim: int, pretrained: Tensor | None) -> nn.Embedding:
     """A trainable table; with ``pretrained`` (V, e) its first ``min(e, dim)`` columns start there."""
-    emb = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+    emb = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
     nn.init.normal_(emb.weight, std=0.1)
     if pretrained is not None:
         assert pretrained.size(0) == vocab_size, (
@@ -73,7 +131,7 @@ def _trainable(vocab_size: int, dim: int, pretrained: Tensor | None) -> nn.Embed
             scale = 0.1 / src[2:].std().clamp_min(1e-6)
             emb.weight[:, :e] = src * scale
     with torch.no_grad():
-        emb.weight[PAD].zero_()
+        emb.weight[PAD_ID].zero_()
     return emb
 
 
@@ -88,7 +146,7 @@ class AveragedVectors(nn.Module):
         """(B, D) mean of the known word vectors. The vectors are frozen, so a task may compute
         this once per review and train :meth:`classify` on it (what ``attnlab train`` does)."""
         ids, mask = _trim(ids, lengths)
-        known = mask & (ids > UNK)  # unknown words and padding are skipped
+        known = mask & (ids > UNK_ID)  # unknown words and padding are skipped
         return masked_mean(self.embedding(ids), known)  # (B, D)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
@@ -118,22 +176,16 @@ class FFNN(AveragedVectors):
         return self.out(torch.tanh(self.hidden(features)))
 
 
-class Attention(nn.Module):
-    """Single-head self-attention as in the course: ``softmax(Q K^T / sqrt(d_k)) V``.
+class Attention(AttentionHead):
+    """The course's single-head self-attention, ``softmax(Q K^T / sqrt(d_k)) V``: an
+    :class:`attnlab.layers.AttentionHead` with ``W_Q, W_K``: e -> d_k (``query_key_size``) and
+    ``W_V``: e -> e, all without bias.
 
-    ``W_Q, W_K``: e -> d_k (``query_key_size``), ``W_V``: e -> e, all without bias; the math is
-    :func:`attnlab.attention.scaled_dot_product_attention`.
+    ``forward(x (B, T, e), attn_mask) -> (out (B, T, e), A (B, T, T))``.
     """
 
     def __init__(self, input_embedding_size: int, query_key_size: int) -> None:
-        super().__init__()
-        self.W_Q = nn.Linear(input_embedding_size, query_key_size, bias=False)
-        self.W_K = nn.Linear(input_embedding_size, query_key_size, bias=False)
-        self.W_V = nn.Linear(input_embedding_size, input_embedding_size, bias=False)
-
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``x`` (B, T, e), ``attn_mask`` broadcastable to (B, T, T) -> ``(out (B, T, e), A (B, T, T))``."""
-        return scaled_dot_product_attention(self.W_Q(x), self.W_K(x), self.W_V(x), attn_mask)
+        super().__init__(input_embedding_size, query_key_size, value_dim=input_embedding_size)
 
 
 class AttentionClassifier(nn.Module):
@@ -170,7 +222,7 @@ class TextClassificationTransformer(nn.Module):
         self.positions = LearnedPositionalEmbedding(max_len=max_len, dim=dim)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout)
+            TransformerBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, attn_dropout=dropout)
             for _ in range(num_layers)
         )
         self.pooling = pooling
@@ -182,17 +234,15 @@ class TextClassificationTransformer(nn.Module):
         attn_mask = padding_mask(mask)  # (B, 1, 1, T)
         weights = None
         for i, block in enumerate(self.blocks):
-            if need_weights and i == len(self.blocks) - 1:
-                x, weights = block(x, attn_mask, need_weights=True)  # weights (B, H, T, T)
-            else:
-                x = block(x, attn_mask)
+            last = need_weights and i == len(self.blocks) - 1
+            x, weights = block(x, attn_mask, need_weights=last)  # weights (B, H, T, T) for the last block
         pooled = []
         if self.pooling in ("mean", "meanmax"):
             pooled.append(masked_mean(x, mask))
         if self.pooling in ("max", "meanmax"):
             pooled.append(x.masked_fill(~mask[..., None], torch.finfo(x.dtype).min).amax(1))
         logits = self.head(self.drop(torch.cat(pooled, dim=-1)))
-        return (logits, weights.mean(1)) if need_weights else logits  # weights (B, T, T)
+        return (logits, weights.mean(1)) if weights is not None else logits  # weights (B, T, T)
 
 
 def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:

@@ -83,10 +83,11 @@ class ViTConfig:
     dim: int = 128  # token width
     num_layers: int = 6
     num_heads: int = 4
-    head_dim: int = 32  # per-head width (attn_dim of the core Transformer)
+    head_dim: int = 32  # per-head width
     mlp_dim: int = 256  # hidden width of each block's feed-forward network
     head_hidden: int = 0  # hidden width of the MLP head on the class token; 0 = one linear layer
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the token embeddings and the residual branches
+    attn_dropout: float = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel)
     stem_channels: tuple[int, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
 
 
@@ -107,7 +108,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = LearnedPositionalEmbedding(max_len=1 + self.patch_embed.num_patches, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.head_dim, c.mlp_dim, c.num_heads, c.num_layers,
-                                       dropout=c.dropout)
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout)
         self.norm = nn.LayerNorm(c.dim)
         if c.head_hidden:
             self.head = nn.Sequential(nn.Linear(c.dim, c.head_hidden), nn.GELU(),

@@ -1,44 +1,56 @@
-"""Task registry: what ``attnlab train|eval NAME`` runs. Modules are imported on first use."""
+"""Tasks: what ``attnlab train|eval NAME`` runs. One module per task, all following one contract.
+
+A task module is thin glue between a model family (:mod:`attnlab.models`), its data
+(:mod:`attnlab.data`) and the engine (:mod:`attnlab.engine`). It defines::
+
+    CONFIG: type     # the recipe: a dataclass holding `train: TrainConfig`, with PRESETS and DEFAULT_PRESET
+    INPUTS: type     # where the data comes from: a dataclass of paths (each field is a command-line flag)
+
+    def train(cfg, inputs, run_dir, *, resume=False, progress=None) -> dict[str, float]
+    def evaluate(checkpoint, inputs, *, device="auto") -> dict[str, float]
+    def load_model(checkpoint) -> tuple[nn.Module, dict]   # trained model (eval mode, CPU), checkpoint meta
+
+and optionally ``MODELS`` (the names ``--model`` picks, each also a preset) and ``EXAMPLE``.
+``train`` seeds, then builds the model, then calls :func:`attnlab.engine.fit`; it returns the
+final metrics. Commands, benchmarks, the lab and the visualisations reach a trained model
+only through ``load_model`` (:func:`load_trained` finds the task from the checkpoint).
+"""
 
 from __future__ import annotations
 
-import difflib
-import importlib
-from types import ModuleType
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from attnlab.errors import AttnlabError
+from attnlab.registry import Registry
 
-TASKS: dict[str, str] = {
-    "toy": "attnlab.tasks.toy",
-    "gpt": "attnlab.tasks.gpt",
-    "lstm-lm": "attnlab.tasks.lstm_lm",
-    "vit": "attnlab.tasks.vit",
-    "text": "attnlab.tasks.text",
-}
+if TYPE_CHECKING:
+    from torch import nn
 
+__all__ = ["TASKS", "load_trained"]
 
-def load_module(kind: str, name: str, module: str, known: list[str]) -> ModuleType:
-    """Import ``module`` for ``kind`` ``name``; a clear ``AttnlabError`` if it is absent."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            raise AttnlabError(
-                f"{kind} '{name}' is not available in this installation ({module} is missing); "
-                f"available: {', '.join(known) or 'none'}"
-            ) from None
-        raise
+TASKS = Registry("task", "attnlab.tasks", {
+    "toy": "most-frequent-token classification on generated data (engine demo, seconds on a CPU)",
+    "gpt": "GPT language model (DialogueGPT on Tiny Shakespeare)",
+    "lstm-lm": "LSTM language model baseline",
+    "vit": "Vision Transformer on CIFAR-10",
+    "text": "sentiment classification on IMDB (--model NAME)",
+})
 
 
-def available_tasks() -> list[str]:
-    """The registered tasks whose module is installed."""
-    return [n for n, m in TASKS.items() if importlib.util.find_spec(m) is not None]
+def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None,
+                 what: str = "a trained model") -> tuple[str, nn.Module, dict[str, Any]]:
+    """``(task, model, meta)`` of any checkpoint, through its task's ``load_model``.
 
+    ``tasks`` limits which tasks are accepted; another task's checkpoint is an error that
+    names ``what`` was expected.
+    """
+    from attnlab.engine.checkpoint import read_meta
+    from attnlab.errors import AttnlabError
 
-def load_task(name: str) -> ModuleType:
-    """The task module for ``name`` (see DEVELOPERS.md for the contract it follows)."""
-    if name not in TASKS:
-        close = difflib.get_close_matches(name, list(TASKS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise AttnlabError(f"unknown task '{name}'{hint} (choose from: {', '.join(TASKS)})")
-    return load_module("task", name, TASKS[name], available_tasks())
+    task = read_meta(checkpoint).get("task")
+    if not isinstance(task, str) or task not in TASKS or (tasks is not None and task not in tasks):
+        wanted = f" ({', '.join(tasks)})" if tasks else ""
+        raise AttnlabError(f"checkpoint {checkpoint} is from task '{task}', not {what}{wanted}; "
+                           "pass the run directory of a matching `attnlab train` run")
+    model, meta = TASKS.load(task).load_model(checkpoint)
+    return task, model, meta

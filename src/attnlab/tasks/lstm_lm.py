@@ -1,22 +1,19 @@
 """``attnlab train|eval lstm-lm``: the word-level LSTM baseline for DialogueGPT.
 
 Same data, split, tokenizer settings, vocabulary, context windows, loss and sampling as
-:mod:`attnlab.tasks.gpt` (the plumbing is shared, see :func:`attnlab.tasks.gpt.train_lm`), and
-the same presets' wall-clock budgets, so ``--preset cpu-20min`` of both compares the two
-architectures at equal training time.
+:mod:`attnlab.tasks.gpt` (the plumbing is shared: :mod:`attnlab.tasks._lm`), and the same
+presets' budgets, so ``--preset cpu-20min`` of both compares the two architectures.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..engine import TrainConfig
-from ..models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from .gpt import BUDGET_PRESETS, LMDataConfig, SampleConfig, evaluate_lm, train_lm
-from .gpt import add_arguments as _gpt_arguments
+from attnlab.engine import TrainConfig
+from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
+from attnlab.tasks._lm import BUDGET_PRESETS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
 
 @dataclass
@@ -36,20 +33,21 @@ class LSTMTaskConfig:
     DEFAULT_PRESET: ClassVar[str] = "default"
 
 
-CONFIG = LSTMTaskConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _gpt_arguments(parser)
+CONFIG, INPUTS = LSTMTaskConfig, LMInputs
 
 
 def build_model(model_cfg: LSTMConfig | dict[str, Any]) -> LSTMLanguageModel:
     return LSTMLanguageModel(model_cfg if isinstance(model_cfg, LSTMConfig) else LSTMConfig(**model_cfg))
 
 
-def train(cfg: LSTMTaskConfig, args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    return train_lm("lstm-lm", cfg, args, run_dir, build_model)
+def train(cfg: LSTMTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool = False,
+          progress: bool | None = None) -> dict[str, float]:
+    return train_lm("lstm-lm", cfg, inputs, run_dir, build_model, resume=resume, progress=progress)
 
 
-def evaluate(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    return evaluate_lm("lstm-lm", args, build_model)
+def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
+    return load_lm("lstm-lm", checkpoint, build_model)
+
+
+def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:
+    return evaluate_lm("lstm-lm", checkpoint, inputs, build_model, device)

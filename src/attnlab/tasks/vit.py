@@ -7,25 +7,20 @@ seed, validated every epoch, and the test set is scored once at the end with the
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
+from torch import Tensor, nn
 
-from attnlab.data import cifar10, image_folder
-from attnlab.data.augment import Augment, ImageBatches, ImageSet, split
-from attnlab.engine import TrainConfig, evaluate as evaluate_batches, fit, load_checkpoint
-from attnlab.engine import resolve_precision, select_device
+from attnlab.data.augment import Augment
+from attnlab.data.images import ImageBatches, ImageSet, load_images, split
+from attnlab.engine import TrainConfig, evaluate as evaluate_batches, fit, load_checkpoint, resolve_precision
+from attnlab.engine import seed_everything, training_device
 from attnlab.errors import AttnlabError
+from attnlab.losses import Stats, classification_loss
 from attnlab.models.vit import ViTConfig, VisionTransformer
-
-TASK = "vit"
-
 
 @dataclass
 class VitDataConfig:
@@ -74,46 +69,21 @@ class VitTaskConfig:
     DEFAULT_PRESET: ClassVar[str] = "cifar10-cpu"
 
 
-CONFIG = VitTaskConfig
+@dataclass
+class VitInputs:
+    data_dir: Path = field(default=Path("data"), metadata={"help": (
+        "CIFAR-10 (a folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz, the folder itself, "
+        "or the archive) or an image folder with train/<class>/ and test/<class>/ (default: ./data, "
+        "where `attnlab data fetch cifar10` puts it)")})
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default="data", type=Path,
-                        help="CIFAR-10 (a folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz, "
-                             "the folder itself, or the archive) or an image folder with train/<class>/ "
-                             "and test/<class>/ (default: ./data, where `attnlab data fetch cifar10` puts it)")
+CONFIG, INPUTS = VitTaskConfig, VitInputs
 
 
-def load_images(path: str | Path, image_size: int = 32) -> tuple[ImageSet, ImageSet]:
-    """(train, test) from CIFAR-10 in the canonical format or from an image folder."""
-    path = Path(path)
-    if image_folder.is_image_folder(path):
-        return image_folder.load_image_folder(path, image_size)
-    if cifar10.is_cifar10(path):
-        return cifar10.load_cifar10(path)
-    raise AttnlabError(f"no images found at '{path}'; run `attnlab data fetch cifar10 --dest {path}`, or pass "
-                       "--data-dir pointing at cifar-10-batches-py/, cifar-10-python.tar.gz, or a folder with "
-                       "train/<class>/*.png and test/<class>/*.png")
-
-
-def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0):
-    """Cross-entropy (label-smoothed while training); stats are sums of the plain loss."""
-    logits = model(batch["images"]).float()  # (B, classes)
-    labels = batch["labels"]
-    smoothing = label_smoothing if model.training else 0.0
-    loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-    with torch.no_grad():
-        plain = loss if smoothing == 0.0 else F.cross_entropy(logits, labels)
-        stats = {"loss_sum": plain * len(labels), "count": len(labels),
-                 "correct": (logits.argmax(-1) == labels).sum()}
-    return loss, stats
-
-
-def _data_device(name: str) -> torch.device:
-    device = select_device(name)
-    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: this process's GPU
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return device
+def loss_fn(model: nn.Module, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> tuple[Tensor, Stats]:
+    """Cross-entropy, label-smoothed while training; the stats sum the plain loss."""
+    return classification_loss(model(batch["images"]), batch["labels"],
+                               label_smoothing=label_smoothing if model.training else 0.0)
 
 
 def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
@@ -125,8 +95,9 @@ def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
                            f"{cfg.image_size}; pass --set model.image_size={data.images.shape[-1]}")
 
 
-def train(cfg: VitTaskConfig, args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    train_all, test = load_images(args.data_dir, cfg.model.image_size)
+def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool = False,
+          progress: bool | None = None) -> dict[str, float]:
+    train_all, test = load_images(inputs.data_dir, cfg.model.image_size)
     if cfg.model.num_classes != len(train_all.classes) and cfg.model.num_classes == ViTConfig.num_classes:
         cfg.model.num_classes = len(train_all.classes)  # an image folder with another class count
     _check_classes(train_all, cfg.model)
@@ -135,42 +106,46 @@ def train(cfg: VitTaskConfig, args: argparse.Namespace, run_dir: Path) -> dict[s
         raise AttnlabError(f"data.val_size={d.val_size} must be between 1 and the {len(train_all.labels) - 1} "
                            "training images that leave at least one for training")
     train_set, val_set = split(train_all, d.val_size, d.split_seed)
-    device = _data_device(cfg.train.device)
+    device = training_device(cfg.train.device)
     augment = Augment(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
     train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True,
                                  drop_last=len(train_set.labels) >= cfg.train.batch_size, device=device)
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
+    seed_everything(cfg.train.seed)
     model = VisionTransformer(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vit: {n_params / 1e6:.2f}M parameters, {len(train_set.labels)} train / {len(val_set.labels)} val / "
           f"{len(test.labels)} test images, device {device}", file=sys.stderr)
 
-    def print_eval(model: torch.nn.Module, metrics: dict[str, float]) -> None:
+    def print_eval(model: nn.Module, metrics: dict[str, float]) -> None:
         print(f"step {metrics['step']}: val_accuracy {metrics['val_accuracy']:.4f} "
               f"val_loss {metrics['val_loss']:.4f}", file=sys.stderr)
 
-    meta = {"task": TASK, "model": asdict(cfg.model), "data": asdict(cfg.data), "classes": list(train_all.classes)}
-    metrics = fit(model, lambda m, b: loss_fn(m, b, d.label_smoothing), train_batches, val_batches, cfg.train,
-                  run_dir, meta=meta, resume=getattr(args, "resume", False), on_eval=print_eval)
+    def train_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
+        return loss_fn(model, batch, d.label_smoothing)
+
+    meta = {"task": "vit", "model": asdict(cfg.model), "data": asdict(cfg.data), "classes": list(train_all.classes)}
+    metrics = fit(model, train_loss, train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
+                  progress=progress, on_eval=print_eval)
     precision = resolve_precision(cfg.train.precision, device)
     test_metrics = evaluate_batches(model, loss_fn, ImageBatches(test, d.eval_batch_size, device=device),
                                     device=device, autocast_dtype=precision.autocast_dtype, prefix="test_")
     return {**metrics, **test_metrics}
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[VisionTransformer, dict]:
+def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any]]:
     """The trained model (best weights, eval mode) and the checkpoint's meta."""
-    ckpt = load_checkpoint(path, task=TASK)
+    ckpt = load_checkpoint(checkpoint, task="vit")
     model = VisionTransformer(ViTConfig(**{k: tuple(v) if isinstance(v, list) else v
                                            for k, v in ckpt.meta["model"].items()}))
     ckpt.load_into(model)
     return model.eval(), ckpt.meta
 
 
-def evaluate(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    model, meta = model_from_checkpoint(args.checkpoint)
-    _, test = load_images(args.data_dir, model.config.image_size)
+def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto") -> dict[str, float]:
+    model, meta = load_model(checkpoint)
+    _, test = load_images(inputs.data_dir, model.config.image_size)
     _check_classes(test, model.config)
-    device = _data_device(getattr(args, "device", None) or "auto")
-    batches = ImageBatches(test, meta.get("data", {}).get("eval_batch_size", 500), device=device)
-    return evaluate_batches(model.to(device), loss_fn, batches, device=device, prefix="test_")
+    dev = training_device(device)
+    batches = ImageBatches(test, meta.get("data", {}).get("eval_batch_size", 500), device=dev)
+    return evaluate_batches(model.to(dev), loss_fn, batches, device=dev, prefix="test_")

@@ -1,7 +1,7 @@
-"""``MyTokenizer``: a word-level vocabulary over ``attnlab.tokenize.word_tokenize``.
+"""``MyTokenizer``: a word-level vocabulary over :func:`attnlab.data.tokenize.word_tokenize`.
 
-Three special tokens have fixed ids: ``<pad>`` = 0, ``<unk>`` = 1 and ``<start>`` = 2 (every
-encoded text begins with it). The other ids go to the words of the *training* text, most
+The three special tokens of :mod:`attnlab.vocab` have fixed ids: ``<pad>`` = 0, ``<unk>`` = 1
+and ``<start>`` = 2 (every encoded text begins with it). The other ids go to the words of the *training* text, most
 frequent first (ties in alphabetical order, so the vocabulary is deterministic), keeping words
 seen at least ``min_freq`` times and at most ``max_size`` ids in all. Words are lower-cased by
 default (``lowercase=True``): the play's capitalised verse-line openings would otherwise double
@@ -14,14 +14,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import AttnlabError
-from ..tokenize import word_tokenize
+from attnlab.data.tokenize import word_tokenize
+from attnlab.errors import AttnlabError
+from attnlab.vocab import PAD_ID, SPECIALS, START_ID, UNK_ID
 
-__all__ = ["MyTokenizer", "PAD", "UNK", "START", "PAD_ID", "UNK_ID", "START_ID"]
-
-PAD, UNK, START = "<pad>", "<unk>", "<start>"
-PAD_ID, UNK_ID, START_ID = 0, 1, 2
-SPECIALS = (PAD, UNK, START)  # index == id
+__all__ = ["MyTokenizer"]
 
 
 class MyTokenizer:

@@ -38,7 +38,7 @@ the *same* pattern sources recompiled by the standard ``re`` module (subclasses,
 patching), and skips a substitution when the text lacks every character that pattern needs
 (a pattern that cannot match leaves the text unchanged). On all 50,000 IMDB reviews the
 output is token for token identical to NLTK's own path (checked once with
-``python -m attnlab.tokenize --check-parity DIR``), at roughly a quarter of the cost.
+``python -m attnlab.data.tokenize --check-parity DIR``), at roughly a quarter of the cost.
 
 ``clean_review`` is the sentiment pipeline's normalisation: lower case, ``<br />`` removed.
 """
@@ -318,4 +318,4 @@ if __name__ == "__main__":  # pragma: no cover
 
     if len(sys.argv) == 3 and sys.argv[1] == "--check-parity":
         raise SystemExit(_check_parity(sys.argv[2]))
-    print("usage: python -m attnlab.tokenize --check-parity DIR")
+    print("usage: python -m attnlab.data.tokenize --check-parity DIR")

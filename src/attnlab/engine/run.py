@@ -1,0 +1,314 @@
+"""`TrainingRun`: what one call of :func:`attnlab.engine.fit` holds, and its steps as methods.
+
+:func:`attnlab.engine.fit` is the loop; this object is everything the loop touches: the model
+(and its DDP wrapper), the optimizer, the learning-rate schedule, the gradient scaler, the
+weight average, the logger, the progress bar and :class:`TrainState`, where training stands.
+Each step of the loop is one named method: :meth:`restore`, :meth:`optimizer_step`,
+:meth:`log_train`, :meth:`check_limits`, :meth:`evaluate_and_checkpoint`, :meth:`save` and
+:meth:`finish`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from attnlab.data.batching import Batches
+from attnlab.engine import distributed as ddp
+from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint
+from attnlab.engine.config import TrainConfig, monitor_mode
+from attnlab.engine.device import (autocast_context, make_grad_scaler, resolve_precision,
+                                   training_device)
+from attnlab.engine.ema import ModelEMA
+from attnlab.engine.evaluate import LossFn, StatSums, evaluate
+from attnlab.engine.logging import RunLogger
+from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
+from attnlab.engine.schedule import WarmupCosine, make_optimizer
+from attnlab.errors import AttnlabError
+
+__all__ = ["TrainState", "TrainingRun"]
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in ``training.pt`` so that ``--resume`` continues exactly."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch being trained
+    batch_in_epoch: int = 0  # micro-batches of `epoch` trained on (at the last optimizer step)
+    train_seconds: float = 0.0
+    best_value: float | None = None
+    best_step: int = -1
+    bad_evals: int = 0
+    last_eval_step: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    last_train_loss: float | None = None
+
+
+class TrainingRun:
+    """One training run of :func:`attnlab.engine.fit` (see its docstring for the arguments)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
+                 cfg: TrainConfig, run_dir: str | Path, *, meta: dict[str, Any] | None = None,
+                 resume: bool = False, perplexity: bool = False, on_eval: Callable[[nn.Module, dict[str, float]], Any] | None = None,
+                 tensorboard: bool = True) -> None:
+        self.model, self.loss_fn, self.cfg, self.run_dir = model, loss_fn, cfg, Path(run_dir)
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.perplexity, self.on_eval = perplexity, on_eval
+        self.mode = monitor_mode(cfg.monitor)
+        self.device = training_device(cfg.device)
+        self.dist = ddp.init_distributed(self.device.type)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        steps_per_epoch = math.ceil(len(train_batches) / cfg.grad_accum)
+        if steps_per_epoch == 0:
+            raise AttnlabError("the training set yields no batches; check the data (or lower train.batch_size)")
+        self.total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+        if (self.run_dir / CHECKPOINTS / "latest").exists() and not resume:
+            raise AttnlabError(f"{self.run_dir} already holds a training run; pass --resume to continue it, "
+                               "or choose another --out directory")
+        self.meta = {**(meta or {}), "train": asdict(cfg)}
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+        model.to(self.device)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
+        self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, total_steps=int(self.total_steps),
+                                     warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
+                                     time_limit=cfg.time_limit)
+        self.scaler = make_grad_scaler(self.device, self.precision.use_scaler)
+        self.ema = ModelEMA(model, cfg.ema) if cfg.ema else None
+        self.state = TrainState()
+        seed_everything(cfg.seed + self.dist.rank)  # dropout and the like; the model is already built
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=tensorboard)
+        self.net: nn.Module = model  # what the loss function calls: DDP-wrapped when distributed
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.train_sums = StatSums(self.device)  # training statistics since the last log line
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.saved_at: tuple[int, int, int] | None = None
+        self.stop_reason: str | None = None
+        self.bar: Any = None
+        self.clock0 = self.window_t0 = time.perf_counter()
+
+    # ----------------------------------------------------------------- starting
+    def restore(self) -> None:
+        """Continue from the run directory's latest checkpoint: weights, optimizer, schedule,
+        scaler, weight average, position in the data and every random stream."""
+        if not (self.run_dir / CHECKPOINTS / "latest").exists():
+            self.note(f"note: nothing to resume in {self.run_dir}; starting from scratch")
+            return
+        ckpt = load_checkpoint(self.run_dir, task=self.meta.get("task"), which="latest")
+        ckpt.load_into(self.model)
+        saved = ckpt.training_state()
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.state = TrainState(**saved["state"])
+        set_rng_state(saved["rng"])
+        self.logger.truncate_after(self.state.step)
+        self.ema = self._restore_ema(saved.get("ema"))
+        self.saved_at = self.position()
+        self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch})")
+
+    def _restore_ema(self, saved: dict[str, Any] | None) -> ModelEMA | None:
+        """The weight average after a resume. A checkpoint written with averaging holds the averaged
+        weights in ``model.safetensors`` (now in the model) and the training weights in ``saved``."""
+        if saved is None:
+            if self.ema is not None:
+                self.note("note: train.ema is on but the resumed run had no average; it starts now")
+            return self.ema
+        try:
+            if self.ema is None:  # averaging switched off on resume: continue from the training weights
+                ModelEMA(self.model, float(saved["decay"])).load_state_dict(saved)
+                self.note("note: train.ema is off; resuming from the training weights, not the average")
+                return None
+            decay = self.ema.decay
+            self.ema.load_state_dict(saved)
+            self.ema.decay = decay  # a changed train.ema applies from here on
+            return self.ema
+        except (KeyError, ValueError) as exc:
+            raise AttnlabError(f"the checkpoint's weight average cannot be restored ({exc}); "
+                               "retrain without --resume") from None
+
+    def start(self, progress: bool | None) -> None:
+        """Start the clock and the progress bar; a finished or early-stopped run stops at once."""
+        self.clock0 = time.perf_counter() - self.state.train_seconds
+        self.window_t0 = time.perf_counter()
+        disable = True if not self.dist.is_main or progress is False else (None if progress is None else False)
+        self.bar = tqdm(total=int(self.total_steps), initial=self.state.step, desc="train", unit="step",
+                        file=sys.stderr, disable=disable, dynamic_ncols=True)
+        if self.state.step >= self.total_steps:
+            self.stop_reason = "done"
+        elif self.cfg.patience is not None and self.state.bad_evals >= self.cfg.patience:
+            self.stop_reason = "early_stopping"
+
+    # ----------------------------------------------------------------- one step
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast_context(self.device, self.precision.autocast_dtype)
+
+    def gradient_sync(self, ends_step: bool) -> contextlib.AbstractContextManager[Any]:
+        """Under DDP, skip the gradient all-reduce for micro-batches inside an accumulation group."""
+        if self.dist.enabled and not ends_step:
+            return self.net.no_sync()  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def optimizer_step(self) -> None:
+        """One AdamW step on the accumulated gradients, with the scheduled learning rate and
+        gradient clipping; then the weight average (if any) takes in the new weights."""
+        self.schedule.apply(self.state.step, self.elapsed())
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        self.state.step += 1
+        self.state.train_seconds = self.elapsed()
+        self.bar.update(1)
+
+    def check_limits(self) -> None:
+        """Stop at ``max_steps`` (or the end of the epochs) and at ``time_limit`` (rank 0's clock
+        decides for every DDP process, so they stay in step)."""
+        out_of_time = self.cfg.time_limit is not None and self.state.train_seconds >= self.cfg.time_limit
+        if self.cfg.time_limit is not None and self.dist.enabled:
+            out_of_time = ddp.broadcast_flag(out_of_time, self.dist, self.device)
+        if out_of_time:
+            self.stop_reason = "time_limit"
+        elif self.state.step >= self.total_steps:
+            self.stop_reason = "max_steps"
+
+    def log_train(self) -> None:
+        """Log the mean training loss, learning rate and examples/s since the last log line."""
+        if not self.train_sums:
+            return
+        sums = self.train_sums.reduce(self.dist)
+        loss = sums["loss_sum"] / max(sums.get("count", 0.0), 1e-12)
+        if not math.isfinite(loss):
+            raise AttnlabError(f"training diverged: the train loss is {loss} at step {self.state.step}; lower the "
+                               "learning rate (--set train.lr=...) or use --set train.precision=fp32")
+        rate = sums.get("count", 0.0) / max(time.perf_counter() - self.window_t0, 1e-9)
+        self.state.last_train_loss = loss
+        self.logger.log(self.state.step, {"train_loss": loss, "lr": self.schedule.last_lr, "items_per_sec": rate},
+                        epoch=self.epochs_done())
+        self.bar.set_postfix(loss=f"{loss:.4f}", items_s=f"{rate:.0f}", refresh=False)
+        self.train_sums, self.window_t0 = StatSums(self.device), time.perf_counter()
+
+    # ----------------------------------------------------------------- validation and checkpoints
+    def averaged(self) -> contextlib.AbstractContextManager[Any]:
+        """A block in which the model holds the weight average (a no-op without one)."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+
+    def evaluate_and_checkpoint(self) -> None:
+        """Validate (the weight average, if any), remember the best weights, write the ``latest``
+        (and, if improved, ``best``) checkpoint, call ``on_eval``; stop early when patience runs out."""
+        assert self.val_batches is not None
+        self.log_train()  # train-loss windows end at evaluations, so a resumed run logs the same numbers
+        with self.averaged():
+            with preserved_rng():
+                metrics = evaluate(self.model, self.loss_fn, self.val_batches, device=self.device,
+                                   autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity,
+                                   seed=self.cfg.seed, dist=self.dist)
+            if self.cfg.monitor not in metrics:
+                raise AttnlabError(f"monitor '{self.cfg.monitor}' is not among the validation metrics "
+                                   f"({', '.join(metrics)}); set --set train.monitor=<one of them>")
+            value, state = metrics[self.cfg.monitor], self.state
+            improved = math.isfinite(value) and (
+                state.best_value is None or (value < state.best_value if self.mode == "min" else value > state.best_value))
+            state.last_eval_step = state.step
+            if improved:
+                state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+                state.best_metrics = dict(metrics)
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            else:
+                state.bad_evals += 1
+            self.logger.log(state.step, metrics, epoch=self.epochs_done())
+            self.save(("latest", "best") if improved else ("latest",))
+            if self.on_eval is not None and self.dist.is_main:
+                self.model.eval()
+                with preserved_rng(), torch.no_grad():
+                    self.on_eval(self.model, {**metrics, "step": state.step})
+                self.model.train()
+        if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
+            self.stop_reason = self.stop_reason or "early_stopping"
+
+    def save(self, tags: tuple[str, ...]) -> None:
+        """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
+        with everything :meth:`restore` needs."""
+        self.saved_at = self.position()
+        if self.dist.is_main:
+            training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                        "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": rng_state(),
+                        "world": self.dist.world}
+            if self.ema is not None:
+                training["ema"] = self.ema.state_dict()
+            with self.averaged():
+                save_checkpoint(self.run_dir, self.model, meta={**self.meta, "epoch": self.state.epoch},
+                                training=training, step=self.state.step, tags=tags)
+        ddp.barrier(self.dist)
+
+    # ----------------------------------------------------------------- the end
+    def finish(self) -> dict[str, float]:
+        """The last log line, a final validation (or checkpoint), and the final metrics.
+
+        The model is left holding the BEST weights when there is validation, else the last ones
+        (the weight average, if any). Returns the best evaluation's validation metrics plus
+        ``train_loss``, ``train_seconds``, ``steps``, ``epochs``, ``best_step``, ``stopped_early``.
+        """
+        self.log_train()
+        self.state.train_seconds = self.elapsed()
+        if self.val_batches is not None and self.state.last_eval_step != self.state.step:
+            self.evaluate_and_checkpoint()
+        elif self.saved_at != self.position():
+            self.save(("latest",))
+        final: dict[str, float] = {}
+        if self.ema is not None:
+            self.ema.copy_to_model()
+        if self.val_batches is not None:
+            if self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+            elif self.state.best_step >= 0:  # resumed: the best weights are on disk
+                load_checkpoint(self.run_dir, which="best").load_into(self.model)
+            final.update(self.state.best_metrics)
+        if self.state.last_train_loss is not None:
+            final["train_loss"] = self.state.last_train_loss
+        final.update({"train_seconds": round(self.state.train_seconds, 3), "steps": self.state.step,
+                      "epochs": self.epochs_done(), "best_step": self.state.best_step,
+                      "stopped_early": float(self.stop_reason == "early_stopping"), "world_size": self.dist.world})
+        return final
+
+    def close(self) -> None:
+        """Close the progress bar, the logger and (if this run created it) the process group."""
+        if self.bar is not None:
+            self.bar.close()
+        self.logger.close()
+        ddp.shutdown(self.dist)
+
+    # ----------------------------------------------------------------- small helpers
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.clock0
+
+    def position(self) -> tuple[int, int, int]:
+        return self.state.step, self.state.epoch, self.state.batch_in_epoch
+
+    def epochs_done(self) -> float:
+        """Epochs trained so far, as a fraction (2.5: half-way through the third epoch)."""
+        return round(self.state.epoch + self.state.batch_in_epoch / max(1, len(self.train_batches)), 4)
+
+    def note(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, file=sys.stderr)
+

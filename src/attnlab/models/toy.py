@@ -1,0 +1,55 @@
+"""The toy task's classifier: a small Transformer encoder over padded token sequences.
+
+``ToyClassifier`` = token embedding + learned positions -> :class:`attnlab.layers.Transformer`
+under a padding mask -> LayerNorm -> mean over the real tokens -> linear layer. It learns to
+name the most frequent token of a sequence (:mod:`attnlab.data.toy`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.attention import padding_mask
+from attnlab.layers import Transformer
+from attnlab.vocab import PAD_ID
+
+__all__ = ["ToyModelConfig", "ToyClassifier"]
+
+
+@dataclass
+class ToyModelConfig:
+    vocab_size: int = 8  # real tokens are 1..vocab_size (0 pads); also the number of classes
+    seq_len: int = 24  # maximum length; each sequence has between seq_len/2 and seq_len tokens
+    dim: int = 32  # model width
+    head_dim: int = 16  # per-head width
+    mlp_dim: int = 64
+    num_heads: int = 2
+    num_layers: int = 2
+    dropout: float = 0.0
+
+
+class ToyClassifier(nn.Module):
+    """``forward(tokens (B, T), *, need_weights) -> (logits (B, vocab_size), attentions or None)``."""
+
+    def __init__(self, cfg: ToyModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size + 1, cfg.dim, padding_idx=PAD_ID)
+        self.pos_embed = nn.Parameter(torch.randn(cfg.seq_len, cfg.dim) * 0.02)  # (T, dim)
+        self.encoder = Transformer(cfg.dim, cfg.head_dim, cfg.mlp_dim, cfg.num_heads, cfg.num_layers,
+                                   dropout=cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def forward(self, tokens: Tensor, *, need_weights: bool = False) -> tuple[Tensor, list[Tensor] | None]:
+        B, T = tokens.shape
+        real = tokens != PAD_ID  # (B, T)
+        x = self.embed(tokens) + self.pos_embed[:T]  # (B, T, D)
+        x, attentions = self.encoder(x, padding_mask(real), need_weights=need_weights)
+        x = self.norm(x)
+        w = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, D)
+        return self.head(pooled), attentions

@@ -1,0 +1,14 @@
+"""The special tokens and their ids: one definition for every vocabulary in attnlab.
+
+Every vocabulary (the word tokenizer of the language models, the sentiment vocabularies, the
+toy task's tokens) starts with the same specials, so id 0 always pads and id 1 is always the
+unknown word. The language models add a start token at id 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PAD", "UNK", "START", "PAD_ID", "UNK_ID", "START_ID", "SPECIALS"]
+
+PAD, UNK, START = "<pad>", "<unk>", "<start>"
+PAD_ID, UNK_ID, START_ID = 0, 1, 2
+SPECIALS = (PAD, UNK, START)  # index == id
