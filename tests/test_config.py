@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal
 
 import pytest
 
-from attnlab.config import (apply_overrides, build_config, config_from_dict, config_keys, config_to_dict,
-                            describe, parse_value)
+from attnlab.config import (
+    apply_overrides,
+    build_config,
+    config_from_dict,
+    config_keys,
+    config_to_dict,
+    describe,
+    parse_value,
+)
 from attnlab.engine import TrainConfig
 from attnlab.errors import AttnlabError
 
@@ -24,7 +31,7 @@ class ModelCfg:
     norm: Literal["layer", "rms"] = "layer"
     patch: tuple[int, int] = (4, 4)
     widths: tuple[int, ...] = (8, 16)
-    max_len: Optional[int] = None
+    max_len: int | None = None
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from attnlab.attention import causal_mask, combine_masks, padding_mask
 from attnlab.layers import (
@@ -48,7 +47,8 @@ def test_mha_matches_torch_multihead_attention(seed):
     g = torch.Generator().manual_seed(seed)
     heads = int(torch.randint(1, 5, (1,), generator=g))
     head_dim = int(torch.randint(1, 9, (1,), generator=g))
-    dim, B, T = heads * head_dim, int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(1, 13, (1,), generator=g))
+    B, T = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(1, 13, (1,), generator=g))
+    dim = heads * head_dim
     torch.manual_seed(seed)
     ours = MultiHeadedAttention(dim, heads, head_dim).eval()
     ref = ours.to_torch().eval()
@@ -59,7 +59,8 @@ def test_mha_matches_torch_multihead_attention(seed):
         # torch's key_padding_mask/attn_mask use True = *ignore*: the opposite of ours
         kpm = None if mask is None else ~input_mask.bool()
         am = None if mask is None or mask.dim() == 4 and mask.size(2) == 1 else ~causal_mask(T)
-        expected, ref_w = ref(x, x, x, key_padding_mask=kpm, attn_mask=am, need_weights=True, average_attn_weights=False)
+        expected, ref_w = ref(x, x, x, key_padding_mask=kpm, attn_mask=am, need_weights=True,
+                              average_attn_weights=False)
         fast, none = ours(x, mask)
         slow, w = ours(x, mask, need_weights=True)
         assert none is None

@@ -5,8 +5,7 @@ from __future__ import annotations
 import nltk
 import pytest
 
-from attnlab.data.tokenize import (clean_review, punkt_parameters, reference_word_tokenize, sent_tokenize,
-                              word_tokenize)
+from attnlab.data.tokenize import clean_review, punkt_parameters, reference_word_tokenize, sent_tokenize, word_tokenize
 
 # Real review-style sentences: abbreviations, quotes, ellipses, contractions, URLs, HTML breaks.
 # The expected tokens are NLTK's (checked against nltk.word_tokenize below).

@@ -202,11 +202,11 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
                 return int(text.replace("_", ""))
             except ValueError:
                 try:  # "1e4" is a convenient way to write 10000
-                    number = float(text)
+                    whole = float(text)
                 except ValueError:
                     raise _bad(key, tp, value) from None
-                if number.is_integer():
-                    return int(number)
+                if whole.is_integer():
+                    return int(whole)
         raise _bad(key, tp, value)
 
     if tp is float:

@@ -78,18 +78,19 @@ class LayerCache:
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add the new positions and return all keys and values so far, (B, H, T_old + T_new, hd)."""
         end = self.length + k.size(-2)
-        if self._k is None or end > self._k.size(-2):
-            capacity = max(end, 2 * (0 if self._k is None else self._k.size(-2)), 64)
+        keys, values = self._k, self._v
+        if keys is None or values is None or end > keys.size(-2):
+            capacity = max(end, 2 * (0 if keys is None else keys.size(-2)), 64)
             new_k = k.new_empty(*k.shape[:-2], capacity, k.size(-1))
             new_v = v.new_empty(*v.shape[:-2], capacity, v.size(-1))
-            if self._k is not None:
-                new_k[..., : self.length, :] = self._k[..., : self.length, :]
-                new_v[..., : self.length, :] = self._v[..., : self.length, :]
-            self._k, self._v = new_k, new_v
-        self._k[..., self.length : end, :] = k
-        self._v[..., self.length : end, :] = v
+            if keys is not None and values is not None:
+                new_k[..., : self.length, :] = keys[..., : self.length, :]
+                new_v[..., : self.length, :] = values[..., : self.length, :]
+            keys, values = self._k, self._v = new_k, new_v
+        keys[..., self.length : end, :] = k
+        values[..., self.length : end, :] = v
         self.length = end
-        return self._k[..., :end, :], self._v[..., :end, :]
+        return keys[..., :end, :], values[..., :end, :]
 
 
 @dataclass

@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 from torch.profiler import ProfilerActivity, profile
 
@@ -53,7 +54,8 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     finally:
         with _quiet_stderr():
             prof.__exit__(None, None, None)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    results: Any = prof.profiler.kineto_results  # type: ignore[union-attr]
+    events = [e for e in results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
     live = peak = 0
     for e in events:

@@ -28,7 +28,8 @@ def summarize(sums: dict[str, float], prefix: str, perplexity: bool = False) -> 
     return out
 
 
-def classification_report(labels: Tensor, preds: Tensor, names: Sequence[str], prefix: str = "test_") -> dict[str, float]:
+def classification_report(labels: Tensor, preds: Tensor, names: Sequence[str],
+                          prefix: str = "test_") -> dict[str, float]:
     """Accuracy, per-class precision / recall / F1 and the confusion matrix, as flat floats.
 
     ``{prefix}confusion_T_P`` counts the examples of true class T predicted as P.

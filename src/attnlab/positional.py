@@ -99,6 +99,7 @@ class RotaryEmbedding(nn.Module):
         assert head_dim % 2 == 0, f"rotary embedding needs an even head_dim, got {head_dim}"
         self.head_dim, self.base = head_dim, base
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.inv_freq: Tensor
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hd/2,)
 
     def _cos_sin(self, start: int, length: int, like: Tensor) -> tuple[Tensor, Tensor]:

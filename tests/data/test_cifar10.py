@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from attnlab.data import cifar10
-from attnlab.data.augment import Augment, cutout, normalize, random_crop, random_flip
-from attnlab.data.images import ImageBatches, ImageSet, split
+from attnlab.data.augment import Augment, normalize, random_crop, random_flip
 from attnlab.data.cifar10 import load_cifar10, write_batch
 from attnlab.data.image_folder import load_image_folder
+from attnlab.data.images import ImageBatches, ImageSet, split
 from attnlab.errors import AttnlabError
 
 PER_BATCH = 12
@@ -131,7 +131,7 @@ def make_image_folder(root, per_class=3, size=32):
 
     g = np.random.default_rng(0)
     for split_name in ("train", "test"):
-        for c, name in enumerate(["cat", "dog"]):
+        for name in ["cat", "dog"]:
             (root / split_name / name).mkdir(parents=True)
             for i in range(per_class):
                 pixels = g.integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -172,8 +172,8 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     gen = torch.Generator().manual_seed(1)  # the same draws random_crop made: rows, then columns
     top, left = torch.randint(0, 5, (6,), generator=gen), torch.randint(0, 5, (6,), generator=gen)
     for b in range(6):
-        t, l = int(top[b]), int(left[b])
-        assert torch.equal(out[b], padded[b, :, t:t + 8, l:l + 8])
+        t, lft = int(top[b]), int(left[b])
+        assert torch.equal(out[b], padded[b, :, t:t + 8, lft:lft + 8])
     flipped = random_flip(x, torch.Generator().manual_seed(3))
     assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, x))
 

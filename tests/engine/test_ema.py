@@ -15,7 +15,7 @@ def test_the_average_is_the_bias_corrected_weighted_mean_of_the_weights_seen():
     lin = nn.Linear(3, 2)
     ema = ModelEMA(lin, decay=0.9)
     seen = []
-    for i in range(5):
+    for _ in range(5):
         with torch.no_grad():
             lin.weight.normal_()
         seen.append(lin.weight.detach().clone())

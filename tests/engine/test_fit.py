@@ -8,8 +8,7 @@ import warnings
 import pytest
 import torch
 
-from attnlab.engine import autocast_context, fit, resolve_precision, select_device
-from attnlab.engine import monitor_mode
+from attnlab.engine import autocast_context, fit, monitor_mode, resolve_precision, select_device
 from attnlab.errors import AttnlabError
 
 

@@ -73,9 +73,7 @@ def test_intermediates_match_autograd():
     torch.testing.assert_close(res.dJ_do, (y_hat - ys).detach(), rtol=0, atol=1e-12)
     # dJ_t/dh_i from autograd, one J_t at a time, by differentiating through the states.
     _, hs = m.states(xs)
-    logp = torch.log_softmax(hs @ m.W_yh.T, dim=-1)
     for t in range(T):
-        J_t = -(ys[t] * logp[t]).sum()
         # h_i for i > t does not influence J_t; autograd of J_t w.r.t. the stacked states gives
         # only the *direct* term, so rebuild the recurrence from each h_i instead.
         for i in range(t + 1):

@@ -8,9 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlab.models.text import (FFNN, Attention, AttentionClassifier, LogisticRegressionClassifier,
-                                 TextClassificationRNN, TextClassificationTransformer,
-                                 reverse_within_length)
+from attnlab.models.text import (
+    FFNN,
+    Attention,
+    AttentionClassifier,
+    LogisticRegressionClassifier,
+    TextClassificationRNN,
+    TextClassificationTransformer,
+    reverse_within_length,
+)
 
 V, E, T = 30, 8, 12
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from attnlab.errors import AttnlabError
 from attnlab.data.tokenizer import MyTokenizer
+from attnlab.errors import AttnlabError
 from attnlab.vocab import PAD_ID, START_ID, UNK_ID
 
 TEXTS = ["To be, or not to be.", "Be not afraid.", "To sleep, perchance to dream."]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from attnlab.data import cifar10
 from attnlab.errors import AttnlabError
 from attnlab.layers import Transformer
-from attnlab.models.vit import PatchEmbed, ViTConfig, VisionTransformer
+from attnlab.models.vit import PatchEmbed, VisionTransformer, ViTConfig
 
 SMALL = dict(dim=32, num_layers=2, num_heads=2, head_dim=16, mlp_dim=64)
 

@@ -12,6 +12,7 @@ shape, not on the weights; the tokens then are gibberish, but still compared).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
 
 
-def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, list[int], str]:
+def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
     from attnlab.data.tokenizer import MyTokenizer
     from attnlab.models.gpt import DialogueGPT, GPTConfig
     from attnlab.tasks import load_trained
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     model, prefix, what = _model(args)
-    outputs: dict[str, list[int]] = {}
+    outputs: dict[bool, list[int]] = {}
 
     def path(use_cache: bool):
         def fn() -> None:

@@ -36,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
-    from attnlab.models.vit import ViTConfig, VisionTransformer
+    from attnlab.models.vit import VisionTransformer, ViTConfig
 
     try:
-        from transformers import ViTConfig as HFViTConfig, ViTForImageClassification
+        from transformers import ViTConfig as HFViTConfig
+        from transformers import ViTForImageClassification
     except ImportError:
         raise AttnlabError("`attnlab bench vit` needs Hugging Face transformers; install it with "
                            "`pip install -e '.[bench]'` (or `pip install transformers`)") from None
@@ -48,7 +49,7 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
                                        head_dim=args.dim // args.heads, mlp_dim=args.mlp_dim))
     hf_cfg = HFViTConfig(hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
                          intermediate_size=args.mlp_dim, image_size=args.image_size, patch_size=args.patch,
-                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,
+                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,  # type: ignore[call-arg]
                          attention_probs_dropout_prob=0.0, qkv_bias=True)
     hf_cfg._attn_implementation = "sdpa"
     hf = ViTForImageClassification(hf_cfg)

@@ -140,4 +140,5 @@ def report(run_dir: Path, metrics: dict[str, Any]) -> None:
 
 def require_out_under_torchrun(out: str | None) -> None:
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise AttnlabError("pass --out DIR when launching with torchrun (every process must use the same run directory)")
+        raise AttnlabError("pass --out DIR when launching with torchrun "
+                           "(every process must use the same run directory)")

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         features, attentions = model.forward_features(normalize(images), need_weights=True)
         preds = model.forward_head(features).argmax(-1)
     scores = attention_rollout(attentions) if args.rollout else cls_attention(attentions)  # (n, N)
-    grid = model.grid_for(tuple(images.shape[-2:]))
-    maps = upsample(scores, grid, tuple(images.shape[-2:]))  # (n, H, W)
+    size = (images.shape[-2], images.shape[-1])
+    maps = upsample(scores, model.grid_for(size), size)  # (n, H, W)
     titles = [f"true: {classes[t]}\npred: {classes[p]}" for t, p in zip(labels.tolist(), preds.tolist())]
     colors = ["green" if t == p else "red" for t, p in zip(labels.tolist(), preds.tolist())]
     what = "attention rollout" if args.rollout else "class-token attention, mean over heads and layers"

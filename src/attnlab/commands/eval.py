@@ -26,9 +26,11 @@ def configure_task(p: argparse.ArgumentParser, task: ModuleType) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
-    add_dispatch(parser, argv, dest="task", metavar="TASK", registry=TASKS, configure=configure_task,
-                 example=lambda name, _: f"attnlab eval {name} --checkpoint runs/{name}\n"
-                                         f"attnlab eval {name} --checkpoint runs/{name}/checkpoints/step-00000100 --out runs/{name}-eval")
+    def example(name: str, _: ModuleType) -> str:
+        return (f"attnlab eval {name} --checkpoint runs/{name}\n"
+                f"attnlab eval {name} --checkpoint runs/{name}/checkpoints/step-00000100 --out runs/{name}-eval")
+
+    add_dispatch(parser, argv, dest="task", metavar="TASK", registry=TASKS, configure=configure_task, example=example)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from attnlab.commands import add_inputs, make_inputs
 from attnlab.errors import AttnlabError
@@ -85,7 +86,8 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
              "|---" * (len(keys) + len(shown) + 2) + "|"]
     for r in rows:
         vals = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in shown]
-        lines.append(f"| {r['name']} | " + " | ".join([str(r["params"][k]) for k in keys] + [r["status"]] + vals) + " |")
+        cells = [r["name"], *(str(r["params"][k]) for k in keys), r["status"], *vals]
+        lines.append("| " + " | ".join(cells) + " |")
     (out / "results.md").write_text(f"Sweep results, best {metric} first.\n\n" + "\n".join(lines) + "\n")
 
 
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"))
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for i, (combo, cfg) in enumerate(zip(combos, configs)):
             params = dict(zip(keys, combo))

@@ -9,8 +9,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from attnlab.commands import (add_dispatch, add_inputs, default_run_dir, is_main_process, make_inputs, report,
-                              require_out_under_torchrun, write_json)
+from attnlab.commands import (
+    add_dispatch,
+    add_inputs,
+    default_run_dir,
+    is_main_process,
+    make_inputs,
+    report,
+    require_out_under_torchrun,
+    write_json,
+)
 from attnlab.config import apply_overrides, build_config, config_from_dict, config_to_dict, describe, presets
 from attnlab.errors import AttnlabError
 from attnlab.tasks import TASKS

@@ -26,8 +26,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-__all__ = ["Batches", "epoch_generator", "batch_indices", "shard", "IndexBatches", "TensorBatches",
+__all__ = ["MapDataset", "Batches", "epoch_generator", "batch_indices", "shard", "IndexBatches", "TensorBatches",
            "DatasetBatches"]
+
+
+class MapDataset(Protocol):
+    """A map-style dataset: ``len(ds)`` items, ``ds[i]`` the i-th."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
 
 
 class Batches(Protocol):
@@ -136,7 +144,7 @@ class DatasetBatches(IndexBatches):
     ``lengths`` (one per item) switches on length bucketing.
     """
 
-    def __init__(self, dataset: Sequence[Any], batch_size: int, *,
+    def __init__(self, dataset: MapDataset, batch_size: int, *,
                  collate_fn: Callable[[list[Any]], Any] | None = None, shuffle: bool = True,
                  drop_last: bool = False, lengths: Sequence[int] | None = None) -> None:
         super().__init__(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last,

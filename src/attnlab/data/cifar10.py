@@ -39,7 +39,7 @@ def _numpy_reconstruct():
     try:  # numpy >= 2 moved the implementation to numpy._core
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     return _reconstruct
 
 
@@ -127,8 +127,9 @@ def _read_files(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:  # one sequential pass over the gzip stream
                 base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in names:
-                    out[base] = tar.extractfile(member).read()
+                handle = tar.extractfile(member) if member.isfile() and base in names else None
+                if handle is not None:
+                    out[base] = handle.read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise AttnlabError(f"CIFAR-10 archive '{path}' is truncated or corrupted ({exc}); {_FIX}") from None
     missing = [n for n in names if n not in out]

@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import urllib.error
@@ -78,7 +77,7 @@ def fetch_url(url: str, dest: str | Path, *, md5: str | None = None, sha256: str
         else:
             raise AttnlabError(f"server returned HTTP {exc.code} for URL: {url}; download it elsewhere "
                                "and pass --data-dir PATH") from None
-    except (urllib.error.URLError, OSError, socket.timeout) as exc:
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
         raise _offline(url, getattr(exc, "reason", exc)) from None
 
     if response is not None:
@@ -101,7 +100,7 @@ def fetch_url(url: str, dest: str | Path, *, md5: str | None = None, sha256: str
                     os.fsync(out.fileno())
                     if total is not None and out.tell() < total:  # the server closed early
                         raise OSError(f"connection closed after {out.tell()} of {total} bytes")
-            except (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException) as exc:
+            except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 raise AttnlabError(f"download of {url} was interrupted ({exc}); run the same command again "
                                    f"to resume it, or download it elsewhere and pass --data-dir PATH") from None
             finally:

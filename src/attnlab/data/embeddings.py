@@ -92,6 +92,6 @@ def read_embeddings(path: str | Path, vocab_size: int = 50000) -> tuple[torch.Te
         raise AttnlabError(f"cannot read word vectors from {path}: {e}") from None
     if not rows:
         raise AttnlabError(f"{path} holds no word vectors; expected 'word v1 v2 ... vD' lines")
-    table = np.zeros((len(words), dim), dtype=np.float32)
+    table = np.zeros((len(words), len(rows[0])), dtype=np.float32)
     table[2:] = np.stack(rows)
     return torch.from_numpy(table), words

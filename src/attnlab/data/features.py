@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def _workers() -> int:
 def _run(texts: list[str], workers: int | None) -> TokenizedTexts:
     chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
     workers = workers or _workers()
+    results: Iterable[tuple[list[str], np.ndarray, np.ndarray]]
     if workers <= 1 or len(texts) < _SERIAL_BELOW:
         results = map(_tokenize_chunk, chunks)
         pool = None

@@ -33,7 +33,7 @@ def _load_split(folder: Path, classes: tuple[str, ...], image_size: int) -> Imag
                 with Image.open(file) as im:
                     im = im.convert("RGB")
                     if im.size != (image_size, image_size):
-                        im = im.resize((image_size, image_size), Image.BILINEAR)
+                        im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
                     images.append(np.asarray(im, dtype=np.uint8))  # (H, W, 3)
             except (UnidentifiedImageError, OSError) as exc:
                 raise AttnlabError(f"cannot read image '{file}' ({exc}); delete or replace it") from None

@@ -186,7 +186,10 @@ def _read_archive(path: Path) -> dict[str, list[Review]]:
                 if not m or not member.isfile():
                     continue
                 split, label, stem = m.groups()
-                data = tar.extractfile(member).read()
+                handle = tar.extractfile(member)
+                if handle is None:
+                    continue
+                data = handle.read()
                 out[split].append(
                     Review(f"{split}/{label}/{stem}", _LABEL_INDEX[label], _decode(data, member.name, bad))
                 )

@@ -118,18 +118,18 @@ class _FastLanguageVars(PunktLanguageVars):
 
     def _word_tokenizer_re(self):
         try:
-            return self._re_word_tokenizer
+            return self._re_word_tokenizer  # type: ignore[has-type]
         except AttributeError:
-            self._re_word_tokenizer = _re(
+            self._re_word_tokenizer = _re(  # type: ignore[misc]  # a slot of PunktLanguageVars
                 PunktLanguageVars()._word_tokenizer_re(), re.UNICODE | re.VERBOSE
             )
             return self._re_word_tokenizer
 
     def period_context_re(self):
         try:
-            return self._re_period_context
+            return self._re_period_context  # type: ignore[has-type]
         except AttributeError:
-            self._re_period_context = _re(
+            self._re_period_context = _re(  # type: ignore[misc]  # a slot of PunktLanguageVars
                 PunktLanguageVars().period_context_re(), re.UNICODE | re.VERBOSE
             )
             return self._re_period_context
@@ -157,7 +157,7 @@ def _needs(*needed: str) -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(n for n in needed if len(n) == 1), tuple(n for n in needed if len(n) > 1)
 
 
-_ANY = (frozenset(), ())  # no pre-check: always run
+_ANY: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())  # no pre-check: always run
 
 
 def _compile(rules, checks):

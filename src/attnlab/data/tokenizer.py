@@ -102,7 +102,7 @@ class MyTokenizer:
         return {"type": "word", "lowercase": self.lowercase, "vocab": self.vocab}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MyTokenizer:
+    def from_dict(cls, d: Any) -> MyTokenizer:
         if not isinstance(d, dict) or not isinstance(d.get("vocab"), list):
             raise AttnlabError("the checkpoint has no valid tokenizer vocabulary; it may be corrupted")
         return cls([str(t) for t in d["vocab"]], lowercase=bool(d.get("lowercase", True)))

@@ -48,12 +48,10 @@ def attnlab_version() -> str:
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DDP / torch.compile wrappers."""
     while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -131,7 +129,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
 def _collect_garbage(root: Path) -> None:
     keep = {(root / tag).read_text().strip() for tag in ("latest", "best") if (root / tag).exists()}
     for entry in root.iterdir():
-        if entry.is_dir() and entry.name not in keep and (entry.name.startswith("step-") or entry.name.startswith(".tmp-")):
+        if entry.is_dir() and entry.name not in keep and entry.name.startswith(("step-", ".tmp-")):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -175,8 +173,9 @@ class Checkpoint:
 
 
 def _corrupt(path: Path, fname: str, exc: Exception | str) -> AttnlabError:
+    reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return AttnlabError(
-        f"checkpoint {path} is damaged: {fname} is unreadable ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+        f"checkpoint {path} is damaged: {fname} is unreadable ({reason}); "
         f"resume from an earlier checkpoint (a checkpoints/step-* directory) or retrain without --resume"
     )
 

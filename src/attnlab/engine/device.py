@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 
@@ -94,7 +95,7 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     raise AttnlabError(f"unknown precision {precision!r}; use one of auto, bf16, fp16, fp32")
 
 
-def autocast_context(device: torch.device, dtype: torch.dtype | None) -> ContextManager[Any]:
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
     """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context when ``dtype`` is None."""
     if dtype is None:
         return contextlib.nullcontext()

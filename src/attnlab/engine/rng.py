@@ -28,7 +28,8 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch and CUDA RNG states as tensors/ints (``weights_only``-loadable)."""
     version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert not isinstance(keys, str)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

@@ -27,8 +27,7 @@ from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
 from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint
 from attnlab.engine.config import TrainConfig, monitor_mode
-from attnlab.engine.device import (autocast_context, make_grad_scaler, resolve_precision,
-                                   training_device)
+from attnlab.engine.device import autocast_context, make_grad_scaler, resolve_precision, training_device
 from attnlab.engine.ema import ModelEMA
 from attnlab.engine.evaluate import LossFn, StatSums, evaluate
 from attnlab.engine.logging import RunLogger
@@ -36,7 +35,9 @@ from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rn
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.errors import AttnlabError
 
-__all__ = ["TrainState", "TrainingRun"]
+__all__ = ["TrainState", "TrainingRun", "OnEval"]
+
+OnEval = Callable[[nn.Module, dict[str, float]], Any]  # called after each validation with its metrics
 
 
 @dataclass
@@ -60,7 +61,7 @@ class TrainingRun:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
                  cfg: TrainConfig, run_dir: str | Path, *, meta: dict[str, Any] | None = None,
-                 resume: bool = False, perplexity: bool = False, on_eval: Callable[[nn.Module, dict[str, float]], Any] | None = None,
+                 resume: bool = False, perplexity: bool = False, on_eval: OnEval | None = None,
                  tensorboard: bool = True) -> None:
         self.model, self.loss_fn, self.cfg, self.run_dir = model, loss_fn, cfg, Path(run_dir)
         self.train_batches, self.val_batches = train_batches, val_batches
@@ -225,9 +226,8 @@ class TrainingRun:
             if self.cfg.monitor not in metrics:
                 raise AttnlabError(f"monitor '{self.cfg.monitor}' is not among the validation metrics "
                                    f"({', '.join(metrics)}); set --set train.monitor=<one of them>")
-            value, state = metrics[self.cfg.monitor], self.state
-            improved = math.isfinite(value) and (
-                state.best_value is None or (value < state.best_value if self.mode == "min" else value > state.best_value))
+            value, state, best = metrics[self.cfg.monitor], self.state, self.state.best_value
+            improved = math.isfinite(value) and (best is None or (value < best if self.mode == "min" else value > best))
             state.last_eval_step = state.step
             if improved:
                 state.best_value, state.best_step, state.bad_evals = value, state.step, 0

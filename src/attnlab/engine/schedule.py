@@ -22,7 +22,8 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
     embedding and a linear layer counts as an embedding), because the decay then also bounds the
     logits. A model can exempt more by name with ``no_weight_decay()`` (the timm convention).
     """
-    skip: set[str] = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    exempt = getattr(model, "no_weight_decay", None)
+    skip: set[str] = set(exempt()) if callable(exempt) else set()
     embeddings: set[int] = set()
     matrices: set[int] = set()
     for module in model.modules():
@@ -30,7 +31,9 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
             embeddings.add(id(module.weight))
         elif isinstance(module, DECAYED_MODULES):
             matrices.update(id(p) for p in module.parameters(recurse=False) if p.ndim >= 2)
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:  # tied weights appear once
             continue

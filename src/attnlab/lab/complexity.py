@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from attnlab.measure import median, peak_memory_bytes, time_interleaved
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.measure import median, peak_memory_bytes, time_interleaved
 
 HELP = "FLOPs, wall time, sequential steps and peak memory of an RNN layer vs self-attention, T = 64..16384"
 EXAMPLE = "attnlab lab complexity --lengths 64 256 1024 4096 16384 --dim 64"

@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from attnlab.measure import median, time_interleaved
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.measure import median, time_interleaved
 
 HELP = "SVD and Linformer attention: approximation error vs k, and time vs n with the crossover length"
 EXAMPLE = "attnlab lab lowrank --n 256 --ks 4 8 16 32 64 128 256 --lengths 256 512 1024 2048 4096 8192"
@@ -67,7 +67,7 @@ def error_curves(n: int, ks: list[int], dim: int, heads: int, seed: int) -> dict
         with torch.no_grad():
             exact, _ = full(x, need_weights=True)
             q, k_, v = full.qkv(x).view(1, n, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # (1, H, n, hd)
-            res = {"svd": [], "linformer_pool": [], "linformer_random": []}
+            res: dict[str, list[float]] = {"svd": [], "linformer_pool": [], "linformer_random": []}
             for k in ks:
                 o, _ = svd_attention(q, k_, v, k)  # (1, H, n, hd)
                 out = full.W_O(o.transpose(1, 2).reshape(1, n, dim))  # (1, n, dim)

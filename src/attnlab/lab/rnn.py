@@ -59,11 +59,10 @@ class ElmanRNN(nn.Module):
         if activation not in _ACTIVATIONS:
             raise AttnlabError(f"unknown activation {activation!r}; use one of {', '.join(_ACTIVATIONS)}")
         self.activation = activation
-        kw = {"dtype": dtype, "device": device}
         # Scaled so that the hidden state neither explodes nor vanishes at initialisation.
-        self.W_hx = nn.Parameter(torch.randn(n_h, n_x, **kw) / n_x**0.5)
-        self.W_hh = nn.Parameter(torch.randn(n_h, n_h, **kw) / n_h**0.5 * 0.5)
-        self.W_yh = nn.Parameter(torch.randn(n_y, n_h, **kw) / n_h**0.5)
+        self.W_hx = nn.Parameter(torch.randn(n_h, n_x, dtype=dtype, device=device) / n_x**0.5)
+        self.W_hh = nn.Parameter(torch.randn(n_h, n_h, dtype=dtype, device=device) / n_h**0.5 * 0.5)
+        self.W_yh = nn.Parameter(torch.randn(n_y, n_h, dtype=dtype, device=device) / n_h**0.5)
 
     def psi(self, z: Tensor) -> Tensor:
         return z if self.activation == "identity" else torch.tanh(z)
@@ -127,7 +126,7 @@ def bptt(
     ``xs`` is (T, n_x); ``ys`` is (T, n_y) one-hot rows (or distributions) or (T,) class
     indices. ``per_step=False`` skips the O(T^2) table ``dJ_t/dh_i`` for long sequences.
     """
-    W_hx, W_hh, W_yh = model.W_hx, model.W_hh, model.W_yh
+    W_hh, W_yh = model.W_hh, model.W_yh
     zs, hs = model.states(xs, h0)  # (T, n_h) each
     T = xs.size(0)
     o = hs @ W_yh.T  # (T, n_y)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     T = np.arange(1, args.max_steps + 1)
     for rho in args.radii:
-        entry = {}
+        entry: dict[str, Any] = {}
         for act, ax in (("identity", axes[0]), ("tanh", axes[1])):
             m = ElmanRNN(n_h=args.hidden, activation=act, dtype=torch.float64)
             m.load_state_dict(base.state_dict())

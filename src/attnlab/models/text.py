@@ -22,7 +22,7 @@ Transformer's last layer), which ``attnlab explain`` draws.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -136,7 +136,8 @@ def _trainable(vocab_size: int, dim: int, pretrained: Tensor | None) -> nn.Embed
 
 
 class AveragedVectors(nn.Module):
-    """Shared front end: the mean of the known word vectors of each review."""
+    """Shared front end: the mean of the known word vectors of each review; subclasses
+    classify that mean (:meth:`classify`)."""
 
     def __init__(self, embeddings: Tensor) -> None:
         super().__init__()
@@ -149,8 +150,16 @@ class AveragedVectors(nn.Module):
         known = mask & (ids > UNK_ID)  # unknown words and padding are skipped
         return masked_mean(self.embedding(ids), known)  # (B, D)
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        return self.classify(self.average(ids, lengths))
+    def forward(self, ids: Tensor | None = None, lengths: Tensor | None = None, *,
+                features: Tensor | None = None) -> Tensor:
+        """Logits from ``ids`` and ``lengths``, or from already averaged ``features`` (B, D)."""
+        if features is None:
+            assert ids is not None and lengths is not None, "pass ids and lengths, or features"
+            features = self.average(ids, lengths)
+        return self.classify(features)
+
+    def classify(self, features: Tensor) -> Tensor:
+        raise NotImplementedError
 
 
 class LogisticRegressionClassifier(AveragedVectors):
@@ -285,7 +294,7 @@ class TextClassificationRNN(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * dirs, num_classes)
 
-    def _direction(self, rnn: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
+    def _direction(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
         if not self.packed:
             return run_rnn(rnn, x)[0]  # (B, T, H); steps past a row's length are junk, never read
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -298,9 +307,9 @@ class TextClassificationRNN(nn.Module):
         for i in range(len(self.fwd)):
             if i > 0:
                 x = self.drop(x)
-            outs = [self._direction(self.fwd[i], x, lengths)]  # (B, T, H)
+            outs = [self._direction(cast(nn.RNNBase, self.fwd[i]), x, lengths)]  # (B, T, H)
             if self.bwd is not None:
-                rev = self._direction(self.bwd[i], reverse_within_length(x, lengths), lengths)
+                rev = self._direction(cast(nn.RNNBase, self.bwd[i]), reverse_within_length(x, lengths), lengths)
                 outs.append(reverse_within_length(rev, lengths))  # back to reading order
             x = torch.cat(outs, dim=-1)  # (B, T, dirs * H)
         if self.pooling == "max":

@@ -23,7 +23,7 @@ from attnlab.positional import LearnedPositionalEmbedding, interpolate_pos_2d
 
 
 def pair(x: int | tuple[int, int]) -> tuple[int, int]:
-    return (x, x) if isinstance(x, int) else tuple(x)
+    return (x, x) if isinstance(x, int) else (x[0], x[1])
 
 
 class PatchEmbed(nn.Module):
@@ -52,7 +52,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, (H / p) * (W / p), embed_dim), patches in row-major order."""
-        self.grid_for(tuple(x.shape[-2:]))
+        self.grid_for((x.shape[-2], x.shape[-1]))
         x = self.proj(x)  # (B, embed_dim, H/p, W/p)
         return x.flatten(2).transpose(1, 2)  # (B, N, embed_dim)
 
@@ -110,6 +110,7 @@ class VisionTransformer(nn.Module):
         self.transformer = Transformer(c.dim, c.head_dim, c.mlp_dim, c.num_heads, c.num_layers,
                                        dropout=c.dropout, attn_dropout=c.attn_dropout)
         self.norm = nn.LayerNorm(c.dim)
+        self.head: nn.Module
         if c.head_hidden:
             self.head = nn.Sequential(nn.Linear(c.dim, c.head_hidden), nn.GELU(),
                                       nn.Linear(c.head_hidden, c.num_classes))
@@ -145,7 +146,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: Tensor, *, need_weights: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         """Images (B, C, H, W) -> (normalised tokens (B, 1 + N, dim), attentions or None)."""
-        grid = self.grid_for(tuple(x.shape[-2:]))
+        grid = self.grid_for((x.shape[-2], x.shape[-1]))
         x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
         if self.stem is not None:
             x = self.stem(x)  # (B, C', H / r, W / r)

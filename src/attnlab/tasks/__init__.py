@@ -19,12 +19,9 @@ only through ``load_model`` (:func:`load_trained` finds the task from the checkp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attnlab.registry import Registry
-
-if TYPE_CHECKING:
-    from torch import nn
 
 __all__ = ["TASKS", "load_trained"]
 
@@ -38,8 +35,9 @@ TASKS = Registry("task", "attnlab.tasks", {
 
 
 def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None,
-                 what: str = "a trained model") -> tuple[str, nn.Module, dict[str, Any]]:
-    """``(task, model, meta)`` of any checkpoint, through its task's ``load_model``.
+                 what: str = "a trained model") -> tuple[str, Any, dict[str, Any]]:
+    """``(task, model, meta)`` of any checkpoint, through its task's ``load_model`` (the model's
+    type depends on the task, hence ``Any``).
 
     ``tasks`` limits which tasks are accepted; another task's checkpoint is an error that
     names ``what`` was expected.

@@ -19,7 +19,8 @@ from attnlab.config import config_to_dict
 from attnlab.data.dialogue import lm_batches, prepare_lm_data
 from attnlab.data.shakespeare import load_text
 from attnlab.data.tokenizer import MyTokenizer
-from attnlab.engine import evaluate as evaluate_batches, fit, load_checkpoint, seed_everything, training_device
+from attnlab.engine import evaluate as evaluate_batches
+from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
 from attnlab.models.gpt import generate
@@ -102,10 +103,12 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     return metrics
 
 
-def load_lm(task: str, checkpoint: str | Path, build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+def load_lm(task: str, checkpoint: str | Path,
+            build: Callable[[dict[str, Any]], nn.Module]) -> tuple[Any, dict[str, Any]]:
     """The trained model of a ``task`` checkpoint (eval mode) and its meta (with the tokenizer)."""
     ckpt = load_checkpoint(checkpoint, task=task)
     tok = MyTokenizer.from_dict(ckpt.meta.get("tokenizer"))
+    model: Any
     try:
         model = build(ckpt.meta["model"])
     except (KeyError, TypeError) as exc:

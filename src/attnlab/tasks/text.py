@@ -17,7 +17,6 @@ reviews of true class T predicted as P).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +32,8 @@ from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, t
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
 from attnlab.metrics import classification_report
-from attnlab.models.text import MODELS, NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
+from attnlab.models.text import MODELS as MODEL_NAMES
+from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
 
 EXAMPLE = """\
 attnlab train text --model logreg --data-dir data/aclImdb --embeddings glove.6B.50d.txt --out runs/text-logreg
@@ -103,13 +103,12 @@ class TextInputs:
 
 
 CONFIG, INPUTS = TextConfig, TextInputs
-HELP_EPILOG = ("Reviews longer than model.max_len tokens are truncated to their first model.max_len tokens "
-               "(1000 for logreg/ffnn, 256 for attention, 512 for transformer, 320 for rnn); see --print-config.")
+MODELS = MODEL_NAMES  # `attnlab train text --model NAME` picks the model and the preset of that name
 
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
     if "features" in batch:  # averaged word vectors, computed once (logreg, ffnn)
-        logits = model.classify(batch["features"])
+        logits = model(features=batch["features"])
     else:
         logits = model(batch["ids"], batch["lengths"])
     return classification_loss(logits, batch["label"])

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from attnlab.config import config_from_dict, config_to_dict
 from attnlab.data.batching import TensorBatches
 from attnlab.data.toy import make_toy_data
-from attnlab.engine import TrainConfig, evaluate as evaluate_batches, fit, load_checkpoint, seed_everything
-from attnlab.engine import training_device
+from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
+from attnlab.engine import evaluate as evaluate_batches
 from attnlab.losses import Stats, classification_loss
 from attnlab.models.toy import ToyClassifier, ToyModelConfig
 

@@ -16,11 +16,12 @@ from torch import Tensor, nn
 
 from attnlab.data.augment import Augment
 from attnlab.data.images import ImageBatches, ImageSet, load_images, split
-from attnlab.engine import TrainConfig, evaluate as evaluate_batches, fit, load_checkpoint, resolve_precision
-from attnlab.engine import seed_everything, training_device
+from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision, seed_everything, training_device
+from attnlab.engine import evaluate as evaluate_batches
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
-from attnlab.models.vit import ViTConfig, VisionTransformer
+from attnlab.models.vit import VisionTransformer, ViTConfig
+
 
 @dataclass
 class VitDataConfig:
@@ -136,8 +137,8 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
 def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any]]:
     """The trained model (best weights, eval mode) and the checkpoint's meta."""
     ckpt = load_checkpoint(checkpoint, task="vit")
-    model = VisionTransformer(ViTConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in ckpt.meta["model"].items()}))
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt.meta["model"].items()}
+    model = VisionTransformer(ViTConfig(**fields))
     ckpt.load_into(model)
     return model.eval(), ckpt.meta
 
