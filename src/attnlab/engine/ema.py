@@ -3,9 +3,7 @@
 Averaging the weights of the last few hundred optimizer steps smooths out the noise of the
 final steps. This is Polyak averaging, the "averaged SGD" of AWD-LSTM, and timm's ``ModelEmaV2``.
 On small data sets that are trained for many epochs, the averaged model validates clearly
-better than the last one. On Tiny Shakespeare, the 20-minute DialogueGPT recipe validated at
-117.1 perplexity without it. With ``train.ema=0.999``, and with weight decay on the tied
-embedding, it reached 113.0 (README, language model).
+better than the last one (the README's language-model section has the measurements).
 
 The average is *bias-corrected*, as Adam corrects its moments: after ``n`` updates it equals
 ``sum_i d^(n-i) (1-d) w_i / (1 - d^n)``, a weighted mean of the weights seen so far, with no

@@ -105,8 +105,8 @@ class DialogueGPT(nn.Module):
         """The LM head, (B, T, dim) -> (B, T, V).
 
         Decoding (one position, no autograd) multiplies by a contiguous (dim, V) transpose of the
-        weight instead: a row times the (V, dim) weight measured about 3x slower on CPU (300 vs
-        100 us for V 6187, dim 128), and the head is the largest matrix of a decoding step. The
+        weight instead: on the CPU a row times the (V, dim) weight is several times slower than
+        times its contiguous transpose, and the head is the largest matrix of a decoding step. The
         copy is rebuilt whenever the weight changes (its storage or version counter moves).
         """
         if h.size(1) != 1 or torch.is_grad_enabled():
@@ -157,9 +157,9 @@ def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, to
 def _without_onednn() -> Iterator[None]:
     """Use PyTorch's own CPU kernels instead of oneDNN's for a one-position decoding step.
 
-    oneDNN pays a fixed set-up per call (its GELU: 13 us on a 512-vector against 1.4 us for
-    PyTorch's, though faster on big tensors), and a decoding step is nothing but tiny ops:
-    measured about 9% less time per cached token. Restored on exit.
+    oneDNN pays a fixed set-up per call (its GELU on a 512-vector costs about ten times
+    PyTorch's, though it is faster on big tensors), and a decoding step is nothing but tiny ops,
+    so each cached token costs less without it. Restored on exit.
     """
     old = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a flag PyTorch lets us set

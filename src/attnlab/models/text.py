@@ -64,7 +64,7 @@ class TextModelConfig:
     # transformer: mean (default) | max | meanmax; rnn: max (default) | last
     cell: Literal["lstm", "gru"] = "lstm"  # rnn
     bidirectional: bool = True  # rnn
-    packed: bool = False  # rnn: run over PackedSequences (same numbers, ~20x slower on this CPU)
+    packed: bool = False  # rnn: run over PackedSequences (same numbers, many times slower on a CPU)
 
 
 def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor | None, *,
@@ -270,7 +270,7 @@ class TextClassificationRNN(nn.Module):
     the forward direction runs over the padded batch (an RNN is causal, so the padding after a
     review cannot reach its real steps) and the backward direction over each review reversed
     *within its length* (padding still last); this uses PyTorch's fused CPU kernels, which
-    packed input cannot (measured ~20x slower per step here). ``tests/models/test_text.py``
+    packed input cannot (packed is many times slower per step). ``tests/models/test_text.py``
     checks that both give the same logits.
 
     ``pooling``: ``last`` (the final state of each direction) or ``max`` over the real steps.
