@@ -140,98 +140,114 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
         if parsed is not None and not bounds.holds(parsed):
             raise _OutOfRange(f"config key '{key}' must be {bounds.describe()}, got {parsed!r}")
         return parsed
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    origin = typing.get_origin(tp)
     text = value.strip() if isinstance(value, str) else None
-
     if origin in (Union, types.UnionType):
-        if value is None or (text is not None and text.lower() in _NONE):
-            if type(None) in args:
-                return None
-            raise _bad(key, tp, value)
-        out_of_range: AttnlabError | None = None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return parse_value(key, arg, value)
-            except _OutOfRange as exc:
-                none = " (or none)" if type(None) in args else ""
-                out_of_range = AttnlabError(f"{exc}{none}")
-            except AttnlabError:
-                pass
-        raise out_of_range or _bad(key, tp, value)
-
+        return _parse_union(key, tp, value, text)
     if origin is Literal:
-        for choice in args:
+        for choice in typing.get_args(tp):
             if value == choice or (text is not None and text == str(choice)):
                 return choice
         raise _bad(key, tp, value)
-
     if origin is tuple or tp is tuple:
-        if text is not None:
-            body = text.strip("()[] ")
-            items: list[Any] = [s.strip() for s in body.split(",")] if body else []
-        elif isinstance(value, (list, tuple)):
-            items = list(value)
-        else:
-            raise _bad(key, tp, value)
-        if not args:
-            return tuple(items)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(parse_value(key, args[0], item) for item in items)
-        if len(items) != len(args):
-            raise _bad(key, tp, value)
-        return tuple(parse_value(key, a, item) for a, item in zip(args, items))
-
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if text is not None and text.lower() in _TRUE | _FALSE:
-            return text.lower() in _TRUE
+        return _parse_tuple(key, tp, value, text)
+    parse = _SCALARS.get(tp)
+    if parse is None:
+        raise AttnlabError(f"config key '{key}' has an unsupported type {type_name(tp)}")
+    result = parse(value, text)
+    if result is _INVALID:
         raise _bad(key, tp, value)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise AttnlabError(f"config key '{key}' must be a finite number, got {value!r}")
+    return result
 
-    if tp is int:
-        if isinstance(value, bool):
-            raise _bad(key, tp, value)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if text is not None:
-            try:
-                return int(text.replace("_", ""))
-            except ValueError:
-                try:  # "1e4" is a convenient way to write 10000
-                    whole = float(text)
-                except ValueError:
-                    raise _bad(key, tp, value) from None
-                if whole.is_integer():
-                    return int(whole)
+
+def _parse_union(key: str, tp: Any, value: Any, text: str | None) -> Any:
+    """``X | Y | None``: ``none``/``null`` for None, else the first member that parses."""
+    args = typing.get_args(tp)
+    if value is None or (text is not None and text.lower() in _NONE):
+        if type(None) in args:
+            return None
         raise _bad(key, tp, value)
+    out_of_range: AttnlabError | None = None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return parse_value(key, arg, value)
+        except _OutOfRange as exc:  # the right type, out of its range: say so, not "expects ..."
+            out_of_range = AttnlabError(f"{exc}{' (or none)' if type(None) in args else ''}")
+        except AttnlabError:
+            pass
+    raise out_of_range or _bad(key, tp, value)
 
-    if tp is float:
-        number: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif text is not None:
-            try:
-                number = float(text)
-            except ValueError:
-                pass
-        if number is None:
-            raise _bad(key, tp, value)
-        if not math.isfinite(number):
-            raise AttnlabError(f"config key '{key}' must be a finite number, got {value!r}")
-        return number
 
-    if tp is str:
-        if isinstance(value, str):
-            return value
+def _parse_tuple(key: str, tp: Any, value: Any, text: str | None) -> tuple[Any, ...]:
+    """``tuple[X, ...]`` or ``tuple[X, Y]`` from ``"a,b"`` or a JSON list."""
+    args = typing.get_args(tp)
+    if text is not None:
+        body = text.strip("()[] ")
+        items: list[Any] = [s.strip() for s in body.split(",")] if body else []
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
         raise _bad(key, tp, value)
+    if not args:
+        return tuple(items)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(parse_value(key, args[0], item) for item in items)
+    if len(items) != len(args):
+        raise _bad(key, tp, value)
+    return tuple(parse_value(key, a, item) for a, item in zip(args, items))
 
-    if tp is Any:
+
+_INVALID = object()  # what a scalar parser returns for a value it cannot convert
+
+
+def _to_bool(value: Any, text: str | None) -> Any:
+    if isinstance(value, bool):
         return value
-    raise AttnlabError(f"config key '{key}' has an unsupported type {type_name(tp)}")
+    if text is not None and text.lower() in _TRUE | _FALSE:
+        return text.lower() in _TRUE
+    return _INVALID
+
+
+def _to_int(value: Any, text: str | None) -> Any:
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if text is None:
+        return _INVALID
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:  # "1e4" is a convenient way to write 10000
+        whole = float(text)
+    except ValueError:
+        return _INVALID
+    return int(whole) if whole.is_integer() else _INVALID
+
+
+def _to_float(value: Any, text: str | None) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(text) if text is not None else _INVALID
+    except ValueError:
+        return _INVALID
+
+
+_SCALARS: dict[Any, Any] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: lambda value, text: value if isinstance(value, str) else _INVALID,
+    Any: lambda value, text: value,
+}
 
 
 # --------------------------------------------------------------------------- overrides
