@@ -58,10 +58,23 @@ def lm_loss(logits: Tensor, input_ids: Tensor, input_mask: Tensor | None = None)
 
 
 class DialogueLoss:
-    """The engine's ``loss_fn(model, batch) -> (mean loss, {"loss_sum", "count"})`` for any
-    language model whose ``forward(input_ids, input_mask)`` returns (B, T, V) logits."""
+    """The engine's ``loss_fn(model, batch) -> (mean loss, stats)`` for any language model whose
+    ``forward(input_ids, input_mask)`` returns (B, T, V) logits. ``stats`` sums the loss over the
+    ``count`` target tokens, and counts the real input ``tokens`` (for tokens/s).
+
+    A batch of padded examples (``input_ids``, ``input_mask``) predicts each next token within
+    it (:func:`lm_loss`); a batch of stream windows also holds ``labels``, the next token of every
+    position (nanoGPT's ``x, y``), and every position is a target.
+    """
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
-        logits = model(batch["input_ids"], batch.get("input_mask"))
-        mean, total, count = lm_loss(logits, batch["input_ids"], batch.get("input_mask"))
-        return mean, {"loss_sum": total.detach(), "count": count}
+        ids, mask, labels = batch["input_ids"], batch.get("input_mask"), batch.get("labels")
+        logits = model(ids, mask)
+        if labels is not None:
+            total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), reduction="sum")
+            count = torch.tensor(labels.numel(), device=labels.device)
+            mean = total / count
+        else:
+            mean, total, count = lm_loss(logits, ids, mask)
+        tokens = mask.sum() if mask is not None else ids.numel()
+        return mean, {"loss_sum": total.detach(), "count": count, "tokens": tokens}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -29,12 +27,6 @@ def test_warmup_then_cosine_to_min_ratio():
     assert all(a >= b for a, b in zip(factors, factors[1:]))  # monotone decay
     assert s.apply(60) == pytest.approx(0.55) and opt.param_groups[0]["lr"] == pytest.approx(0.55)
 
-
-def test_time_limit_drives_progress_when_ahead_of_steps():
-    _, s = _sched(time_limit=100.0)
-    assert s.factor(20, elapsed=50.0) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert s.factor(20, elapsed=0.0) == pytest.approx(_sched()[1].factor(20))  # steps ahead: steps win
-    assert s.factor(20, elapsed=1e9) == pytest.approx(0.1)
 
 
 class Model(nn.Module):

@@ -3,10 +3,11 @@
 Both paths run :func:`attnlab.models.gpt.generate` greedily from the same prompt (default: the
 start token alone) for ``--num-tokens`` new words, in interleaved rounds (see
 :mod:`attnlab.measure`); the medians are compared and the two outputs must be identical
-token for token (the benchmark fails otherwise). The uncached path is the textbook one: every new
-word re-runs the model over the whole window. With ``--checkpoint`` the trained model is used;
-without it, a model of the default preset's shape with random weights (the timing depends on the
-shape, not on the weights; the tokens then are gibberish, but still compared).
+token for token (the benchmark fails otherwise). The uncached path is nanoGPT's: every new word
+re-runs the model over the whole window and applies the output layer to the last position only.
+With ``--checkpoint`` the trained model is used; without it, a model of the default GPT preset's
+shape (context 256) with random weights (the timing depends on the shape, not on the weights;
+the tokens then are gibberish, but still compared).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a trained `attnlab train gpt` run (default: random weights, shape below)")
     parser.add_argument("--num-tokens", type=int, default=256, help="new words per generation (default 256)")
     parser.add_argument("--prompt", default="", help="prompt text (default: empty = the start token)")
-    parser.add_argument("--context", type=int, default=128, help="context of the random model (default 128)")
+    parser.add_argument("--context", type=int, default=256,
+                        help="context of the random model (default 256, the GPT preset's)")
     parser.add_argument("--dim", type=int, default=128, help="width of the random model (default 128)")
     parser.add_argument("--layers", type=int, default=4, help="layers of the random model (default 4)")
     parser.add_argument("--heads", type=int, default=4, help="heads of the random model (default 4)")

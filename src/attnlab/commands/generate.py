@@ -1,15 +1,26 @@
-"""``attnlab generate``: continue a prompt with a trained language model (gpt or lstm-lm)."""
+"""``attnlab generate``: continue a prompt with a trained language model (gpt or lstm-lm).
+
+By default it samples as training's samples do (the checkpoint's ``sample`` settings: temperature
+0.8, top-k 40), seeded, so the same command prints the same text; ``--greedy`` takes the most
+likely token every time. Tokens are printed as they are generated.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
 from attnlab.errors import AttnlabError
 
 HELP = "continue a prompt with a trained DialogueGPT (or LSTM) language model"
-EXAMPLE = 'attnlab generate --checkpoint runs/gpt-default --prompt "ROMEO: what light" --num-tokens 50'
+EXAMPLE = """\
+attnlab generate --checkpoint runs/gpt --prompt "ROMEO :" --num-tokens 50     # temperature 0.8, top-k 40, seed 0
+attnlab generate --checkpoint runs/gpt --prompt "ROMEO :" --seed 7 --temperature 1.0
+attnlab generate --checkpoint runs/gpt --prompt "ROMEO :" --greedy"""
+MAX_TOKENS = 10_000  # above this, --allow-long is needed (a typo like 10**12 should not run for days)
+PROGRESS_FROM = 1_000  # tokens from which a progress bar shows when stdout is not a terminal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,33 +28,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run directory (its best checkpoint) or a checkpoints/step-* directory")
     parser.add_argument("--prompt", default="", help="text to continue (default: empty = start of a turn); "
                         "unknown words become <unk>; a prompt longer than the context keeps its end")
-    parser.add_argument("--num-tokens", type=int, default=50, help="words to generate (default 50)")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="0 = greedy (default); > 0 samples from softmax(logits / temperature)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely words")
+    parser.add_argument("--num-tokens", type=int, default=50,
+                        help=f"tokens to generate (default 50; at most {MAX_TOKENS:,} without --allow-long)")
+    parser.add_argument("--allow-long", action="store_true", help=f"allow more than {MAX_TOKENS:,} tokens")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="> 0 samples from softmax(logits / temperature) (default: the checkpoint's "
+                             "sample.temperature, 0.8); 0 is greedy")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample among the k most likely tokens (default: the checkpoint's sample.top_k, 40)")
     parser.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with this probability")
-    parser.add_argument("--seed", type=int, default=None, help="sampling seed (reproducible samples)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0: the same text every time)")
+    parser.add_argument("--greedy", action="store_true", help="always take the most likely token (temperature 0)")
     parser.add_argument("--no-cache", action="store_true",
-                        help="recompute the whole window for every word instead of using the KV cache")
+                        help="recompute the whole window for every token instead of using the KV cache")
+
+
+def check(args: argparse.Namespace) -> None:
+    """Reject bad values before loading anything."""
+    if args.num_tokens < 0:
+        raise AttnlabError(f"--num-tokens must be >= 0, got {args.num_tokens}")
+    if args.num_tokens > MAX_TOKENS and not args.allow_long:
+        raise AttnlabError(f"--num-tokens {args.num_tokens:,} is more than {MAX_TOKENS:,}; pass --allow-long "
+                           "if you mean it")
+    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
+        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise AttnlabError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if not 0 <= args.seed < 2**63:
+        raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.data.tokenizer import MyTokenizer
-    from attnlab.models.gpt import generate
-    from attnlab.tasks import load_trained
+    from tqdm.auto import tqdm
 
-    if args.num_tokens < 0:
-        raise AttnlabError(f"--num-tokens must be >= 0, got {args.num_tokens}")
-    if args.temperature < 0:
-        raise AttnlabError(f"--temperature must be >= 0, got {args.temperature}")
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.models.gpt import iter_generate
+    from attnlab.tasks import load_trained
+    from attnlab.tasks._lm import SampleConfig, prompt_ids
+
+    check(args)
     _, model, meta = load_trained(args.checkpoint, tasks=("gpt", "lstm-lm"), what="a language model")
+    config = meta.get("config", {})
+    sample = SampleConfig(**config.get("sample", {}))
+    temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)
+    top_k = args.top_k if args.top_k is not None else sample.top_k
     tok = MyTokenizer.from_dict(meta["tokenizer"])
-    prefix = tok.encode(args.prompt)
+    prefix = prompt_ids(tok, args.prompt, config.get("data", {}).get("mode") == "stream")
+    text = tok.decode(prefix)
+    print(text, end="", flush=True)
+    # Tokens stream to stdout; when that is a file, a progress bar on stderr shows a long run moving.
+    bar = tqdm(total=args.num_tokens, unit="token", file=sys.stderr,
+               disable=sys.stdout.isatty() or args.num_tokens < PROGRESS_FROM)
     t0 = time.perf_counter()
-    ids = generate(model, prefix, args.num_tokens, temperature=args.temperature, top_k=args.top_k,
-                   top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache)
+    count = 0
+    for nxt in iter_generate(model, prefix, args.num_tokens, temperature=temperature, top_k=top_k, top_p=args.top_p,
+                             seed=args.seed, use_cache=not args.no_cache):
+        print((tok.separator if text or count else "") + tok.decode([nxt]), end="", flush=True)
+        count += 1
+        bar.update(1)
+    bar.close()
+    print(flush=True)
     seconds = time.perf_counter() - t0
-    print(tok.decode(prefix + ids))
-    rate = len(ids) / seconds if seconds > 0 else float("inf")
-    print(f"({len(ids)} words in {seconds:.2f} s, {rate:.0f} words/s)", file=sys.stderr)
+    rate = count / seconds if seconds > 0 else float("inf")
+    how = "greedy" if temperature == 0 else f"temperature {temperature:g}, top-k {top_k}, seed {args.seed}"
+    print(f"({count} tokens in {seconds:.2f} s, {rate:.0f} tokens/s; {how})", file=sys.stderr)
     return 0

@@ -13,13 +13,14 @@ ever an input; it was the last target of the window before).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from attnlab.data.batching import DatasetBatches
 from attnlab.data.shakespeare import all_dialogues, split_dialogues
-from attnlab.data.tokenizer import MyTokenizer
+from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
 from attnlab.vocab import PAD_ID, SPECIALS
 
 __all__ = ["DialogueDataset", "collate", "lm_batches", "LMData", "prepare_lm_data", "windows"]
@@ -87,10 +88,12 @@ def prepare_lm_data(
     min_freq: int = 1,
     max_vocab: int | None = None,
     lowercase: bool = True,
+    kind: Literal["word", "char"] = "word",
     tokenizer: MyTokenizer | None = None,
 ) -> LMData:
-    """Split ``text`` into turns, split the turns (seeded), build the vocabulary from the
-    training turns only (unless a saved ``tokenizer`` is given) and encode both splits.
+    """Split ``text`` into turns, split the turns (seeded), build the vocabulary (words or
+    characters, ``kind``) from the training turns only (unless a saved ``tokenizer`` is given)
+    and encode both splits.
 
     A text without blank lines (one block) falls back to one example per non-empty line.
     """
@@ -98,9 +101,10 @@ def prepare_lm_data(
     if len(examples) < 2:  # a text with no blank lines: one example per non-empty line instead
         examples = [line.strip() for line in text.splitlines() if line.strip()]
     train_txt, val_txt = split_dialogues(examples, val_fraction=val_fraction, seed=split_seed)
-    splitter = tokenizer or MyTokenizer(list(SPECIALS), lowercase=lowercase)
+    make = CharTokenizer if kind == "char" else MyTokenizer
+    splitter = tokenizer or make(list(SPECIALS), lowercase=lowercase)
     train_words = [splitter.tokenize(t) for t in train_txt]  # tokenized once, used twice
-    tok = tokenizer or MyTokenizer.from_words(train_words, min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
+    tok = tokenizer or make.from_words(train_words, min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
     train = DialogueDataset([tok.encode_words(w) for w in train_words], context=context)
     val = DialogueDataset([tok.encode(t) for t in val_txt], context=context)
     return LMData(tok, train, val)

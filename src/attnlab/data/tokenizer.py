@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from attnlab.data.tokenize import word_tokenize
 from attnlab.errors import AttnlabError
 from attnlab.vocab import PAD_ID, SPECIALS, START_ID, UNK_ID
 
-__all__ = ["MyTokenizer"]
+__all__ = ["MyTokenizer", "CharTokenizer"]
 
 
 class MyTokenizer:
@@ -95,14 +97,63 @@ class MyTokenizer:
                 raise AttnlabError(f"token id {i} is outside the vocabulary of {len(self.vocab)} tokens")
             if i not in skip:
                 out.append(self.vocab[i])
-        return " ".join(out)
+        return self.separator.join(out)
+
+    separator = " "  # between decoded tokens
+    kind = "word"  # what to_dict stores as "type"
+
+    def encode_stream(self, text: str) -> np.ndarray:
+        """The ids of ``text`` as one stream (no start token), as a NumPy array."""
+        return np.fromiter((self.index.get(w, UNK_ID) for w in self.tokenize(text)), dtype=np.int64)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description, stored in checkpoints."""
-        return {"type": "word", "lowercase": self.lowercase, "vocab": self.vocab}
+        return {"type": self.kind, "lowercase": self.lowercase, "vocab": self.vocab}
 
     @classmethod
     def from_dict(cls, d: Any) -> MyTokenizer:
+        """The tokenizer :meth:`to_dict` described: a :class:`MyTokenizer` or a :class:`CharTokenizer`."""
         if not isinstance(d, dict) or not isinstance(d.get("vocab"), list):
             raise AttnlabError("the checkpoint has no valid tokenizer vocabulary; it may be corrupted")
-        return cls([str(t) for t in d["vocab"]], lowercase=bool(d.get("lowercase", True)))
+        kind = d.get("type", "word")
+        if kind not in ("word", "char"):
+            raise AttnlabError(f"the checkpoint's tokenizer type {kind!r} is unknown; it may be from a newer attnlab")
+        make = CharTokenizer if kind == "char" else MyTokenizer
+        return make([str(t) for t in d["vocab"]], lowercase=bool(d.get("lowercase", kind == "word")))
+
+
+class CharTokenizer(MyTokenizer):
+    """Character-level tokenizer, as nanoGPT's ``shakespeare_char``: every character is a token.
+
+    The vocabulary is the specials followed by the characters of the text in code-point order;
+    case is kept unless ``lowercase``. ``decode`` joins the characters with nothing between them.
+    """
+
+    separator = ""
+    kind = "char"
+
+    def __init__(self, vocab: list[str], *, lowercase: bool = False) -> None:
+        super().__init__(vocab, lowercase=lowercase)
+        chars = self.vocab[len(SPECIALS):]
+        if any(len(c) != 1 for c in chars):
+            raise AttnlabError("a character vocabulary holds single characters; the checkpoint is corrupted")
+        order = np.argsort([ord(c) for c in chars])
+        self._codes = np.array([ord(c) for c in chars], dtype=np.int64)[order]  # sorted code points
+        self._ids = np.arange(len(SPECIALS), len(self.vocab), dtype=np.int64)[order]
+
+    @classmethod
+    def from_text(cls, chars: Iterable[str], *, lowercase: bool = False) -> CharTokenizer:
+        """The vocabulary of every character in ``chars`` (a text, or a set of characters)."""
+        found = sorted({c.lower() if lowercase else c for c in chars} - {""})
+        return cls(list(SPECIALS) + found, lowercase=lowercase)
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text.lower() if self.lowercase else text)
+
+    def encode_stream(self, text: str) -> np.ndarray:
+        """All characters at once through a sorted code-point table (no Python loop per character)."""
+        text = text.lower() if self.lowercase else text
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        pos = np.clip(np.searchsorted(self._codes, codes), 0, max(len(self._codes) - 1, 0))
+        known = self._codes[pos] == codes if len(self._codes) else np.zeros(len(codes), bool)
+        return np.where(known, self._ids[pos] if len(self._ids) else 0, UNK_ID)

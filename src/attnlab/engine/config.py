@@ -29,8 +29,8 @@ class TrainConfig:
 
     epochs: PositiveInt = 10  # passes over the training batches
     max_steps: PositiveInt | None = None  # stop after this many optimizer steps (None: epochs decide)
-    time_limit: Annotated[float, Range(gt=0)] | None = None  # seconds in total (across resumes); stop
-    # cleanly, and the schedule follows the clock
+    time_limit: Annotated[float, Range(gt=0)] | None = None  # a safety cap: stop cleanly after this many
+    # seconds of training in total (across resumes); the run says so. The schedule never follows it
     batch_size: PositiveInt = 64  # GLOBAL batch (split across DDP processes)
     lr: Annotated[float, Range(gt=0)] = 1e-3  # peak learning rate (after warm-up)
     weight_decay: Annotated[float, Range(ge=0)] = 0.1  # AdamW decay of the weight matrices (engine.schedule)

@@ -116,3 +116,31 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
+
+
+# Peak dense bf16/fp16 tensor-core throughput (FLOP/s) of common GPUs, from the vendors' data
+# sheets (SXM parts where there are two; sparsity not counted). Matched against the device name.
+GPU_PEAK_FLOPS = {
+    "H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
+    "A10G": 125e12, "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}
+
+
+def gpu_peak_flops(name: str) -> float | None:
+    """The peak bf16/fp16 FLOP/s of a GPU by its name (longest matching key), or None if unknown."""
+    matches = [key for key in GPU_PEAK_FLOPS if key in name]
+    return GPU_PEAK_FLOPS[max(matches, key=len)] if matches else None
+
+
+def model_flops_utilization(model: Any, tokens_per_sec: float, device: torch.device,
+                            precision: Precision) -> float | None:
+    """nanoGPT's MFU: the FLOP/s that training at ``tokens_per_sec`` needs (the model's
+    ``flops_per_token()``: 6 per parameter plus the attention term), divided by the GPU's peak.
+
+    None off CUDA, for fp32 training, for an unknown GPU, or when the model does not state its FLOPs.
+    """
+    per_token = getattr(model, "flops_per_token", None)
+    if device.type != "cuda" or precision.autocast_dtype is None or not callable(per_token):
+        return None
+    peak = gpu_peak_flops(torch.cuda.get_device_name(device))
+    return None if peak is None else per_token() * tokens_per_sec / peak

@@ -27,7 +27,7 @@ class StatSums:
     DDP processes and returns plain floats.
     """
 
-    KEYS = ("loss_sum", "count", "correct")
+    KEYS = ("loss_sum", "count", "correct", "tokens")
 
     def __init__(self, device: torch.device) -> None:
         self.device = device

@@ -27,7 +27,13 @@ from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
 from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint
 from attnlab.engine.config import TrainConfig, monitor_mode
-from attnlab.engine.device import autocast_context, make_grad_scaler, resolve_precision, training_device
+from attnlab.engine.device import (
+    autocast_context,
+    make_grad_scaler,
+    model_flops_utilization,
+    resolve_precision,
+    training_device,
+)
 from attnlab.engine.ema import ModelEMA
 from attnlab.engine.evaluate import LossFn, StatSums, evaluate
 from attnlab.engine.logging import RunLogger
@@ -84,8 +90,7 @@ class TrainingRun:
         model.to(self.device)
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
         self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, total_steps=int(self.total_steps),
-                                     warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
-                                     time_limit=cfg.time_limit)
+                                     warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         self.scaler = make_grad_scaler(self.device, self.precision.use_scaler)
         self.ema = ModelEMA(model, cfg.ema) if cfg.ema else None
         self.state = TrainState()
@@ -101,7 +106,8 @@ class TrainingRun:
         self.saved_at: tuple[int, int, int] | None = None
         self.stop_reason: str | None = None
         self.bar: Any = None
-        self.clock0 = self.window_t0 = time.perf_counter()
+        self.log_lines = False  # print log lines instead of a bar (stderr is not a terminal)
+        self.clock0 = self.window_t0 = self.last_line = time.perf_counter()
 
     # ----------------------------------------------------------------- starting
     def restore(self) -> None:
@@ -144,12 +150,23 @@ class TrainingRun:
                                "retrain without --resume") from None
 
     def start(self, progress: bool | None) -> None:
-        """Start the clock and the progress bar; a finished or early-stopped run stops at once."""
+        """Say what the run will do, start the clock and the progress; a finished or early-stopped
+        run stops at once.
+
+        The bar shows on a terminal (or with ``progress=True``); otherwise, unless
+        ``progress=False``, a log line is printed every few seconds instead.
+        """
         self.clock0 = time.perf_counter() - self.state.train_seconds
-        self.window_t0 = time.perf_counter()
-        disable = True if not self.dist.is_main or progress is False else (None if progress is None else False)
+        self.window_t0 = self.last_line = time.perf_counter()
+        on_terminal = sys.stderr.isatty()
+        show_bar = self.dist.is_main and (progress is True or (progress is None and on_terminal))
+        self.log_lines = self.dist.is_main and progress is None and not on_terminal
         self.bar = tqdm(total=int(self.total_steps), initial=self.state.step, desc="train", unit="step",
-                        file=sys.stderr, disable=disable, dynamic_ncols=True)
+                        file=sys.stderr, disable=not show_bar, dynamic_ncols=True)
+        cap = f", time cap {self.cfg.time_limit:g} s" if self.cfg.time_limit else ""
+        self.note(f"training {int(self.total_steps)} steps (at most {self.cfg.epochs} epochs of "
+                  f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
+                  f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
         if self.state.step >= self.total_steps:
             self.stop_reason = "done"
         elif self.cfg.patience is not None and self.state.bad_evals >= self.cfg.patience:
@@ -168,7 +185,7 @@ class TrainingRun:
     def optimizer_step(self) -> None:
         """One AdamW step on the accumulated gradients, with the scheduled learning rate and
         gradient clipping; then the weight average (if any) takes in the new weights."""
-        self.schedule.apply(self.state.step, self.elapsed())
+        self.schedule.apply(self.state.step)
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
@@ -189,11 +206,15 @@ class TrainingRun:
             out_of_time = ddp.broadcast_flag(out_of_time, self.dist, self.device)
         if out_of_time:
             self.stop_reason = "time_limit"
+            self.note(f"time limit reached: train.time_limit={self.cfg.time_limit:g} s stopped the run after "
+                      f"{self.state.step} of {int(self.total_steps)} steps")
         elif self.state.step >= self.total_steps:
             self.stop_reason = "max_steps"
 
     def log_train(self) -> None:
-        """Log the mean training loss, learning rate and examples/s since the last log line."""
+        """Log the mean training loss, the learning rate and the throughput since the last log
+        line: tokens/s when the loss counts tokens (language models), else examples/s; and on a
+        GPU the model-FLOPs utilisation when the model states its FLOPs per token."""
         if not self.train_sums:
             return
         sums = self.train_sums.reduce(self.dist)
@@ -201,11 +222,21 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise AttnlabError(f"training diverged: the train loss is {loss} at step {self.state.step}; lower the "
                                "learning rate (--set train.lr=...) or use --set train.precision=fp32")
-        rate = sums.get("count", 0.0) / max(time.perf_counter() - self.window_t0, 1e-9)
+        seconds = max(time.perf_counter() - self.window_t0, 1e-9)
+        unit = "tokens" if "tokens" in sums else "examples"
+        rate = sums.get(unit, sums.get("count", 0.0)) / seconds
+        record = {"train_loss": loss, "lr": self.schedule.last_lr, f"{unit}_per_sec": rate}
+        mfu = model_flops_utilization(self.model, rate, self.device, self.precision) if unit == "tokens" else None
+        if mfu is not None:
+            record["mfu"] = mfu
         self.state.last_train_loss = loss
-        self.logger.log(self.state.step, {"train_loss": loss, "lr": self.schedule.last_lr, "items_per_sec": rate},
-                        epoch=self.epochs_done())
-        self.bar.set_postfix(loss=f"{loss:.4f}", items_s=f"{rate:.0f}", refresh=False)
+        self.logger.log(self.state.step, record, epoch=self.epochs_done())
+        self.bar.set_postfix(loss=f"{loss:.4f}", **{f"{unit}/s": f"{rate:,.0f}"}, refresh=False)
+        if self.log_lines and (time.perf_counter() - self.last_line >= 10 or self.state.step >= self.total_steps):
+            eta = (self.total_steps - self.state.step) * self.elapsed() / max(1, self.state.step)
+            self.note(f"step {self.state.step}/{int(self.total_steps)}  train_loss {loss:.4f}  "
+                      f"{rate:,.0f} {unit}/s  elapsed {self.elapsed():.0f} s  eta {eta:.0f} s")
+            self.last_line = time.perf_counter()
         self.train_sums, self.window_t0 = StatSums(self.device), time.perf_counter()
 
     # ----------------------------------------------------------------- validation and checkpoints
@@ -239,11 +270,12 @@ class TrainingRun:
             self.save(("latest", "best") if improved else ("latest",))
             if self.on_eval is not None and self.dist.is_main:
                 self.model.eval()
-                with preserved_rng(), torch.no_grad():
+                with preserved_rng(), torch.no_grad(), tqdm.external_write_mode(file=sys.stderr):
                     self.on_eval(self.model, {**metrics, "step": state.step})
                 self.model.train()
         if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
             self.stop_reason = self.stop_reason or "early_stopping"
+        self.window_t0 = time.perf_counter()  # throughput counts training time only
 
     def save(self, tags: tuple[str, ...]) -> None:
         """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
@@ -287,7 +319,8 @@ class TrainingRun:
             final["train_loss"] = self.state.last_train_loss
         final.update({"train_seconds": round(self.state.train_seconds, 3), "steps": self.state.step,
                       "epochs": self.epochs_done(), "best_step": self.state.best_step,
-                      "stopped_early": float(self.stop_reason == "early_stopping"), "world_size": self.dist.world})
+                      "stopped_early": float(self.stop_reason == "early_stopping"),
+                      "time_limit_reached": float(self.stop_reason == "time_limit"), "world_size": self.dist.world})
         return final
 
     def close(self) -> None:
@@ -309,6 +342,7 @@ class TrainingRun:
         return round(self.state.epoch + self.state.batch_in_epoch / max(1, len(self.train_batches)), 4)
 
     def note(self, message: str) -> None:
+        """One line on stderr (main process only), printed above the progress bar."""
         if self.dist.is_main:
-            print(message, file=sys.stderr)
+            tqdm.write(message, file=sys.stderr)
 

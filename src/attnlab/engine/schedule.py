@@ -54,35 +54,30 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, *,
 
 
 class WarmupCosine:
-    """lr(step) = lr * factor: linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio``.
-
-    Progress through the decay is ``max(step fraction, time fraction)`` when a ``time_limit``
-    is set, so a time-limited run still ends at the low learning rate.
-    """
+    """lr(step) = lr * factor: linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio``
+    at ``total_steps``. It depends on the step alone, never on the clock, so the same command
+    trains the same model on any machine."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, lr: float, total_steps: int,
-                 warmup_steps: int, min_lr_ratio: float, time_limit: float | None = None) -> None:
+                 warmup_steps: int, min_lr_ratio: float) -> None:
         self.optimizer, self.lr = optimizer, lr
         self.total_steps, self.warmup_steps = max(1, total_steps), max(0, warmup_steps)
-        self.min_lr_ratio, self.time_limit = min_lr_ratio, time_limit
+        self.min_lr_ratio = min_lr_ratio
         self.step_count, self.last_lr = 0, lr
 
-    def factor(self, step: int, elapsed: float = 0.0) -> float:
-        """The multiplier for optimizer step ``step`` (0-based) after ``elapsed`` seconds."""
+    def factor(self, step: int) -> float:
+        """The multiplier for optimizer step ``step`` (0-based)."""
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         span = max(1, self.total_steps - self.warmup_steps)
-        progress = (step - self.warmup_steps) / span
-        if self.time_limit:
-            progress = max(progress, elapsed / self.time_limit)
-        progress = min(1.0, max(0.0, progress))
+        progress = min(1.0, max(0.0, (step - self.warmup_steps) / span))
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
 
-    def apply(self, step: int, elapsed: float = 0.0) -> float:
+    def apply(self, step: int) -> float:
         """Set the learning rate of every param group for step ``step``; returns it."""
         self.step_count = step
-        self.last_lr = self.lr * self.factor(step, elapsed)
+        self.last_lr = self.lr * self.factor(step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.last_lr
         return self.last_lr

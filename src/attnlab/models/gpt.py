@@ -24,7 +24,7 @@ from attnlab.layers import KVCache, Transformer
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
-__all__ = ["GPTConfig", "DialogueGPT", "generate"]
+__all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate"]
 
 
 @dataclass
@@ -84,7 +84,9 @@ class DialogueGPT(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
+    def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: KVCache | None = None,
+                last_only: bool = False) -> Tensor:
+        """Logits (B, T, V); with ``last_only`` only the last position's, (B, 1, V) (decoding)."""
         B, T = input_ids.shape
         offset = cache.length if cache is not None else 0
         x = self.pos(self.tok(input_ids), offset=offset)  # (B, T, dim)
@@ -99,6 +101,8 @@ class DialogueGPT(nn.Module):
             causal = causal_mask(T, offset + T, device=input_ids.device)  # (T, T_k)
             attn_mask, is_causal = combine_masks(causal, padding_mask(input_mask)), False  # (B, 1, T, T_k)
         h, _ = self.transformer(x, attn_mask, is_causal=is_causal, cache=cache)
+        if last_only:
+            h = h[:, -1:]  # (B, 1, dim): the head runs on the position whose next token is wanted
         return self._logits(self.norm(h))  # (B, T, V)
 
     def _logits(self, h: Tensor) -> Tensor:
@@ -123,6 +127,12 @@ class DialogueGPT(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward + backward), as nanoGPT counts them: 6 per parameter
+        (the position table excluded) plus the attention scores, 12 * layers * dim * context."""
+        c = self.config
+        return 6.0 * (self.num_parameters() - self.pos.weight.numel()) + 12.0 * c.num_layers * c.dim * c.context
 
 
 def _right_padded(input_mask: Tensor) -> bool:
@@ -169,7 +179,6 @@ def _without_onednn() -> Iterator[None]:
         torch.backends.mkldnn.enabled = old
 
 
-@torch.inference_mode()
 def generate(
     model: nn.Module,
     prefix_ids: Sequence[int] | Tensor,
@@ -190,13 +199,36 @@ def generate(
     forward to the last ``context // 2`` tokens. Both paths follow this rule, so with
     ``use_cache`` (keys and values of earlier positions kept, one new position computed per
     token; the cache is rebuilt after a jump) the greedy output is identical to the uncached one
-    (the whole window recomputed for every token). ``use_cache`` needs a :class:`DialogueGPT`;
-    other language models (the LSTM) run the uncached path.
+    (the whole window recomputed for every token, the output layer applied to its last position
+    only, as nanoGPT does). ``use_cache`` needs a :class:`DialogueGPT`; other language models
+    (the LSTM) run the uncached path. :func:`iter_generate` yields the ids one at a time.
     """
+    return list(iter_generate(model, prefix_ids, num_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              seed=seed, use_cache=use_cache))
+
+
+def iter_generate(
+    model: nn.Module,
+    prefix_ids: Sequence[int] | Tensor,
+    num_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[int]:
+    """:func:`generate`, yielding each new id as soon as it is chosen (to stream long outputs)."""
     if num_tokens < 0:
         raise AttnlabError(f"num_tokens must be >= 0, got {num_tokens}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise AttnlabError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise AttnlabError(f"top_k must be >= 1 (or None for all ids), got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise AttnlabError(f"top_p must be in (0, 1], got {top_p}")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise AttnlabError(f"seed must be between 0 and 2**63 - 1, got {seed}")
     config: Any = model.config  # DialogueGPT's GPTConfig or the LSTM's LSTMConfig
     context = config.context
     use_cache = use_cache and isinstance(model, DialogueGPT)
@@ -214,23 +246,22 @@ def generate(
     try:
         start = max(0, len(ids) - context)  # first position of the window
         cache: KVCache | None = None
-        out: list[int] = []
         for _ in range(num_tokens):
             if len(ids) - start > context:
                 start = len(ids) - max(1, context // 2)
                 cache = None
-            if not use_cache:
-                window = torch.tensor([ids[start:]], device=device)  # (1, T)
-                logits = model(window)[0, -1]
-            elif cache is None:  # prime the cache with the whole window
-                cache = KVCache(config.num_layers)
-                logits = model(torch.tensor([ids[start:]], device=device), cache=cache)[0, -1]
-            else:  # one new position over the cached ones
-                with _without_onednn():
-                    logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
-            nxt = _pick(logits, ban, temperature, top_k, top_p, gen)
+            with torch.inference_mode():
+                if not use_cache:
+                    window = torch.tensor([ids[start:]], device=device)  # (1, T)
+                    logits = model(window, last_only=True)[0, -1]
+                elif cache is None:  # prime the cache with the whole window
+                    cache = KVCache(config.num_layers)
+                    logits = model(torch.tensor([ids[start:]], device=device), cache=cache, last_only=True)[0, -1]
+                else:  # one new position over the cached ones
+                    with _without_onednn():
+                        logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
+                nxt = _pick(logits, ban, temperature, top_k, top_p, gen)
             ids.append(nxt)
-            out.append(nxt)
-        return out
+            yield nxt
     finally:
         model.train(was_training)

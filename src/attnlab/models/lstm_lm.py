@@ -52,7 +52,11 @@ class LSTMLanguageModel(nn.Module):
         if c.tie_weights:
             self.head.weight = self.embed.weight
 
-    def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: None = None) -> Tensor:
+    def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: None = None,
+                last_only: bool = False) -> Tensor:
+        """Logits (B, T, V); with ``last_only`` only the last position's, (B, 1, V)."""
         x = self.drop(self.embed(input_ids))  # (B, T, dim)
         h, _ = run_rnn(self.lstm, x)  # (B, T, hidden); float32 on the CPU (see rnn_autocast)
+        if last_only:
+            h = h[:, -1:]  # (B, 1, hidden)
         return self.head(self.proj(self.drop(h)))  # (B, T, V)

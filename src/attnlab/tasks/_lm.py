@@ -1,104 +1,132 @@
 """The glue the two language-model tasks share (``gpt`` and its LSTM baseline ``lstm-lm``).
 
 Same data, split, tokenizer, vocabulary, context windows, loss and sampling for both, so that
-their results compare the architectures and nothing else.
+their results compare the architectures and nothing else. Two ways to read a text
+(``data.mode``): ``dialogue``, one example per speaker turn (the course's default), and
+``stream``, the whole text as one token stream with random windows (nanoGPT's way, for any
+corpus); and two tokenizers (``data.tokenizer``): words or characters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
-from attnlab.config import config_to_dict
+from attnlab.config import config_from_dict, config_to_dict
+from attnlab.data.batching import Batches
 from attnlab.data.dialogue import lm_batches, prepare_lm_data
 from attnlab.data.shakespeare import load_text
+from attnlab.data.stream import WindowBatches, file_md5, prepare_stream
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.engine import evaluate as evaluate_batches
 from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
 from attnlab.models.gpt import generate
+from attnlab.vocab import START_ID
 
 
 @dataclass
 class LMDataConfig:
-    val_fraction: float = 0.1  # share of the speaker turns held out for validation
-    split_seed: int = 0  # seed of the train/validation split (fixed: same split for every model)
-    min_freq: int = 2  # keep words seen at least this often in the training turns (others: <unk>)
+    mode: Literal["dialogue", "stream"] = "dialogue"  # dialogue: one example per speaker turn (windowed);
+    # stream: the text as one token stream, the first 90 % trains, random windows of model.context
+    tokenizer: Literal["word", "char"] = "word"  # word: nltk.word_tokenize words; char: characters
+    val_fraction: float = 0.1  # share held out for validation (turns, or the end of the stream)
+    split_seed: int = 0  # dialogue: seed of the train/validation split of the turns
+    min_freq: int = 2  # words: keep words seen at least this often in the training part (others: <unk>)
     max_vocab: int | None = None  # at most this many ids, specials included (None: no cap)
-    lowercase: bool = True  # lower-case before tokenizing (halves the vocabulary)
+    lowercase: bool = True  # lower-case before tokenizing (halves a word vocabulary)
 
 
 @dataclass
 class SampleConfig:
-    prompt: str = ""  # text the sample continues ("" = from the start token)
-    num_tokens: int = 50  # words per sample
+    prompt: str = ""  # text the sample continues ("" = from the start token, or a new line in stream mode)
+    num_tokens: int = 50  # tokens per sample
     temperature: float = 0.8  # 0 = greedy
-    top_k: int | None = 40  # sample among the k most likely words (None: all)
+    top_k: int | None = 40  # sample among the k most likely tokens (None: all)
     seed: int = 0  # sampling seed, so samples are reproducible
 
 
 @dataclass
 class LMInputs:
     data: Path | None = field(default=None, metadata={"help": (
-        "plain UTF-8 text whose blank-line-separated blocks are the examples (a text without blank "
-        "lines: one example per line; default: the bundled Tiny Shakespeare); an example longer than "
-        "model.context words is split into windows")})
+        "plain UTF-8 text (default: the bundled Tiny Shakespeare). With data.mode=dialogue its "
+        "blank-line-separated blocks are the examples (a text without blank lines: one example per "
+        "line), split into windows of model.context tokens; with data.mode=stream it is one token "
+        "stream, the first 90 %% for training")})
 
 
-# Wall-clock training budgets shared by DialogueGPT and the LSTM baseline, so that the same
-# preset name compares the two architectures at equal training time.
-BUDGET_PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"train.time_limit": 180.0},  # README command 1: about 3 minutes on 2 CPU cores
-    "cpu-20min": {"train.time_limit": 1200.0},  # about 20 minutes on 2 CPU cores
-}
+# Step budgets, so that the same command trains the same model on any machine. "default" is
+# README command 1; "cpu-20min" compares DialogueGPT with the LSTM baseline at equal wall time:
+# each model's step count was chosen from its measured steps per second (README, language model).
+GPT_STEPS = {"default": 900, "cpu-20min": 4400}
+LSTM_STEPS = {"default": 600, "cpu-20min": 3000}
 
 
-def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, label: str = "sample") -> str:
-    """Generate ``s.num_tokens`` words after ``s.prompt`` and print them; returns the text."""
-    prefix = tok.encode(s.prompt)
-    ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=s.seed)
+def prompt_ids(tok: MyTokenizer, prompt: str, stream: bool) -> list[int]:
+    """The ids a generation starts from. A dialogue model starts every turn with the start token;
+    a stream model never saw one, so it continues the prompt's own tokens (a new line if empty)."""
+    if not stream:
+        return tok.encode(prompt)
+    ids = [int(i) for i in tok.encode_stream(prompt or "\n")]
+    return ids or [START_ID]
+
+
+def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream: bool, seed: int,
+                 label: str = "sample") -> str:
+    """Generate ``s.num_tokens`` tokens after ``s.prompt`` and print them; returns the text."""
+    prefix = prompt_ids(tok, s.prompt, stream)
+    ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=seed)
     text = tok.decode(prefix + ids)
     print(f"{label}: {text}", flush=True)
     return text
 
 
-def _text_md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
+def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple[MyTokenizer, Batches, Batches, str]:
+    """``(tokenizer, train batches, validation batches, description)`` of ``inputs.data`` as
+    ``cfg.data`` reads it. A saved ``tok`` (evaluating a checkpoint) is used, never rebuilt."""
+    d, context, bs = cfg.data, cfg.model.context, cfg.train.batch_size
+    if d.mode == "stream":
+        s = prepare_stream(inputs.data, tokenizer=d.tokenizer, val_fraction=d.val_fraction, min_freq=d.min_freq,
+                           max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok)
+        return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(s.val, context, bs, shuffle=False),
+                f"{len(s.train):,} training / {len(s.val):,} validation tokens")
+    data = prepare_lm_data(load_text(inputs.data), context=context, val_fraction=d.val_fraction,
+                           split_seed=d.split_seed, min_freq=d.min_freq, max_vocab=d.max_vocab,
+                           lowercase=d.lowercase, kind=d.tokenizer, tokenizer=tok)
+    return (data.tokenizer, lm_batches(data.train, bs), lm_batches(data.val, bs, shuffle=False),
+            f"{len(data.train)} training / {len(data.val)} validation examples, {data.train.num_targets():,} / "
+            f"{data.val.num_targets():,} target tokens")
 
 
 def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callable[[Any], nn.Module], *,
              resume: bool = False, progress: bool | None = None) -> dict[str, float]:
     """Prepare the data, seed, build the model with ``build(cfg.model)``, train through the engine."""
-    text = load_text(inputs.data)
-    d = cfg.data
-    data = prepare_lm_data(text, context=cfg.model.context, val_fraction=d.val_fraction, split_seed=d.split_seed,
-                           min_freq=d.min_freq, max_vocab=d.max_vocab, lowercase=d.lowercase)
-    cfg.model.vocab_size = len(data.tokenizer)
+    tok, train_batches, val_batches, what = lm_data(cfg, inputs)
+    cfg.model.vocab_size = len(tok)
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{task}: {len(data.train)} training / {len(data.val)} validation examples, "
-          f"{data.train.num_targets():,} / {data.val.num_targets():,} target words, vocabulary "
-          f"{len(data.tokenizer):,}, {n_params:,} parameters", file=sys.stderr, flush=True)
-    meta = {"task": task, "model": asdict(cfg.model), "config": config_to_dict(cfg),
-            "tokenizer": data.tokenizer.to_dict(),
-            "data": {"source": str(inputs.data) if inputs.data else "bundled tinyshakespeare", "md5": _text_md5(text)}}
+    source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
+    print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
+          f"{n_params:,} parameters", file=sys.stderr, flush=True)
+    meta = {"task": task, "model": asdict(cfg.model), "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
+            "data": {"source": source, "md5": file_md5(inputs.data)}}
+    stream = cfg.data.mode == "stream"
 
     def on_eval(m: nn.Module, metrics: dict[str, float]) -> None:
-        print_sample(m, data.tokenizer, cfg.sample, label=f"sample at step {int(metrics['step'])}")
+        step = int(metrics["step"])
+        print_sample(m, tok, cfg.sample, stream=stream, seed=cfg.sample.seed + step, label=f"sample at step {step}")
 
-    bs = cfg.train.batch_size
-    metrics = fit(model, DialogueLoss(), lm_batches(data.train, bs), lm_batches(data.val, bs, shuffle=False),
-                  cfg.train, run_dir, meta=meta, resume=resume, progress=progress, perplexity=True, on_eval=on_eval)
-    print_sample(model, data.tokenizer, cfg.sample, label="sample (best checkpoint)")
-    metrics["vocab_size"] = len(data.tokenizer)
+    metrics = fit(model, DialogueLoss(), train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
+                  progress=progress, perplexity=True, on_eval=on_eval)
+    print_sample(model, tok, cfg.sample, stream=stream, seed=cfg.sample.seed, label="sample (best checkpoint)")
+    metrics["vocab_size"] = len(tok)
     metrics["parameters"] = n_params
     return metrics
 
@@ -121,18 +149,14 @@ def load_lm(task: str, checkpoint: str | Path,
     return model.eval(), ckpt.meta
 
 
-def evaluate_lm(task: str, checkpoint: str | Path, inputs: LMInputs, build: Callable[[dict[str, Any]], nn.Module],
-                device: str = "auto") -> dict[str, float]:
-    """Validation loss and perplexity of a checkpoint on the validation turns of ``inputs.data``."""
+def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMInputs,
+                build: Callable[[dict[str, Any]], nn.Module], device: str = "auto") -> dict[str, float]:
+    """Validation loss and perplexity of a checkpoint on the validation part of ``inputs.data``,
+    split and tokenized as the checkpoint was trained."""
     model, meta = load_lm(task, checkpoint, build)
-    d = meta.get("config", {}).get("data", {})
-    text = load_text(inputs.data)
-    if _text_md5(text) != meta.get("data", {}).get("md5"):
+    cfg: Any = config_from_dict(config_cls, meta["config"])
+    if file_md5(inputs.data) != meta.get("data", {}).get("md5"):
         print("note: this text differs from the one the checkpoint was trained on; the validation "
-              "split is drawn from it anyway", file=sys.stderr)
-    data = prepare_lm_data(text, context=model.config.context, val_fraction=d.get("val_fraction", 0.1),
-                           split_seed=d.get("split_seed", 0), tokenizer=MyTokenizer.from_dict(meta["tokenizer"]))
-    metrics = evaluate_batches(model.to(training_device(device)), DialogueLoss(),
-                               lm_batches(data.val, 32, shuffle=False), perplexity=True)
-    metrics["val_words"] = data.val.num_targets()
-    return metrics
+              "part is drawn from it anyway", file=sys.stderr)
+    _, _, val_batches, _ = lm_data(cfg, inputs, tok=MyTokenizer.from_dict(meta["tokenizer"]))
+    return evaluate_batches(model.to(training_device(device)), DialogueLoss(), val_batches, perplexity=True)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
-from attnlab.tasks._lm import BUDGET_PRESETS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks._lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
 
 @dataclass
@@ -33,11 +33,11 @@ class GPTTaskConfig:
                  "sample.num_tokens": 10, "train.max_steps": 20, "train.batch_size": 16,
                  "train.warmup_steps": 2, "train.log_every": 5},
         # README command 1: about 3 minutes of training
-        "default": BUDGET_PRESETS["default"],
+        "default": {"train.max_steps": GPT_STEPS["default"]},
         # The 20-minute comparison with `attnlab train lstm-lm --preset cpu-20min` (README, "How the
         # GPT recipe got there"): wider, more dropout, no early stop, a running average of the
         # weights and weight decay on the tied embedding.
-        "cpu-20min": {**BUDGET_PRESETS["cpu-20min"], "model.dim": 192, "model.num_heads": 6,
+        "cpu-20min": {"train.max_steps": GPT_STEPS["cpu-20min"], "model.dim": 192, "model.num_heads": 6,
                       "model.mlp_dim": 768, "model.dropout": 0.25, "train.patience": None,
                       "train.ema": 0.999, "train.weight_decay": 0.3,
                       "train.decay_embeddings": True},
@@ -62,4 +62,4 @@ def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:
-    return evaluate_lm("gpt", checkpoint, inputs, build_model, device)
+    return evaluate_lm("gpt", GPTTaskConfig, checkpoint, inputs, build_model, device)

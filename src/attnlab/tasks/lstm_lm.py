@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from attnlab.engine import TrainConfig
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from attnlab.tasks._lm import BUDGET_PRESETS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks._lm import LSTM_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
 
 @dataclass
@@ -28,7 +28,9 @@ class LSTMTaskConfig:
         "tiny": {"model.context": 32, "model.dim": 32, "model.hidden": 32, "model.num_layers": 1,
                  "model.dropout": 0.0, "data.max_vocab": 500, "sample.num_tokens": 10,
                  "train.max_steps": 20, "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 5},
-        **BUDGET_PRESETS,  # the same budgets as DialogueGPT's presets
+        # the same wall-clock budgets as DialogueGPT's presets, as step counts (tasks._lm)
+        "default": {"train.max_steps": LSTM_STEPS["default"]},
+        "cpu-20min": {"train.max_steps": LSTM_STEPS["cpu-20min"]},
     }
     DEFAULT_PRESET: ClassVar[str] = "default"
 
@@ -50,4 +52,4 @@ def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:
-    return evaluate_lm("lstm-lm", checkpoint, inputs, build_model, device)
+    return evaluate_lm("lstm-lm", LSTMTaskConfig, checkpoint, inputs, build_model, device)

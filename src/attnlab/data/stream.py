@@ -1,0 +1,170 @@
+"""Any text as one token stream: the first 90 % trains, the last 10 % validates (nanoGPT's way).
+
+:func:`prepare_stream` reads a text file (or the bundled Tiny Shakespeare) in chunks, builds the
+tokenizer (characters, or the words of the training part), and encodes the text into one
+NumPy array of ids. A file larger than :data:`MEMMAP_ABOVE` bytes is encoded chunk by chunk into
+a cache file and memory-mapped, so a 100 MB corpus never exists as a Python list (or even
+wholly in RAM). :class:`WindowBatches` draws random windows from the training stream, as
+nanoGPT's ``get_batch`` does, and walks the validation stream in order, every token once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from attnlab.data.batching import epoch_generator, shard
+from attnlab.data.features import default_cache_dir
+from attnlab.data.shakespeare import EMBEDDED
+from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
+from attnlab.errors import AttnlabError
+from attnlab.vocab import SPECIALS
+
+__all__ = ["TokenStream", "prepare_stream", "WindowBatches", "MEMMAP_ABOVE", "file_md5"]
+
+MEMMAP_ABOVE = 64 * 2**20  # bytes of text above which the ids go to a memory-mapped cache file
+CHUNK = 16 * 2**20  # characters read and encoded at a time
+
+
+@dataclass
+class TokenStream:
+    """A tokenizer and the ids of the training and validation parts of one text."""
+
+    tokenizer: MyTokenizer
+    train: np.ndarray  # (N_train,) ids; a np.memmap for big files
+    val: np.ndarray  # (N_val,)
+
+
+def _chunks(path: Path | None) -> Iterator[str]:
+    """The text in pieces of at most :data:`CHUNK` characters (UTF-8 decoded incrementally)."""
+    if path is None:
+        yield resources.files("attnlab.data").joinpath(EMBEDDED).read_text(encoding="utf-8")
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                yield decoder.decode(block)
+            yield decoder.decode(b"", final=True)
+    except UnicodeDecodeError as e:
+        raise AttnlabError(f"data file '{path}' is not UTF-8 text ({e.reason}); convert it, "
+                           "e.g. with `iconv -t utf-8`") from None
+
+
+def file_md5(path: Path | None) -> str:
+    """The MD5 of the text's UTF-8 bytes (the bundled text when ``path`` is None)."""
+    h = hashlib.md5()
+    for chunk in _chunks(path):
+        h.update(chunk.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _check(path: Path | None) -> int:
+    """The file's size in bytes, after clear errors for a missing, non-file or empty path."""
+    if path is None:
+        return 0
+    if not path.exists():
+        raise AttnlabError(f"data file '{path}' does not exist; pass an existing text file with --data")
+    if not path.is_file():
+        raise AttnlabError(f"data path '{path}' is not a file; pass a plain-text file with --data")
+    size = path.stat().st_size
+    if size == 0:
+        raise AttnlabError(f"data file '{path}' is empty; pass a file with some text in it")
+    return size
+
+
+def _build_tokenizer(path: Path | None, kind: Literal["word", "char"], *, val_fraction: float,
+                     min_freq: int, max_vocab: int | None, lowercase: bool) -> MyTokenizer:
+    """Characters: every character of the whole text (the alphabet; nanoGPT does the same).
+    Words: the words of the training part, as the dialogue mode counts them."""
+    if kind == "char":
+        chars: set[str] = set()
+        for chunk in _chunks(path):
+            chars.update(chunk)
+        return CharTokenizer.from_text(chars, lowercase=lowercase)
+    text = "".join(_chunks(path))
+    train_text = text[: int(len(text) * (1 - val_fraction))]
+    splitter = MyTokenizer(list(SPECIALS), lowercase=lowercase)
+    return MyTokenizer.from_words([splitter.tokenize(train_text)], min_freq=min_freq, max_size=max_vocab,
+                                  lowercase=lowercase)
+
+
+def _encode(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Path | None) -> np.ndarray:
+    """The ids of the whole text: in memory, or for a big file a memory-mapped cache file."""
+    dtype = np.uint16 if len(tok) <= 2**16 else np.uint32
+    if size <= MEMMAP_ABOVE or not isinstance(tok, CharTokenizer):
+        return np.concatenate([tok.encode_stream(c) for c in _chunks(path)]).astype(dtype)
+    key = hashlib.md5(f"{file_md5(path)}|{tok.to_dict()}".encode()).hexdigest()
+    target = Path(cache_dir or default_cache_dir()) / f"stream-{key}.{np.dtype(dtype).name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            for chunk in _chunks(path):
+                f.write(tok.encode_stream(chunk).astype(dtype).tobytes())
+        os.replace(tmp, target)
+    return np.memmap(target, dtype=dtype, mode="r")
+
+
+def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char"], val_fraction: float = 0.1,
+                   min_freq: int = 1, max_vocab: int | None = None, lowercase: bool = False,
+                   tok: MyTokenizer | None = None, cache_dir: Path | None = None) -> TokenStream:
+    """Tokenize the text of ``path`` (None: the bundled Tiny Shakespeare) into one stream and split
+    it: the first ``1 - val_fraction`` of the tokens train, the rest validates. A saved ``tok``
+    (from a checkpoint) is used as it is, never rebuilt."""
+    if not 0.0 < val_fraction < 1.0:
+        raise AttnlabError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+    size = _check(path)
+    tok = tok or _build_tokenizer(path, tokenizer, val_fraction=val_fraction, min_freq=min_freq,
+                                  max_vocab=max_vocab, lowercase=lowercase)
+    ids = _encode(path, tok, size, cache_dir)
+    cut = int(len(ids) * (1 - val_fraction))
+    return TokenStream(tok, ids[:cut], ids[cut:])
+
+
+class WindowBatches:
+    """Windows of ``context`` tokens and their next tokens: ``{"input_ids", "labels"}``, (B, T) each.
+
+    Training (``shuffle``): every batch holds ``batch_size`` windows at random offsets, drawn from
+    the epoch's own generator, and an "epoch" is as many batches as it takes to see as many tokens
+    as the stream holds. Evaluation: consecutive windows in order, every token predicted once
+    (the tail shorter than a window is left out).
+    """
+
+    def __init__(self, ids: np.ndarray, context: int, batch_size: int, *, shuffle: bool = True) -> None:
+        if len(ids) < context + 1:
+            raise AttnlabError(f"the text's {'training' if shuffle else 'validation'} part has {len(ids)} tokens, "
+                               f"fewer than model.context + 1 = {context + 1}; use a longer text or a smaller "
+                               "model.context")
+        self.ids, self.context, self.batch_size, self.shuffle = ids, context, batch_size, shuffle
+        self.windows = (len(ids) - 1) // context  # non-overlapping windows: the evaluation set
+
+    def __len__(self) -> int:
+        return -(-self.windows // self.batch_size)
+
+    def _window(self, start: int) -> np.ndarray:
+        return np.asarray(self.ids[start:start + self.context + 1], dtype=np.int64)
+
+    def iter_epoch(self, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, Tensor]]:
+        T, B = self.context, self.batch_size
+        if self.shuffle:
+            g = epoch_generator(epoch, seed)
+            starts = torch.randint(0, len(self.ids) - T, (len(self) * B,), generator=g).view(len(self), B)
+        else:
+            starts = (torch.arange(self.windows) * T).split(B)
+        for row in starts:
+            if len(row) < world:
+                continue
+            rows = np.stack([self._window(int(s)) for s in shard(row, rank, world)])  # (b, T + 1)
+            window = torch.from_numpy(rows)
+            yield {"input_ids": window[:, :-1], "labels": window[:, 1:]}
