@@ -50,10 +50,24 @@ def test_numpy_attention_matches_formula_and_torch():
 
 
 def test_numpy_attention_is_stable_for_huge_scores():
+    # W = I: the scores are x_i . x_j / sqrt(2), about 1e8 apart (row 0: 2e8, 1e8, -6e8; row 1: 1e8,
+    # 13e8, -13e8; row 2: -6e8, -13e8, 26e8). Each row's largest is its own token and exp(-7e7)
+    # is exactly 0.0 in float64, so the softmax is exactly one-hot and every token returns itself.
     x = np.array([[1e4, -1e4], [3e4, 2e4], [-5e4, 1e4]])
     w = (np.eye(2), np.eye(2), np.eye(2))
     out = numpy_attention(x, query_key_size=2, weights=w)
-    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, x)
+    # the PyTorch function too (float64, and float32 where the naive exp would overflow)
+    for dtype in (torch.float64, torch.float32):
+        t = torch.tensor(x, dtype=dtype)
+        out_t, weights = scaled_dot_product_attention(t, t, t)
+        assert torch.equal(weights, torch.eye(3, dtype=dtype)) and torch.equal(out_t, t)
+    # one-hot on another token: row 0 looks at a key 1e4 times its own direction
+    q = np.array([[1.0, 0.0]])
+    k = np.array([[1.0, 0.0], [1e4, 0.0], [-1e4, 0.0]])
+    v = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+    out_t, weights = scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), v)
+    assert weights.tolist() == [[0.0, 1.0, 0.0]] and out_t.tolist() == [[3.0, 4.0]]
 
 
 def test_numpy_attention_rng_reproducible():

@@ -67,25 +67,58 @@ def test_each_model_trains_through_the_cli(runs, model):
     assert config["model"]["name"] == model
 
 
-def test_tsv_files(data, tmp_path):
-    assert train(data, tmp_path / "r", "--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"),
-                 "--test", str(data / "test.tsv"), model="ffnn") == 0
+def tsv_files(data):
+    return ["--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"), "--test", str(data / "test.tsv")]
+
+
+def test_tsv_files_train_then_eval(data, tmp_path, capsys):
+    assert train(data, tmp_path / "r", *tsv_files(data), model="ffnn") == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert sum(metrics[f"test_confusion_{t}_{p}"] for t in ("neg", "pos") for p in ("neg", "pos")) == 8
+    # `attnlab eval text` on the best checkpoint scores the test file exactly as training did
+    assert main(["eval", "text", "--checkpoint", str(tmp_path / "r"), *tsv_files(data),
+                 "--cache-dir", str(data / "cache"), "--out", str(tmp_path / "ev")]) == 0
+    evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    test_keys = sorted(k for k in metrics if k.startswith("test_"))
+    assert "test_accuracy" in test_keys and sorted(evaluated) == test_keys
+    for key in test_keys:
+        assert evaluated[key] == metrics[key], key
+    assert "test_accuracy" in capsys.readouterr().out
+
+
+def model_probabilities(checkpoint, texts):
+    """The trained model's own softmax over ``texts``, (N, 2), through the public loaders."""
+    import torch
+
+    from attnlab.data.sentiment import encode_texts
+    from attnlab.tasks import load_trained
+
+    _, model, meta = load_trained(checkpoint)
+    enc, _ = encode_texts(texts, meta["vocab"], meta["model"]["max_len"])
+    with torch.no_grad():
+        return torch.softmax(model(enc["ids"], enc["lengths"]).double(), dim=-1), meta["labels"]
 
 
 def test_predict_label_and_probability(runs, capsys):
     long_review = "great " * 100_000  # truncated to the model's max_len
-    assert main(["predict", "--checkpoint", str(runs / "transformer"), "a great film", "", long_review,
-                 "zzz qqq unknown words only"]) == 0
+    texts = ["a great film", "", long_review, "zzz qqq unknown words only", "awful boring dull plot"]
+    assert main(["predict", "--checkpoint", str(runs / "transformer"), *texts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4
-    for line in lines:
+    probs, labels = model_probabilities(runs / "transformer", texts)
+    assert len(lines) == len(texts) and labels == ["neg", "pos"]
+    for line, p in zip(lines, probs):
         label, prob = line.split("\t")
-        assert label in ("pos", "neg") and 0.5 <= float(prob) <= 1.0
-    assert main(["predict", "--checkpoint", str(runs / "logreg"), "--json", "zzz qqq"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["label"] in ("pos", "neg")
+        k = int(p.argmax())
+        assert label == labels[k]
+        assert float(prob) == pytest.approx(float(p[k]), abs=5e-5)  # printed with 4 decimals
+    assert main(["predict", "--checkpoint", str(runs / "logreg"), "--json", "zzz qqq", "great wonderful"]) == 0
+    outs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    probs, labels = model_probabilities(runs / "logreg", ["zzz qqq", "great wonderful"])
+    for out, p in zip(outs, probs):
+        k = int(p.argmax())
+        assert out["label"] == labels[k] and out["probability"] == pytest.approx(float(p[k]), abs=5e-7)
+        for name, v in zip(labels, p):
+            assert out["probabilities"][name] == pytest.approx(float(v), abs=5e-7)  # 6 decimals
 
 
 @pytest.mark.parametrize("model", ["attention", "transformer"])
@@ -163,6 +196,27 @@ def test_missing_embeddings(data, tmp_path, capsys):
     rc = main(["train", "text", "--model", "attention", "--preset", "tiny", "--data-dir",
                str(data / "aclImdb"), "--out", str(tmp_path / "x")])
     assert rc == 2 and "--embeddings" in capsys.readouterr().err
+
+
+def test_unknown_pooling_is_rejected(data, tmp_path, capsys):
+    rc, err = bad_run(data, tmp_path, capsys, *tsv_files(data), "--set", "model.pooling=avg", model="transformer")
+    assert rc == 2 and "config key 'model.pooling' expects one of 'mean', 'max', 'meanmax', 'last'" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_pooling_of_another_model_is_a_clear_error(data, tmp_path, capsys):
+    rc, err = bad_run(data, tmp_path, capsys, *tsv_files(data), "--set", "model.pooling=last", model="transformer")
+    assert rc == 2
+    assert err == ("error: model.pooling=last does not apply to the transformer model; use one of mean, max, "
+                   "meanmax (or none for mean)\n")
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_pooling_of_another_model_is_rejected_with_the_config(data, tmp_path, capsys):
+    # like every other rejected config (tests/test_cli.py): an error before any data is read, no run directory
+    rc, err = bad_run(data, tmp_path, capsys, "--set", "model.pooling=last", model="transformer")  # no data given
+    assert rc == 2 and "model.pooling=last does not apply" in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_print_config_shows_the_preset_that_model_picks(capsys):

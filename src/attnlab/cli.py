@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from types import ModuleType
 
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `attnlab ... | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if argv[:1] == ["train"]:
             print("\ninterrupted: the last checkpoint is kept; run the same command with --resume to continue",

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from attnlab.engine import autocast_context, fit, monitor_mode, resolve_precision, select_device
+from attnlab.engine.device import Precision
 from attnlab.errors import AttnlabError
 
 
@@ -58,7 +59,7 @@ def test_run_dir_layout_and_metrics(tmp_path, tiny):
     assert metrics["steps"] == 8 and metrics["epochs"] == 2
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_loss" in r] == [4, 8]  # once per epoch
-    assert all("items_per_sec" in r for r in records if "train_loss" in r)
+    assert all(r["examples_per_sec"] > 0 for r in records if "train_loss" in r)
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
     meta = json.loads(next((tmp_path / "checkpoints").glob("step-*/meta.json")).read_text())
     assert meta["task"] == "unit" and meta["train"]["epochs"] == 2
@@ -82,11 +83,46 @@ def test_time_limit_and_max_steps_stop_cleanly(tmp_path, tiny):
     assert metrics["steps"] == 7 and metrics["epochs"] == pytest.approx(14 / 50)
 
 
+def _precision_run(tmp_path, tiny, precision):
+    """One epoch (4 steps) of the tiny set-up in ``precision``; same seed, initialisation and data."""
+    torch.manual_seed(0)
+    model = tiny.net(dropout=0.0)  # no dropout: the runs differ only in their arithmetic
+    run_dir = tmp_path / precision
+    metrics = fit(model, tiny.loss, tiny.batches(tiny.data(32), 8), tiny.batches(tiny.data(8, seed=1), 8),
+                  tiny.cfg(epochs=1, precision=precision), run_dir, progress=False, tensorboard=False)
+    training = torch.load(run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+                          / "training.pt", weights_only=True)
+    return metrics, tiny.train_losses(run_dir), training["scaler"]
+
+
+# Tolerances for the reduced-precision runs, relative to the fp32 run. Autocast rounds the inputs
+# of the matmuls to bf16 (8 significant bits: unit roundoff 2^-8 ~ 3.9e-3) or fp16 (11 bits:
+# 2^-11 ~ 4.9e-4), accumulating in fp32; LayerNorm and the cross-entropy stay in fp32. A loss of
+# about 1 then moves by a few units of roundoff, and the 4 AdamW steps (lr <= 1e-2, updates
+# normalised by the gradient's own scale) do not amplify it. On this CPU the largest relative
+# difference seen is 1.7e-3 (bf16) and 3.2e-4 (fp16), under one unit of roundoff; the bounds
+# below are about 5 units of roundoff (8-12x what was seen), so a different CPU's kernels pass, while
+# a reduced-precision run that trained a different model (or diverged, or lost its scaler) fails.
+REL_TOL = {"bf16": 2e-2, "fp16": 2.5e-3}
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_reduced_precision_trains_on_cpu(tmp_path, tiny, precision):
-    metrics = fit(tiny.net(), tiny.loss, tiny.batches(tiny.data(32), 8), tiny.batches(tiny.data(8), 8),
-                  tiny.cfg(epochs=1, precision=precision), tmp_path, progress=False, tensorboard=False)
-    assert metrics["steps"] == 4 and metrics["val_loss"] == metrics["val_loss"]  # not NaN
+def test_reduced_precision_matches_an_fp32_run(tmp_path, tiny, precision):
+    ref_metrics, ref_losses, ref_scaler = _precision_run(tmp_path, tiny, "fp32")
+    metrics, losses, scaler = _precision_run(tmp_path, tiny, precision)
+    assert metrics["steps"] == ref_metrics["steps"] == 4
+    assert sorted(losses) == sorted(ref_losses) == [1, 2, 3, 4]  # log_every=1: one train loss per step
+    for step, ref in ref_losses.items():
+        assert losses[step] == pytest.approx(ref, rel=REL_TOL[precision]), step
+    assert metrics["val_loss"] == pytest.approx(ref_metrics["val_loss"], rel=REL_TOL[precision])
+    assert metrics["val_loss"] != ref_metrics["val_loss"]  # autocast did run: the numbers are not fp32's
+    assert ref_scaler == {}  # fp32: the scaler is a disabled no-op (an empty state)
+    if precision == "fp16":
+        # The scaler was on: it starts at 2^16, no step overflowed (so no back-off), and each of the
+        # 4 optimizer steps went through scaler.update (the growth tracker counts good steps).
+        assert scaler["scale"] == 2.0 ** 16 and scaler["_growth_tracker"] == 4
+    else:
+        assert scaler == {}  # bf16 has fp32's exponent range: no loss scaling
 
 
 def test_device_and_precision_resolution():
@@ -96,10 +132,13 @@ def test_device_and_precision_resolution():
         assert select_device("auto").type in ("cpu", "mps")
         with pytest.raises(AttnlabError, match="--device cpu"):
             select_device("cuda")
-    assert resolve_precision("fp32", cpu).autocast_dtype is None
-    assert resolve_precision("bf16", cpu).autocast_dtype is torch.bfloat16
-    assert resolve_precision("fp16", cpu).use_scaler
-    assert resolve_precision("auto", cpu).name in ("fp32", "bf16")
+    assert resolve_precision("fp32", cpu) == Precision("fp32", None, False)
+    assert resolve_precision("bf16", cpu) == Precision("bf16", torch.bfloat16, False)
+    assert resolve_precision("fp16", cpu) == Precision("fp16", torch.float16, True)
+    # auto on the CPU is plain fp32 (README "The training engine": bf16 autocast does not pay there)
+    assert resolve_precision("auto", cpu) == Precision("fp32", None, False)
+    with pytest.raises(AttnlabError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", cpu)
     with autocast_context(cpu, torch.bfloat16):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
     with autocast_context(cpu, None):
@@ -140,3 +179,73 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve_precision("bf16", cpu)
+
+
+def test_data_ending_inside_an_accumulation_group_still_steps(tmp_path, tiny):
+    """5 batches with grad_accum=2: groups of 2, 2 and 1 micro-batches, so 3 optimizer steps per
+    epoch. Each step's gradient is the mean over its own group (the last one divides by 1, not 2),
+    and the weights equal a hand-written AdamW loop's bit for bit (fp32 on the CPU)."""
+    import copy
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from attnlab.engine.loop import micro_batches
+    from attnlab.engine.run import TrainState
+    from attnlab.engine.schedule import WarmupCosine, make_optimizer
+
+    cfg = tiny.cfg(epochs=2, grad_accum=2, grad_clip=None)
+    train = tiny.batches(tiny.data(40), 8)
+    assert len(train) == 5
+    plan = [(mb.group_size, mb.ends_step, mb.ends_epoch) for mb in micro_batches(train, TrainState(), cfg)]
+    epoch = [(2, False, False), (2, True, False), (2, False, False), (2, True, False), (1, True, True)]
+    assert plan == epoch * 2
+
+    torch.manual_seed(0)
+    model = tiny.net(dropout=0.0)
+    initial = copy.deepcopy(model)
+    seen = []  # (weights, gradients) at each optimizer step, just before it
+
+    def record(optimizer, args, kwargs):
+        seen.append(([p.detach().clone() for p in model.parameters()],
+                     [p.grad.detach().clone() for p in model.parameters()]))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        metrics = fit(model, tiny.loss, train, None, cfg, tmp_path, progress=False, tensorboard=False)
+    finally:
+        handle.remove()
+    assert metrics["steps"] == 6 and len(seen) == 6 and metrics["epochs"] == 2.0
+
+    def grads(weights, batches):
+        """The accumulated gradient of ``batches`` at ``weights``, each loss divided by the group size."""
+        net = copy.deepcopy(initial)
+        with torch.no_grad():
+            for p, w in zip(net.parameters(), weights):
+                p.copy_(w)
+        for batch in batches:
+            (tiny.loss(net, batch)[0] / len(batches)).backward()
+        return [p.grad for p in net.parameters()]
+
+    epoch0 = list(train.iter_epoch(0, cfg.seed))
+    for step, group in ((0, epoch0[0:2]), (1, epoch0[2:4]), (2, epoch0[4:5])):
+        weights, got = seen[step]
+        for g, ref in zip(got, grads(weights, group)):
+            assert torch.equal(g, ref), step  # step 2: the lone batch's full gradient, not half of it
+
+    # the whole run by hand: the same AdamW groups and schedule, the same groups of batches
+    ref = initial
+    opt = make_optimizer(ref, cfg.lr, cfg.weight_decay)
+    schedule = WarmupCosine(opt, lr=cfg.lr, total_steps=6, warmup_steps=cfg.warmup_steps,
+                            min_lr_ratio=cfg.min_lr_ratio)
+    step = 0
+    for e in range(2):
+        batches = list(train.iter_epoch(e, cfg.seed))
+        for group in (batches[0:2], batches[2:4], batches[4:5]):
+            schedule.apply(step)
+            for batch in group:
+                (tiny.loss(ref, batch)[0] / len(group)).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+    for (name, a), b in zip(model.named_parameters(), ref.parameters()):
+        assert torch.equal(a, b), name

@@ -10,6 +10,8 @@ import math
 import pytest
 from PIL import Image
 
+from attnlab.lab.lowrank import crossover
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,14 +63,44 @@ def test_vanishing(tmp_path):
         assert (vals[-1] < vals[len(vals) // 2]) == (float(rho) < 1)
 
 
+def rnn_flops(T: int, d: int) -> int:
+    """An Elman RNN layer: per step h W_hh^T and x W_ih^T, two (1 x d)(d x d) products of 2 d^2
+    FLOPs each (a multiply and an add per term; biases and tanh are not counted)."""
+    return 4 * T * d * d
+
+
+def attention_flops(T: int, d: int) -> int:
+    """Self-attention: the fused q/k/v projection (2 T d * 3d) and W_O (2 T d * d) make 8 T d^2;
+    the scores Q K^T and the weighted sum A V are 2 T^2 d each, whatever the number of heads."""
+    return 8 * T * d * d + 4 * T * T * d
+
+
+@pytest.mark.parametrize("T,d,heads", [(1, 8, 1), (7, 8, 2), (32, 16, 2), (100, 64, 4), (256, 32, 8)])
+def test_count_flops_is_the_closed_form(T, d, heads):
+    from attnlab.lab.complexity import count_flops
+
+    assert count_flops(d, heads, T) == (rnn_flops(T, d), attention_flops(T, d))
+
+
+def _slope(xs, ys) -> float:
+    """Least-squares slope of log y on log x, by the textbook formula."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
 def test_complexity_flop_slopes(tmp_path):
     doc = _run("complexity", tmp_path)
+    d, Ts = doc["config"]["dim"], [r["T"] for r in doc["results"]["rows"]]
+    assert d == 16 and Ts == [32, 64, 128, 256]
     slopes = doc["results"]["slopes"]
-    assert 0.8 <= slopes["flops_rnn"] <= 1.3
-    assert 1.6 <= slopes["flops_attention"] <= 2.3
+    assert slopes["flops_rnn"] == pytest.approx(1.0, abs=1e-9)  # exactly linear in T
+    # 8 T d^2 + 4 T^2 d: between 1 and 2, nearer 2 as T outgrows 2 d
+    assert slopes["flops_attention"] == pytest.approx(_slope(Ts, [attention_flops(T, d) for T in Ts]), abs=1e-9)
+    assert 1.5 < slopes["flops_attention"] < 2
     for r in doc["results"]["rows"]:
         assert r["sequential_steps"] == {"rnn": r["T"], "attention": 1}
-        assert r["flops_attention"] > r["flops_rnn"] > 0
+        assert r["flops_rnn"] == rnn_flops(r["T"], d) and r["flops_attention"] == attention_flops(r["T"], d)
         assert _finite(r["seconds"].values()) and all(v > 0 for v in r["seconds"].values())
         assert all(v >= 0 for v in r["peak_mib"].values())
     # the explicit path materialises T x T weights: more memory than the fused kernel
@@ -88,8 +120,32 @@ def test_lowrank(tmp_path):
     assert all(a > b for a, b in zip(pool, pool[1:]))
     timing = doc["results"]["timing"]
     assert _finite([r["full_s"] for r in timing] + [r["linformer_s"] for r in timing])
+    # the reported crossover is the one its own timings give, and the headline rounds it
     cross = doc["results"]["crossover_n"]
-    assert cross is None or cross > 0
+    assert cross == crossover(timing)
+    assert doc["headline"]["crossover_n"] == (None if cross is None else round(cross))
+
+
+def _rows(*times):
+    """Timing rows at n = 100, 200, 400, ... from (full_s, linformer_s) pairs."""
+    return [{"n": 100 * 2**i, "full_s": f, "linformer_s": lin} for i, (f, lin) in enumerate(times)]
+
+
+def test_lowrank_crossover_branches():
+    # never faster at the longest length: no crossover (even if it was faster somewhere before)
+    assert crossover(_rows((1.0, 2.0), (2.0, 3.0))) is None
+    assert crossover(_rows((2.0, 1.0), (2.0, 3.0))) is None
+    # faster everywhere: the shortest length measured
+    assert crossover(_rows((2.0, 1.0), (4.0, 1.0), (8.0, 1.0))) == 100.0
+    # slower at n=100 (ratio 1/2), faster at n=200 (ratio 2): log ratio -ln 2 .. ln 2, zero half-way
+    # in log n: sqrt(100 * 200)
+    assert crossover(_rows((1.0, 2.0), (2.0, 1.0))) == pytest.approx(math.sqrt(100 * 200), rel=1e-12)
+    # ratio 1/8 -> 2 (log2: -3 .. 1): the zero is 3/4 of the way from 200 to 400 in log n
+    assert crossover(_rows((1.0, 2.0), (1.0, 8.0), (2.0, 1.0))) == pytest.approx(200 * 2**0.75, rel=1e-12)
+    # faster, slower, then faster for good: the crossing that counts is the last one
+    assert crossover(_rows((2.0, 1.0), (1.0, 2.0), (2.0, 1.0))) == pytest.approx(math.sqrt(200 * 400), rel=1e-12)
+    # equal times are not faster: the zero is exactly at that length
+    assert crossover(_rows((1.0, 1.0), (3.0, 1.0))) == pytest.approx(100.0, rel=1e-12)
 
 
 def test_scaling(tmp_path):

@@ -1,5 +1,6 @@
 """DialogueGPT, DialogueLoss and generate: loss by hand, padding, causality, KV cache, overfitting."""
 
+import copy
 import math
 import os
 
@@ -100,10 +101,35 @@ def test_right_padding_shortcut_equals_the_combined_causal_and_padding_mask(monk
         fast = model(ids, mask)  # right padding: the fused causal kernel
         monkeypatch.setattr(gpt, "_right_padded", lambda m: False)
         explicit = model(ids, mask)  # causal mask AND padding mask
-        left = model(ids.flip(1), mask.flip(1))  # left padding never takes the shortcut
     torch.testing.assert_close(fast[mask], explicit[mask], atol=1e-5, rtol=1e-5)
-    assert torch.isfinite(left).all()
-    assert gpt._right_padded is not None and not model.transformer.layers[0].attn.dropout
+    assert not model.transformer.layers[0].attn.dropout
+
+
+@pytest.mark.parametrize("pads", [1, 4, 9])
+def test_left_padding_is_invisible_to_the_real_tokens(pads):
+    # Left padding never takes the right-padding shortcut: it runs the explicit causal AND padding
+    # mask. The real tokens must see nothing of the pads, so their logits equal a run of the
+    # unpadded sequence. One thing differs by design: positions are absolute and the model takes
+    # no position ids, so after `pads` pads the real tokens sit at positions pads, pads + 1, ...
+    # The reference therefore runs the same weights with the position table shifted by `pads`.
+    model = small_gpt()
+    real = torch.randint(3, 50, (1, 16 - pads))
+    padded = torch.cat([torch.full((1, pads), PAD_ID), real], dim=1)  # (1, 16)
+    mask = torch.cat([torch.zeros(1, pads, dtype=torch.bool), torch.ones_like(real, dtype=torch.bool)], dim=1)
+    shifted = copy.deepcopy(model)
+    with torch.no_grad():
+        shifted.pos.weight[: 16 - pads] = model.pos.weight[pads:]
+        got = model(padded, mask)[0, pads:]  # (16 - pads, V)
+        want = shifted(real)[0]  # unpadded: the fused causal kernel, no mask at all
+        garbage = padded.clone()
+        garbage[0, :pads] = torch.randint(3, 50, (pads,))  # what the pads hold does not matter either
+        again = model(garbage, mask)[0, pads:]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, got, atol=1e-6, rtol=1e-6)
+    # and with a position table that is the same at every position, no shift is needed at all
+    with torch.no_grad():
+        model.pos.weight.copy_(model.pos.weight[:1].clone().expand_as(model.pos.weight))
+        torch.testing.assert_close(model(padded, mask)[0, pads:], model(real)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_every_parameter_gets_a_gradient_and_weights_are_tied():
@@ -202,8 +228,11 @@ def test_overfits_one_batch(make, steps):
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
-    # and the uncached generation path works for the LSTM too
-    assert len(generate(model, batch["input_ids"][0, :3].tolist(), 20)) == 20
+    # Greedy decoding from each memorised row's first 3 tokens reproduces the rest of the row exactly
+    # (the GPT through its KV cache, the LSTM through the uncached path).
+    lengths = batch["input_mask"].sum(1).tolist()
+    for row, n in zip(batch["input_ids"].tolist(), lengths):
+        assert generate(model, row[:3], n - 3) == row[3:n]
 
 
 @pytest.mark.slow

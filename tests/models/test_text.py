@@ -17,6 +17,7 @@ from attnlab.models.text import (
     TextClassificationTransformer,
     reverse_within_length,
 )
+from attnlab.vocab import UNK_ID
 
 V, E, T = 30, 8, 12
 
@@ -66,11 +67,13 @@ def test_shapes_and_every_trainable_parameter_gets_a_gradient(name):
     logits = model(ids, lengths)
     assert logits.shape == (4, 2) and torch.isfinite(logits).all()
     F.cross_entropy(logits, torch.tensor([0, 1, 0, 1])).backward()
+    frozen = {"embedding.weight"} if name in ("logreg", "ffnn", "attention") else set()  # pretrained vectors
     for pname, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    if name in ("logreg", "ffnn", "attention"):  # the pretrained vectors stay frozen
-        assert not model.embedding.weight.requires_grad
+        if pname in frozen:
+            assert not p.requires_grad and p.grad is None, pname
+        else:
+            assert p.requires_grad and p.grad is not None, pname
+            assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -88,13 +91,24 @@ def test_padding_never_changes_a_prediction(name):
 
 
 @pytest.mark.parametrize("name", ["logreg", "ffnn", "attention"])
-def test_review_of_only_unknown_words_is_defined(name):
+def test_review_of_only_unknown_words_has_a_known_output(name):
     model = make(name).eval()
-    ids = torch.ones(2, 5, dtype=torch.long)  # all <unk>
-    logits = model(ids, torch.tensor([5, 1]))
-    assert torch.isfinite(logits).all()
-    if name == "logreg":  # the average of no known vector is the zero vector -> the bias alone
-        torch.testing.assert_close(logits, model.linear.bias.expand(2, 2))
+    ids = torch.full((2, 5), UNK_ID)  # all <unk>; the second review is one word long
+    with torch.no_grad():
+        logits = model(ids, torch.tensor([5, 1]))
+        if name == "logreg":  # the average of no known vector is the zero vector -> the bias alone
+            expected = model.linear.bias
+        elif name == "ffnn":  # zero vector -> hidden pre-activation is its bias -> out(tanh(bias))
+            expected = model.out(torch.tanh(model.hidden.bias).repeat(2, 1))  # a batch of 2: the same kernel
+        else:
+            # <unk>'s vector is zero, and q, k, v have no bias: every score is 0 and every value
+            # the zero vector, so each token's output is 0, their mean is 0 -> the bias alone.
+            expected = model.linear.bias
+    torch.testing.assert_close(logits, expected.expand(2, 2), atol=0, rtol=0)
+    if name == "attention":  # equal scores: uniform weights over the real tokens, zero on the padding
+        _, weights = model(ids, torch.tensor([5, 1]), need_weights=True)
+        torch.testing.assert_close(weights[0], torch.full((5, 5), 0.2))
+        torch.testing.assert_close(weights[1], torch.tensor([1.0, 0, 0, 0, 0]).expand(5, 5))
 
 
 def test_averaging_skips_unknown_words():

@@ -33,6 +33,7 @@ class TrainConfig:
     # seconds of training in total (across resumes); the run says so. The schedule never follows it
     batch_size: PositiveInt = 64  # GLOBAL batch (split across DDP processes)
     lr: Annotated[float, Range(gt=0)] = 1e-3  # peak learning rate (after warm-up)
+    beta2: Annotated[float, Range(gt=0, lt=1)] = 0.95  # AdamW's second-moment decay (beta1 is 0.9)
     weight_decay: Annotated[float, Range(ge=0)] = 0.1  # AdamW decay of the weight matrices (engine.schedule)
     decay_embeddings: bool = False  # decay the nn.Embedding tables too (bounds tied output logits)
     warmup_steps: Annotated[int, Range(ge=0)] = 100  # linear warm-up from lr/warmup_steps to lr

@@ -88,7 +88,8 @@ class TrainingRun:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
         model.to(self.device)
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings,
+                                        beta2=cfg.beta2)
         self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, total_steps=int(self.total_steps),
                                      warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         self.scaler = make_grad_scaler(self.device, self.precision.use_scaler)

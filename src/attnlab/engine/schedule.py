@@ -46,11 +46,11 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
     ]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, *,
-                   decay_embeddings: bool = False) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` (betas 0.9/0.95 as in GPT-style training)."""
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, *, decay_embeddings: bool = False,
+                   beta2: float = 0.95) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`, betas (0.9, ``beta2``): 0.95 as in GPT-style training."""
     return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings=decay_embeddings),
-                             lr=lr, betas=(0.9, 0.95))
+                             lr=lr, betas=(0.9, beta2))
 
 
 class WarmupCosine:

@@ -66,6 +66,13 @@ class TextModelConfig:
     bidirectional: bool = True  # rnn
     packed: bool = False  # rnn: run over PackedSequences (same numbers, many times slower on a CPU)
 
+    def check(self) -> None:
+        """Rules across fields (run by :func:`attnlab.config.validate`, before any data is read)."""
+        choices = POOLING.get(self.name)
+        if self.pooling is not None and (choices is None or self.pooling not in choices):
+            fits = f"use one of {', '.join(choices)} (or none for {choices[0]})" if choices else "leave it none"
+            raise AttnlabError(f"model.pooling={self.pooling} does not apply to the {self.name} model; {fits}")
+
 
 def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor | None, *,
                           emb_dim: int | None = None, num_classes: int = 2) -> nn.Module:
@@ -79,11 +86,8 @@ def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor |
         if m.name == "ffnn":
             return FFNN(embeddings=table, hidden_size=m.hidden_size, num_classes=num_classes)
         return AttentionClassifier(embeddings=table, query_key_size=m.query_key_size, num_classes=num_classes)
-    choices = POOLING[m.name]
-    pooling = m.pooling or choices[0]
-    if pooling not in choices:
-        raise AttnlabError(f"model.pooling={pooling} does not apply to the {m.name} model; use one of "
-                           f"{', '.join(choices)} (or none for {choices[0]})")
+    m.check()
+    pooling = m.pooling or POOLING[m.name][0]
     if m.name == "transformer":
         return TextClassificationTransformer(
             vocab_size=vocab_size, max_len=m.max_len, dim=m.dim, num_heads=m.num_heads,

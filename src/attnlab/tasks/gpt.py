@@ -17,6 +17,15 @@ from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
 from attnlab.tasks._lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
+# What both nanoGPT recipes share: characters as one stream, lr 1e-3 decaying to 1e-4 after 100
+# warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
+# validation every 250 steps, no early stop.
+CHAR_STREAM: dict[str, Any] = {
+    "data.mode": "stream", "data.tokenizer": "char", "data.lowercase": False, "sample.num_tokens": 300,
+    "train.lr": 1e-3, "train.min_lr_ratio": 0.1, "train.warmup_steps": 100, "train.beta2": 0.99,
+    "train.weight_decay": 0.1, "train.decay_embeddings": True, "train.eval_every": 250, "train.patience": None,
+}
+
 
 @dataclass
 class GPTTaskConfig:
@@ -41,6 +50,15 @@ class GPTTaskConfig:
                       "model.mlp_dim": 768, "model.dropout": 0.25, "train.patience": None,
                       "train.ema": 0.999, "train.weight_decay": 0.3,
                       "train.decay_embeddings": True},
+        # nanoGPT's shakespeare_char recipes on the same text and split (the first 90 % of the
+        # characters train): its CPU "baby GPT" and its GPU model. Same shape, batch, context, steps,
+        # schedule and dropout; README, "nanoGPT parity".
+        "char-cpu": {**CHAR_STREAM, "model.context": 64, "model.dim": 128, "model.num_heads": 4,
+                     "model.num_layers": 4, "model.mlp_dim": 512, "model.dropout": 0.0,
+                     "train.max_steps": 2000, "train.batch_size": 12},
+        "char-gpu": {**CHAR_STREAM, "model.context": 256, "model.dim": 384, "model.num_heads": 6,
+                     "model.num_layers": 6, "model.mlp_dim": 1536, "model.dropout": 0.2,
+                     "train.max_steps": 5000, "train.batch_size": 64},
     }
     DEFAULT_PRESET: ClassVar[str] = "default"
 
