@@ -192,10 +192,10 @@ class FFN(nn.Module):
     The blocks normalise before (pre-norm) or after (post-norm) calling it.
     """
 
-    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, mlp_dim)
-        self.fc2 = nn.Linear(mlp_dim, dim)
+        self.fc1 = nn.Linear(dim, mlp_dim, bias=bias)
+        self.fc2 = nn.Linear(mlp_dim, dim, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -208,6 +208,7 @@ class AttentionResidual(nn.Module):
 
     ``head_dim`` is the width of each head; ``dropout`` acts on both residual branches and
     ``attn_dropout`` on the attention weights (any value > 0 leaves PyTorch's fused kernel).
+    ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can).
     """
 
     def __init__(
@@ -219,14 +220,15 @@ class AttentionResidual(nn.Module):
         *,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
+        bias: bool = True,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, rotary=rotary)
+        self.norm1 = nn.LayerNorm(dim, bias=bias)
+        self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, bias=bias, rotary=rotary)
         self.drop = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = FFN(dim, mlp_dim, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim, bias=bias)
+        self.mlp = FFN(dim, mlp_dim, dropout=dropout, bias=bias)
 
     def forward(
         self,
@@ -262,12 +264,13 @@ class Transformer(nn.Module):
         *,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
+        bias: bool = True,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             AttentionResidual(dim, head_dim, mlp_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout,
-                              rotary=rotary)
+                              bias=bias, rotary=rotary)
             for _ in range(num_layers)
         )
 

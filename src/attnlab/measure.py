@@ -1,4 +1,4 @@
-"""Honest CPU measurements shared by the benchmarks and the lab: interleaved timing, peak memory.
+"""Honest measurements shared by the benchmarks and the lab: interleaved timing, peak memory.
 
 Timing: every candidate runs once per round, rounds repeat, and the median per candidate is
 reported, so a slow phase of the machine (another process, frequency scaling) hits all
@@ -9,7 +9,8 @@ allocations behind the C allocator's caching. We run the function once under
 ``torch.profiler.profile(profile_memory=True)``, which records every allocation and free made by
 PyTorch's CPU allocator with a timestamp and a signed size; replaying them in time order gives
 the live bytes at every instant, and the peak is their maximum *above the level at the start*
-(tensors alive before the call, such as parameters and inputs, are not counted).
+(tensors alive before the call, such as parameters and inputs, are not counted). On a GPU the
+CUDA allocator's own peak counter does the same job.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["peak_memory_bytes", "time_interleaved", "median"]
+from attnlab.errors import AttnlabError
+
+__all__ = ["peak_memory_bytes", "peak_cuda_memory_bytes", "peak_bytes", "time_interleaved", "median",
+           "bench_device", "autocast_for", "describe_device"]
 
 
 @contextlib.contextmanager
@@ -70,11 +75,17 @@ def time_interleaved(
     repeats: int,
     warmup: int = 1,
     setup: Callable[[], object] | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, measured in interleaved rounds (``repeats`` samples each).
 
     ``setup()``, if given, runs untimed before every call (e.g. to drop the previous gradients).
+    On a CUDA ``device`` the clock stops only when the GPU has finished the call's work.
     """
+    def sync() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         for fn in fns.values():
             if setup is not None:
@@ -85,10 +96,52 @@ def time_interleaved(
         for name, fn in fns.items():
             if setup is not None:
                 setup()
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             samples[name].append(time.perf_counter() - t0)
     return samples
+
+
+def bench_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when there is one) for a benchmark; a clear error when
+    CUDA is asked for and missing."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AttnlabError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on a GPU (fp16 where bf16 is missing), nothing on the CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def peak_cuda_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes the CUDA caching allocator held for tensors while ``fn()`` ran (above the start)."""
+    torch.cuda.synchronize(device)
+    start = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - start
+
+
+def describe_device(device: torch.device) -> str:
+    """``cpu (2 threads, fp32)`` or ``NVIDIA H100 80GB HBM3 (bf16 autocast)``, for a table's title."""
+    if device.type == "cuda":
+        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return f"{torch.cuda.get_device_name(device)} ({dtype} autocast)"
+    return f"cpu ({torch.get_num_threads()} threads, fp32)"
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """:func:`peak_cuda_memory_bytes` on a GPU, :func:`peak_memory_bytes` on the CPU."""
+    return peak_cuda_memory_bytes(fn, device) if device.type == "cuda" else peak_memory_bytes(fn)
 
 
 def median(xs: list[float]) -> float:

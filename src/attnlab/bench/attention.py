@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from attnlab.errors import AttnlabError
-from attnlab.measure import median, peak_memory_bytes, time_interleaved
+from attnlab.measure import autocast_for, bench_device, describe_device, median, peak_bytes, time_interleaved
 
-HELP = "time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward, CPU)"
+HELP = ("time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward; "
+        "CPU, or a GPU with --device cuda)")
 EXAMPLE = "attnlab bench attention --lengths 64 256 1024 --repeats 10 --json bench.json"
 
 TIME_BAR, MEMORY_BAR = 1.10, 1.00
@@ -38,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="also write the results as JSON to PATH ('-' or no value: print JSON instead of the table)")
     p.add_argument("--check", action="store_true", help="exit with code 1 if the bar is missed at any length")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                   help="cpu (default; fp32) or cuda (bf16 autocast for both modules)")
 
 
 def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
@@ -49,16 +52,18 @@ def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
     return ours, ref
 
 
-def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: int, warmup: int) -> dict:
+def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: int, warmup: int,
+            device: str = "cpu") -> dict:
     """Run the benchmark and return its results as a JSON-ready dict."""
     if dim % heads:
         raise AttnlabError(f"--dim {dim} must be divisible by --heads {heads}")
     if repeats < 1 or min(lengths) < 1:
         raise AttnlabError("--repeats and every --lengths value must be >= 1")
-    ours, ref = _modules(dim, heads)
+    dev = bench_device(device)
+    ours, ref = (m.to(dev) for m in _modules(dim, heads))
     rows = []
     for T in lengths:
-        x = torch.randn(batch, T, dim, requires_grad=True)
+        x = torch.randn(batch, T, dim, device=dev, requires_grad=True)
 
         def reset() -> None:  # outside the measured region: freeing old grads is not the step's work
             ours.zero_grad(set_to_none=True)
@@ -66,22 +71,24 @@ def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: in
             x.grad = None
 
         def step_ours() -> None:
-            out, _ = ours(x, need_weights=False)
-            out.sum().backward()
+            with autocast_for(dev):
+                out, _ = ours(x, need_weights=False)
+            out.float().sum().backward()
 
         def step_torch() -> None:
-            out, _ = ref(x, x, x, need_weights=False)
-            out.sum().backward()
+            with autocast_for(dev):
+                out, _ = ref(x, x, x, need_weights=False)
+            out.float().sum().backward()
 
-        with torch.no_grad():
+        with torch.no_grad(), autocast_for(dev):
             max_diff = (ours(x)[0] - ref(x, x, x, need_weights=False)[0]).abs().max().item()
         samples = time_interleaved({"ours": step_ours, "torch": step_torch}, repeats=repeats,
-                                   warmup=warmup, setup=reset)
+                                   warmup=warmup, setup=reset, device=dev)
         t_ours, t_torch = median(samples["ours"]), median(samples["torch"])
         reset()
-        m_ours = peak_memory_bytes(step_ours)
+        m_ours = peak_bytes(step_ours, dev)
         reset()
-        m_torch = peak_memory_bytes(step_torch)
+        m_torch = peak_bytes(step_torch, dev)
         rows.append({
             "T": T,
             "ours_ms": 1e3 * t_ours,
@@ -98,10 +105,11 @@ def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: in
     return {
         "benchmark": "attention",
         "config": {"batch": batch, "dim": dim, "heads": heads, "head_dim": dim // heads,
-                   "repeats": repeats, "warmup": warmup, "pass": "forward+backward", "device": "cpu"},
+                   "repeats": repeats, "warmup": warmup, "pass": "forward+backward", "device": describe_device(dev)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "memory_method": ("peak live bytes of the CPU allocator during one step, "
+        "memory_method": ("peak live bytes of the CUDA allocator during one step (max_memory_allocated)"
+                          if dev.type == "cuda" else "peak live bytes of the CPU allocator during one step, "
                           "from torch.profiler profile_memory events"),
         "bar": {"time_ratio_max": TIME_BAR, "memory_ratio_max": MEMORY_BAR, "passed": passed},
         "rows": rows,
@@ -112,8 +120,8 @@ def format_table(res: dict) -> str:
     c = res["config"]
     lines = [
         f"MultiHeadedAttention vs torch.nn.MultiheadAttention, forward+backward, batch {c['batch']}, "
-        f"d={c['dim']}, {c['heads']} heads, CPU ({res['machine']['threads']} threads, "
-        f"torch {res['machine']['torch']}), median of {c['repeats']} interleaved runs",
+        f"d={c['dim']}, {c['heads']} heads, {c['device']}, torch {res['machine']['torch']}, "
+        f"median of {c['repeats']} interleaved runs",
         f"{'T':>6} {'ours ms':>9} {'torch ms':>9} {'time ratio':>10} "
         f"{'ours MiB':>9} {'torch MiB':>10} {'mem ratio':>9}  bar",
     ]
@@ -132,7 +140,7 @@ def format_table(res: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     res = measure(batch=args.batch, dim=args.dim, heads=args.heads, lengths=args.lengths,
-                  repeats=args.repeats, warmup=args.warmup)
+                  repeats=args.repeats, warmup=args.warmup, device=args.device)
     if args.json == "-":
         json.dump(res, sys.stdout, indent=2)
         print()

@@ -12,13 +12,14 @@ are timed in interleaved rounds (see :mod:`attnlab.measure`) and the medians com
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 
 from attnlab.errors import AttnlabError
 from attnlab.measure import median, time_interleaved
 
-HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU)"
+HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU, or a GPU with --device cuda)"
 EXAMPLE = "attnlab bench gpt --layers 4 --dim 256 --heads 4 --context 128 --vocab 8000 --batch 16"
 
 
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="cpu (default; fp32) or cuda (bf16 autocast for both models; peak GPU memory too)")
 
 
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -63,6 +66,7 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.losses import DialogueLoss
+    from attnlab.measure import autocast_for, bench_device, describe_device, peak_bytes
 
     if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
@@ -70,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    device = bench_device(args.device)
     torch.manual_seed(args.seed)
-    ours, hf = _models(args)
+    ours, hf = (m.to(device) for m in _models(args))
     n_ours = sum(p.numel() for p in ours.parameters())
     n_hf = sum(p.numel() for p in hf.parameters())
-    ids = torch.randint(0, args.vocab, (args.batch, args.context))  # (B, T), no padding
+    ids = torch.randint(0, args.vocab, (args.batch, args.context), device=device)  # (B, T), no padding
     batch = {"input_ids": ids}
     loss_fn = DialogueLoss()
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
@@ -83,27 +88,30 @@ def run(args: argparse.Namespace) -> int:
     hf.train()
 
     def step_ours() -> None:
-        loss, _ = loss_fn(ours, batch)
+        with autocast_for(device):
+            loss, _ = loss_fn(ours, batch)
         loss.backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)
 
     def step_hf() -> None:
-        loss = hf(input_ids=ids, labels=ids).loss
+        with autocast_for(device):
+            loss = hf(input_ids=ids, labels=ids).loss
         loss.backward()
         opt_hf.step()
         opt_hf.zero_grad(set_to_none=True)
 
-    samples = time_interleaved({"attnlab DialogueGPT": step_ours, "HF GPT2LMHeadModel": step_hf},
-                               repeats=args.repeats, warmup=2)
+    steps: dict[str, Callable[[], object]] = {"attnlab DialogueGPT": step_ours, "HF GPT2LMHeadModel": step_hf}
+    samples = time_interleaved(steps, repeats=args.repeats, warmup=2, device=device)
+    peak = {name: peak_bytes(step, device) / 2**20 for name, step in steps.items()}
     tokens = args.batch * args.context
     tps = {name: tokens / median(s) for name, s in samples.items()}
     print(f"training step (forward + loss + backward + AdamW), batch {args.batch} x {args.context} tokens, "
           f"{args.layers} layers, dim {args.dim}, {args.heads} heads, vocab {args.vocab}, "
-          f"dropout {args.dropout}, {torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'model':<22} {'params':>12} {'ms/step':>9} {'tokens/s':>10}")
+          f"dropout {args.dropout}, {describe_device(device)}, median of {args.repeats}")
+    print(f"{'model':<22} {'params':>12} {'ms/step':>9} {'tokens/s':>10} {'peak MiB':>9}")
     for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
-        print(f"{name:<22} {n:>12,} {1000 * median(s):>9.1f} {tps[name]:>10,.0f}")
+        print(f"{name:<22} {n:>12,} {1000 * median(s):>9.1f} {tps[name]:>10,.0f} {peak[name]:>9.1f}")
     ratio = tps["attnlab DialogueGPT"] / tps["HF GPT2LMHeadModel"]
     print(f"ratio ours/HF tokens/s: {ratio:.3f} (bar: >= 1.0)")
     if n_ours != n_hf:

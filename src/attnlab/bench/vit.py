@@ -11,6 +11,7 @@ Steps are timed in interleaved rounds (:mod:`attnlab.measure`) and the medians c
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from attnlab.errors import AttnlabError
 from attnlab.measure import median, time_interleaved
 
-HELP = "training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size (CPU)"
+HELP = ("training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size "
+        "(CPU, or a GPU with --device cuda)")
 EXAMPLE = "attnlab bench vit --layers 6 --dim 192 --heads 3 --mlp-dim 384 --patch 4 --image-size 32 --batch 64"
 
 
@@ -33,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per model (default 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="cpu (default; fp32) or cuda (bf16 autocast for both models; peak GPU memory too)")
 
 
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -61,38 +65,46 @@ def run(args: argparse.Namespace) -> int:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
     if args.image_size % args.patch:
         raise AttnlabError(f"--image-size {args.image_size} must be divisible by --patch {args.patch}")
+    from attnlab.measure import autocast_for, bench_device, describe_device, peak_bytes
+
+    device = bench_device(args.device)
     torch.manual_seed(args.seed)
-    ours, hf = _models(args)
+    ours, hf = (m.to(device) for m in _models(args))
     n_ours = sum(p.numel() for p in ours.parameters())
     n_hf = sum(p.numel() for p in hf.parameters())
-    images = torch.randn(args.batch, 3, args.image_size, args.image_size)  # (B, 3, H, W)
-    labels = torch.randint(0, args.classes, (args.batch,))
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)  # (B, 3, H, W)
+    labels = torch.randint(0, args.classes, (args.batch,), device=device)
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
     opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
     ours.train()
     hf.train()
 
     def step_ours() -> None:
-        F.cross_entropy(ours(images), labels).backward()
+        with autocast_for(device):
+            loss = F.cross_entropy(ours(images).float(), labels)
+        loss.backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)
 
     def step_hf() -> None:
-        hf(pixel_values=images, labels=labels).loss.backward()
+        with autocast_for(device):
+            loss = hf(pixel_values=images, labels=labels).loss
+        loss.backward()
         opt_hf.step()
         opt_hf.zero_grad(set_to_none=True)
 
-    samples = time_interleaved({"attnlab ViT": step_ours, "HF ViTForImageClassification": step_hf},
-                               repeats=args.repeats, warmup=2)
+    steps: dict[str, Callable[[], object]] = {"attnlab ViT": step_ours, "HF ViTForImageClassification": step_hf}
+    samples = time_interleaved(steps, repeats=args.repeats, warmup=2, device=device)
+    peak = {name: peak_bytes(step, device) / 2**20 for name, step in steps.items()}
     ips = {name: args.batch / median(s) for name, s in samples.items()}
     tokens = (args.image_size // args.patch) ** 2 + 1
     print(f"training step (forward + cross-entropy + backward + AdamW), batch {args.batch}, "
           f"{args.image_size}x{args.image_size} images, patch {args.patch} ({tokens} tokens), {args.layers} layers, "
-          f"dim {args.dim}, {args.heads} heads, MLP {args.mlp_dim}, {torch.get_num_threads()} threads, "
+          f"dim {args.dim}, {args.heads} heads, MLP {args.mlp_dim}, {describe_device(device)}, "
           f"median of {args.repeats}")
-    print(f"{'model':<30} {'params':>12} {'ms/step':>9} {'images/s':>10}")
+    print(f"{'model':<30} {'params':>12} {'ms/step':>9} {'images/s':>10} {'peak MiB':>9}")
     for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
-        print(f"{name:<30} {n:>12,} {1000 * median(s):>9.1f} {ips[name]:>10,.1f}")
+        print(f"{name:<30} {n:>12,} {1000 * median(s):>9.1f} {ips[name]:>10,.1f} {peak[name]:>9.1f}")
     ratio = ips["attnlab ViT"] / ips["HF ViTForImageClassification"]
     print(f"ratio ours/HF images/s: {ratio:.3f} (bar: >= 1.0)")
     if n_ours != n_hf:

@@ -33,7 +33,7 @@ from attnlab.vocab import SPECIALS
 __all__ = ["TokenStream", "prepare_stream", "WindowBatches", "MEMMAP_ABOVE", "file_md5"]
 
 MEMMAP_ABOVE = 64 * 2**20  # bytes of text above which the ids go to a memory-mapped cache file
-CHUNK = 16 * 2**20  # characters read and encoded at a time
+CHUNK = 4 * 2**20  # characters read and encoded at a time (bounds the memory of a big file's encoding)
 
 
 @dataclass

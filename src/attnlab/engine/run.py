@@ -97,10 +97,12 @@ class TrainingRun:
         self.state = TrainState()
         seed_everything(cfg.seed + self.dist.rank)  # dropout and the like; the model is already built
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=tensorboard)
-        self.net: nn.Module = model  # what the loss function calls: DDP-wrapped when distributed
+        # What the loss function calls: compiled and/or DDP-wrapped. Checkpoints, evaluation and the
+        # weight average use `model` itself, so saved weights never carry a wrapper's prefix.
+        self.net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.train_sums = StatSums(self.device)  # training statistics since the last log line
         self.best_weights: dict[str, torch.Tensor] | None = None

@@ -39,6 +39,7 @@ class GPTConfig:
     dropout: float = 0.1  # on the embeddings and the residual branches
     attn_dropout: float = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel: slower)
     tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
+    bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's recipes drop them)
 
 
 class DialogueGPT(nn.Module):
@@ -64,8 +65,8 @@ class DialogueGPT(nn.Module):
         self.pos = LearnedPositionalEmbedding(max_len=c.context, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers,
-                                       dropout=c.dropout, attn_dropout=c.attn_dropout)
-        self.norm = nn.LayerNorm(c.dim)
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout, bias=c.bias)
+        self.norm = nn.LayerNorm(c.dim, bias=c.bias)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.tok.weight

@@ -41,6 +41,7 @@ class LMDataConfig:
     min_freq: int = 2  # words: keep words seen at least this often in the training part (others: <unk>)
     max_vocab: int | None = None  # at most this many ids, specials included (None: no cap)
     lowercase: bool = True  # lower-case before tokenizing (halves a word vocabulary)
+    max_val_tokens: int | None = None  # stream: validate on the first this-many validation tokens (None: all)
 
 
 @dataclass
@@ -64,8 +65,8 @@ class LMInputs:
 # Step budgets, so that the same command trains the same model on any machine. "default" is
 # README command 1; "cpu-20min" compares DialogueGPT with the LSTM baseline at equal wall time:
 # each model's step count was chosen from its measured steps per second (README, language model).
-GPT_STEPS = {"default": 900, "cpu-20min": 4400}
-LSTM_STEPS = {"default": 600, "cpu-20min": 3000}
+GPT_STEPS = {"default": 1000, "cpu-20min": 5500}
+LSTM_STEPS = {"default": 750, "cpu-20min": 5200}
 
 
 def prompt_ids(tok: MyTokenizer, prompt: str, stream: bool) -> list[int]:
@@ -94,8 +95,9 @@ def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple
     if d.mode == "stream":
         s = prepare_stream(inputs.data, tokenizer=d.tokenizer, val_fraction=d.val_fraction, min_freq=d.min_freq,
                            max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok)
-        return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(s.val, context, bs, shuffle=False),
-                f"{len(s.train):,} training / {len(s.val):,} validation tokens")
+        val = s.val[: d.max_val_tokens] if d.max_val_tokens else s.val
+        return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(val, context, bs, shuffle=False),
+                f"{len(s.train):,} training / {len(val):,} validation tokens")
     data = prepare_lm_data(load_text(inputs.data), context=context, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, min_freq=d.min_freq, max_vocab=d.max_vocab,
                            lowercase=d.lowercase, kind=d.tokenizer, tokenizer=tok)

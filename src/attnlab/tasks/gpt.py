@@ -17,11 +17,12 @@ from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
 from attnlab.tasks._lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
-# What both nanoGPT recipes share: characters as one stream, lr 1e-3 decaying to 1e-4 after 100
+# What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
 # validation every 250 steps, no early stop.
 CHAR_STREAM: dict[str, Any] = {
     "data.mode": "stream", "data.tokenizer": "char", "data.lowercase": False, "sample.num_tokens": 300,
+    "model.bias": False,
     "train.lr": 1e-3, "train.min_lr_ratio": 0.1, "train.warmup_steps": 100, "train.beta2": 0.99,
     "train.weight_decay": 0.1, "train.decay_embeddings": True, "train.eval_every": 250, "train.patience": None,
 }
