@@ -52,13 +52,27 @@ class Range:
     lt: float | None = None  # value < lt
 
     def describe(self) -> str:
-        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        def show(v: float) -> str:
+            return f"{int(v):,}" if float(v).is_integer() and abs(v) >= 1000 else f"{v:g}"
+
+        parts = [f"{op} {show(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
         return " and ".join(parts)
 
     def holds(self, v: float) -> bool:
         return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
                 and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+
+# Named ranges for the fields every config has. The upper bounds keep a typo (an extra zero or
+# three) from reaching an allocation; a real model far beyond them is not a CPU-laptop model.
+Count = Annotated[int, Range(ge=1, le=2**24)]  # sizes, widths, steps, batch sizes
+Size = Annotated[int, Range(ge=1, le=2**20)]  # model widths and lengths
+Layers = Annotated[int, Range(ge=1, le=1024)]
+NonNegative = Annotated[int, Range(ge=0, le=2**24)]
+Seed = Annotated[int, Range(ge=0, lt=2**63)]
+Rate = Annotated[float, Range(ge=0, lt=1)]  # dropout, label smoothing
+Fraction = Annotated[float, Range(gt=0, lt=1)]  # a share of the data
 
 
 class _OutOfRange(AttnlabError):

@@ -9,10 +9,9 @@ so that only the chosen task or benchmark is imported. Nothing here imports torc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import json
 import os
-import time
 import types
 import typing
 from collections.abc import Callable
@@ -109,27 +108,32 @@ def make_inputs(inputs: type, args: argparse.Namespace) -> Any:
 
 
 # --------------------------------------------------------------------------- run directories
-def default_run_dir(task: str, kind: str = "") -> Path:
-    """``runs/<task>[-eval]-<YYYYmmdd-HHMMSS>``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{task}{'-' + kind if kind else ''}-{stamp}"
-
-
 def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+def owned(path: Path, *, created: bool = False) -> contextlib.AbstractContextManager[Any]:
+    """The run directory, owned by this process for the block (under torchrun: by rank 0)."""
+    from attnlab.engine.rundir import run_directory
+
+    return run_directory(path, created=created) if is_main_process() else contextlib.nullcontext(path)
+
+
+def refuse_training_run(path: Path, option: str = "--out") -> None:
+    """A command other than ``train`` never writes into a training run's directory."""
+    from attnlab.engine.rundir import holds_training_run
+
+    if path.is_dir() and holds_training_run(path):
+        raise AttnlabError(f"{option} {path} holds a training run; choose another directory (this command "
+                           "would overwrite the run's files)")
 
 
 def report(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` and print the run directory and the headline numbers."""
     if not is_main_process():
         return
+    from attnlab.engine.checkpoint import write_json
+
     clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
     write_json(run_dir / "metrics.json", clean)
     shown = [k for k in HEADLINE if k in clean] or list(clean)[:6]

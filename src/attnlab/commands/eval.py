@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from types import ModuleType
 
-from attnlab.commands import add_dispatch, add_inputs, default_run_dir, is_main_process, make_inputs, report, write_json
+from attnlab.commands import add_dispatch, add_inputs, make_inputs, owned, refuse_training_run, report
 from attnlab.tasks import TASKS
 
 HELP = "evaluate a checkpoint on the task's validation/test data and write metrics.json"
@@ -34,18 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.engine.checkpoint import write_json
+    from attnlab.engine.rundir import new_run_dir
+
     task: ModuleType = args._task_module
-    run_dir = Path(args.out) if args.out else default_run_dir(args.task, "eval")
-    created = not run_dir.exists()
-    if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        run_dir, created = Path(args.out), not Path(args.out).exists()
+        refuse_training_run(run_dir)
+    else:
+        run_dir, created = new_run_dir(args.task, "eval"), True
+    inputs = make_inputs(task.INPUTS, args)
+    with owned(run_dir, created=created):  # a failed eval (wrong checkpoint, bad data) leaves no litter
         write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
                                              "device": args.device})
-    try:
-        metrics = task.evaluate(args.checkpoint, make_inputs(task.INPUTS, args), device=args.device)
-    except BaseException:
-        if created and is_main_process():  # a failed eval (wrong checkpoint, bad data) leaves no litter
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    report(run_dir, metrics)
+        metrics = task.evaluate(args.checkpoint, inputs, device=args.device)
+        report(run_dir, metrics)
     return 0

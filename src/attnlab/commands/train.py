@@ -9,17 +9,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from attnlab.commands import (
-    add_dispatch,
-    add_inputs,
-    default_run_dir,
-    is_main_process,
-    make_inputs,
-    report,
-    require_out_under_torchrun,
-    write_json,
-)
-from attnlab.config import apply_overrides, build_config, config_from_dict, config_to_dict, describe, presets
+from attnlab.commands import add_dispatch, add_inputs, make_inputs, owned, report, require_out_under_torchrun
+from attnlab.config import apply_overrides, build_config, config_from_dict, describe, presets
 from attnlab.errors import AttnlabError
 from attnlab.tasks import TASKS
 
@@ -37,7 +28,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="override a config field, e.g. train.lr=1e-3 or model.num_layers=4 (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/<task>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint (uses its saved config.json)")
+                   help="continue the run in --out from its latest checkpoint (uses its saved config.json, "
+                        "vocabulary and tokenizer; the data must be the same files)")
+    p.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
+                   help="continue from this earlier checkpoint of a run (RUN/checkpoints/step-NNNNNNNN, kept when "
+                        "train.keep_last > 0) instead of its latest; the run directory is the checkpoint's run")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue although a data file's checksum differs from the run's")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                    help="override train.device (default auto: CUDA, then MPS, then CPU)")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
@@ -87,10 +84,10 @@ def list_presets(cls: type) -> str:
     return "\n".join(lines) or "(no presets)"
 
 
-def resolve_config(task: ModuleType, args: argparse.Namespace, saved: Path) -> Any:
+def resolve_config(task: ModuleType, args: argparse.Namespace, saved: Path | None) -> Any:
     """The config of this run: the resumed run's ``config.json``, or preset + ``--model`` + ``--set``."""
     cls = task.CONFIG
-    if args.resume and saved.exists():
+    if args.resume and saved is not None and saved.exists():
         if args.preset:
             print("note: --resume uses the run's saved config.json; --preset is ignored", file=sys.stderr)
         try:
@@ -107,26 +104,40 @@ def config_for(task: ModuleType, preset: str | None, model: str | None, override
     return build_config(task.CONFIG, preset or model, model_overrides + overrides)
 
 
+def run_of_checkpoint(path: Path) -> Path:
+    """The run directory of a ``RUN/checkpoints/step-*`` checkpoint (clear error otherwise)."""
+    if not (path / "meta.json").is_file() or path.parent.name != "checkpoints":
+        raise AttnlabError(f"--resume-from {path} is not a checkpoint of a run (expected "
+                           "RUN/checkpoints/step-NNNNNNNN holding meta.json); pass one of those")
+    return path.parent.parent
+
+
 def run(args: argparse.Namespace) -> int:
     task: ModuleType = args._task_module
     if args.list_presets:
         print(list_presets(task.CONFIG))
         return 0
+    from attnlab.engine.rundir import new_run_dir
+
+    if args.resume_from:
+        args.resume = True
+        args.out = args.out or str(run_of_checkpoint(Path(args.resume_from)))
     require_out_under_torchrun(args.out)
-    run_dir = Path(args.out) if args.out else default_run_dir(args.task)
-    saved = run_dir / "config.json"
-    cfg = resolve_config(task, args, saved)
+    out = Path(args.out) if args.out else None
+    cfg = resolve_config(task, args, out / "config.json" if out else None)
     if args.device:
         cfg.train.device = args.device
     if args.print_config:
         print(describe(cfg))
         return 0
-    if not args.resume and (run_dir / "checkpoints" / "latest").exists():
-        raise AttnlabError(f"{run_dir} already holds a training run; pass --resume to continue it, "
+    if out is not None and not args.resume and (out / "checkpoints" / "latest").exists():
+        raise AttnlabError(f"{out} already holds a training run; pass --resume to continue it, "
                            "or choose another --out directory")
-    if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(saved, config_to_dict(cfg))
-    metrics = task.train(cfg, make_inputs(task.INPUTS, args), run_dir, resume=args.resume, progress=args.progress)
-    report(run_dir, metrics)
+    run_dir, created = (out, not out.exists()) if out is not None else (new_run_dir(args.task), True)
+    inputs = make_inputs(task.INPUTS, args)
+    with owned(run_dir, created=created):  # one process per run directory; a failed start leaves nothing
+        resume = Path(args.resume_from) if args.resume_from else args.resume
+        metrics = task.train(cfg, inputs, run_dir, resume=resume, progress=args.progress,
+                             allow_changed_data=args.allow_changed_data)
+        report(run_dir, metrics)
     return 0

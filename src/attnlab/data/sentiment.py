@@ -19,7 +19,8 @@ from torch import Tensor
 
 from attnlab.data.embeddings import read_embeddings
 from attnlab.data.features import build_vocab, encode, tokenize_texts
-from attnlab.data.imdb import Review, load_splits
+from attnlab.data.imdb import Review, digest, load_splits
+from attnlab.errors import AttnlabError
 from attnlab.vocab import PAD, UNK
 
 __all__ = ["EncodedReviews", "prepare_reviews", "encode_reviews", "encode_texts"]
@@ -31,13 +32,17 @@ class EncodedReviews:
     vocab: list[str]
     vectors: Tensor | None  # (len(vocab), e) pretrained word vectors, or None
     seconds: float  # time spent reading, tokenizing and indexing
+    checksum: str  # of every review (ids, labels, texts) of every split: what --resume compares
 
 
 def prepare_reviews(*, data_dir: Path | None, train: Path | None, dev: Path | None, test: Path | None,
                     embeddings: Path | None, max_len: int, vocab_size: int, min_count: int,
                     val_fraction: float, split_seed: int, cache_dir: Path | None = None,
-                    workers: int | None = None) -> EncodedReviews:
-    """Load the reviews, tokenize them (cached, all cores), index and pad them; time it."""
+                    workers: int | None = None, vocab: list[str] | None = None) -> EncodedReviews:
+    """Load the reviews, tokenize them (cached, all cores), index and pad them; time it.
+
+    A saved ``vocab`` (resuming a run) is used as it is; word vectors must then cover exactly it.
+    """
     t0 = time.perf_counter()
     splits = load_splits(data_dir=data_dir, train=train, dev=dev, test=test, val_fraction=val_fraction,
                          seed=split_seed)
@@ -49,8 +54,12 @@ def prepare_reviews(*, data_dir: Path | None, train: Path | None, dev: Path | No
         start += len(reviews)
     vectors = None
     if embeddings is not None:
-        vectors, vocab = read_embeddings(embeddings, vocab_size=vocab_size)
-    else:
+        vectors, words = read_embeddings(embeddings, vocab_size=vocab_size)
+        if vocab is not None and words != vocab:
+            raise AttnlabError(f"the word vectors {embeddings} do not hold the vocabulary this run was trained "
+                               "with; resume with the original --embeddings file")
+        vocab = words
+    elif vocab is None:
         vocab = build_vocab(tok, rows["train"], max_size=vocab_size, min_count=min_count, specials=(PAD, UNK))
     word_to_id = {w: i for i, w in enumerate(vocab)}
     tensors = {}
@@ -58,7 +67,8 @@ def prepare_reviews(*, data_dir: Path | None, train: Path | None, dev: Path | No
         enc = encode(tok, rows[name], word_to_id, max_len=max_len)
         enc["label"] = torch.tensor([r.label for r in reviews], dtype=torch.long)
         tensors[name] = enc
-    return EncodedReviews(tensors, vocab, vectors, time.perf_counter() - t0)
+    checksum = digest([r for name in parts for r in parts[name]])
+    return EncodedReviews(tensors, vocab, vectors, time.perf_counter() - t0, checksum)
 
 
 def encode_reviews(reviews: list[Review], vocab: list[str], max_len: int, *, cache_dir: Path | None = None,

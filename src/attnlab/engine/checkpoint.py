@@ -80,20 +80,35 @@ def _sha256(path: Path) -> str:
 
 
 def _write_pointer(root: Path, tag: str, name: str) -> None:
-    tmp = root / f".{tag}.tmp"
-    tmp.write_text(name + "\n")
-    _fsync_file(tmp)
-    os.replace(tmp, root / tag)
+    write_atomic(root / tag, name + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a reader sees the old file or the new one, never
+    half of either. The temporary name is unique to this process."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """:func:`write_atomic` of ``data`` as indented JSON."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, Any],
                     training: dict[str, Any] | None = None, step: int = 0,
-                    tags: tuple[str, ...] = ("latest",)) -> Path:
+                    tags: tuple[str, ...] = ("latest",), keep_last: int = 0) -> Path:
     """Write a checkpoint of ``model`` under ``run_dir/checkpoints`` and point ``tags`` at it.
 
     ``meta`` must be JSON-serialisable (task, model config, vocabulary, ...); ``training`` holds
-    tensors and plain containers only. Checkpoints no pointer names any more are deleted.
-    Returns the checkpoint directory.
+    tensors and plain containers only. Checkpoints no pointer names any more are deleted, but the
+    newest ``keep_last``. Returns the checkpoint directory.
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -122,12 +137,17 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
     for tag in tags:
         _write_pointer(root, tag, name)
     _fsync_dir(root)
-    _collect_garbage(root)
+    _collect_garbage(root, keep_last)
     return root / name
 
 
-def _collect_garbage(root: Path) -> None:
+def _collect_garbage(root: Path, keep_last: int = 0) -> None:
+    """Delete the checkpoints no pointer names, except the newest ``keep_last`` ones, and the
+    leftovers of interrupted writes (the run directory's lock means no other writer is active)."""
     keep = {(root / tag).read_text().strip() for tag in ("latest", "best") if (root / tag).exists()}
+    steps = sorted((e for e in root.iterdir() if e.is_dir() and e.name.startswith("step-")),
+                   key=lambda e: (int(e.name[5:].split(".")[0]), e.name))
+    keep |= {e.name for e in steps[len(steps) - keep_last:]} if keep_last else set()
     for entry in root.iterdir():
         if entry.is_dir() and entry.name not in keep and entry.name.startswith(("step-", ".tmp-")):
             shutil.rmtree(entry, ignore_errors=True)
@@ -176,7 +196,8 @@ def _corrupt(path: Path, fname: str, exc: Exception | str) -> AttnlabError:
     reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return AttnlabError(
         f"checkpoint {path} is damaged: {fname} is unreadable ({reason}); "
-        f"resume from an earlier checkpoint (a checkpoints/step-* directory) or retrain without --resume"
+        "resume from an earlier checkpoint with --resume-from RUN/checkpoints/step-NNNNNNNN (runs keep them "
+        "when train.keep_last > 0; `latest` and `best` are always kept), or retrain without --resume"
     )
 
 

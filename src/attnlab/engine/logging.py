@@ -27,15 +27,18 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.enabled, self.writer = enabled, None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self.run_dir, self.path = Path(run_dir), Path(run_dir) / "metrics.jsonl"
+        self.enabled, self.tensorboard = enabled, enabled and tensorboard
+        self.writer: Any = None  # opened at the first record: a run that fails to start writes nothing
 
-                self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
-            except Exception as exc:  # ImportError, or a broken tensorboard install
-                print(f"note: TensorBoard logging disabled ({exc})", file=sys.stderr)
+    def _open_tensorboard(self) -> None:
+        self.tensorboard = False  # one try
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+        except Exception as exc:  # ImportError, or a broken tensorboard install
+            print(f"note: TensorBoard logging disabled ({exc})", file=sys.stderr)
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (written after the checkpoint we resume from)."""
@@ -53,6 +56,8 @@ class RunLogger:
     def log(self, step: int, metrics: dict[str, Any], **extra: Any) -> None:
         if not self.enabled:
             return
+        if self.tensorboard:
+            self._open_tensorboard()
         record = {"step": step, "time": round(time.time(), 3), **extra,
                   **{k: _plain(v) for k, v in metrics.items()}}
         with self.path.open("a") as f:

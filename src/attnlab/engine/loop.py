@@ -64,9 +64,9 @@ def micro_batches(batches: Batches, state: TrainState, cfg: TrainConfig, rank: i
 
 def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
         cfg: TrainConfig, run_dir: str | Path, *, meta: dict[str, Any] | None = None,
-        resume: bool = False, perplexity: bool = False,
+        resume: bool | str | Path = False, perplexity: bool = False,
         on_eval: Callable[[nn.Module, dict[str, float]], Any] | None = None, progress: bool | None = None,
-        tensorboard: bool = True) -> dict[str, float]:
+        tensorboard: bool = True, allow_changed_data: bool = False) -> dict[str, float]:
     """Train ``model`` with AdamW, warm-up + cosine, clipping, accumulation, autocast and checkpoints.
 
     ``loss_fn(model, batch) -> (loss, stats)``: the mean loss to back-propagate and a dict of
@@ -78,8 +78,11 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     model in eval mode and the RNG state preserved (sampling there does not break resume).
 
     With ``resume=True`` training continues from ``run_dir``'s latest checkpoint exactly where
-    it stopped (bit-identical in fp32 when no ``time_limit`` is set). Launched by ``torchrun``,
-    the model is wrapped in DistributedDataParallel and only rank 0 writes files. With
+    it stopped (bit-identical in fp32 when no ``time_limit`` is set); the files named in
+    ``meta["inputs"]`` must have the checksums they had (unless ``allow_changed_data``).
+    ``resume`` may also name an earlier checkpoint of the run to continue from instead of its
+    latest. Launched by ``torchrun``, the model is wrapped in DistributedDataParallel and only rank 0
+    writes files. With
     ``cfg.ema`` set, validation, ``on_eval``, the checkpoints' weights and the returned model
     use the running average of the weights (:mod:`attnlab.engine.ema`).
 
@@ -89,7 +92,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     """
     validate(cfg, prefix="train.")
     run = TrainingRun(model, loss_fn, train_batches, val_batches, cfg, run_dir, meta=meta, resume=resume,
-                      perplexity=perplexity, on_eval=on_eval, tensorboard=tensorboard)
+                      perplexity=perplexity, on_eval=on_eval, tensorboard=tensorboard,
+                      allow_changed_data=allow_changed_data)
     try:
         if resume:
             run.restore()

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
-from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint
+from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint, write_json
 from attnlab.engine.config import TrainConfig, monitor_mode
 from attnlab.engine.device import (
     autocast_context,
@@ -67,11 +67,12 @@ class TrainingRun:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
                  cfg: TrainConfig, run_dir: str | Path, *, meta: dict[str, Any] | None = None,
-                 resume: bool = False, perplexity: bool = False, on_eval: OnEval | None = None,
-                 tensorboard: bool = True) -> None:
+                 resume: bool | str | Path = False, perplexity: bool = False, on_eval: OnEval | None = None,
+                 tensorboard: bool = True, allow_changed_data: bool = False) -> None:
         self.model, self.loss_fn, self.cfg, self.run_dir = model, loss_fn, cfg, Path(run_dir)
         self.train_batches, self.val_batches = train_batches, val_batches
-        self.perplexity, self.on_eval = perplexity, on_eval
+        self.perplexity, self.on_eval, self.allow_changed_data = perplexity, on_eval, allow_changed_data
+        self.resume_from = None if isinstance(resume, bool) else Path(resume)  # an earlier checkpoint
         self.mode = monitor_mode(cfg.monitor)
         self.device = training_device(cfg.device)
         self.dist = ddp.init_distributed(self.device.type)
@@ -114,12 +115,13 @@ class TrainingRun:
 
     # ----------------------------------------------------------------- starting
     def restore(self) -> None:
-        """Continue from the run directory's latest checkpoint: weights, optimizer, schedule,
-        scaler, weight average, position in the data and every random stream."""
-        if not (self.run_dir / CHECKPOINTS / "latest").exists():
+        """Continue from the run directory's latest checkpoint (or ``resume_from``): weights,
+        optimizer, schedule, scaler, weight average, position in the data and every random stream."""
+        if self.resume_from is None and not (self.run_dir / CHECKPOINTS / "latest").exists():
             self.note(f"note: nothing to resume in {self.run_dir}; starting from scratch")
             return
-        ckpt = load_checkpoint(self.run_dir, task=self.meta.get("task"), which="latest")
+        ckpt = load_checkpoint(self.resume_from or self.run_dir, task=self.meta.get("task"), which="latest")
+        self._check_inputs(ckpt.meta.get("inputs") or {})
         ckpt.load_into(self.model)
         saved = ckpt.training_state()
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -130,7 +132,22 @@ class TrainingRun:
         self.logger.truncate_after(self.state.step)
         self.ema = self._restore_ema(saved.get("ema"))
         self.saved_at = self.position()
-        self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch})")
+        self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) from {ckpt.path}")
+
+    def _check_inputs(self, saved: dict[str, Any]) -> None:
+        """The files a run was trained on must be the files it resumes on (``meta["inputs"]``: name ->
+        ``{"path", "checksum"}``), unless ``allow_changed_data``. Checked before anything is written."""
+        now: dict[str, Any] = self.meta.get("inputs") or {}
+        for name, entry in now.items():
+            before = saved.get(name)
+            if before is None or before.get("checksum") == entry.get("checksum"):
+                continue
+            if self.allow_changed_data:
+                self.note(f"note: the {name} ({entry.get('path')}) differs from the run's; continuing on it as asked")
+                continue
+            raise AttnlabError(f"--resume: the {name} {entry.get('path')} is not the file this run was trained on "
+                               f"({before.get('path')}; its checksum differs); resume with the original file, or "
+                               "pass --allow-changed-data to continue on the new one")
 
     def _restore_ema(self, saved: dict[str, Any] | None) -> ModelEMA | None:
         """The weight average after a resume. A checkpoint written with averaging holds the averaged
@@ -170,6 +187,8 @@ class TrainingRun:
         self.note(f"training {int(self.total_steps)} steps (at most {self.cfg.epochs} epochs of "
                   f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
                   f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
+        if self.dist.is_main and "config" in self.meta:  # written once the run has really started
+            write_json(self.run_dir / "config.json", self.meta["config"])
         if self.state.step >= self.total_steps:
             self.stop_reason = "done"
         elif self.cfg.patience is not None and self.state.bad_evals >= self.cfg.patience:
@@ -292,7 +311,7 @@ class TrainingRun:
                 training["ema"] = self.ema.state_dict()
             with self.averaged():
                 save_checkpoint(self.run_dir, self.model, meta={**self.meta, "epoch": self.state.epoch},
-                                training=training, step=self.state.step, tags=tags)
+                                training=training, step=self.state.step, tags=tags, keep_last=self.cfg.keep_last)
         ddp.barrier(self.dist)
 
     # ----------------------------------------------------------------- the end

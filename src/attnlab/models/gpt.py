@@ -13,12 +13,13 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
 
 from attnlab.attention import causal_mask, combine_masks, padding_mask
+from attnlab.config import Layers, NonNegative, Range, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
 from attnlab.positional import LearnedPositionalEmbedding
@@ -29,17 +30,21 @@ __all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate"]
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 0  # set from the tokenizer when training; 0 = not known yet
-    context: int = 256  # maximum positions seen at once (learned positional embedding size); 256 lets
-    # a 256-word generation run on the KV cache without a window jump
-    dim: int = 128  # model width
-    num_heads: int = 4  # attention heads; each is dim // num_heads wide
-    num_layers: int = 4  # Transformer blocks
-    mlp_dim: int = 512  # hidden width of the feed-forward layers (4 * dim, as in GPT-2)
-    dropout: float = 0.1  # on the embeddings and the residual branches
-    attn_dropout: float = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel: slower)
+    vocab_size: NonNegative = 0  # set from the tokenizer when training; 0 = not known yet
+    context: Annotated[int, Range(ge=2, le=2**20)] = 256  # maximum positions seen at once (learned
+    # positional embedding size); 256 lets a 256-word generation run on the KV cache without a window jump
+    dim: Size = 128  # model width
+    num_heads: Size = 4  # attention heads; each is dim // num_heads wide
+    num_layers: Layers = 4  # Transformer blocks
+    mlp_dim: Size = 512  # hidden width of the feed-forward layers (4 * dim, as in GPT-2)
+    dropout: Rate = 0.1  # on the embeddings and the residual branches
+    attn_dropout: Rate = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel: slower)
     tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
     bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's recipes drop them)
+
+    def check(self) -> None:
+        if self.dim % self.num_heads:
+            raise AttnlabError(f"model.dim={self.dim} must be divisible by model.num_heads={self.num_heads}")
 
 
 class DialogueGPT(nn.Module):

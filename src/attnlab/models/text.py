@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.attention import padding_mask
+from attnlab.config import Count, Layers, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import AttentionHead, TransformerBlock
 from attnlab.models.rnn_autocast import run_rnn
@@ -50,16 +51,16 @@ POOLING = {"transformer": ("mean", "max", "meanmax"), "rnn": ("last", "max")}  #
 @dataclass
 class TextModelConfig:
     name: TextModelName = "logreg"
-    max_len: int = 400  # tokens kept per review (the first ones); longer reviews are truncated
-    vocab_size: int = 50000  # words read from --embeddings, or kept from the training data
-    min_count: int = 2  # without --embeddings: keep training words seen at least this often
-    hidden_size: int = 20  # ffnn hidden units; rnn hidden size per direction
-    query_key_size: int = 32  # attention: d_k
-    dim: int = 64  # transformer / rnn embedding width (the first 50 start from --embeddings)
-    num_heads: int = 2  # transformer
-    mlp_dim: int = 128  # transformer feed-forward width
-    num_layers: int = 1  # transformer blocks / rnn layers
-    dropout: float = 0.1
+    max_len: Size = 400  # tokens kept per review (the first ones); longer reviews are truncated
+    vocab_size: Count = 50000  # words read from --embeddings, or kept from the training data
+    min_count: Count = 2  # without --embeddings: keep training words seen at least this often
+    hidden_size: Size = 20  # ffnn hidden units; rnn hidden size per direction
+    query_key_size: Size = 32  # attention: d_k
+    dim: Size = 64  # transformer / rnn embedding width (the first 50 start from --embeddings)
+    num_heads: Size = 2  # transformer
+    mlp_dim: Size = 128  # transformer feed-forward width
+    num_layers: Layers = 1  # transformer blocks / rnn layers
+    dropout: Rate = 0.1
     pooling: Literal["mean", "max", "meanmax", "last"] | None = None  # None: the model's default;
     # transformer: mean (default) | max | meanmax; rnn: max (default) | last
     cell: Literal["lstm", "gru"] = "lstm"  # rnn

@@ -13,10 +13,12 @@ hours. With an empty stem the model is the plain ViT.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
+from attnlab.config import Layers, Range, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import Transformer
 from attnlab.positional import LearnedPositionalEmbedding, interpolate_pos_2d
@@ -76,19 +78,26 @@ class ConvStem(nn.Module):
 
 @dataclass
 class ViTConfig:
-    image_size: int = 32  # training image side; other sizes work by interpolating positions
-    patch_size: int = 4  # side of a square patch (in stem-output pixels when a stem is used)
-    in_channels: int = 3
-    num_classes: int = 10
-    dim: int = 128  # token width
-    num_layers: int = 6
-    num_heads: int = 4
-    head_dim: int = 32  # per-head width
-    mlp_dim: int = 256  # hidden width of each block's feed-forward network
-    head_hidden: int = 0  # hidden width of the MLP head on the class token; 0 = one linear layer
-    dropout: float = 0.0  # on the token embeddings and the residual branches
-    attn_dropout: float = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel)
-    stem_channels: tuple[int, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
+    image_size: Size = 32  # training image side; other sizes work by interpolating positions
+    patch_size: Size = 4  # side of a square patch (in stem-output pixels when a stem is used)
+    in_channels: Size = 3
+    num_classes: Annotated[int, Range(ge=2, le=2**20)] = 10
+    dim: Size = 128  # token width
+    num_layers: Layers = 6
+    num_heads: Size = 4
+    head_dim: Size = 32  # per-head width
+    mlp_dim: Size = 256  # hidden width of each block's feed-forward network
+    head_hidden: Annotated[int, Range(ge=0, le=2**20)] = 0  # hidden width of the MLP head on the class
+    # token; 0 = one linear layer
+    dropout: Rate = 0.0  # on the token embeddings and the residual branches
+    attn_dropout: Rate = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel)
+    stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
+
+    def check(self) -> None:
+        cut = 2 ** len(self.stem_channels) * self.patch_size
+        if self.image_size % cut:
+            raise AttnlabError(f"model.image_size={self.image_size} is not divisible by the stem's down-sampling "
+                               f"times the patch size ({cut}); change model.patch_size or model.stem_channels")
 
 
 class VisionTransformer(nn.Module):

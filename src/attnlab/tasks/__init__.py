@@ -6,14 +6,18 @@ A task module is thin glue between a model family (:mod:`attnlab.models`), its d
     CONFIG: type     # the recipe: a dataclass holding `train: TrainConfig`, with PRESETS and DEFAULT_PRESET
     INPUTS: type     # where the data comes from: a dataclass of paths (each field is a command-line flag)
 
-    def train(cfg, inputs, run_dir, *, resume=False, progress=None) -> dict[str, float]
+    def train(cfg, inputs, run_dir, *, resume=False, progress=None, allow_changed_data=False) -> dict[str, float]
+    # resume: False, True (the run's latest checkpoint) or an earlier checkpoint of the run
     def evaluate(checkpoint, inputs, *, device="auto") -> dict[str, float]
     def load_model(checkpoint) -> tuple[nn.Module, dict]   # trained model (eval mode, CPU), checkpoint meta
 
 and optionally ``MODELS`` (the names ``--model`` picks, each also a preset) and ``EXAMPLE``.
 ``train`` seeds, then builds the model, then calls :func:`attnlab.engine.fit`; it returns the
-final metrics. Commands, benchmarks, the lab and the visualisations reach a trained model
-only through ``load_model`` (:func:`load_trained` finds the task from the checkpoint).
+final metrics. Resuming, it takes the vocabulary and tokenizer from the checkpoint
+(:func:`resumed_meta`), never rebuilding them, and names its data files with their checksums in
+``meta["inputs"]``, which the engine compares with the run's. Commands, benchmarks, the lab and
+the visualisations reach a trained model only through ``load_model`` (:func:`load_trained`
+finds the task from the checkpoint).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 from attnlab.registry import Registry
 
-__all__ = ["TASKS", "load_trained"]
+__all__ = ["TASKS", "load_trained", "resumed_meta"]
 
 TASKS = Registry("task", "attnlab.tasks", {
     "toy": "most-frequent-token classification on generated data (engine demo, seconds on a CPU)",
@@ -32,6 +36,18 @@ TASKS = Registry("task", "attnlab.tasks", {
     "vit": "Vision Transformer on CIFAR-10",
     "text": "sentiment classification on IMDB (--model NAME)",
 })
+
+
+def resumed_meta(run_dir: Path, resume: bool | str | Path) -> dict[str, Any] | None:
+    """The meta of the checkpoint a resume continues from: the run's latest, or the checkpoint
+    ``resume`` names (``--resume-from``); None for a new run."""
+    from attnlab.engine.checkpoint import CHECKPOINTS, read_meta
+
+    if resume is False:
+        return None
+    if resume is True:
+        return read_meta(run_dir, which="latest") if (Path(run_dir) / CHECKPOINTS / "latest").exists() else None
+    return read_meta(resume, which="latest")
 
 
 def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None,

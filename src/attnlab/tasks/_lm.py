@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from torch import nn
 
-from attnlab.config import config_from_dict, config_to_dict
+from attnlab.config import Count, Fraction, Range, Seed, config_from_dict, config_to_dict
 from attnlab.data.batching import Batches
 from attnlab.data.dialogue import lm_batches, prepare_lm_data
 from attnlab.data.shakespeare import load_text
@@ -28,6 +28,7 @@ from attnlab.engine import fit, load_checkpoint, seed_everything, training_devic
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
 from attnlab.models.gpt import generate
+from attnlab.tasks import resumed_meta
 from attnlab.vocab import START_ID
 
 
@@ -36,21 +37,22 @@ class LMDataConfig:
     mode: Literal["dialogue", "stream"] = "dialogue"  # dialogue: one example per speaker turn (windowed);
     # stream: the text as one token stream, the first 90 % trains, random windows of model.context
     tokenizer: Literal["word", "char"] = "word"  # word: nltk.word_tokenize words; char: characters
-    val_fraction: float = 0.1  # share held out for validation (turns, or the end of the stream)
-    split_seed: int = 0  # dialogue: seed of the train/validation split of the turns
-    min_freq: int = 2  # words: keep words seen at least this often in the training part (others: <unk>)
-    max_vocab: int | None = None  # at most this many ids, specials included (None: no cap)
+    val_fraction: Fraction = 0.1  # share held out for validation (turns, or the end of the stream)
+    split_seed: Seed = 0  # dialogue: seed of the train/validation split of the turns
+    min_freq: Count = 2  # words: keep words seen at least this often in the training part (others: <unk>)
+    max_vocab: Annotated[int, Range(ge=4, le=2**24)] | None = None  # at most this many ids, specials
+    # included (None: no cap)
     lowercase: bool = True  # lower-case before tokenizing (halves a word vocabulary)
-    max_val_tokens: int | None = None  # stream: validate on the first this-many validation tokens (None: all)
+    max_val_tokens: Count | None = None  # stream: validate on the first this-many validation tokens (None: all)
 
 
 @dataclass
 class SampleConfig:
     prompt: str = ""  # text the sample continues ("" = from the start token, or a new line in stream mode)
-    num_tokens: int = 50  # tokens per sample
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int | None = 40  # sample among the k most likely tokens (None: all)
-    seed: int = 0  # sampling seed, so samples are reproducible
+    num_tokens: Annotated[int, Range(ge=0, le=10_000)] = 50  # tokens per sample
+    temperature: Annotated[float, Range(ge=0)] = 0.8  # 0 = greedy
+    top_k: Count | None = 40  # sample among the k most likely tokens (None: all)
+    seed: Seed = 0  # sampling seed, so samples are reproducible
 
 
 @dataclass
@@ -107,9 +109,15 @@ def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple
 
 
 def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callable[[Any], nn.Module], *,
-             resume: bool = False, progress: bool | None = None) -> dict[str, float]:
-    """Prepare the data, seed, build the model with ``build(cfg.model)``, train through the engine."""
-    tok, train_batches, val_batches, what = lm_data(cfg, inputs)
+             resume: bool | Path = False, progress: bool | None = None,
+             allow_changed_data: bool = False) -> dict[str, float]:
+    """Prepare the data, seed, build the model with ``build(cfg.model)``, train through the engine.
+
+    Resuming, the tokenizer is the checkpoint's (a changed text is encoded with the old
+    vocabulary, and the engine refuses it unless ``allow_changed_data``)."""
+    saved = resumed_meta(run_dir, resume)
+    tok, train_batches, val_batches, what = lm_data(cfg, inputs, MyTokenizer.from_dict(saved["tokenizer"])
+                                                    if saved else None)
     cfg.model.vocab_size = len(tok)
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
@@ -117,8 +125,9 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
           f"{n_params:,} parameters", file=sys.stderr, flush=True)
+    md5 = file_md5(inputs.data)
     meta = {"task": task, "model": asdict(cfg.model), "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
-            "data": {"source": source, "md5": file_md5(inputs.data)}}
+            "data": {"source": source, "md5": md5}, "inputs": {"text": {"path": source, "checksum": md5}}}
     stream = cfg.data.mode == "stream"
 
     def on_eval(m: nn.Module, metrics: dict[str, float]) -> None:
@@ -126,7 +135,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
         print_sample(m, tok, cfg.sample, stream=stream, seed=cfg.sample.seed + step, label=f"sample at step {step}")
 
     metrics = fit(model, DialogueLoss(), train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
-                  progress=progress, perplexity=True, on_eval=on_eval)
+                  progress=progress, perplexity=True, on_eval=on_eval, allow_changed_data=allow_changed_data)
     print_sample(model, tok, cfg.sample, stream=stream, seed=cfg.sample.seed, label="sample (best checkpoint)")
     metrics["vocab_size"] = len(tok)
     metrics["parameters"] = n_params

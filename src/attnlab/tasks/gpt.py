@@ -71,9 +71,10 @@ def build_model(model_cfg: GPTConfig | dict[str, Any]) -> DialogueGPT:
     return DialogueGPT(model_cfg if isinstance(model_cfg, GPTConfig) else GPTConfig(**model_cfg))
 
 
-def train(cfg: GPTTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool = False,
-          progress: bool | None = None) -> dict[str, float]:
-    return train_lm("gpt", cfg, inputs, run_dir, build_model, resume=resume, progress=progress)
+def train(cfg: GPTTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool | Path = False,
+          progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    return train_lm("gpt", cfg, inputs, run_dir, build_model, resume=resume, progress=progress,
+                    allow_changed_data=allow_changed_data)
 
 
 def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:

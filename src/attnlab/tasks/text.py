@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from attnlab.config import config_from_dict, config_to_dict
+from attnlab.config import Fraction, Seed, config_from_dict, config_to_dict
 from attnlab.data.batching import TensorBatches
+from attnlab.data.download import file_digest
 from attnlab.data.imdb import LABELS, load_splits
 from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_reviews
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
@@ -34,6 +35,7 @@ from attnlab.losses import Stats, classification_loss
 from attnlab.metrics import classification_report
 from attnlab.models.text import MODELS as MODEL_NAMES
 from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
+from attnlab.tasks import resumed_meta
 
 EXAMPLE = """\
 attnlab train text --model logreg --data-dir data/aclImdb --embeddings glove.6B.50d.txt --out runs/text-logreg
@@ -42,8 +44,8 @@ attnlab train text --model rnn --train train.tsv --dev dev.tsv --test test.tsv -
 
 @dataclass
 class TextDataConfig:
-    val_fraction: float = 0.1  # carved from train (with split_seed) when there is no --dev
-    split_seed: int = 0
+    val_fraction: Fraction = 0.1  # carved from train (with split_seed) when there is no --dev
+    split_seed: Seed = 0
     bucket: bool = True  # batch reviews of similar length together (less padding, same results)
 
 
@@ -114,7 +116,7 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
     return classification_loss(logits, batch["label"])
 
 
-def _prepare(cfg: TextConfig, inputs: TextInputs) -> EncodedReviews:
+def _prepare(cfg: TextConfig, inputs: TextInputs, vocab: list[str] | None = None) -> EncodedReviews:
     m = cfg.model
     if m.name in NEEDS_VECTORS and inputs.embeddings is None:
         raise AttnlabError(f"model '{m.name}' needs pretrained word vectors: pass --embeddings PATH "
@@ -122,7 +124,8 @@ def _prepare(cfg: TextConfig, inputs: TextInputs) -> EncodedReviews:
     return prepare_reviews(data_dir=inputs.data_dir, train=inputs.train, dev=inputs.dev, test=inputs.test,
                            embeddings=inputs.embeddings, max_len=m.max_len, vocab_size=m.vocab_size,
                            min_count=m.min_count, val_fraction=cfg.data.val_fraction,
-                           split_seed=cfg.data.split_seed, cache_dir=inputs.cache_dir, workers=inputs.workers)
+                           split_seed=cfg.data.split_seed, cache_dir=inputs.cache_dir, workers=inputs.workers,
+                           vocab=vocab)
 
 
 @torch.no_grad()
@@ -138,9 +141,10 @@ def predict_batches(model: nn.Module, tensors: dict[str, Tensor], batch_size: in
     return preds
 
 
-def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool = False,
-          progress: bool | None = None) -> dict[str, float]:
-    data = _prepare(cfg, inputs)
+def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | Path = False,
+          progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    saved = resumed_meta(run_dir, resume)
+    data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews tokenized and "
           f"indexed in {data.seconds:.1f} s (vocabulary {len(data.vocab)})", flush=True)
     seed_everything(cfg.train.seed)
@@ -157,10 +161,15 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool = 
     bs = cfg.train.batch_size
     train_b = TensorBatches(splits["train"], bs, bucket_by=bucket)
     val_b = TensorBatches(splits["val"], max(bs, 128), shuffle=False, bucket_by=bucket)
+    inputs_used = {"reviews": {"path": str(inputs.data_dir or inputs.train), "checksum": data.checksum}}
+    if inputs.embeddings is not None:
+        md5 = file_digest(inputs.embeddings, "md5")
+        inputs_used["word vectors"] = {"path": str(inputs.embeddings), "checksum": md5}
     meta = {"task": "text", "model": config_to_dict(cfg.model), "config": config_to_dict(cfg),
-            "vocab": data.vocab, "labels": list(LABELS),
+            "vocab": data.vocab, "labels": list(LABELS), "inputs": inputs_used,
             "embedding_dim": int(data.vectors.size(1)) if data.vectors is not None else None}
-    metrics = fit(model, loss_fn, train_b, val_b, cfg.train, run_dir, meta=meta, resume=resume, progress=progress)
+    metrics = fit(model, loss_fn, train_b, val_b, cfg.train, run_dir, meta=meta, resume=resume, progress=progress,
+                  allow_changed_data=allow_changed_data)
     metrics["features_seconds"] = round(data.seconds, 3)
     test = data.tensors["test"]
     if len(test["lengths"]):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from torch import Tensor, nn
 
-from attnlab.config import config_from_dict, config_to_dict
+from attnlab.config import Range, Seed, config_from_dict, config_to_dict
 from attnlab.data.batching import TensorBatches
 from attnlab.data.toy import make_toy_data
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
@@ -28,10 +28,10 @@ from attnlab.models.toy import ToyClassifier, ToyModelConfig
 
 @dataclass
 class ToyDataConfig:
-    train_size: int = 3072
-    val_size: int = 512
-    test_size: int = 512
-    seed: int = 1234  # the data set's own seed (independent of train.seed)
+    train_size: Annotated[int, Range(ge=1, le=2**20)] = 3072
+    val_size: Annotated[int, Range(ge=1, le=2**20)] = 512
+    test_size: Annotated[int, Range(ge=1, le=2**20)] = 512
+    seed: Seed = 1234  # the data set's own seed (independent of train.seed)
 
 
 @dataclass
@@ -72,13 +72,14 @@ def _splits(cfg: ToyConfig) -> dict[str, TensorBatches]:
             for i, (name, n) in enumerate(sizes.items())}
 
 
-def train(cfg: ToyConfig, inputs: ToyInputs, run_dir: Path, *, resume: bool = False,
-          progress: bool | None = None) -> dict[str, float]:
+def train(cfg: ToyConfig, inputs: ToyInputs, run_dir: Path, *, resume: bool | Path = False,
+          progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     seed_everything(cfg.train.seed)
     data = _splits(cfg)
     model = ToyClassifier(cfg.model)
     metrics = fit(model, loss_fn, data["train"], data["val"], cfg.train, run_dir,
-                  meta={"task": "toy", "config": config_to_dict(cfg)}, resume=resume, progress=progress)
+                  meta={"task": "toy", "config": config_to_dict(cfg)}, resume=resume, progress=progress,
+                  allow_changed_data=allow_changed_data)
     metrics.update(evaluate_batches(model, loss_fn, data["test"], prefix="test_"))
     return metrics
 

@@ -7,13 +7,15 @@ seed, validated every epoch, and the test set is scored once at the end with the
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from torch import Tensor, nn
 
+from attnlab.config import Count, Range, Rate, Seed, config_to_dict
 from attnlab.data.augment import Augment
 from attnlab.data.images import ImageBatches, ImageSet, load_images, split
 from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision, seed_everything, training_device
@@ -25,13 +27,13 @@ from attnlab.models.vit import VisionTransformer, ViTConfig
 
 @dataclass
 class VitDataConfig:
-    val_size: int = 5000  # training images held out for validation
-    split_seed: int = 0  # seed of the train/validation split
-    crop_padding: int = 4  # random-crop translation in pixels (0: off)
+    val_size: Count = 5000  # training images held out for validation
+    split_seed: Seed = 0  # seed of the train/validation split
+    crop_padding: Annotated[int, Range(ge=0, le=64)] = 4  # random-crop translation in pixels (0: off)
     flip: bool = True  # random horizontal flips
-    cutout: int = 0  # side of a random square zeroed per image (0: off)
-    label_smoothing: float = 0.1  # cross-entropy label smoothing during training
-    eval_batch_size: int = 500
+    cutout: Annotated[int, Range(ge=0, le=1024)] = 0  # side of a random square zeroed per image (0: off)
+    label_smoothing: Rate = 0.1  # cross-entropy label smoothing during training
+    eval_batch_size: Count = 500
 
 
 @dataclass
@@ -96,8 +98,8 @@ def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
                            f"{cfg.image_size}; pass --set model.image_size={data.images.shape[-1]}")
 
 
-def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool = False,
-          progress: bool | None = None) -> dict[str, float]:
+def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool | Path = False,
+          progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     train_all, test = load_images(inputs.data_dir, cfg.model.image_size)
     if cfg.model.num_classes != len(train_all.classes) and cfg.model.num_classes == ViTConfig.num_classes:
         cfg.model.num_classes = len(train_all.classes)  # an image folder with another class count
@@ -125,9 +127,12 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     def train_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
         return loss_fn(model, batch, d.label_smoothing)
 
-    meta = {"task": "vit", "model": asdict(cfg.model), "data": asdict(cfg.data), "classes": list(train_all.classes)}
+    checksum = hashlib.md5(train_all.images.numpy().tobytes() + train_all.labels.numpy().tobytes()).hexdigest()
+    meta = {"task": "vit", "config": config_to_dict(cfg), "model": asdict(cfg.model), "data": asdict(cfg.data),
+            "classes": list(train_all.classes),
+            "inputs": {"training images": {"path": str(inputs.data_dir), "checksum": checksum}}}
     metrics = fit(model, train_loss, train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
-                  progress=progress, on_eval=print_eval)
+                  progress=progress, on_eval=print_eval, allow_changed_data=allow_changed_data)
     precision = resolve_precision(cfg.train.precision, device)
     test_metrics = evaluate_batches(model, loss_fn, ImageBatches(test, d.eval_batch_size, device=device),
                                     device=device, autocast_dtype=precision.autocast_dtype, prefix="test_")
