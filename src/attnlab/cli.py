@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import signal
 import sys
+import threading
 from types import ModuleType
 
 from attnlab import __version__
@@ -45,9 +47,20 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler ending a job): handled like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``attnlab``; returns the exit code (2 for user errors, 130 when interrupted)."""
+    """Run ``attnlab``; returns the exit code (2 for user errors, 130 when interrupted, 143 when
+    terminated by SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser(argv).parse_args(argv)
         return int(args._command_module.run(args) or 0)
@@ -58,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if argv[:1] == ["train"]:
-            print("\ninterrupted: the last checkpoint is kept; run the same command with --resume to continue",
+            print(f"\n{what}: the last checkpoint is kept; run the same command with --resume to continue",
                   file=sys.stderr)
         else:
-            print("\ninterrupted", file=sys.stderr)
-        return 130
+            print(f"\n{what}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from attnlab.data.embeddings import read_embeddings
 from attnlab.data.features import build_vocab, encode, tokenize_texts
 from attnlab.data.imdb import Review, digest, load_splits
 from attnlab.errors import AttnlabError
+from attnlab.memory import require
 from attnlab.vocab import PAD, UNK
 
 __all__ = ["EncodedReviews", "prepare_reviews", "encode_reviews", "encode_texts"]
@@ -47,6 +48,9 @@ def prepare_reviews(*, data_dir: Path | None, train: Path | None, dev: Path | No
     splits = load_splits(data_dir=data_dir, train=train, dev=dev, test=test, val_fraction=val_fraction,
                          seed=split_seed)
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    n = sum(len(p) for p in parts.values())
+    require(3 * 8 * n * max_len, what=f"padding {n:,} reviews to model.max_len={max_len:,} tokens",
+            fix="lower model.max_len (reviews are truncated to it)")
     tok = tokenize_texts([r.text for name in parts for r in parts[name]], cache_dir=cache_dir, workers=workers)
     rows, start = {}, 0
     for name, reviews in parts.items():

@@ -31,6 +31,7 @@ from attnlab.engine.device import (
     autocast_context,
     make_grad_scaler,
     model_flops_utilization,
+    move_to,
     resolve_precision,
     training_device,
 )
@@ -111,7 +112,8 @@ class TrainingRun:
         self.stop_reason: str | None = None
         self.bar: Any = None
         self.log_lines = False  # print log lines instead of a bar (stderr is not a terminal)
-        self.clock0 = self.window_t0 = self.last_line = time.perf_counter()
+        self.clock0 = self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
+        self.first_step = 0
 
     # ----------------------------------------------------------------- starting
     def restore(self) -> None:
@@ -177,7 +179,8 @@ class TrainingRun:
         ``progress=False``, a log line is printed every few seconds instead.
         """
         self.clock0 = time.perf_counter() - self.state.train_seconds
-        self.window_t0 = self.last_line = time.perf_counter()
+        self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
+        self.first_step = self.state.step
         on_terminal = sys.stderr.isatty()
         show_bar = self.dist.is_main and (progress is True or (progress is None and on_terminal))
         self.log_lines = self.dist.is_main and progress is None and not on_terminal
@@ -187,12 +190,28 @@ class TrainingRun:
         self.note(f"training {int(self.total_steps)} steps (at most {self.cfg.epochs} epochs of "
                   f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
                   f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
+        self._check_monitor()
         if self.dist.is_main and "config" in self.meta:  # written once the run has really started
             write_json(self.run_dir / "config.json", self.meta["config"])
         if self.state.step >= self.total_steps:
             self.stop_reason = "done"
         elif self.cfg.patience is not None and self.state.bad_evals >= self.cfg.patience:
             self.stop_reason = "early_stopping"
+
+    def _check_monitor(self) -> None:
+        """Fail before training, not after the first epoch, when ``train.monitor`` names a metric
+        validation will not produce: one validation batch shows which statistics the loss reports."""
+        if self.val_batches is None:
+            return
+        batch = next(iter(self.val_batches.iter_epoch(0, self.cfg.seed, self.dist.rank, self.dist.world)), None)
+        if batch is None:
+            return
+        self.model.eval()
+        with torch.no_grad(), preserved_rng(), self.autocast():
+            _, stats = self.loss_fn(self.model, move_to(batch, self.device))
+        self.model.train()
+        names = ["val_loss"] + ["val_accuracy"] * ("correct" in stats) + ["val_perplexity"] * self.perplexity
+        _require_monitor(self.cfg.monitor, names)
 
     # ----------------------------------------------------------------- one step
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -219,6 +238,19 @@ class TrainingRun:
         self.state.step += 1
         self.state.train_seconds = self.elapsed()
         self.bar.update(1)
+        if self.state.step == self.first_step + 2:  # the first step pays one-off costs; the second one is typical
+            self._warn_if_long(time.perf_counter() - self.second_step_t0)
+        elif self.state.step == self.first_step + 1:
+            self.second_step_t0 = time.perf_counter()
+
+    def _warn_if_long(self, seconds_per_step: float) -> None:
+        """Say so at once when the run will take far longer than a laptop recipe (a typo in a size)."""
+        total = seconds_per_step * (self.total_steps - self.state.step)
+        if total > 3 * 3600 and (self.cfg.time_limit is None or self.cfg.time_limit > 3 * 3600):
+            self.note(f"warning: a step takes {seconds_per_step:.2f} s here, so the remaining "
+                      f"{int(self.total_steps - self.state.step):,} steps will take about {total / 3600:.1f} hours; "
+                      "press Ctrl-C and lower the model or batch sizes (or set train.max_steps) if that is not "
+                      "intended")
 
     def check_limits(self) -> None:
         """Stop at ``max_steps`` (or the end of the epochs) and at ``time_limit`` (rank 0's clock
@@ -276,9 +308,11 @@ class TrainingRun:
                 metrics = evaluate(self.model, self.loss_fn, self.val_batches, device=self.device,
                                    autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity,
                                    seed=self.cfg.seed, dist=self.dist)
-            if self.cfg.monitor not in metrics:
-                raise AttnlabError(f"monitor '{self.cfg.monitor}' is not among the validation metrics "
-                                   f"({', '.join(metrics)}); set --set train.monitor=<one of them>")
+            _require_monitor(self.cfg.monitor, list(metrics))
+            if not math.isfinite(metrics["val_loss"]):
+                raise AttnlabError(f"training diverged: the validation loss is {metrics['val_loss']} at step "
+                                   f"{self.state.step}; lower the learning rate (--set train.lr=...) or use "
+                                   "--set train.precision=fp32")
             value, state, best = metrics[self.cfg.monitor], self.state, self.state.best_value
             improved = math.isfinite(value) and (best is None or (value < best if self.mode == "min" else value > best))
             state.last_eval_step = state.step
@@ -368,3 +402,8 @@ class TrainingRun:
         if self.dist.is_main:
             tqdm.write(message, file=sys.stderr)
 
+
+def _require_monitor(monitor: str, names: list[str]) -> None:
+    if monitor not in names:
+        raise AttnlabError(f"train.monitor '{monitor}' is not among the validation metrics ({', '.join(names)}); "
+                           "set --set train.monitor=<one of them>")

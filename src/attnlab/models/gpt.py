@@ -154,6 +154,9 @@ def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, to
     ``ban`` (V,) is 0, or -inf for the ids never generated (pad and start: never targets in training).
     """
     logits = logits.float() + ban  # a new tensor: the in-place edits below leave the model output alone
+    if torch.isnan(logits).any():
+        raise AttnlabError("the model's outputs are not numbers (NaN): its weights are broken (a diverged "
+                           "training?); retrain it or use an earlier checkpoint")
     if temperature <= 0:
         return int(logits.argmax())
     logits = logits / temperature

@@ -27,6 +27,7 @@ from attnlab.engine import evaluate as evaluate_batches
 from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
+from attnlab.memory import require, training_bytes
 from attnlab.models.gpt import generate
 from attnlab.tasks import resumed_meta
 from attnlab.vocab import START_ID
@@ -119,6 +120,12 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     tok, train_batches, val_batches, what = lm_data(cfg, inputs, MyTokenizer.from_dict(saved["tokenizer"])
                                                     if saved else None)
     cfg.model.vocab_size = len(tok)
+    m, bs = cfg.model, cfg.train.batch_size
+    width = getattr(m, "hidden", m.dim)
+    activations = 4 * bs * m.context * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
+    require(training_bytes(lambda: build(m)) + activations, device=training_device(cfg.train.device),
+            what=f"training this {task} (model.dim={m.dim}, model.context={m.context:,}, vocabulary {len(tok):,}, "
+                 f"train.batch_size={bs})", fix="lower model.context, model.dim or train.batch_size")
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())

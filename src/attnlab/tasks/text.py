@@ -32,6 +32,7 @@ from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_revie
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
+from attnlab.memory import require, training_bytes
 from attnlab.metrics import classification_report
 from attnlab.models.text import MODELS as MODEL_NAMES
 from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
@@ -147,6 +148,11 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews tokenized and "
           f"indexed in {data.seconds:.1f} s (vocabulary {len(data.vocab)})", flush=True)
+    emb_dim = int(data.vectors.size(1)) if data.vectors is not None else None
+    require(training_bytes(lambda: build_text_classifier(cfg.model, len(data.vocab), None, emb_dim=emb_dim)),
+            what=f"training this {cfg.model.name} classifier (vocabulary {len(data.vocab):,}, "
+                 f"model.dim={cfg.model.dim})", fix="lower model.vocab_size or model.dim",
+            device=training_device(cfg.train.device))
     seed_everything(cfg.train.seed)
     model = build_text_classifier(cfg.model, len(data.vocab), data.vectors, num_classes=len(LABELS))
     splits = dict(data.tensors)

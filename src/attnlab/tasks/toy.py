@@ -23,6 +23,7 @@ from attnlab.data.toy import make_toy_data
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
 from attnlab.engine import evaluate as evaluate_batches
 from attnlab.losses import Stats, classification_loss
+from attnlab.memory import require, training_bytes
 from attnlab.models.toy import ToyClassifier, ToyModelConfig
 
 
@@ -74,6 +75,8 @@ def _splits(cfg: ToyConfig) -> dict[str, TensorBatches]:
 
 def train(cfg: ToyConfig, inputs: ToyInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    require(training_bytes(lambda: ToyClassifier(cfg.model)), what="training this toy model",
+            fix="lower model.dim or model.num_layers", device=training_device(cfg.train.device))
     seed_everything(cfg.train.seed)
     data = _splits(cfg)
     model = ToyClassifier(cfg.model)

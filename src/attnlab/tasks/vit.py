@@ -22,6 +22,7 @@ from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision,
 from attnlab.engine import evaluate as evaluate_batches
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
+from attnlab.memory import require, training_bytes
 from attnlab.models.vit import VisionTransformer, ViTConfig
 
 
@@ -114,6 +115,9 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True,
                                  drop_last=len(train_set.labels) >= cfg.train.batch_size, device=device)
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
+    require(training_bytes(lambda: VisionTransformer(cfg.model)), device=device,
+            what=f"training this ViT (model.dim={cfg.model.dim}, model.num_layers={cfg.model.num_layers})",
+            fix="lower model.dim, model.mlp_dim or model.num_layers")
     seed_everything(cfg.train.seed)
     model = VisionTransformer(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())

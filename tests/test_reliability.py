@@ -1,0 +1,198 @@
+"""A run directory belongs to one run; resume checks its inputs; every value is checked before
+anything is written; signals and failures leave the run in a state --resume understands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnlab.cli import main
+from attnlab.engine.rundir import new_run_dir, run_directory
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    """Every file of a run directory and its bytes (the lock file aside)."""
+    files = sorted(p for p in run.rglob("*") if p.is_file() and p.name != ".lock")
+    return {str(p.relative_to(run)): p.read_bytes() for p in files}
+
+
+def err_of(capsys) -> str:
+    return capsys.readouterr().err
+
+
+TINY_TOY = ["train", "toy", "--preset", "tiny", "--no-progress"]
+
+
+# ---- one process per run directory ---------------------------------------------------------------
+def test_a_second_process_gets_a_clear_error_naming_the_owner(tmp_path, capsys):
+    run = tmp_path / "run"
+    with run_directory(run):  # this process owns the directory, as a running training would
+        done = subprocess.run([sys.executable, "-m", "attnlab.cli", *TINY_TOY, "--out", str(run)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: run directory {run} is in use by another attnlab process "
+                                   f"(PID {os.getpid()}); wait for it to finish, or choose another --out")
+    assert not (run / "config.json").exists()  # the refused process wrote nothing
+
+
+def test_default_run_directories_never_collide(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    first, second = new_run_dir("toy"), new_run_dir("toy")  # the same second
+    assert first != second and first.is_dir() and second.is_dir() and second.name == first.name + "-2"
+    assert main(TINY_TOY) == 0 and main(TINY_TOY) == 0
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if (p / "metrics.json").exists())
+    assert len(runs) == 2  # both runs kept their own directory and checkpoints
+    assert all((p / "checkpoints" / "latest").exists() for p in runs)
+
+
+def test_eval_refuses_to_write_into_a_training_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TINY_TOY, "--out", str(run)]) == 0
+    before = snapshot(run)
+    assert main(["eval", "toy", "--checkpoint", str(run), "--out", str(run)]) == 2
+    assert "holds a training run" in err_of(capsys)
+    assert snapshot(run) == before
+    assert main(["train", "toy", "--resume", "--set", "train.max_steps=20", "--out", str(run), "--no-progress"]) == 0
+
+
+# ---- resume checks its inputs -------------------------------------------------------------------
+@pytest.fixture
+def texts(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    turns = [f"Speaker{i % 3}:\nthe {'cat' if i % 2 else 'dog'} sat on mat number {i % 5} ." for i in range(60)]
+    a.write_text("\n\n".join(turns))
+    b.write_text("\n\n".join(t.replace("cat", "bird").replace("sat", "stood") for t in turns))
+    return a, b
+
+
+def test_resume_with_other_data_is_refused_and_leaves_the_run_untouched(texts, tmp_path, capsys):
+    a, b = texts
+    run = tmp_path / "run"
+    base = ["train", "gpt", "--preset", "tiny", "--set", "data.min_freq=1", "--no-progress", "--out", str(run)]
+    assert main([*base, "--data", str(a)]) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([*base, "--data", str(b), "--resume", "--set", "train.max_steps=30"]) == 2
+    err = err_of(capsys)
+    assert f"the text {b} is not the file this run was trained on ({a}" in err and "--allow-changed-data" in err
+    assert snapshot(run) == before  # no config.json rewrite, no new TensorBoard file, no log line
+    # asked for explicitly, it continues on the new text with the run's own vocabulary
+    assert main([*base, "--data", str(b), "--resume", "--set", "train.max_steps=30", "--allow-changed-data"]) == 0
+    old = json.loads(before["checkpoints/" + before["checkpoints/latest"].decode().strip() + "/meta.json"])
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    new = json.loads((run / "checkpoints" / latest / "meta.json").read_text())
+    assert new["tokenizer"] == old["tokenizer"] and "bird" not in new["tokenizer"]["vocab"]
+    assert new["step"] == 30
+
+
+def test_text_resume_with_other_word_vectors_is_refused(tmp_path, capsys):
+    rows = [f"r{i}\t{'pos' if i % 2 else 'neg'}\t{'good fine' if i % 2 else 'bad awful'} film {i}" for i in range(40)]
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    words = ["good", "fine", "bad", "awful", "film"]
+    for name, scale in (("v1.txt", 1.0), ("v2.txt", -1.0)):  # same size and words, other vectors
+        lines = [f"{w} {scale * (i + 1):.1f} {scale * 0.5:.1f}\n" for i, w in enumerate(words)]
+        (tmp_path / name).write_text("".join(lines))
+    run = tmp_path / "run"
+    base = ["train", "text", "--model", "logreg", "--preset", "tiny", "--train", str(tmp_path / "train.tsv"),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(run), "--no-progress"]
+    assert main([*base, "--embeddings", str(tmp_path / "v1.txt")]) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([*base, "--embeddings", str(tmp_path / "v2.txt"), "--resume", "--set", "train.epochs=2"]) == 2
+    assert f"the word vectors {tmp_path / 'v2.txt'} is not the file" in err_of(capsys)
+    assert snapshot(run) == before
+
+
+# ---- values are checked before anything is written ----------------------------------------------
+@pytest.mark.parametrize("task,setting,message", [
+    ("toy", "train.batch_size=0", "config key 'train.batch_size' must be >= 1"),
+    ("toy", "train.batch_size=-4", "config key 'train.batch_size' must be >= 1"),
+    ("toy", "train.lr=-1", "config key 'train.lr' must be > 0, got -1.0"),
+    ("toy", "train.lr=nan", "config key 'train.lr' must be a finite number, got 'nan'"),
+    ("toy", "train.lr=0", "config key 'train.lr' must be > 0, got 0.0"),
+    ("toy", "train.grad_clip=-1", "config key 'train.grad_clip' must be > 0, got -1.0 (or none)"),
+    ("toy", "train.warmup_steps=-5", "config key 'train.warmup_steps' must be >= 0"),
+    ("toy", "train.time_limit=-1", "config key 'train.time_limit' must be > 0, got -1.0 (or none)"),
+    ("toy", "train.weight_decay=-1", "config key 'train.weight_decay' must be >= 0, got -1.0"),
+    ("toy", "model.dim=0", "config key 'model.dim' must be >= 1"),
+    ("toy", "model.vocab_size=0", "config key 'model.vocab_size' must be >= 2"),
+    ("gpt", "model.context=0", "config key 'model.context' must be >= 2"),
+    ("gpt", "model.dropout=2", "config key 'model.dropout' must be >= 0 and < 1, got 2.0"),
+    ("gpt", "model.dim=31", "model.dim=31 must be divisible by model.num_heads=2"),
+    ("gpt", "train.monitor=val_bogus_loss", "train.monitor 'val_bogus_loss' is not among the validation metrics "
+                                            "(val_loss, val_perplexity)"),
+    ("vit", "model.patch_size=5", "model.image_size=32 is not divisible"),
+])
+def test_bad_values_are_one_line_before_any_file(task, setting, message, tmp_path, capsys):
+    run = tmp_path / "run"
+    data = ["--data-dir", str(tmp_path)] if task == "vit" else []  # never read: the value fails first
+    assert main(["train", task, "--preset", "tiny", "--set", setting, "--out", str(run), "--no-progress", *data]) == 2
+    last = err_of(capsys).splitlines()[-1]  # (a task may first say what data it read)
+    assert last.startswith("error: ") and message in last, last
+    assert not run.exists()  # a failed start leaves no directory behind
+
+
+def test_out_problems_are_clear_errors(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main([*TINY_TOY, "--out", str(a_file)]) == 2
+    assert f"--out {a_file} is a file, not a directory" in err_of(capsys)
+    assert main([*TINY_TOY, "--out", "/proc/attnlab-run"]) == 2  # not writable, even for root
+    assert "cannot create the run directory /proc/attnlab-run" in err_of(capsys)
+
+
+def test_out_of_memory_configs_are_refused_with_the_number_and_the_fix(tmp_path, capsys):
+    assert main(["train", "gpt", "--preset", "tiny", "--set", "model.dim=1000000", "--set", "model.num_heads=1",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = err_of(capsys)
+    assert "needs about" in err and "GiB, but" in err and "lower model.context, model.dim or train.batch_size" in err
+    assert not (tmp_path / "r").exists()
+
+
+# ---- checkpoints: keep the last N, resume from any of them --------------------------------------
+def test_keep_last_and_resume_from_an_earlier_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*TINY_TOY, "--set", "train.eval_every=4", "--set", "train.keep_last=2", "--out", str(run)]
+    assert main(args) == 0
+    steps = {p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-")}
+    best = (run / "checkpoints" / "best").read_text().strip()
+    assert steps == {"step-00000024", "step-00000028", best}  # the last two (of 28 steps), and the best
+    capsys.readouterr()
+    assert main(["train", "toy", "--resume-from", str(run / "checkpoints" / "step-00000024"), "--no-progress"]) == 0
+    assert "resuming" in err_of(capsys)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [4, 8, 12, 16, 20, 24, 28]  # 28 once: replayed
+    assert main(["train", "toy", "--resume-from", str(tmp_path), "--no-progress"]) == 2
+    assert "is not a checkpoint of a run" in err_of(capsys)
+
+
+def test_a_damaged_checkpoint_error_gives_advice_that_works(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TINY_TOY, "--out", str(run)]) == 0
+    latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    (latest / "training.pt").write_bytes(b"truncated")
+    assert main(["train", "toy", "--resume", "--out", str(run), "--set", "train.max_steps=40", "--no-progress"]) == 2
+    assert "--resume-from RUN/checkpoints/step-NNNNNNNN" in err_of(capsys)
+
+
+# ---- signals ------------------------------------------------------------------------------------
+def test_sigterm_keeps_the_checkpoint_and_exits_143(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "attnlab.cli", "train", "toy", "--set", "data.train_size=20000",
+                             "--set", "train.epochs=50", "--set", "train.eval_every=20", "--out", str(run)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "latest").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated: the last checkpoint is kept; run the same command with --resume to continue" in err
+    assert (run / "checkpoints" / "latest").exists()
