@@ -10,7 +10,7 @@ from torch import Tensor
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["summarize", "classification_report"]
+__all__ = ["summarize", "classification_report", "expected_calibration_error", "fit_temperature"]
 
 
 def summarize(sums: dict[str, float], prefix: str, perplexity: bool = False) -> dict[str, float]:
@@ -48,3 +48,45 @@ def classification_report(labels: Tensor, preds: Tensor, names: Sequence[str],
         for p, pn in enumerate(names):
             out[f"{prefix}confusion_{tn}_{pn}"] = float(conf[t, p])
     return out
+
+
+def expected_calibration_error(probs: Tensor, labels: Tensor, bins: int = 15) -> tuple[float, list[dict[str, float]]]:
+    """ECE of predicted class probabilities ``probs`` (N, classes) against ``labels`` (N,).
+
+    The predictions are grouped by confidence (the top probability) into ``bins`` equal-width
+    bins; ECE is the mean over predictions of |accuracy - confidence| of their bin. Returns the
+    ECE and, for a reliability diagram, each non-empty bin's ``lo``, ``hi``, ``count``,
+    ``confidence`` and ``accuracy``.
+    """
+    confidence, predicted = probs.max(dim=-1)
+    correct = (predicted == labels).double()
+    edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
+    which = torch.clamp(torch.bucketize(confidence.double(), edges, right=True) - 1, 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        if n == 0:
+            continue
+        conf, acc = float(confidence[inside].double().mean()), float(correct[inside].mean())
+        ece += n / len(labels) * abs(acc - conf)
+        table.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": n, "confidence": conf,
+                      "accuracy": acc})
+    return ece, table
+
+
+def fit_temperature(logits: Tensor, labels: Tensor) -> float:
+    """Temperature scaling (Guo et al., 2017): the T > 0 minimising the cross-entropy of
+    ``softmax(logits / T)`` on held-out data. One parameter, so accuracy is unchanged."""
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    x, y = logits.detach().double(), labels
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())

@@ -33,7 +33,7 @@ from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, t
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
 from attnlab.memory import require, training_bytes
-from attnlab.metrics import classification_report
+from attnlab.metrics import classification_report, expected_calibration_error, fit_temperature
 from attnlab.models.text import MODELS as MODEL_NAMES
 from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
 from attnlab.tasks import resumed_meta
@@ -130,16 +130,46 @@ def _prepare(cfg: TextConfig, inputs: TextInputs, vocab: list[str] | None = None
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, tensors: dict[str, Tensor], batch_size: int = 256) -> Tensor:
-    """Predicted class of every row (length-sorted batches, original order returned)."""
+def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int = 256) -> Tensor:
+    """Logits (N, classes) of every row (length-sorted batches, original order returned)."""
     model.eval()
     device = next(model.parameters()).device
     order = torch.argsort(tensors["lengths"])
-    preds = torch.empty(len(order), dtype=torch.long)
+    out = torch.empty(len(order), len(LABELS))
     for idx in order.split(batch_size):
-        logits = model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device))
-        preds[idx] = logits.argmax(-1).cpu()
-    return preds
+        out[idx] = model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
+    return out
+
+
+def calibration(model: nn.Module, val: dict[str, Tensor], test: dict[str, Tensor], run_dir: Path) -> dict[str, float]:
+    """How far the test probabilities are from the accuracies they claim: expected calibration
+    error before and after temperature scaling fitted on the validation reviews, and a reliability
+    diagram (``run_dir/reliability.png``)."""
+    temperature = fit_temperature(predict_logits(model, val), val["label"])
+    logits = predict_logits(model, test)
+    raw, table = expected_calibration_error(torch.softmax(logits, -1), test["label"])
+    scaled, scaled_table = expected_calibration_error(torch.softmax(logits / temperature, -1), test["label"])
+    _reliability_png(table, scaled_table, temperature, run_dir / "reliability.png")
+    return {"test_ece": raw, "test_ece_calibrated": scaled, "calibration_temperature": temperature}
+
+
+def _reliability_png(raw: list[dict[str, float]], scaled: list[dict[str, float]], temperature: float,
+                     path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for table, label in ((raw, "model"), (scaled, f"temperature {temperature:.2f}")):
+        ax.plot([b["confidence"] for b in table], [b["accuracy"] for b in table], "o-", label=label)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title="reliability on the test reviews")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | Path = False,
@@ -179,7 +209,8 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     metrics["features_seconds"] = round(data.seconds, 3)
     test = data.tensors["test"]
     if len(test["lengths"]):
-        metrics.update(classification_report(test["label"], predict_batches(model, test), LABELS))
+        metrics.update(classification_report(test["label"], predict_logits(model, test).argmax(-1), LABELS))
+        metrics.update(calibration(model, data.tensors["val"], test, run_dir))
     return metrics
 
 
@@ -201,4 +232,7 @@ def evaluate(checkpoint: str | Path, inputs: TextInputs, *, device: str = "auto"
     reviews, prefix = (splits.test, "test_") if splits.test else (splits.val, "val_")
     enc = encode_reviews(reviews, meta["vocab"], cfg.model.max_len, cache_dir=inputs.cache_dir, workers=inputs.workers)
     model.to(training_device(device))
-    return classification_report(enc["label"], predict_batches(model, enc), meta.get("labels", LABELS), prefix=prefix)
+    logits = predict_logits(model, enc)
+    out = classification_report(enc["label"], logits.argmax(-1), meta.get("labels", LABELS), prefix=prefix)
+    out[f"{prefix}ece"] = expected_calibration_error(torch.softmax(logits, -1), enc["label"])[0]
+    return out
