@@ -17,7 +17,8 @@ def restore_threads():
 
 
 def test_bench_gpt_prints_a_table_with_the_ratio(capsys):
-    pytest.importorskip("transformers")
+    pytest.importorskip("transformers", reason="`attnlab bench gpt` compares with Hugging Face transformers, "
+                        "which is not installed (pip install -e '.[bench]')")
     code = main(["bench", "gpt", "--layers", "1", "--dim", "32", "--heads", "2", "--context", "16",
                  "--vocab", "100", "--batch", "2", "--repeats", "1", "--threads", "1"])
     assert code == 0
@@ -29,6 +30,5 @@ def test_bench_gpt_prints_a_table_with_the_ratio(capsys):
 
 
 def test_bench_gpt_rejects_a_bad_shape(capsys):
-    pytest.importorskip("transformers")
     assert main(["bench", "gpt", "--dim", "30", "--heads", "4"]) == 2
     assert "divisible" in capsys.readouterr().err
