@@ -59,7 +59,8 @@ class TextConfig:
         patience=3, monitor="val_accuracy", precision="fp32"))
 
     PRESETS: ClassVar[dict[str, dict]] = {
-        # The measured recipes (README "Sentiment"): one per model, picked by --model.
+        # The measured recipes (README "Sentiment"): one per model, picked by --model; defined by
+        # epochs (and early stopping), so the same command trains the same model on any machine.
         "logreg": {"model.name": "logreg", "model.max_len": 1000, "train.epochs": 80,
                    "train.batch_size": 256, "train.lr": 2e-2, "train.weight_decay": 0.0,
                    "train.patience": 10, "train.monitor": "val_loss", "train.warmup_steps": 10},
@@ -68,17 +69,17 @@ class TextConfig:
                  "train.patience": 10, "train.monitor": "val_loss", "train.warmup_steps": 10},
         "attention": {"model.name": "attention", "model.max_len": 256, "model.query_key_size": 32,
                       "train.epochs": 4, "train.batch_size": 64, "train.lr": 3e-3,
-                      "train.patience": 2, "train.warmup_steps": 20, "train.time_limit": 140.0},
+                      "train.patience": 2, "train.warmup_steps": 20},
         "transformer": {"model.name": "transformer", "model.max_len": 512, "model.dim": 64,
                         "model.num_heads": 2, "model.mlp_dim": 128, "model.num_layers": 1,
                         "model.dropout": 0.2, "model.pooling": "meanmax", "model.vocab_size": 50000,
                         "train.epochs": 5, "train.batch_size": 64, "train.lr": 1.5e-3,
                         "train.weight_decay": 0.05, "train.patience": 4, "train.warmup_steps": 100,
-                        "train.eval_every": 176, "train.time_limit": 840.0},
+                        "train.eval_every": 176},
         "rnn": {"model.name": "rnn", "model.max_len": 320, "model.dim": 64, "model.hidden_size": 64,
                 "model.cell": "lstm", "model.pooling": "max", "model.dropout": 0.2,
                 "train.epochs": 6, "train.batch_size": 128, "train.lr": 4e-3, "train.patience": 4,
-                "train.warmup_steps": 30, "train.eval_every": 88, "train.time_limit": 840.0},
+                "train.warmup_steps": 30, "train.eval_every": 88},
         # Seconds; for tests and smoke runs.
         "tiny": {"model.max_len": 32, "model.dim": 16, "model.mlp_dim": 32, "model.hidden_size": 8,
                  "model.query_key_size": 8, "model.vocab_size": 2000, "model.min_count": 1,
