@@ -29,6 +29,7 @@ __all__ = [
     "LayerCache",
     "KVCache",
     "FFN",
+    "DropPath",
     "AttentionResidual",
     "Transformer",
     "SelfAttention",
@@ -203,12 +204,30 @@ class FFN(nn.Module):
         return self.drop(x) if self.training else x  # (an eval-mode Dropout call still costs ~5 us)
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): while training, drop a residual branch for a random
+    ``p`` of the samples in the batch and scale the kept ones by ``1 / (1 - p)``. Identity at
+    evaluation (and never called then: the blocks skip it)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        assert 0.0 <= p < 1.0, f"drop-path rate must be in [0, 1), got {p}"
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) >= self.p  # (B, 1, 1)
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+
 class AttentionResidual(nn.Module):
     """The pre-norm block (GPT-2, ViT): ``x = x + attn(norm1(x))``, then ``x = x + mlp(norm2(x))``.
 
     ``head_dim`` is the width of each head; ``dropout`` acts on both residual branches and
     ``attn_dropout`` on the attention weights (any value > 0 leaves PyTorch's fused kernel).
-    ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can).
+    ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can), and
+    ``drop_path`` drops each residual branch for a random share of the samples (stochastic depth).
     """
 
     def __init__(
@@ -220,6 +239,7 @@ class AttentionResidual(nn.Module):
         *,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
@@ -229,6 +249,7 @@ class AttentionResidual(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim, bias=bias)
         self.mlp = FFN(dim, mlp_dim, dropout=dropout, bias=bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(
         self,
@@ -242,9 +263,17 @@ class AttentionResidual(nn.Module):
         """``x`` (B, T, dim) -> ``(x, weights (B, H, T, T_k) or None)``."""
         a, weights = self.attn(self.norm1(x), attn_mask, is_causal=is_causal, need_weights=need_weights,
                                cache=cache)
-        x = x + (self.drop(a) if self.training else a)
-        x = x + self.mlp(self.norm2(x))
+        x = x + self._branch(a, self.drop)
+        x = x + self._branch(self.mlp(self.norm2(x)))  # (the MLP ends with its own dropout)
         return x, weights
+
+    def _branch(self, y: Tensor, dropout: nn.Module | None = None) -> Tensor:
+        """Dropout and stochastic depth on a residual branch, while training only (even an
+        identity call costs time in the one-token decoding steps)."""
+        if self.training:
+            y = dropout(y) if dropout is not None else y
+            y = self.drop_path(y) if self.drop_path is not None else y
+        return y
 
 
 class Transformer(nn.Module):
@@ -264,14 +293,17 @@ class Transformer(nn.Module):
         *,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
+        # stochastic depth grows linearly with depth, from 0 to `drop_path` in the last block (timm's rule)
+        rates = [drop_path * i / max(1, num_layers - 1) for i in range(num_layers)]
         self.layers = nn.ModuleList(
             AttentionResidual(dim, head_dim, mlp_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout,
-                              bias=bias, rotary=rotary)
-            for _ in range(num_layers)
+                              drop_path=rate, bias=bias, rotary=rotary)
+            for rate in rates
         )
 
     def forward(

@@ -23,17 +23,20 @@ IGNORE_INDEX = -100  # target id that cross_entropy skips (padding, positions wi
 Stats = dict[str, Any]  # sums: floats or 0-d tensors
 
 
-def classification_loss(logits: Tensor, labels: Tensor, *, label_smoothing: float = 0.0) -> tuple[Tensor, Stats]:
-    """Cross-entropy of ``logits`` (B, classes) against ``labels`` (B,).
+def classification_loss(logits: Tensor, labels: Tensor, *, label_smoothing: float = 0.0,
+                        targets: Tensor | None = None) -> tuple[Tensor, Stats]:
+    """Cross-entropy of ``logits`` (B, classes) against ``labels`` (B,), or against soft
+    ``targets`` (B, classes) when a batch was mixed (mixup, cutmix; accuracy still uses ``labels``).
 
     With ``label_smoothing`` the returned loss is the smoothed one (to train on), while
     ``stats["loss_sum"]`` sums the plain cross-entropy, so the logged loss means the same with
     and without smoothing.
     """
     logits = logits.float()
-    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    target = labels if targets is None else targets
+    loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
     with torch.no_grad():
-        plain = loss if label_smoothing == 0.0 else F.cross_entropy(logits, labels)
+        plain = loss if label_smoothing == 0.0 else F.cross_entropy(logits, target)
         correct = (logits.argmax(-1) == labels).sum()
     return loss, {"loss_sum": plain.detach() * len(labels), "count": len(labels), "correct": correct}
 

@@ -171,3 +171,19 @@ def test_train_and_eval_on_an_image_folder(tmp_path):
     meta = json.loads(next((run / "checkpoints").rglob("meta.json")).read_text())
     assert meta["classes"] == ["cats", "dogs"] and meta["model"]["num_classes"] == 2
     assert_eval_agrees(tmp_path, run, tmp_path / "imgs", metrics)
+
+
+def test_strong_augmentation_and_stochastic_depth_train_through_the_cli(tmp_path):
+    """TrivialAugment, mixup, cutmix and stochastic depth together: the run trains, the soft
+    targets reach the loss (the train loss differs from a plain run's), and eval agrees."""
+    from attnlab.cli import main
+
+    data = make_cifar(tmp_path / "data")
+    common = ["train", "vit", "--preset", "tiny", "--data-dir", str(data),
+              "--no-progress", "--set", "train.log_every=1"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "strong"), "--set", "data.trivial=true", "--set", "data.mixup=0.8",
+                 "--set", "data.cutmix=1.0", "--set", "model.drop_path=0.1"]) == 0
+    plain, strong = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("plain", "strong"))
+    assert strong["steps"] == plain["steps"] == 2 and strong["train_loss"] != plain["train_loss"]
+    assert_eval_agrees(tmp_path, tmp_path / "strong", data / "cifar-10-batches-py", strong)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,12 +66,121 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     return x.masked_fill(hole[:, None], 0)
 
 
+# TrivialAugment (Mueller and Hutter, 2021), its "wide" ranges: each image gets ONE operation
+# drawn uniformly, at a magnitude drawn uniformly from the operation's range. No tuning knobs.
+TRIVIAL_OPS = ("identity", "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
+               "autocontrast", "rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+FILL = 128.0  # the value geometric operations fill uncovered pixels with (mid grey)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``other + factor * (x - other)`` per image, clipped to [0, 255]: factor 1 is the identity."""
+    return (other + factor.view(-1, 1, 1, 1) * (x - other)).clamp(0, 255)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)  # (B, 3, H, W)
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp each image by its 2x3 matrix ``theta`` (B, 2, 3), in pixel units about the centre;
+    nearest-neighbour sampling, uncovered pixels filled with :data:`FILL`."""
+    B, _, H, W = x.shape
+    scale = torch.tensor([[2.0 / W, 0.0], [0.0, 2.0 / H]], device=x.device)  # pixels -> [-1, 1]
+    lin = theta[:, :, :2]
+    shift = (scale @ theta[:, :, 2:]).squeeze(-1)  # (B, 2)
+    grid = F.affine_grid(torch.cat([lin, shift[:, :, None]], dim=2), list(x.shape), align_corners=False)
+    out = F.grid_sample(x - FILL, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out + FILL
+
+
+def trivial_augment(x: torch.Tensor, generator: torch.Generator, ops: tuple[str, ...] = TRIVIAL_OPS) -> torch.Tensor:
+    """TrivialAugment on a batch of [0, 255] images (B, 3, H, W), one random operation per image
+    (drawn from ``ops``, all of :data:`TRIVIAL_OPS` by default).
+
+    Every operation is computed for the whole batch (the images are small) and each image keeps
+    its own; the draws come from ``generator``. Returns float images in [0, 255].
+    """
+    x = x.float()
+    B, dev = x.shape[0], x.device
+    op = torch.tensor([TRIVIAL_OPS.index(o) for o in ops], device=dev)[
+        torch.randint(0, len(ops), (B,), generator=generator).to(dev)]
+    m = torch.rand(B, generator=generator).to(dev)  # magnitude in [0, 1): scaled per operation below
+    sign = torch.where(torch.rand(B, generator=generator) < 0.5, -1.0, 1.0).to(dev)
+    factor = 1.0 + 0.99 * m * sign  # enhancement factors in [0.01, 1.99]
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"),
+                       torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=dev).div(13).expand(3, 1, 3, 3),
+                       groups=3)
+    bits = (8 - (m * 7).floor()).clamp(1, 8)  # posterize to 1..8 bits
+    step = 2.0 ** (8 - bits).view(-1, 1, 1, 1)
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    angle = torch.deg2rad(135.0 * m * sign)
+    eye = torch.eye(2, 3, device=dev).expand(B, 2, 3).clone()
+    rotate, shear_x, shear_y, tx, ty = (eye.clone() for _ in range(5))
+    rotate[:, 0, 0], rotate[:, 0, 1] = torch.cos(angle), -torch.sin(angle)
+    rotate[:, 1, 0], rotate[:, 1, 1] = torch.sin(angle), torch.cos(angle)
+    shear_x[:, 0, 1] = 0.99 * m * sign
+    shear_y[:, 1, 0] = 0.99 * m * sign
+    tx[:, 0, 2] = (32.0 * m * sign).round()
+    ty[:, 1, 2] = (32.0 * m * sign).round()
+    candidates = {
+        "identity": x,
+        "brightness": _blend(x, torch.zeros_like(x), factor),
+        "color": _blend(x, _gray(x), factor),
+        "contrast": _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor),
+        "sharpness": _blend(x, blurred, factor),
+        "posterize": torch.floor(x / step) * step,
+        "solarize": torch.where(x >= (255.0 * (1 - m)).view(-1, 1, 1, 1), 255.0 - x, x),
+        "autocontrast": torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp_min(1e-6), x),
+        "rotate": _affine(x, rotate), "shear_x": _affine(x, shear_x), "shear_y": _affine(x, shear_y),
+        "translate_x": _affine(x, tx), "translate_y": _affine(x, ty),
+    }
+    stacked = torch.stack([candidates[name] for name in TRIVIAL_OPS])  # (ops, B, 3, H, W)
+    return stacked[op, torch.arange(B, device=dev)]  # (B, 3, H, W): each image's own operation
+
+
+def _beta(alpha: float, generator: torch.Generator) -> float:
+    """A draw from Beta(alpha, alpha), reproducible from ``generator`` (NumPy does the sampling)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def mix(x: torch.Tensor, labels: torch.Tensor, num_classes: int, *, mixup: float, cutmix: float,
+        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019) of a batch with a shuffled copy of
+    itself: returns the mixed images and soft targets (B, num_classes).
+
+    ``lam ~ Beta(alpha, alpha)``; mixup blends whole images, ``lam * x + (1 - lam) * x[perm]``;
+    cutmix pastes a box of area ``(1 - lam)`` from ``x[perm]`` (clipped at the border, and ``lam``
+    corrected to the pasted area). With both alphas > 0, each batch picks one at random.
+    """
+    B, _, H, W = x.shape
+    onehot = F.one_hot(labels, num_classes).float()  # (B, C)
+    use_cutmix = cutmix > 0 and (mixup <= 0 or bool(torch.rand(1, generator=generator) < 0.5))
+    lam = _beta(cutmix if use_cutmix else mixup, generator)
+    perm = torch.randperm(B, generator=generator).to(x.device)
+    if use_cutmix:
+        cut_h, cut_w = int(H * (1 - lam) ** 0.5), int(W * (1 - lam) ** 0.5)
+        cy, cx = (int(v) for v in torch.randint(0, 10**9, (2,), generator=generator))
+        cy, cx = cy % H, cx % W
+        top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, H)
+        left, right = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, W)
+        x = x.clone()
+        x[:, :, top:bottom, left:right] = x[perm, :, top:bottom, left:right]
+        lam = 1.0 - (bottom - top) * (right - left) / (H * W)
+    else:
+        x = lam * x + (1 - lam) * x[perm]
+    return x, lam * onehot + (1 - lam) * onehot[perm]
+
+
 @dataclass
 class Augment:
-    """The training augmentation; every part can be switched off (0)."""
+    """The training augmentation; every part can be switched off (0 / False)."""
 
     crop_padding: int = 4  # random translation by up to this many pixels
     flip: bool = True  # random horizontal flip
+    trivial: bool = False  # TrivialAugment: one random photometric or geometric operation per image
     cutout: int = 0  # side of a square zeroed at a random place (after normalisation: the mean)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -78,5 +188,7 @@ class Augment:
         x = random_crop(images, self.crop_padding, generator)
         if self.flip:
             x = random_flip(x, generator)
+        if self.trivial:
+            x = trivial_augment(x, generator)
         x = normalize(x)
         return cutout(x, self.cutout, generator)

@@ -91,6 +91,7 @@ class ViTConfig:
     # token; 0 = one linear layer
     dropout: Rate = 0.0  # on the token embeddings and the residual branches
     attn_dropout: Rate = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel)
+    drop_path: Rate = 0.0  # stochastic depth of the last block (earlier blocks: linearly less)
     stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
 
     def check(self) -> None:
@@ -117,7 +118,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = LearnedPositionalEmbedding(max_len=1 + self.patch_embed.num_patches, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.head_dim, c.mlp_dim, c.num_heads, c.num_layers,
-                                       dropout=c.dropout, attn_dropout=c.attn_dropout)
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout, drop_path=c.drop_path)
         self.norm = nn.LayerNorm(c.dim)
         self.head: nn.Module
         if c.head_hidden:

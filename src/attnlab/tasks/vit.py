@@ -32,7 +32,11 @@ class VitDataConfig:
     split_seed: Seed = 0  # seed of the train/validation split
     crop_padding: Annotated[int, Range(ge=0, le=64)] = 4  # random-crop translation in pixels (0: off)
     flip: bool = True  # random horizontal flips
+    trivial: bool = False  # TrivialAugment: one random photometric or geometric operation per image
     cutout: Annotated[int, Range(ge=0, le=1024)] = 0  # side of a random square zeroed per image (0: off)
+    mixup: Annotated[float, Range(ge=0, le=10)] = 0.0  # Beta(alpha, alpha) of mixup (0: off)
+    cutmix: Annotated[float, Range(ge=0, le=10)] = 0.0  # Beta(alpha, alpha) of cutmix (0: off); with both,
+    # each batch picks one
     label_smoothing: Rate = 0.1  # cross-entropy label smoothing during training
     eval_batch_size: Count = 500
 
@@ -86,7 +90,7 @@ CONFIG, INPUTS = VitTaskConfig, VitInputs
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> tuple[Tensor, Stats]:
     """Cross-entropy, label-smoothed while training; the stats sum the plain loss."""
-    return classification_loss(model(batch["images"]), batch["labels"],
+    return classification_loss(model(batch["images"]), batch["labels"], targets=batch.get("targets"),
                                label_smoothing=label_smoothing if model.training else 0.0)
 
 
@@ -111,9 +115,10 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
                            "training images that leave at least one for training")
     train_set, val_set = split(train_all, d.val_size, d.split_seed)
     device = training_device(cfg.train.device)
-    augment = Augment(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
-    train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True,
-                                 drop_last=len(train_set.labels) >= cfg.train.batch_size, device=device)
+    augment = Augment(crop_padding=d.crop_padding, flip=d.flip, trivial=d.trivial, cutout=d.cutout)
+    train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True, mixup=d.mixup,
+                                 cutmix=d.cutmix, drop_last=len(train_set.labels) >= cfg.train.batch_size,
+                                 device=device)
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
     require(training_bytes(lambda: VisionTransformer(cfg.model)), device=device,
             what=f"training this ViT (model.dim={cfg.model.dim}, model.num_layers={cfg.model.num_layers})",
