@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from attnlab.data.augment import Augment, normalize
+from attnlab.data.augment import Augment, mix, normalize
 from attnlab.data.batching import TensorBatches, epoch_generator
 from attnlab.errors import AttnlabError
 
@@ -62,14 +62,20 @@ class ImageBatches(TensorBatches):
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, augment: Augment | None = None,
-                 shuffle: bool = False, drop_last: bool = False, device: str | torch.device = "cpu") -> None:
+                 shuffle: bool = False, drop_last: bool = False, device: str | torch.device = "cpu",
+                 mixup: float = 0.0, cutmix: float = 0.0) -> None:
         tensors = {"images": data.images.to(device), "labels": data.labels.to(device)}  # resident on the device
         super().__init__(tensors, batch_size, shuffle=shuffle, drop_last=drop_last)
-        self.classes, self.augment = data.classes, augment
+        self.classes, self.augment, self.mixup, self.cutmix = data.classes, augment, mixup, cutmix
 
     def iter_epoch(self, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, Tensor]]:
+        """Batches ``{"images", "labels"}``; with mixup or cutmix also ``"targets"``, the soft labels."""
         draws = epoch_generator(epoch, seed, stream=1 + rank)
         for batch in super().iter_epoch(epoch, seed, rank, world):
-            images = batch["images"]  # (B, 3, H, W) uint8
+            images, labels = batch["images"], batch["labels"]  # (B, 3, H, W) uint8, (B,)
             x = self.augment(images, draws) if self.augment is not None else normalize(images)
-            yield {"images": x, "labels": batch["labels"]}
+            if self.mixup > 0 or self.cutmix > 0:
+                x, targets = mix(x, labels, len(self.classes), mixup=self.mixup, cutmix=self.cutmix, generator=draws)
+                yield {"images": x, "labels": labels, "targets": targets}
+            else:
+                yield {"images": x, "labels": labels}
