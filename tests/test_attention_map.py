@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
@@ -43,9 +44,12 @@ def test_upsample_and_png_size(tmp_path):
         assert im.format == "PNG" and im.size == figure_pixels(7, 4) == (800, 500)
 
 
-def test_attention_map_cli(tmp_path):
+@pytest.fixture(scope="module")
+def vit_run(tmp_path_factory):
+    """A ViT trained for two steps on a fake CIFAR-10 (10 images a batch): (run, data dir)."""
     from attnlab.cli import main
 
+    tmp_path = tmp_path_factory.mktemp("vit")
     folder = tmp_path / "data" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
@@ -55,11 +59,55 @@ def test_attention_map_cli(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(folder.parent), "--out", str(run),
                  "--set", "train.max_steps=2", "--no-progress"]) == 0
+    return run, folder.parent
+
+
+def attention_map(vit_run, *args):
+    from attnlab.cli import main
+
+    run, data = vit_run
+    return main(["attention-map", "--checkpoint", str(run), "--data-dir", str(data), *args])
+
+
+def test_attention_map_cli(vit_run, tmp_path):
     for rollout in ([], ["--rollout"]):
         out = tmp_path / f"maps{len(rollout)}.png"
-        assert main(["attention-map", "--checkpoint", str(run), "--num-images", "6", "--out", str(out),
-                     "--data-dir", str(folder.parent), *rollout]) == 0
+        assert attention_map(vit_run, "--num-images", "6", "--out", str(out), *rollout) == 0
         with Image.open(out) as im:
             assert im.size == figure_pixels(6, 5)
-    assert main(["attention-map", "--checkpoint", str(run), "--num-images", "99", "--out", str(out),
-                 "--data-dir", str(folder.parent)]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--cols", "0"], "--cols (panels per row) must be >= 1, got 0"),
+    (["--cols", "-1"], "--cols (panels per row) must be >= 1, got -1"),
+    (["--offset", "-5"], "--offset (validation images to skip) must be >= 0, got -5"),
+    (["--num-images", "0"], "--num-images must be >= 1, got 0"),
+    (["--num-images", "99"], "--offset 0 + --num-images 99 asks for validation images up to 99, but the "
+                             "validation split has 8; lower --num-images/--offset"),
+    (["--num-images", "4", "--offset", "5"], "--offset 5 + --num-images 4 asks for validation images up to 9, "
+                                             "but the validation split has 8; lower --num-images/--offset"),
+    (["--num-images", "2000"], "2000 panels, 5 per row, make a 1000x100000-pixel PNG, more than 65536 a side; "
+                               "lower --num-images (and draw the next ones with --offset) or change --cols"),
+], ids=["cols-0", "cols-negative", "offset-negative", "num-images-0", "past-the-end", "offset-past-the-end",
+        "too-many-panels"])
+def test_attention_map_rejects_bad_numbers(vit_run, tmp_path, capsys, args, message):
+    assert attention_map(vit_run, "--out", str(tmp_path / "m.png"), *args) == 2
+    assert capsys.readouterr() == ("", f"error: {message}\n")
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_attention_map_out_folder_gets_the_default_name(vit_run, tmp_path, capsys):
+    (tmp_path / "existing").mkdir()
+    for out in (tmp_path / "existing", f"{tmp_path}/new/"):  # an existing folder, or a path ending in '/'
+        assert attention_map(vit_run, "--num-images", "2", "--out", str(out)) == 0
+        png = tmp_path / ("existing" if out == tmp_path / "existing" else "new") / "attention_maps.png"
+        with Image.open(png) as im:
+            assert im.size == figure_pixels(2, 5)
+        assert capsys.readouterr().err.startswith(f"wrote {png} (2 validation images, ")
+
+
+def test_attention_map_unwritable_out(vit_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert attention_map(vit_run, "--num-images", "2", "--out", str(tmp_path / "file" / "m.png")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write --out {tmp_path}/file/m.png: ") and err.count("\n") == 1

@@ -43,7 +43,8 @@ def test_top_level_help_lists_every_command(capsys):
     ("train.lrr=1", "unknown config key 'train.lrr'; did you mean 'train.lr'"),
     ("train.lr=fast", "config key 'train.lr' expects float, got 'fast'"),
     ("train.precision=fp8", "expects one of 'auto', 'bf16', 'fp16', 'fp32'"),
-    ("train.eval_every=0", "config key 'train.eval_every' must be >= 1 and <= 16,777,216, got 0 (or none)"),  # 0 is not 'each epoch'
+    # 0 is not "each epoch" (that is none)
+    ("train.eval_every=0", "config key 'train.eval_every' must be >= 1 and <= 16,777,216, got 0 (or none)"),
 ])
 def test_bad_set_is_one_line_and_exit_2(capsys, tmp_path, setting, words):
     code, out, err = run(capsys, "train", "toy", "--set", setting, "--out", str(tmp_path / "r"))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
+import sys
+import warnings
 
 import pytest
 
@@ -60,8 +63,10 @@ def runs(data, tmp_path_factory):
 def test_each_model_trains_through_the_cli(runs, model):
     metrics = json.loads((runs / model / "metrics.json").read_text())
     for key in ("val_accuracy", "test_accuracy", "test_precision_pos", "test_recall_neg", "test_f1_pos",
-                "test_confusion_pos_neg", "features_seconds", "train_seconds"):
+                "test_confusion_pos_neg", "features_seconds", "train_seconds", "test_ece", "test_ece_calibrated",
+                "calibration_temperature"):
         assert key in metrics, key
+    assert 0 < metrics["calibration_temperature"] and (runs / model / "reliability.png").stat().st_size > 1000
     assert sum(metrics[f"test_confusion_{t}_{p}"] for t in ("neg", "pos") for p in ("neg", "pos")) == 32
     config = json.loads((runs / model / "config.json").read_text())
     assert config["model"]["name"] == model
@@ -79,7 +84,7 @@ def test_tsv_files_train_then_eval(data, tmp_path, capsys):
     assert main(["eval", "text", "--checkpoint", str(tmp_path / "r"), *tsv_files(data),
                  "--cache-dir", str(data / "cache"), "--out", str(tmp_path / "ev")]) == 0
     evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    test_keys = sorted(k for k in metrics if k.startswith("test_"))
+    test_keys = sorted(k for k in metrics if k.startswith("test_") and k != "test_ece_calibrated")
     assert "test_accuracy" in test_keys and sorted(evaluated) == test_keys
     for key in test_keys:
         assert evaluated[key] == metrics[key], key
@@ -106,14 +111,16 @@ def test_predict_label_and_probability(runs, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     probs, labels = model_probabilities(runs / "transformer", texts)
     assert len(lines) == len(texts) and labels == ["neg", "pos"]
-    for line, p in zip(lines, probs):
-        label, prob = line.split("\t")
+    shown = ["a great film", "", "great " * 9 + "gre...", "zzz qqq unknown words only", "awful boring dull plot"]
+    for i, (line, p) in enumerate(zip(lines, probs)):
+        index, label, prob, text = line.split("\t")  # ID, LABEL, PROBABILITY, the review's first 60 characters
         k = int(p.argmax())
-        assert label == labels[k]
+        assert index == str(i + 1) and label == labels[k] and text == shown[i]
         assert float(prob) == pytest.approx(float(p[k]), abs=5e-5)  # printed with 4 decimals
     assert main(["predict", "--checkpoint", str(runs / "logreg"), "--json", "zzz qqq", "great wonderful"]) == 0
     outs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     probs, labels = model_probabilities(runs / "logreg", ["zzz qqq", "great wonderful"])
+    assert [out["id"] for out in outs] == [1, 2] and [out["text"] for out in outs] == ["zzz qqq", "great wonderful"]
     for out, p in zip(outs, probs):
         k = int(p.argmax())
         assert out["label"] == labels[k] and out["probability"] == pytest.approx(float(p[k]), abs=5e-7)
@@ -129,6 +136,79 @@ def test_explain_writes_png_and_html(runs, tmp_path, model, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "ex" / "attention.html").read_text()
     assert "loved" in page and "rgba" in page
+
+
+def stdin(monkeypatch, raw: bytes):
+    """Make `raw` what the command reads from a (non-terminal) stdin."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+
+
+def test_predict_reads_stdin_with_line_numbers(runs, capsys, monkeypatch):
+    stdin(monkeypatch, "\ufeffa great\tfilm\n\n   \nawful boring dull plot\r\n".encode())  # BOM, tab, blank lines
+    assert main(["predict", "--checkpoint", str(runs / "transformer")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    probs, labels = model_probabilities(runs / "transformer", ["a great\tfilm", "awful boring dull plot"])
+    assert [line.split("\t")[0] for line in lines] == ["1", "4"]  # line numbers; blank lines are skipped
+    assert [line.split("\t")[3] for line in lines] == ["a great film", "awful boring dull plot"]
+    assert [line.split("\t")[1] for line in lines] == [labels[int(p.argmax())] for p in probs]
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n  \n"], ids=["empty", "blank"])
+def test_predict_empty_stdin(runs, capsys, monkeypatch, raw):
+    stdin(monkeypatch, raw)  # echo -n | attnlab predict --checkpoint RUN
+    assert main(["predict", "--checkpoint", str(runs / "logreg")]) == 2
+    assert capsys.readouterr() == ("", 'error: stdin holds no review (it is empty or blank); pipe one review per '
+                                   'line, e.g. echo "great film" | attnlab predict --checkpoint RUN, or pass the '
+                                   'text as an argument\n')
+
+
+@pytest.mark.parametrize("raw,message", [
+    (random.Random(0).randbytes(4096), "stdin holds NUL bytes, so it is binary data, not text; pass UTF-8 text"),
+    ("a great film\nawful\n".encode("utf-16"),
+     "stdin looks like UTF-16 text; convert it to UTF-8, e.g. with `iconv -f utf-16 -t utf-8`"),
+    ("a great film\nawful\n".encode("utf-16-le"),
+     "stdin looks like UTF-16 text; convert it to UTF-8, e.g. with `iconv -f utf-16le -t utf-8`"),
+    ("a great film\nawful\n".encode("utf-32"),
+     "stdin looks like UTF-32 text; convert it to UTF-8, e.g. with `iconv -f utf-32 -t utf-8`"),
+    (b"a great film\nna\xefve\n", "stdin is not UTF-8 text (byte 0xef on line 2); convert it to UTF-8, e.g. "
+                                   "with `iconv -f latin1 -t utf-8`"),
+], ids=["random-bytes", "utf-16", "utf-16le", "utf-32", "latin1"])
+def test_predict_refuses_undecodable_stdin(runs, capsys, monkeypatch, raw, message):
+    stdin(monkeypatch, raw)
+    assert main(["predict", "--checkpoint", str(runs / "logreg")]) == 2
+    assert capsys.readouterr() == ("", f"error: {message}\n")
+
+
+def test_predict_refuses_an_argument_that_is_not_utf8(runs, capsys):
+    text = b"na\xefve".decode("utf-8", "surrogateescape")  # how Python hands such bytes in argv
+    assert main(["predict", "--checkpoint", str(runs / "logreg"), "fine", text]) == 2
+    assert capsys.readouterr() == ("", "error: review argument 2 is not UTF-8 text; pass UTF-8 text\n")
+
+
+def test_explain_emoji_draws_without_font_warnings(runs, tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["explain", "--checkpoint", str(runs / "attention"), "I loved it \U0001F600\U0001F44D\u2764 !",
+                     "--out", str(tmp_path / "ex")]) == 0
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
+    out, err = capsys.readouterr()
+    assert err == "" and out.endswith(f"wrote {tmp_path}/ex/attention.png and {tmp_path}/ex/attention.html\n")
+    assert "\U0001F600" in (tmp_path / "ex" / "attention.html").read_text()
+
+
+def test_explain_colorbar_is_labelled():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from attnlab.commands.explain import _figure
+
+    fig = _figure(torch.eye(3), ["a", "b", "c"], "title")
+    try:
+        heatmap, colorbar = fig.axes
+        assert colorbar.get_ylabel() == "attention weight"
+        assert heatmap.get_xlabel() == "attended token (key)"
+    finally:
+        plt.close(fig)
 
 
 def test_explain_needs_an_attention_model(runs, tmp_path, capsys):

@@ -121,7 +121,13 @@ def scaled_dot_product_attention(
     (..., T_q, T_k); ``is_causal`` adds :func:`causal_mask`. Masked weights are exactly zero,
     and a query with no allowed key gets zero output and zero weights -- never NaN, forward or
     backward. ``dropout_p`` drops weights (pass 0 at evaluation time).
+
+    When no gradient is needed (autograd off, or no input requires one) the weights are computed
+    in place: one (..., T_q, T_k) buffer is scaled, masked and soft-maxed, so the peak is one
+    such tensor instead of two to four. Both paths give bit-identical results (tested).
     """
+    if not _needs_grad(q, k, v) and not _autocasting(q):
+        return _attention_in_place(q, k, v, attn_mask, dropout_p, is_causal=is_causal)
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., T_q, T_k)
     mask = _as_bool(attn_mask)
@@ -136,6 +142,51 @@ def scaled_dot_product_attention(
         weights = weights * mask
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _autocasting(x: Tensor) -> bool:
+    """Under autocast ``torch.softmax`` runs in float32 and returns float32 weights; in-place ops
+    would keep the reduced dtype, so the explicit path keeps autocast's numbers unchanged."""
+    return torch.is_autocast_enabled(x.device.type)
+
+
+def _blocked(attn_mask: Tensor | None, is_causal: bool, t_q: int, t_k: int, device: torch.device) -> Tensor | None:
+    """Where attention is NOT allowed (the complement of the combined mask), built directly so that
+    the causal part costs one bool (T_q, T_k) tensor (bottom-right aligned, as :func:`causal_mask`)."""
+    blocked = None if attn_mask is None else ~attn_mask.to(torch.bool)
+    if is_causal:
+        future = torch.ones(t_q, t_k, dtype=torch.bool, device=device).triu_(diagonal=t_k - t_q + 1)
+        blocked = future if blocked is None else (blocked | future)
+    return blocked
+
+
+def _attention_in_place(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout_p: float, *,
+                        is_causal: bool) -> tuple[Tensor, Tensor]:
+    """:func:`scaled_dot_product_attention` without autograd, in one (..., T_q, T_k) buffer.
+
+    The same operations as the explicit path in the same order (scale, finite fill, softmax, zero
+    the masked weights), each writing into the scores' own storage: the values are identical.
+    """
+    if is_causal and q.size(-2) > k.size(-2):
+        raise ValueError(f"causal_mask needs t_q <= t_k, got t_q={q.size(-2)}, t_k={k.size(-2)}")
+    weights = q @ k.transpose(-2, -1)  # (..., T_q, T_k): the only T x T float buffer
+    weights.div_(math.sqrt(q.size(-1)))
+    blocked = _blocked(attn_mask, is_causal, q.size(-2), k.size(-2), q.device)
+    if blocked is not None:
+        shape = torch.broadcast_shapes(blocked.shape, weights.shape)
+        if shape != weights.shape:  # a mask with more leading dimensions than q and k (rare)
+            weights = weights.expand(shape).clone()
+        weights.masked_fill_(blocked, torch.finfo(weights.dtype).min)
+    torch.softmax(weights, dim=-1, out=weights)  # each row reads its max and sum before writing
+    if blocked is not None:
+        weights.masked_fill_(blocked, 0.0)  # fully masked rows: uniform -> exactly 0, as above
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p, inplace=True)
     return weights @ v, weights
 
 

@@ -62,19 +62,31 @@ def test_load_text_gives_clear_errors(tmp_path: Path):
     assert load_text(tmp_path / "ok.txt") == PLAY
 
 
-def test_fetch_uses_the_checksummed_downloader(monkeypatch, tmp_path: Path):
-    download = pytest.importorskip("attnlab.data.download")
-    calls = []
+def _no_network(*args, **kwargs):
+    raise AssertionError("fetch shakespeare must not use the network")
 
-    def fake_fetch_url(url, dest, *, md5=None, sha256=None, desc=""):
-        calls.append((url, Path(dest), md5))
-        return Path(dest)
 
-    monkeypatch.setattr(download, "fetch_url", fake_fetch_url)
-    out = shakespeare.fetch(tmp_path)
-    assert out == tmp_path / "tinyshakespeare" / "input.txt"
-    assert calls == [(shakespeare.URL, out, "6fb458f1232090904fb40fe944165e91")]
-    assert shakespeare.URL.endswith("karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
+def test_fetch_copies_the_bundled_text_without_the_network(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr("urllib.request.urlopen", _no_network)
+    monkeypatch.setattr("attnlab.data.download.fetch_url", _no_network)
+    out = shakespeare.fetch(tmp_path / "data")
+    assert out == tmp_path / "data" / "tinyshakespeare" / "input.txt"
+    assert hashlib.md5(out.read_bytes()).hexdigest() == "6fb458f1232090904fb40fe944165e91"
+    assert out.read_text(encoding="utf-8") == load_text(None)
+    assert [p.name for p in out.parent.iterdir()] == ["input.txt"]  # no scratch file left
+    inode = out.stat().st_ino
+    assert shakespeare.fetch(tmp_path / "data") == out and out.stat().st_ino == inode  # a good copy is kept
+    out.write_text("damaged")
+    assert hashlib.md5(shakespeare.fetch(tmp_path / "data").read_bytes()).hexdigest() == shakespeare.MD5
+
+
+def test_fetch_refuses_a_damaged_bundled_copy_and_leaves_nothing(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(shakespeare, "_bundled_bytes", lambda: b"First Citizen:\nnot the real text\n")
+    with pytest.raises(AttnlabError, match=r"copy of Tiny Shakespeare installed with attnlab is damaged "
+                                           r"\(md5 [0-9a-f]{32}, expected 6fb458f1232090904fb40fe944165e91\); "
+                                           r"reinstall attnlab"):
+        shakespeare.fetch(tmp_path / "data")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_windows_make_every_token_a_target_exactly_once():

@@ -14,10 +14,11 @@ from attnlab.errors import AttnlabError
 
 
 class ScriptedVal:
-    """A loss whose validation value follows a script (training uses the real loss)."""
+    """A loss whose validation value follows a script (training uses the real loss). Calls
+    before the first training step (the engine's check of train.monitor) do not count."""
 
     def __init__(self, loss_fn, values):
-        self.loss_fn, self.values, self.evals, self.last_training = loss_fn, list(values), 0, True
+        self.loss_fn, self.values, self.evals, self.last_training = loss_fn, list(values), 0, False
 
     def __call__(self, model, batch):
         loss, stats = self.loss_fn(model, batch)

@@ -1,18 +1,42 @@
-"""Every lab experiment runs at a tiny size and writes a valid PNG and a JSON that makes sense."""
+"""Every lab experiment runs at a tiny size and writes a valid PNG, with no text drawn over other
+text, and a JSON that makes sense; the report renders the experiments' descriptions as HTML."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import math
+import statistics
 
+import matplotlib.pyplot as plt
 import pytest
 from PIL import Image
 
+from attnlab.lab import EXPERIMENTS
 from attnlab.lab.lowrank import crossover
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _texts(fig) -> list:
+    """The figure's title, and each plot's title, axis labels and tick labels that show."""
+    out = [fig._suptitle] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        out += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        out += [t for t in ax.get_xticklabels(which="both") if x0 <= t.get_position()[0] <= x1]
+        out += [t for t in ax.get_yticklabels(which="both") if y0 <= t.get_position()[1] <= y1]
+    return [t for t in out if t.get_visible() and t.get_text().strip()]
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of texts whose boxes on the page overlap (by more than a pixel)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer).expanded(1, 1).padded(-1)) for t in _texts(fig)]
+    return [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2) if ba.overlaps(bb)]
 
 
 def _run(name: str, out, extra: list[str] | None = None) -> dict:
@@ -21,7 +45,12 @@ def _run(name: str, out, extra: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser()
     mod.add_arguments(p)
     args = p.parse_args(list(getattr(mod, "TINY_ARGS", [])) + (extra or []) + ["--out", str(out)])
-    assert mod.run(args) == 0
+    overlaps = []  # checked as the experiment closes its figure
+    close = plt.close
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "close", lambda fig=None: overlaps.append(overlapping_texts(fig)) or close(fig))
+        assert mod.run(args) == 0
+    assert overlaps == [[]]
     png = out / f"{name}.png"
     assert png.read_bytes()[:8] == PNG_SIGNATURE
     with Image.open(png) as im:
@@ -126,6 +155,12 @@ def test_lowrank(tmp_path):
     assert doc["headline"]["crossover_n"] == (None if cross is None else round(cross))
 
 
+def test_lowrank_ticks_stay_apart_over_the_default_lengths(tmp_path):
+    lengths = ["256", "512", "1024", "2048", "4096", "8192"]  # the default timing lengths, at batch 1
+    doc = _run("lowrank", tmp_path, ["--lengths", *lengths, "--batch", "1"])  # _run checks the overlaps
+    assert [r["n"] for r in doc["results"]["timing"]] == [int(n) for n in lengths]
+
+
 def _rows(*times):
     """Timing rows at n = 100, 200, 400, ... from (full_s, linformer_s) pairs."""
     return [{"n": 100 * 2**i, "full_s": f, "linformer_s": lin} for i, (f, lin) in enumerate(times)]
@@ -165,8 +200,39 @@ def test_scaling(tmp_path):
 def test_generation(tmp_path):
     doc = _run("generation", tmp_path)
     assert doc["headline"]["greedy_outputs_identical"] is True
+    m, repeats = doc["config"]["tokens"], doc["config"]["repeats"]
     for r in doc["results"]["rows"]:
-        assert r["cache_ms_per_token"] > 0 and r["no_cache_ms_per_token"] > 0
+        for mode in ("cache", "no_cache"):
+            steps = r[f"{mode}_step_ms"]  # every decoding step timed on its own
+            assert len(steps) == m * repeats and all(x > 0 for x in steps)
+            assert r[f"{mode}_ms_per_token"] == pytest.approx(statistics.median(steps), rel=1e-12)
+            lo, hi = r[f"{mode}_ms_per_token_p25_p75"]
+            assert lo <= r[f"{mode}_ms_per_token"] <= hi
+        assert r["speedup"] == pytest.approx(r["no_cache_ms_per_token"] / r["cache_ms_per_token"], rel=1e-12)
+
+
+def test_clock_tokens_times_each_token_on_its_own():
+    from attnlab.lab.generation import clock_tokens
+
+    ticks = iter([10.0, 10.5, 10.75, 11.0, 13.0])
+    assert clock_tokens("abcd", clock=lambda: next(ticks)) == [0.5, 0.25, 0.25, 2.0]
+
+
+def test_generation_alternates_the_modes_after_an_untimed_run(monkeypatch):
+    import attnlab.models.gpt as gpt
+    from attnlab.lab.generation import time_length
+
+    calls = []
+    monkeypatch.setattr(gpt, "generate", lambda model, prefix, n, *, use_cache: calls.append(("untimed", n, use_cache)))
+
+    def fake_iter(model, prefix, n, *, use_cache):
+        calls.append(("timed", n, use_cache))
+        return iter(range(n))
+
+    monkeypatch.setattr(gpt, "iter_generate", fake_iter)
+    out = time_length(None, [5, 6, 7], 4, 2)
+    assert calls == [("untimed", 5, True), ("untimed", 5, False)] + [("timed", 5, True), ("timed", 5, False)] * 2
+    assert {k: (len(v["prompt"]), len(v["steps"])) for k, v in out.items()} == {"cache": (2, 8), "no_cache": (2, 8)}
 
 
 def test_report(tmp_path):
@@ -179,6 +245,60 @@ def test_report(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and "<html>" in page and "src='http" not in page
     summary = json.loads((tmp_path / "report.json").read_text())
     assert set(summary) == {"graph", "scaling"}
+
+
+def test_report_renders_descriptions_as_html():
+    from attnlab.lab.report import doc_html
+
+    doc = """``attnlab lab demo``: why *this* matters, see :mod:`attnlab.lab.rnn`.
+
+    A closed form::
+
+        E[q.k] = d mu^2
+
+    * first ``--flag`` item, and :class:`~attnlab.models.gpt.DialogueGPT`
+      continued here;
+    * second <item> with a*b
+
+    2*3 stays as it is.
+    """
+    assert doc_html(doc).split("\n") == [
+        "<p>Why <em>this</em> matters, see <code>attnlab.lab.rnn</code>.</p>",
+        "<p>A closed form:</p>",
+        "<pre>E[q.k] = d mu^2</pre>",
+        "<ul><li>first <code>--flag</code> item, and <code>DialogueGPT</code> continued here;</li>"
+        "<li>second &lt;item&gt; with a*b</li></ul>",
+        "<p>2*3 stays as it is.</p>",
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n != "report"])
+def test_report_shows_no_docstring_markup(name):
+    from attnlab.lab.report import doc_html
+
+    page = doc_html(importlib.import_module(f"attnlab.lab.{name}").__doc__)
+    for markup in ("``", ":mod:", ":class:", ":func:", ":data:", "::", f"attnlab lab {name}"):
+        assert markup not in page
+
+
+def test_log_axes_are_labelled_in_full_at_the_measured_values():
+    from attnlab.lab._common import figure, label_log_x, label_log_y, plain_labels
+
+    fig, axes = figure(figsize=(6, 4))
+    ax = axes[0, 0]
+    ax.loglog([64, 256, 1024, 4096, 16384], [2.6e-4, 3e-4, 4e-4, 5e-4, 6.4e-4])
+    ax.set_ylim(2.5e-4, 6.5e-4)
+    label_log_x(ax, [64, 256, 1024, 4096, 16384])
+    label_log_y(ax)
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "256", "1,024", "4,096", "16,384"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.0003", "0.0004", "0.0005", "0.0006"]
+    assert all(not t.get_text() for t in ax.get_xticklabels(minor=True) + ax.get_yticklabels(minor=True))
+    ax.set_ylim(3e4, 2e10)
+    label_log_y(ax)
+    assert list(ax.get_yticks()) == [1e5, 1e6, 1e7, 1e8, 1e9, 1e10]
+    assert [plain_labels([5e5, 1e6])(v) for v in (5e5, 1e6)] == [r"$5\times10^{5}$", "$10^{6}$"]
+    plt.close(fig)
 
 
 def test_bad_sizes_are_clear_errors(tmp_path):

@@ -33,6 +33,7 @@ COMMANDS = Registry("command", "attnlab.commands", {
     "attention-map": "draw a trained ViT's attention over images as heatmaps",
     "predict": "classify new inputs with a trained sentiment model",
     "explain": "explain a sentiment prediction through its attention",
+    "explore": "write one offline HTML page to explore a trained model's attention (or --serve it)",
     "sweep": "train a grid of configurations and tabulate the results",
     "data": f"download and unpack a data set ({DATASETS.listing()})",
     "bench": f"run a benchmark ({BENCHMARKS.listing()})",

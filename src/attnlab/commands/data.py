@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 from attnlab.data import DATASETS
@@ -10,18 +11,26 @@ from attnlab.errors import AttnlabError
 
 EXAMPLE = """\
 attnlab data fetch cifar10 --dest data
+attnlab data fetch glove --vocab-size 50000 --dest data
 attnlab data list"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fetch = sub.add_parser("fetch", help="download NAME into --dest (resumes a partial download)",
-                           description="Download a data set, verify its checksum and unpack it. Offline? "
-                           "Download the file elsewhere and pass --data-dir PATH to the task instead.",
+    fetch = sub.add_parser("fetch", help="download NAME into --dest (an interrupted download resumes)",
+                           description="Download a data set, verify its checksum and unpack it into --dest.\n"
+                           "An interrupted download is kept as FILE.partial and resumed by the same command;\n"
+                           "a failed attempt leaves nothing else behind. Tiny Shakespeare ships with attnlab\n"
+                           "and is copied, not downloaded. Offline? Download the file elsewhere and pass its\n"
+                           "path to the task (--data-dir PATH, or --embeddings PATH for word vectors).",
                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog="example:\n  attnlab data fetch cifar10 --dest data")
+                           epilog="example:\n  attnlab data fetch cifar10 --dest data\n"
+                                  "  attnlab data fetch glove --vocab-size 50000 --dest data")
     fetch.add_argument("name", choices=DATASETS.names(), metavar="NAME", help=DATASETS.listing())
     fetch.add_argument("--dest", default="data", help="directory to download into (default: ./data)")
+    fetch.add_argument("--vocab-size", type=int, default=None, metavar="N",
+                       help="glove only: keep the N most frequent words (the file's first N lines), written "
+                            "as glove.6B.50d.topN.txt (default: all 400,000, as glove.6B.50d.txt)")
     sub.add_parser("list", help="list the data sets")
 
 
@@ -33,5 +42,10 @@ def run(args: argparse.Namespace) -> int:
     module = DATASETS.load(args.name)
     if not hasattr(module, "fetch"):
         raise AttnlabError(f"data set '{args.name}' cannot be downloaded by attnlab; pass --data-dir PATH to the task")
-    print(module.fetch(Path(args.dest)))
+    options = {}
+    if args.vocab_size is not None:
+        if "vocab_size" not in inspect.signature(module.fetch).parameters:
+            raise AttnlabError(f"--vocab-size applies to glove only, not to '{args.name}'; leave it out")
+        options["vocab_size"] = args.vocab_size
+    print(module.fetch(Path(args.dest), **options))
     return 0

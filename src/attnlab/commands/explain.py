@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import argparse
 import html
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from attnlab.errors import AttnlabError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HELP = "draw a sentiment model's attention over a review: per-token heatmap as PNG and HTML"
 EXAMPLE = 'attnlab explain --checkpoint runs/text-attention "Not bad at all, I loved it." --out explain/'
@@ -29,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder for attention.png and attention.html (default ./explain)")
 
 
-def _png(weights: torch.Tensor, tokens: list[str], title: str, path: Path) -> None:
+def _figure(weights: torch.Tensor, tokens: list[str], title: str) -> Figure:
+    """The token-by-token heatmap with its labelled colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,10 +52,22 @@ def _png(weights: torch.Tensor, tokens: list[str], title: str, path: Path) -> No
     ax.set_ylabel("attending token (query)")
     suffix = f" (first {n} of {len(tokens)} tokens)" if n < len(tokens) else ""
     ax.set_title(title + suffix, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    return fig
+
+
+def _png(weights: torch.Tensor, tokens: list[str], title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        # A character the font lacks (an emoji) is drawn as a box; matplotlib warns once per glyph.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        fig = _figure(weights, tokens, title)
+        try:
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+        finally:
+            plt.close(fig)
 
 
 def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> None:
@@ -77,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     if name not in ("attention", "transformer"):
         raise AttnlabError(f"the '{name}' model has no attention to explain; pass a checkpoint "
                            "of `attnlab train text --model attention` (or transformer)")
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as lone surrogates
+        raise AttnlabError("the review is not UTF-8 text; pass UTF-8 text") from None
     enc, seen = encode_texts([args.text], meta["vocab"], meta["model"]["max_len"])
     with torch.no_grad():
         logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)

@@ -1,4 +1,10 @@
-"""``attnlab predict``: the sentiment (label and probability) of reviews, from a trained classifier."""
+"""``attnlab predict``: the sentiment (label and probability) of reviews, from a trained classifier.
+
+Each review gets one line, ``ID<TAB>LABEL<TAB>PROBABILITY<TAB>TEXT``: the review's number (its
+position among the arguments, or its line number on stdin), the predicted label, its probability
+and the review's first characters, so that each answer can be told apart. ``--json`` prints one
+JSON object per review instead, with the same ``id``.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +16,49 @@ import torch
 
 from attnlab.errors import AttnlabError
 
-HELP = "classify reviews with a trained sentiment model (attnlab train text): label and probability"
-EXAMPLE = 'attnlab predict --checkpoint runs/text-transformer "A warm, funny and moving film."'
+HELP = ("classify reviews with a trained sentiment model (attnlab train text); prints one line per review:\n"
+        "ID<TAB>LABEL<TAB>PROBABILITY<TAB>TEXT, ID being the argument's position or the line number on stdin")
+EXAMPLE = """\
+attnlab predict --checkpoint runs/text-transformer "A warm, funny and moving film." "Dull."
+cat reviews.txt | attnlab predict --checkpoint runs/text-transformer --json"""
+SHOWN = 60  # characters of each review printed beside its prediction
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="run directory of `attnlab train text` (its best checkpoint) or a checkpoint directory")
     parser.add_argument("texts", nargs="*", metavar="TEXT",
-                        help="review text(s); '-' or none reads one review per line from stdin. Reviews "
-                             "longer than the model's max_len tokens are truncated")
+                        help="review text(s); '-' or none reads one review per line (UTF-8) from stdin, blank "
+                             "lines skipped. Reviews longer than the model's max_len tokens are truncated")
     parser.add_argument("--json", action="store_true", help="print one JSON object per review")
 
 
-def _read_texts(args: argparse.Namespace) -> list[str]:
+def _read_texts(args: argparse.Namespace) -> list[tuple[int, str]]:
+    """(id, review) pairs: the argument's position, or the line number on stdin."""
+    from attnlab.data.imdb import decode_text
+
     texts = list(args.texts)
-    if not texts or texts == ["-"]:
-        if sys.stdin.isatty():
-            raise AttnlabError('no review given: pass the text, e.g. attnlab predict --checkpoint RUN "great film"')
-        data = sys.stdin.buffer.read()
-        texts = [line for line in data.decode("utf-8", errors="replace").splitlines()]
-    return texts
+    if texts and texts != ["-"]:
+        for i, text in enumerate(texts, start=1):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as lone surrogates
+                raise AttnlabError(f"review argument {i} is not UTF-8 text; pass UTF-8 text") from None
+        return list(enumerate(texts, start=1))
+    if sys.stdin.isatty():
+        raise AttnlabError('no review given: pass the text, e.g. attnlab predict --checkpoint RUN "great film"')
+    lines = decode_text(sys.stdin.buffer.read(), "stdin").splitlines()
+    reviews = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not reviews:
+        raise AttnlabError('stdin holds no review (it is empty or blank); pipe one review per line, e.g. '
+                           'echo "great film" | attnlab predict --checkpoint RUN, or pass the text as an argument')
+    return reviews
+
+
+def _shown(text: str) -> str:
+    """The review on one line (whitespace runs, tabs included, become one space), cut to SHOWN characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SHOWN else flat[:SHOWN - 3] + "..."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,17 +66,17 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.tasks import load_trained
 
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
-    texts = _read_texts(args)
+    reviews = _read_texts(args)
     labels = meta.get("labels", ["neg", "pos"])
-    enc, _ = encode_texts(texts, meta["vocab"], meta["model"]["max_len"])
+    enc, _ = encode_texts([text for _, text in reviews], meta["vocab"], meta["model"]["max_len"])
     with torch.no_grad():
         probs = torch.softmax(model(enc["ids"], enc["lengths"]).float(), dim=-1)  # (N, classes)
-    for text, p in zip(texts, probs):
+    for (i, text), p in zip(reviews, probs):
         k = int(p.argmax())
         if args.json:
-            print(json.dumps({"label": labels[k], "probability": round(float(p[k]), 6),
+            print(json.dumps({"id": i, "label": labels[k], "probability": round(float(p[k]), 6),
                               "probabilities": {n: round(float(v), 6) for n, v in zip(labels, p)},
                               "text": text[:200]}))
         else:
-            print(f"{labels[k]}\t{float(p[k]):.4f}")
+            print(f"{i}\t{labels[k]}\t{float(p[k]):.4f}\t{_shown(text)}")
     return 0

@@ -9,7 +9,12 @@ Two ways in, one result (:class:`Splits`: train / val / test lists of :class:`Re
 * ``--train FILE --dev FILE [--test FILE]``: one review per line, ``id<TAB>label<TAB>text``,
   labels ``pos`` / ``neg``. A line with a missing column or an unknown label is an error that
   names the file and the line; bytes that are not UTF-8 are replaced (U+FFFD) with a warning
-  naming the file and the lines.
+  naming the file and the lines; a UTF-16 or UTF-32 file is refused with the command that
+  converts it.
+
+In an ``aclImdb/`` folder, a folder named like a review (``x.txt``) is skipped with a warning; a
+review that cannot be read (no permission, a broken symbolic link, a pipe) is an error naming
+it. Training needs both labels: :func:`load_splits` refuses a training set of one label.
 
 ``attnlab data fetch imdb`` downloads the public archive (resumable, SHA-256 checked) and
 extracts it: :func:`fetch`.
@@ -17,7 +22,9 @@ extracts it: :func:`fetch`.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import os
 import re
 import sys
 import tarfile
@@ -30,7 +37,7 @@ from attnlab.errors import AttnlabError
 
 __all__ = [
     "URL", "SHA256", "MD5", "LABELS", "Review", "Splits",
-    "fetch", "read_tsv", "read_acl_imdb", "load_splits", "split_train_val",
+    "fetch", "read_tsv", "read_acl_imdb", "load_splits", "split_train_val", "wide_encoding", "decode_text",
 ]
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -92,6 +99,50 @@ def fetch(dest: Path) -> Path:
 # --------------------------------------------------------------------------- decoding
 
 
+def wide_encoding(head: bytes) -> str | None:
+    """``"UTF-16"`` or ``"UTF-32"`` (with a byte-order mark), ``"UTF-16LE"`` ... ``"UTF-32BE"``
+    (without one, judged from where mostly-ASCII text in that encoding has its NUL bytes) when
+    ``head``, the first bytes of some text, is not UTF-8 but a wide encoding; else ``None``."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
+        return "UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    n = len(head) // 4 * 4
+    if n == 0:
+        return None
+    # The share of NUL bytes at each offset modulo 4: ASCII "ab" is 61 00 62 00 in UTF-16LE,
+    # 61 00 00 00 62 00 00 00 in UTF-32LE.
+    nul = [head[i:n:4].count(0) / (n // 4) > 0.75 for i in range(4)]
+    for name, pattern in (("UTF-32LE", (False, True, True, True)), ("UTF-32BE", (True, True, True, False)),
+                          ("UTF-16LE", (False, True, False, True)), ("UTF-16BE", (True, False, True, False))):
+        if tuple(nul) == pattern:
+            return name
+    return None
+
+
+def _refuse_wide(head: bytes, what: str) -> None:
+    """Raise the one message for text in UTF-16/UTF-32: what it is and the command converting it."""
+    wide = wide_encoding(head)
+    if wide is not None:
+        family = wide[:6]  # "UTF-16" or "UTF-32"
+        raise AttnlabError(f"{what} looks like {family} text; convert it to UTF-8, e.g. with "
+                           f"`iconv -f {wide.lower()} -t utf-8`")
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """``data`` as UTF-8 text (a leading byte-order mark dropped), or an error naming ``what``
+    when it is UTF-16/UTF-32, holds NUL bytes (binary data) or is not valid UTF-8."""
+    _refuse_wide(data[:4096], what)
+    if b"\0" in data:
+        raise AttnlabError(f"{what} holds NUL bytes, so it is binary data, not text; pass UTF-8 text")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise AttnlabError(f"{what} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); convert it "
+                           "to UTF-8, e.g. with `iconv -f latin1 -t utf-8`") from None
+
+
 def _decode(data: bytes, where: str, bad: list[str]) -> str:
     try:
         return data.decode("utf-8")
@@ -113,6 +164,27 @@ def _warn_bad(bad: list[str], what: str) -> None:
 # --------------------------------------------------------------------------- TSV
 
 
+def _tsv_line(path: Path, lineno: int, line: str) -> list[Review]:
+    """The review on one line of a TSV file (none for a blank line or the header)."""
+    if not line.strip():
+        return []
+    parts = line.split("\t", 2)
+    if lineno == 1 and [p.strip().lower() for p in parts] == ["id", "label", "text"]:
+        return []
+    if len(parts) != 3:
+        raise AttnlabError(
+            f"{path} line {lineno} has {len(parts)} column(s), expected 3: "
+            "id<TAB>label<TAB>text"
+        )
+    rid, label, text = parts[0].strip(), parts[1].strip().lower(), parts[2]
+    if label not in _LABEL_INDEX:
+        raise AttnlabError(
+            f"{path} line {lineno} has the unknown label {parts[1]!r}; labels are "
+            f"{' or '.join(LABELS)}"
+        )
+    return [Review(rid or f"{path.name}:{lineno}", _LABEL_INDEX[label], text)]
+
+
 def read_tsv(path: str | Path) -> list[Review]:
     """Reviews of a TSV file: ``id<TAB>label<TAB>text`` per line, labels ``pos``/``neg``.
 
@@ -120,33 +192,26 @@ def read_tsv(path: str | Path) -> list[Review]:
     inside the text are kept (only the first two split). Errors name the file and the line.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise AttnlabError(
+            f"TSV file '{path}' is a directory; --train/--dev/--test take a file with lines "
+            "id<TAB>label<TAB>text (for an aclImdb/ folder use --data-dir)"
+        )
+    if not path.exists():
         raise AttnlabError(
             f"TSV file '{path}' does not exist; pass --train/--dev/--test files with lines "
             "id<TAB>label<TAB>text"
         )
     reviews: list[Review] = []
     bad: list[str] = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = _decode(raw, f"{path}:{lineno}", bad).rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t", 2)
-            if lineno == 1 and [p.strip().lower() for p in parts] == ["id", "label", "text"]:
-                continue
-            if len(parts) != 3:
-                raise AttnlabError(
-                    f"{path} line {lineno} has {len(parts)} column(s), expected 3: "
-                    "id<TAB>label<TAB>text"
-                )
-            rid, label, text = parts[0].strip(), parts[1].strip().lower(), parts[2]
-            if label not in _LABEL_INDEX:
-                raise AttnlabError(
-                    f"{path} line {lineno} has the unknown label {parts[1]!r}; labels are "
-                    f"{' or '.join(LABELS)}"
-                )
-            reviews.append(Review(rid or f"{path.name}:{lineno}", _LABEL_INDEX[label], text))
+    try:
+        with open(path, "rb") as f:
+            _refuse_wide(f.peek(4096)[:4096], f"TSV file '{path}'")
+            for lineno, raw in enumerate(f, start=1):
+                reviews += _tsv_line(path, lineno, _decode(raw, f"{path}:{lineno}", bad).rstrip("\r\n"))
+    except OSError as e:
+        raise AttnlabError(f"cannot read TSV file '{path}': {e.strerror or e}; check that it is a readable "
+                           "file") from None
     _warn_bad(bad, f"line(s) of {path}")
     if not reviews:
         raise AttnlabError(f"TSV file '{path}' holds no reviews; expected id<TAB>label<TAB>text lines")
@@ -161,17 +226,43 @@ def _sort_key(review: Review) -> tuple:
     return (review.id.rsplit("/", 1)[0], int(num) if num.isdigit() else -1, review.id)
 
 
+def _read_review(f: Path) -> bytes:
+    """The bytes of one review file, or an error that names it and says what is wrong with it."""
+    if not f.is_file():  # follows symbolic links; reading a pipe would wait forever
+        if f.is_symlink():
+            raise AttnlabError(f"review file '{f}' is a broken symbolic link (to '{os.readlink(f)}'); "
+                               "restore its target or delete the link")
+        raise AttnlabError(f"review file '{f}' is not a regular file (a pipe, socket or device); delete it")
+    try:
+        return f.read_bytes()
+    except OSError as e:
+        raise AttnlabError(f"cannot read review file '{f}': {e.strerror or e}; make it readable "
+                           "(e.g. chmod a+r) or delete it") from None
+
+
 def _read_folder(root: Path) -> dict[str, list[Review]]:
     out: dict[str, list[Review]] = {"train": [], "test": []}
     bad: list[str] = []
+    skipped: list[str] = []
     for split in ("train", "test"):
         for label in ("neg", "pos"):
             folder = root / split / label
-            for f in folder.iterdir():
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError as e:
+                raise AttnlabError(f"cannot list the folder '{folder}': {e.strerror or e}; make it readable "
+                                   "(e.g. chmod a+rx)") from None
+            for f in entries:
                 if f.suffix != ".txt":
                     continue
-                text = _decode(f.read_bytes(), str(f), bad)
+                if f.is_dir():  # a folder named like a review holds no review
+                    skipped.append(str(f))
+                    continue
+                text = _decode(_read_review(f), str(f), bad)
                 out[split].append(Review(f"{split}/{label}/{f.stem}", _LABEL_INDEX[label], text))
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"warning: skipped {len(skipped)} folder(s) named like review files: {shown}", file=sys.stderr)
     _warn_bad(bad, "review file(s)")
     return out
 
@@ -218,7 +309,10 @@ def read_acl_imdb(path: str | Path) -> dict[str, list[Review]]:
     else:
         root = _find_root(path)
         if root is None:
-            held = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())[:10]
+            try:
+                held = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())[:10]
+            except OSError:
+                held = []
             raise AttnlabError(
                 f"--data-dir '{path}' is not an IMDB folder (it holds: "
                 f"{', '.join(held) or 'nothing'}); {_EXPECTED_DIR}"
@@ -249,6 +343,18 @@ def split_train_val(
     return [reviews[i] for i in train], [reviews[i] for i in val]
 
 
+def _check_labels(train: list[Review], source: str, *, folder: bool) -> None:
+    """Refuse a training split of one label: a classifier has nothing to learn from it."""
+    labels = {r.label for r in train}
+    if len(labels) == 1:
+        (only,) = labels
+        other = LABELS[1 - only]
+        fix = (f"add reviews to the train/{other}/ folder of {source}" if folder
+               else f"add lines labelled {other} to {source}")
+        raise AttnlabError(f"all {len(train)} training reviews are labelled '{LABELS[only]}', so there is "
+                           f"nothing to learn; a classifier needs both labels: {fix}")
+
+
 def load_splits(
     *,
     data_dir: str | Path | None = None,
@@ -257,8 +363,13 @@ def load_splits(
     test: str | Path | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    check_labels: bool = True,
 ) -> Splits:
-    """Reviews from ``data_dir`` (aclImdb) or TSV files; validation carved from train when no ``dev``."""
+    """Reviews from ``data_dir`` (aclImdb) or TSV files; validation carved from train when no ``dev``.
+
+    With ``check_labels`` (for training), a training split that holds a single label is an
+    error: a classifier cannot learn from it. Evaluation, which scores only val/test, may pass False.
+    """
     if data_dir is not None and train is not None:
         raise AttnlabError("pass either --data-dir (aclImdb) or --train/--dev/--test (TSV), not both")
     if data_dir is not None:
@@ -266,6 +377,8 @@ def load_splits(
             raise AttnlabError("--dev/--test go with --train (TSV files), not with --data-dir")
         acl = read_acl_imdb(data_dir)
         tr, va = split_train_val(acl["train"], val_fraction=val_fraction, seed=seed)
+        if check_labels:
+            _check_labels(tr, str(data_dir), folder=True)
         return Splits(tr, va, acl["test"], source=str(Path(data_dir).resolve()))
     if train is None:
         raise AttnlabError(
@@ -278,6 +391,8 @@ def load_splits(
         va = read_tsv(dev)
     else:
         tr, va = split_train_val(tr, val_fraction=val_fraction, seed=seed)
+    if check_labels:
+        _check_labels(tr, str(train), folder=False)
     te = read_tsv(test) if test is not None else []
     return Splits(tr, va, te, source=str(Path(train).resolve()))
 

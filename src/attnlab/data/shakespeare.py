@@ -1,7 +1,8 @@
 """Tiny Shakespeare: the embedded default text, its dialogues, a seeded split and ``fetch``.
 
 The text (Karpathy's char-rnn ``input.txt``, public domain, 1,115,394 characters) ships inside
-the package, so ``attnlab train gpt`` works offline. It is a play script::
+the package, so ``attnlab train gpt`` works offline, and ``attnlab data fetch shakespeare``
+copies it out (md5-checked) instead of downloading it. It is a play script::
 
     First Citizen:
     Before we proceed any further, hear me speak.
@@ -17,6 +18,7 @@ shared between the two.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from importlib import resources
@@ -26,6 +28,7 @@ from attnlab.errors import AttnlabError
 
 __all__ = ["URL", "MD5", "load_text", "all_dialogues", "split_dialogues", "fetch"]
 
+# Where the bundled copy comes from; its md5 is that of the file at this URL.
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 MD5 = "6fb458f1232090904fb40fe944165e91"
 EMBEDDED = "tinyshakespeare.txt"  # package data of attnlab.data
@@ -84,9 +87,25 @@ def split_dialogues(
     return train, val
 
 
+def _bundled_bytes() -> bytes:
+    return resources.files("attnlab.data").joinpath(EMBEDDED).read_bytes()
+
+
 def fetch(dest: Path) -> Path:
-    """Download Tiny Shakespeare into ``dest/tinyshakespeare/input.txt`` (md5-checked)."""
-    from attnlab.data.download import fetch_url  # checksum, resume, atomic rename
+    """Copy the bundled Tiny Shakespeare to ``dest/tinyshakespeare/input.txt`` (md5-checked, no network).
+
+    An existing copy with the right checksum is kept as it is; a damaged one is replaced.
+    """
+    from attnlab.data.download import file_digest, writing_atomically
 
     target = Path(dest) / "tinyshakespeare" / "input.txt"
-    return fetch_url(URL, target, md5=MD5, desc="tinyshakespeare")
+    if target.is_file() and file_digest(target, "md5") == MD5:
+        return target
+    data = _bundled_bytes()
+    actual = hashlib.md5(data).hexdigest()
+    if actual != MD5:
+        raise AttnlabError(f"the copy of Tiny Shakespeare installed with attnlab is damaged (md5 {actual}, expected "
+                           f"{MD5}); reinstall attnlab, or download {URL} and pass its path with --data")
+    with writing_atomically(target) as f:
+        f.write(data)
+    return target

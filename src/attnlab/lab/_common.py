@@ -17,14 +17,73 @@ matplotlib.use("Agg")  # files only: no display needed, and no backend surprises
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-__all__ = ["add_out_argument", "write_results", "loglog_slope", "plt", "machine"]
+__all__ = ["add_out_argument", "write_results", "loglog_slope", "plt", "machine", "figure", "label_log_x",
+           "label_log_y", "plain_labels", "threads"]
 
 
 def add_out_argument(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--out", type=Path, default=Path("runs") / "lab" / name,
                    help=f"directory for {name}.png and {name}.json (default runs/lab/{name})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def threads() -> str:
+    """``1 thread`` or ``N threads``: the CPU threads PyTorch uses, for a plot's title."""
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """``plt.subplots`` with constrained layout, so that titles and axis labels never overlap."""
+    return plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
+
+
+def plain_labels(ticks) -> FuncFormatter:
+    """Tick labels for ``ticks`` in one style: 16,384 or 0.002 when they all have everyday
+    magnitudes, else powers of ten (5x10^6) for all of them."""
+    everyday = all(t == 0 or 1e-4 <= abs(t) < 1e6 for t in ticks)
+
+    def label(v: float, _pos: object = None) -> str:
+        if everyday or v == 0:
+            return f"{v:,.0f}" if float(v).is_integer() else f"{v:.3g}"
+        exponent = int(np.floor(np.log10(abs(v))))
+        mantissa = round(v / 10**exponent, 2)
+        if mantissa == 1:
+            return rf"$10^{{{exponent}}}$"
+        return rf"${mantissa:g}\times10^{{{exponent}}}$"
+
+    return FuncFormatter(label)
+
+
+def label_log_x(ax: Any, values, *, max_labels: int = 8) -> None:
+    """Label a log-scaled x axis at the measured ``values`` only (at most ``max_labels`` of them),
+    written out in full; the minor ticks keep their grid lines but lose their labels, which
+    otherwise run together. Call it after the axis's scale is set."""
+    vals = sorted({float(v) for v in values})
+    step = -(-len(vals) // max_labels)  # ceil: keep every step-th value, always the last one
+    vals = vals[::-1][::step][::-1]
+    ax.xaxis.set_major_locator(FixedLocator(vals))
+    ax.xaxis.set_major_formatter(plain_labels(vals))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def label_log_y(ax: Any) -> None:
+    """Label a log-scaled y axis at the powers of ten when it spans two decades or more, else at
+    1, 2 and 5 times them (or every integer multiple, on a short axis), written out in full and
+    without minor-tick labels. Call it after plotting."""
+    lo, hi = ax.get_ylim()
+    decades = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+    for subs in ((1.0,), (1.0, 2.0, 5.0), tuple(float(i) for i in range(1, 10))):
+        ticks = [m * 10**e for e in decades for m in subs if lo <= m * 10**e <= hi]
+        if len(ticks) >= 3:
+            break
+    ticks = ticks[::-1][:: -(-len(ticks) // 8)][::-1]  # at most 8 labels, always the top one
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(plain_labels(ticks))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(lo, hi)
 
 
 def machine() -> dict[str, Any]:

@@ -1,16 +1,18 @@
 """``attnlab lab complexity``: an RNN layer vs a self-attention layer as the sequence grows.
 
-At fixed width d, an RNN layer costs O(T d^2) in T *sequential* steps; self-attention costs
-O(T d^2 + T^2 d) but all positions are computed at once (1 sequential step). We measure:
+At a fixed width d, an RNN layer costs O(T d^2) in T *sequential* steps (each state needs the
+previous one); self-attention costs O(T d^2 + T^2 d) but computes all positions at once (one
+sequential step). For one sequence of length T we measure:
 
-* forward FLOPs, counted by ``torch.utils.flop_counter.FlopCounterMode`` on the meta device
-  (shapes only: exact, deterministic, and free even at T = 16,384);
-* forward wall time on this CPU (median of interleaved runs) -- the fused attention kernel
-  and, up to ``--explicit-max``, the explicit path that materialises the T x T weights;
-* peak memory of the CPU allocator during the forward pass (see :mod:`attnlab.measure`).
+* forward FLOPs, counted by PyTorch's ``FlopCounterMode`` from the shapes alone (exact,
+  deterministic, and instant even at T = 16,384);
+* forward wall time on this CPU (median of interleaved runs), for PyTorch's fused attention
+  kernel and, up to ``--explicit-max``, for the explicit path that builds the T x T weights;
+* peak memory allocated by PyTorch during the forward pass (tensors that existed before it,
+  such as the weights and the input, do not count).
 
-Log-log slopes are fitted over all lengths; the FLOP slopes are about 1 (RNN) and about 2
-(attention, whose linear projection terms still matter at short lengths).
+Log-log slopes are fitted over all lengths. The FLOP slopes are 1 for the RNN and just under 2
+for attention, whose linear projections still weigh in at short lengths.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.lab._common import (
+    add_out_argument,
+    figure,
+    label_log_x,
+    label_log_y,
+    loglog_slope,
+    threads,
+    write_results,
+)
 from attnlab.measure import median, peak_memory_bytes, time_interleaved
 
-HELP = "FLOPs, wall time, sequential steps and peak memory of an RNN layer vs self-attention, T = 64..16384"
+HELP = "FLOPs, wall time, sequential steps and peak memory of an RNN layer vs a self-attention layer as T grows"
 EXAMPLE = "attnlab lab complexity --lengths 64 256 1024 4096 16384 --dim 64"
 TINY_ARGS = ["--lengths", "32", "64", "128", "256", "--dim", "16", "--heads", "2", "--repeats", "1",
              "--explicit-max", "128"]
@@ -37,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequence lengths T (default 64 256 1024 4096 16384)")
     p.add_argument("--dim", type=int, default=64, help="layer width d (default 64)")
     p.add_argument("--heads", type=int, default=4, help="attention heads; head_dim = dim / heads (default 4)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds per length (median reported)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per length; the median is reported (default 3)")
     p.add_argument("--explicit-max", type=int, default=2048,
                    help="longest T for the explicit (T x T weights) attention path (default 2048)")
     add_out_argument(p, "complexity")
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "time_attention_last_two": loglog_slope(Ts[-2:], [r["seconds"]["attention"] for r in rows[-2:]]),
     }
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = figure(2, 2, figsize=(12, 9))
     ax = axes[0, 0]
     ax.loglog(Ts, [r["flops_rnn"] for r in rows], "o-", label=f"RNN (slope {slopes['flops_rnn']:.2f})")
     ax.loglog(Ts, [r["flops_attention"] for r in rows], "s-",
@@ -113,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if ex:
         ax.loglog([r["T"] for r in ex], [r["seconds"]["attention_explicit"] for r in ex], "^--",
                   label="attention, explicit T x T")
-    ax.set(title=f"forward wall time, CPU ({torch.get_num_threads()} threads)", xlabel="T", ylabel="seconds")
+    ax.set(title=f"forward wall time, CPU ({threads()})", xlabel="T", ylabel="seconds")
     ax = axes[1, 0]
     ax.loglog(Ts, Ts, "o-", label="RNN: T steps (h_t needs h_(t-1))")
     ax.loglog(Ts, [1] * len(Ts), "s-", label="attention: 1 step (all positions at once)")
@@ -127,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     for a in axes.flat:
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=8)
+        label_log_x(a, Ts)
+        label_log_y(a)
     fig.suptitle(f"RNN layer vs self-attention layer, width d={args.dim}, {args.heads} heads, batch 1")
 
     last = rows[-1]

@@ -1,10 +1,12 @@
-"""``attnlab lab graph``: the Elman RNN unrolled over a few steps, and BPTT's paths into W_hh.
+"""``attnlab lab graph``: an RNN unrolled over a few steps, and the paths its gradient takes into W_hh.
 
-The graph is built as data first (nodes, forward edges), then drawn with matplotlib (no
-graphviz). An edge is on a gradient path into ``W_hh`` exactly when it lies on some forward path
-from ``W_hh`` to the loss ``J``; backpropagation walks those edges backwards. For ``T`` steps
-there are ``T (T + 1) / 2`` such paths: ``J_t`` reaches ``W_hh`` through every ``z_i`` with
-``i <= t`` -- the double sum in :mod:`attnlab.lab.rnn`.
+The drawing shows every value of the unrolled network (inputs x_t, pre-activations z_t, states
+h_t, outputs o_t and y_hat_t, per-step losses J_t and their sum J) and the three weight matrices
+that all steps share. An edge carries gradient into ``W_hh`` exactly when it lies on a forward
+path from ``W_hh`` to the loss ``J``; backpropagation through time (BPTT) walks those edges
+backwards. For ``T`` steps there are ``T (T + 1) / 2`` such paths, because each ``J_t`` reaches
+``W_hh`` through every ``z_i`` with ``i <= t``: that is the double sum in the BPTT gradient
+``dJ/dW_hh = sum_t sum_{i<=t} dJ_t/dz_i h_{i-1}^T``. The drawing is also saved as ``graph.svg``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import defaultdict
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import add_out_argument, plt, write_results
 
-HELP = "draw the RNN unrolled over T steps (SVG + PNG) with the BPTT gradient paths into W_hh"
+HELP = "draw an RNN unrolled over T steps (PNG and SVG) with the paths its gradient takes into W_hh"
 EXAMPLE = "attnlab lab graph --steps 3 --out runs/lab/graph"
 TINY_ARGS = ["--steps", "2"]
 

@@ -1,18 +1,20 @@
-"""``attnlab lab lowrank``: SVD attention and Linformer -- approximation error vs k, time vs n.
+"""``attnlab lab lowrank``: low-rank attention (SVD, Linformer): error vs k, and time vs n.
 
-Error: one self-attention layer (random weights, ``n`` tokens) is run exactly and through
+Error: one self-attention layer with random weights is run on n tokens exactly, and in three
+approximate ways:
 
-* :func:`attnlab.lowrank.svd_attention` with rank k (the best rank-k attention matrix);
-* :class:`attnlab.lowrank.LinformerAttention` with the same weights and E = F = segment means
-  (:func:`attnlab.lowrank.mean_pool_projection`, exact for piecewise-constant sequences), and with
-  untrained random E, F (the initialisation; training is what makes them useful);
+* SVD attention of rank k: the best rank-k approximation of each head's attention matrix;
+* Linformer with projected length k, its projections E = F set to averages over k equal
+  segments of the sequence (exact for a sequence that is constant on each segment);
+* Linformer with untrained random E and F (its initialisation: training is what makes them
+  useful);
 
 on two inputs: a *smooth* sequence (slowly varying tokens, like neighbouring image patches or
-audio frames) and i.i.d. random tokens. The error is ``||out - exact|| / ||exact||``.
+audio frames) and independent random tokens. The error is ``||out - exact|| / ||exact||``.
 
-Time: forward time of full attention (the fused kernel) vs Linformer with fixed ``k`` as n
-grows; the crossover is the length beyond which Linformer is faster on this machine
-(interpolated on log-log axes between measured lengths).
+Time: the forward time of full attention (PyTorch's fused kernel) vs Linformer with a fixed k as
+n grows. The crossover is the length beyond which Linformer is faster on this machine,
+interpolated on log-log axes between the measured lengths.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ import time
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, loglog_slope, plt, write_results
+from attnlab.lab._common import (
+    add_out_argument,
+    figure,
+    label_log_x,
+    label_log_y,
+    loglog_slope,
+    threads,
+    write_results,
+)
 from attnlab.measure import median, time_interleaved
 
 HELP = "SVD and Linformer attention: approximation error vs k, and time vs n with the crossover length"
@@ -35,14 +45,15 @@ TINY_ARGS = ["--n", "32", "--ks", "4", "8", "16", "32", "--dim", "16", "--heads"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=256, help="sequence length for the error curves (default 256)")
-    p.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128, 256], help="ranks / projection sizes k")
+    p.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128, 256],
+                   help="ranks / projected lengths k (default 4 8 .. 256)")
     p.add_argument("--dim", type=int, default=64, help="model width (default 64)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192],
-                   help="sequence lengths for the timing (default 256 .. 8192)")
+                   help="sequence lengths n for the timing (default 256 .. 8192)")
     p.add_argument("--time-k", type=int, default=128, help="Linformer k for the timing (default 128)")
     p.add_argument("--batch", type=int, default=4, help="batch size for the timing (default 4)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds per length (median reported)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per length; the median is reported (default 3)")
     add_out_argument(p, "lowrank")
 
 
@@ -137,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     slopes = {"full": loglog_slope(ns, [r["full_s"] for r in rows]),
               "linformer": loglog_slope(ns, [r["linformer_s"] for r in rows])}
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = figure(1, 2, figsize=(13, 5))
+    axes = axes[0]
     ax = axes[0]
     styles = {"svd": "o-", "linformer_pool": "s-", "linformer_random": "^:"}
     colors = {"smooth": "tab:blue", "random": "tab:orange"}
@@ -146,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             pts = [(k, max(e, 1e-17)) for k, e in zip(ks, errs)]  # exact zeros drawn at the floor
             ax.semilogy(*zip(*pts), styles[method], color=colors[inp], label=f"{method}, {inp} input")
     ax.set_xscale("log", base=2)
+    label_log_x(ax, ks)
+    label_log_y(ax)
     ax.set(title=f"relative error vs exact attention, n={args.n}", xlabel="k (rank / projected length)",
            ylabel="||out - exact|| / ||exact||")
     ax = axes[1]
@@ -154,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
               label=f"Linformer k={args.time_k} (slope {slopes['linformer']:.2f})")
     if cross is not None:
         ax.axvline(cross, color="gray", ls="--", label=f"crossover n ~ {cross:.0f}")
-    ax.set(title=f"forward time, batch {args.batch}, d={args.dim}, CPU ({torch.get_num_threads()} threads)",
+    label_log_x(ax, ns)
+    label_log_y(ax)
+    ax.set(title=f"forward time, batch {args.batch}, d={args.dim}, CPU ({threads()})",
            xlabel="n", ylabel="seconds")
     for a in axes:
         a.grid(True, which="both", alpha=0.3)

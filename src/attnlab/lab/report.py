@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import inspect
 import json
+import re
 import time
 import traceback
 from pathlib import Path
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="directory for report.html and one sub-directory per experiment (default runs/lab)")
     p.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), metavar="NAME",
                    help=f"experiments to run (default all: {' '.join(NAMES)})")
-    p.add_argument("--tiny", action="store_true", help="run each experiment at its tiny test size (seconds)")
+    p.add_argument("--tiny", action="store_true",
+                   help="run each experiment at a tiny size: a quick look in seconds, not numbers to quote")
 
 
 def _run_one(name: str, out: Path, tiny: bool) -> dict:
@@ -56,6 +59,60 @@ def _run_one(name: str, out: Path, tiny: bool) -> dict:
     return entry
 
 
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")  # :mod:`a.b`, :class:`~a.b.C` (Sphinx cross-references)
+_CODE = re.compile(r"``(.+?)``")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(\S(?:[^*]*?\S)?)\*(?![\w*])")
+_BULLET = re.compile(r"^[*-] ")
+
+
+def _inline(text: str) -> str:
+    """One paragraph's text as HTML: ``code`` and cross-references in <code>, *word* in <em>."""
+    out = []
+    # a cross-reference becomes code: its last name only when written with "~", as Sphinx does
+    text = _ROLE.sub(lambda m: "``" + (m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)) + "``", text)
+    for i, part in enumerate(_CODE.split(text)):  # odd parts are code
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            out.append(_EMPHASIS.sub(r"<em>\1</em>", html.escape(part)))
+    return "".join(out)
+
+
+def doc_html(doc: str) -> str:
+    """A module docstring as simple HTML: paragraphs, bullet lists, ``::`` literal blocks, inline
+    code; the leading ``attnlab lab NAME``: of the first line is dropped (the page shows it)."""
+    doc = re.sub(r"^``attnlab lab [a-z]+``: *", "", inspect.cleandoc(doc))
+    doc = doc[:1].upper() + doc[1:]
+    blocks = re.split(r"\n\s*\n", doc)
+    parts: list[str] = []
+    literal = False
+    for block in blocks:
+        lines = block.split("\n")
+        if literal and block.startswith((" ", "\t")):
+            parts.append(f"<pre>{html.escape(_dedent(lines))}</pre>")
+            continue
+        literal = block.rstrip().endswith("::")
+        if literal:
+            block = block.rstrip()[:-1]  # "form::" -> "form:"
+            lines = block.split("\n")
+        if all(_BULLET.match(ln) or ln.startswith("  ") for ln in lines) and _BULLET.match(lines[0]):
+            items: list[str] = []
+            for ln in lines:
+                if _BULLET.match(ln):
+                    items.append(ln[2:].strip())
+                else:
+                    items[-1] += " " + ln.strip()
+            parts.append("<ul>" + "".join(f"<li>{_inline(it)}</li>" for it in items) + "</ul>")
+        else:
+            parts.append(f"<p>{_inline(' '.join(ln.strip() for ln in lines))}</p>")
+    return "\n".join(parts)
+
+
+def _dedent(lines: list[str]) -> str:
+    indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
+    return "\n".join(ln[indent:] for ln in lines)
+
+
 def _value(v) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_value(x)}" for k, x in v.items())
@@ -72,10 +129,12 @@ def render(entries: list[dict], *, tiny: bool) -> str:
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "text-align:left;vertical-align:top;font-size:14px}img{max-width:100%;border:1px solid #eee}",
         "pre{background:#f6f8fa;padding:.6em;white-space:pre-wrap;font-size:13px}.err{color:#c5221f}",
+        "code{background:#f6f8fa;padding:0 3px;font-size:92%}.doc{max-width:900px;line-height:1.45}",
         "</style></head><body><h1>attnlab lab report</h1>",
         f"<p>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))} &middot; {html.escape(m['platform'])} "
         f"&middot; {html.escape(str(m['processor']))} &middot; torch {html.escape(m['torch'])}, "
-        f"{m['threads']} threads{' &middot; <b>tiny sizes</b>' if tiny else ''}</p><ul>",
+        f"{m['threads']} threads &middot; {sum(e['seconds'] for e in entries):.0f} s in all"
+        f"{' &middot; <b>tiny sizes</b>' if tiny else ''}</p><ul>",
     ]
     parts += [f"<li><a href='#{e['name']}'>{e['name']}</a>: {html.escape(e['help'])}"
               f"{' <span class=err>(failed)</span>' if e['error'] else ''}</li>" for e in entries]
@@ -84,7 +143,7 @@ def render(entries: list[dict], *, tiny: bool) -> str:
         parts.append(f"<h2 id='{e['name']}'>{e['name']}</h2>")
         parts.append(f"<p><code>attnlab lab {html.escape(e['name'])} {html.escape(' '.join(e['argv']))}</code>"
                      f" &middot; {e['seconds']:.1f} s</p>")
-        parts.append(f"<pre>{html.escape(e['doc'])}</pre>")
+        parts.append(f"<div class=doc>{doc_html(e['doc'])}</div>")
         if e["error"]:
             parts.append(f"<pre class=err>{html.escape(e['error'])}</pre>")
             continue

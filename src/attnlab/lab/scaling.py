@@ -22,7 +22,7 @@ import time
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, plt, write_results
+from attnlab.lab._common import add_out_argument, figure, label_log_x, label_log_y, plain_labels, write_results
 
 HELP = "mean/variance of q.k vs the closed form as d grows; softmax entropy and max weight with/without 1/sqrt(d)"
 EXAMPLE = "attnlab lab scaling --dims 4 16 64 256 1024 --samples 20000 --cases 0,1 0.5,1"
@@ -40,7 +40,8 @@ def _case(text: str) -> tuple[float, float]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dims", type=int, nargs="+", default=[4, 16, 64, 256, 1024], help="dimensions d")
+    p.add_argument("--dims", type=int, nargs="+", default=[4, 16, 64, 256, 1024],
+                   help="dimensions d (default 4 16 64 256 1024)")
     p.add_argument("--samples", type=int, default=20000, help="(q, k) pairs per d (default 20000)")
     p.add_argument("--cases", type=_case, nargs="+", default=[(0.0, 1.0), (0.5, 1.0), (1.0, 0.5)],
                    metavar="MU,SIGMA", help="distributions N(mu, sigma^2 I) of q and k (default 0,1 0.5,1 1,0.5)")
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     dots = dot_statistics(dims, args.cases, args.samples, g)
     soft = softmax_statistics(dims, args.keys, args.trials, g)
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = figure(2, 2, figsize=(12, 8.5))
     for i, (name, rows) in enumerate(dots.items()):
         c = f"C{i}"
         ds = [r["d"] for r in rows]
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                           label=f"{name}: d(sigma^4 + 2 mu^2 sigma^2)")
         axes[0, 1].loglog(ds, [r["var"] for r in rows], "o", color=c)
     axes[0, 0].set_yscale("symlog", linthresh=1.0)  # mu = 0 gives means around 0
+    axes[0, 0].yaxis.set_major_formatter(plain_labels(axes[0, 0].get_yticks()))
     axes[0, 0].set(title="E[q.k]: closed form (lines) vs empirical (dots)", xlabel="d", ylabel="mean of q.k")
     axes[0, 1].set(title="Var[q.k]: closed form (lines) vs empirical (dots)", xlabel="d", ylabel="variance of q.k")
     ds = [r["d"] for r in soft]
@@ -121,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     for a in axes.flat:
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=7)
+        label_log_x(a, dims)
+    label_log_y(axes[0, 1])
 
     big = soft[-1]
     headline = {

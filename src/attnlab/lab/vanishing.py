@@ -1,11 +1,12 @@
-"""``attnlab lab vanishing``: how much x_1 still influences y_T, as T grows, for several spectral radii.
+"""``attnlab lab vanishing``: how much the first input x_1 still moves the output y_T, as T grows.
 
-For the course's linear RNN (psi = identity) the closed form ``h_T = sum_t W_hh^(T-t) W_hx x_t``
-gives ``d o_T / d x_1 = W_yh W_hh^(T-1) W_hx``: the influence of the first input on the last
-output scales like ``rho(W_hh)^(T-1)``, so it vanishes for rho < 1 and explodes for rho > 1.
-We measure ``||d o_T / d x_1||`` (Frobenius; ``o_T`` is y_T before the softmax) with autograd through
-:class:`attnlab.lab.rnn.ElmanRNN`, check it against the closed form, and fit the growth per step,
-which should approach rho. The same is shown for psi = tanh, whose saturation only shrinks it.
+For a linear RNN (psi = identity), ``h_T = sum_t W_hh^(T-t) W_hx x_t``, so
+``d o_T / d x_1 = W_yh W_hh^(T-1) W_hx``: the influence of the first input on the last output
+scales like ``rho(W_hh)^(T-1)``, where rho is the spectral radius of ``W_hh`` (its largest
+eigenvalue in absolute value). It vanishes for rho < 1 and explodes for rho > 1. We measure
+``||d o_T / d x_1||`` (Frobenius norm; ``o_T`` is y_T before the softmax) with autograd for
+several rho, check it against that closed form, and fit the growth per step, which approaches
+rho. The right-hand plot repeats this with psi = tanh, whose saturation can only shrink it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, plt, write_results
+from attnlab.lab._common import add_out_argument, figure, write_results
 from attnlab.lab.rnn import ElmanRNN
 
 HELP = "influence of x_1 on y_T vs T for several spectral radii of W_hh (vanishing/exploding gradients)"
@@ -29,8 +30,8 @@ TINY_ARGS = ["--max-steps", "12", "--radii", "0.5", "1.2"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=60, help="longest sequence T (default 60)")
     p.add_argument("--radii", type=float, nargs="+", default=[0.5, 0.8, 0.9, 1.0, 1.1, 1.25],
-                   help="spectral radii of W_hh to try")
-    p.add_argument("--hidden", type=int, default=4, help="hidden size n_h (course: 4)")
+                   help="spectral radii of W_hh to try (default 0.5 0.8 0.9 1.0 1.1 1.25)")
+    p.add_argument("--hidden", type=int, default=4, help="hidden size n_h (default 4)")
     add_out_argument(p, "vanishing")
 
 
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     base = ElmanRNN(n_h=args.hidden, dtype=torch.float64)
     W = base.W_hh.detach().clone()
     curves: dict[str, dict] = {}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = figure(1, 2, figsize=(12, 4.6))
+    axes = axes[0]
     T = np.arange(1, args.max_steps + 1)
     for rho in args.radii:
         entry: dict[str, Any] = {}

@@ -127,6 +127,22 @@ class DialogueGPT(nn.Module):
             self._head_t, self._head_t_key = w.detach().t().contiguous(), key  # (dim, V)
         return h @ self._head_t
 
+    def attentions(self, input_ids: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(logits (B, T, V), [per-layer weights (B, H, T, T)])`` of unpadded ``input_ids`` (B, T).
+
+        The weights come from the blocks' own ``need_weights`` path under the causal mask: row
+        ``i`` of a layer's weights is what position ``i`` attended to when it predicted token ``i + 1``.
+        """
+        if input_ids.size(1) > self.config.context:
+            raise AttnlabError(f"{input_ids.size(1)} tokens are more than the model's context of "
+                               f"{self.config.context}; pass fewer tokens")
+        x = self.pos(self.tok(input_ids))  # (B, T, dim)
+        if self.training:
+            x = self.drop(x)
+        h, weights = self.transformer(x, is_causal=True, need_weights=True)
+        assert weights is not None
+        return self.head(self.norm(h)), weights
+
     def no_weight_decay(self) -> set[str]:
         """The position table is a lookup table, not a linear map: AdamW leaves it undecayed."""
         return {"pos.weight"}

@@ -219,6 +219,12 @@ class AttentionClassifier(nn.Module):
         logits = self.linear(masked_mean(out, mask))
         return (logits, weights) if need_weights else logits
 
+    def attentions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(logits, [weights (B, 1, T, T)])``: the single head as a one-layer, one-head stack
+        (the shape the Transformers' ``attentions`` give), from the same ``need_weights`` output."""
+        logits, weights = self(ids, lengths, need_weights=True)
+        return logits, [weights[:, None]]  # (B, 1, T, T)
+
 
 class TextClassificationTransformer(nn.Module):
     """Embeddings + learned positions -> ``num_layers`` post-norm blocks -> pooling -> head.
@@ -257,6 +263,28 @@ class TextClassificationTransformer(nn.Module):
             pooled.append(x.masked_fill(~mask[..., None], torch.finfo(x.dtype).min).amax(1))
         logits = self.head(self.drop(torch.cat(pooled, dim=-1)))
         return (logits, weights.mean(1)) if weights is not None else logits  # weights (B, T, T)
+
+    def attentions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(logits, [per-block weights (B, H, T, T)])``: every block's heads, not only the last
+        block's average that ``forward(need_weights=True)`` returns. Same blocks, same pooling."""
+        ids, mask = _trim(ids, lengths)
+        x = self.drop(self.positions(self.embedding(ids)))  # (B, T, dim)
+        attn_mask = padding_mask(mask)  # (B, 1, 1, T)
+        weights: list[Tensor] = []
+        for block in self.blocks:
+            x, w = block(x, attn_mask, need_weights=True)
+            assert w is not None
+            weights.append(w)  # (B, H, T, T)
+        return self.head(self.drop(self.pool(x, mask))), weights
+
+    def pool(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The pooling of ``forward``: (B, T, dim) over the real tokens -> (B, dim) or (B, 2 * dim)."""
+        pooled = []
+        if self.pooling in ("mean", "meanmax"):
+            pooled.append(masked_mean(x, mask))
+        if self.pooling in ("max", "meanmax"):
+            pooled.append(x.masked_fill(~mask[..., None], torch.finfo(x.dtype).min).amax(1))
+        return torch.cat(pooled, dim=-1)
 
 
 def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:

@@ -229,7 +229,7 @@ def evaluate(checkpoint: str | Path, inputs: TextInputs, *, device: str = "auto"
     model, meta = load_model(checkpoint)
     cfg = config_from_dict(TextConfig, meta["config"])
     splits = load_splits(data_dir=inputs.data_dir, train=inputs.train, dev=inputs.dev, test=inputs.test,
-                         val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed)
+                         val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed, check_labels=False)
     reviews, prefix = (splits.test, "test_") if splits.test else (splits.val, "val_")
     enc = encode_reviews(reviews, meta["vocab"], cfg.model.max_len, cache_dir=inputs.cache_dir, workers=inputs.workers)
     model.to(training_device(device))

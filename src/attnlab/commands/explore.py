@@ -1,0 +1,164 @@
+"""``attnlab explore``: one self-contained HTML page to explore a trained model's attention.
+
+Text models (gpt, text attention/transformer, toy) get a head view, a model view, and either the
+prediction (classifiers) or a step-through of the generation (``--prompt`` with ``--generate``);
+a ViT gets its images with the attention drawn over them. ``--serve`` answers the same page for
+inputs typed into a form, on 127.0.0.1 only. The page works offline: nothing is loaded from the
+network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from attnlab.errors import AttnlabError
+
+HELP = __doc__.split("\n\n", 1)[1].strip() if __doc__ else None
+EXAMPLE = """\
+attnlab explore --checkpoint runs/gpt --prompt "ROMEO :" --generate 20 --out gpt.html
+attnlab explore --checkpoint runs/text-transformer "Not bad at all, I loved it." --out review.html
+attnlab explore --checkpoint runs/vit --images 0 5 7 --data-dir data --out vit.html
+attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --out toy.html
+attnlab explore --checkpoint runs/gpt --serve 8000"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="RUN",
+                        help="run directory (its best checkpoint) or a checkpoint directory of a model with "
+                             "attention: gpt, text (--model attention or transformer), vit or toy")
+    parser.add_argument("text", nargs="?", metavar="INPUT",
+                        help="the text to explore (toy: token ids separated by spaces)")
+    parser.add_argument("--out", type=Path, default=None, help="the HTML page to write (default explore.html)")
+    lm = parser.add_argument_group("language models")
+    lm.add_argument("--prompt", default=None, help="text to continue (instead of INPUT)")
+    lm.add_argument("--generate", type=int, default=0, metavar="N", help="tokens to generate after --prompt")
+    lm.add_argument("--temperature", type=float, default=None,
+                    help="> 0 samples (default: the checkpoint's sample.temperature); 0 is greedy")
+    lm.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens "
+                    "(default: the checkpoint's sample.top_k)")
+    lm.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    lm.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    lm.add_argument("--show-top", type=int, default=5, metavar="K", help="candidates listed per step (default 5)")
+    vit = parser.add_argument_group("Vision Transformers")
+    vit.add_argument("--images", type=int, nargs="+", default=None, metavar="I", help="test-set image indices")
+    vit.add_argument("--image-file", type=Path, nargs="+", default=None, metavar="PATH",
+                     help="PNG or JPEG files (resized to the model's size, with a note)")
+    vit.add_argument("--image-dir", type=Path, default=None, metavar="DIR",
+                     help="a folder of PNG/JPEG images (class sub-folders give the true labels)")
+    vit.add_argument("--data-dir", type=Path, default=None,
+                     help="the data set of --images (default: where the model was trained, else ./data)")
+    view = parser.add_argument_group("what the page shows")
+    view.add_argument("--layer", type=int, default=None, help="layer shown first, from 0 (default: the last)")
+    view.add_argument("--head", type=int, default=None, help="head shown first, from 0 (default: 0; ViT: the mean)")
+    view.add_argument("--max-layers", type=int, default=12, help="show at most this many layers, evenly spread "
+                      "(default 12)")
+    view.add_argument("--max-heads", type=int, default=12, help="show at most the first this-many heads (default 12)")
+    view.add_argument("--max-tokens", type=int, default=256, help="the model reads at most this many tokens "
+                      "(default 256)")
+    view.add_argument("--max-images", type=int, default=16, help="at most this many images (default 16)")
+    serve = parser.add_argument_group("local server")
+    serve.add_argument("--serve", type=int, nargs="?", const=8000, default=None, metavar="PORT",
+                       help="serve the page for inputs typed into a form on 127.0.0.1:PORT (default 8000)")
+    serve.add_argument("--max-upload", type=int, default=4_000_000, metavar="BYTES",
+                       help="--serve refuses a request larger than this (default 4,000,000)")
+
+
+def check(args: argparse.Namespace) -> None:
+    """Reject bad values before loading anything."""
+    if args.generate < 0:
+        raise AttnlabError(f"--generate must be >= 0, got {args.generate}")
+    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
+        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.show_top < 1:
+        raise AttnlabError(f"--show-top must be >= 1, got {args.show_top}")
+    if not 0 <= args.seed < 2**63:
+        raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+    if args.serve is not None and not 0 <= args.serve < 65536:
+        raise AttnlabError(f"--serve PORT must be between 0 and 65535, got {args.serve}")
+    if args.max_upload < 1:
+        raise AttnlabError(f"--max-upload must be >= 1, got {args.max_upload}")
+    if args.text is not None and args.prompt is not None:
+        raise AttnlabError("pass either INPUT or --prompt, not both")
+
+
+def sampling(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
+    from attnlab.tasks._lm import SampleConfig
+    from attnlab.viz.explorer import Sampling
+
+    sample = SampleConfig(**meta.get("config", {}).get("sample", {}))
+    temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)
+    top_k = args.top_k if args.top_k is not None else sample.top_k
+    return Sampling(temperature=temperature, top_k=top_k, seed=args.seed, show_top=args.show_top)
+
+
+def build(explorer: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The page's data for the command line's input, or None when none was given."""
+    from attnlab.viz import explorer as ex
+
+    image_args = args.images is not None or args.image_file is not None or args.image_dir is not None
+    where = {"layer": args.layer, "head": args.head}
+    if explorer.kind == "vit":
+        if args.text is not None or args.prompt is not None:
+            raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
+        if not image_args:
+            return None
+        size = explorer.model.config.image_size
+        classes = list(explorer.meta.get("classes") or [])
+        found = ex.empty_images(size)
+        if args.images is not None:
+            found += ex.test_images(args.data_dir or ex.data_dir_of(explorer.meta), args.images, size)
+        if args.image_file is not None:
+            found += ex.image_files(args.image_file, size, classes)
+        if args.image_dir is not None:
+            found += ex.image_folder(args.image_dir, size, classes, most=explorer.limits.max_images)
+        for note in found.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return explorer.images(found, **where)
+    if image_args:
+        raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a {explorer.task} model: "
+                           "pass a text")
+    if explorer.kind == "lm" and (args.prompt is not None or args.generate):
+        return explorer.generation(args.prompt or args.text or "", args.generate, sampling(args, explorer.meta),
+                                   **where)
+    if args.generate:
+        raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {explorer.task} model")
+    if args.text is None:
+        return None
+    return explorer.text(args.text, **where)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.viz.explorer import Explorer, Limits
+    from attnlab.viz.explorer_page import write
+
+    check(args)
+    limits = Limits(max_layers=args.max_layers, max_heads=args.max_heads, max_tokens=args.max_tokens,
+                    max_images=args.max_images)
+    limits.check()
+    explorer = Explorer.load(args.checkpoint, limits=limits)
+    data = build(explorer, args)
+    if data is None and args.serve is None:
+        wanted = {"vit": "--images I ..., --image-file PATH or --image-dir DIR",
+                  "lm": "a TEXT, or --prompt TEXT --generate N"}.get(explorer.kind, "a TEXT")
+        raise AttnlabError(f"nothing to explore: pass {wanted} (or --serve to type inputs into a page)")
+    if data is not None and (args.out is not None or args.serve is None):
+        out = write(data, args.out or Path("explore.html"))
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    if args.serve is not None:
+        from attnlab.viz import explorer as ex
+        from attnlab.viz.explorer_server import ExplorerApp, ServeOptions, serve
+
+        data_dir = None
+        if explorer.kind == "vit":
+            data_dir = str(args.data_dir or ex.data_dir_of(explorer.meta))
+        options = ServeOptions(max_upload_bytes=args.max_upload, generate=args.generate or 20,
+                               sampling=sampling(args, explorer.meta) if explorer.kind == "lm" else None,
+                               data_dir=data_dir)
+        serve(ExplorerApp(explorer, options), args.serve)
+    return 0

@@ -1,0 +1,51 @@
+"""The attention explorer's page: one self-contained HTML file (styles, script and data inline).
+
+The page is ``explorer.html`` with ``explorer.css``, ``explorer.js`` and the data of
+:class:`attnlab.viz.explorer.Explorer` written into it; it loads nothing from the network, so it
+works offline and can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from attnlab.errors import AttnlabError
+
+__all__ = ["render", "write"]
+
+_SLOT = re.compile(r"\{\{([A-Z]+)\}\}")
+
+
+def _asset(name: str) -> str:
+    return resources.files("attnlab.viz").joinpath(name).read_text(encoding="utf-8")
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside ``<script>``: no ``</script>`` or ``<!--`` can end or bend it."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render(data: dict[str, Any] | None, *, form: str = "") -> str:
+    """The page for ``data`` (None: an empty page); ``form`` is HTML put above it (the local server's form)."""
+    title = f"attnlab explore: {data['task']}" if data else "attnlab explore"
+    slots = {"TITLE": html.escape(title), "CSS": _asset("explorer.css"), "JS": _asset("explorer.js"),
+             "DATA": script_json(data), "FORM": form}
+    # One pass over the template: text put into a slot is never scanned for slots again.
+    return _SLOT.sub(lambda m: slots[m.group(1)], _asset("explorer.html"))
+
+
+def write(data: dict[str, Any], out: str | Path) -> Path:
+    """Write the page to ``out`` (its folder is created); returns the path."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(data), encoding="utf-8")
+    except OSError as e:
+        raise AttnlabError(f"cannot write --out {out}: {e}") from None
+    return out
