@@ -126,7 +126,9 @@ def type_name(tp: Any) -> str:
         return " or ".join(type_name(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"comma-separated {type_name(args[0])}s"
+            item, bounds = _split_annotated(args[0])
+            each = f", each {bounds.describe()}" if bounds is not None else ""
+            return f"comma-separated {type_name(item)}s{each}"
         return "comma-separated (" + ", ".join(type_name(a) for a in args) + ")"
     if tp is type(None):
         return "None"
