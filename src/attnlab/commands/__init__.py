@@ -35,6 +35,7 @@ COMMANDS = Registry("command", "attnlab.commands", {
     "explain": "explain a sentiment prediction through its attention",
     "explore": "write one offline HTML page to explore a trained model's attention (or --serve it)",
     "sweep": "train a grid of configurations and tabulate the results",
+    "curves": "draw learning curves of runs (a metric against time, steps or epochs) as a PNG",
     "data": f"download and unpack a data set ({DATASETS.listing()})",
     "bench": f"run a benchmark ({BENCHMARKS.listing()})",
     "lab": f"run a lab experiment ({EXPERIMENTS.listing()})",

@@ -322,7 +322,7 @@ class TrainingRun:
                 self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             else:
                 state.bad_evals += 1
-            self.logger.log(state.step, metrics, epoch=self.epochs_done())
+            self.logger.log(state.step, metrics, epoch=self.epochs_done(), train_seconds=round(self.elapsed(), 3))
             self.save(("latest", "best") if improved else ("latest",))
             if self.on_eval is not None and self.dist.is_main:
                 self.model.eval()

@@ -1,0 +1,51 @@
+"""Learning curves: a metric of one or more runs against training time or steps, as a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from attnlab.errors import AttnlabError
+
+__all__ = ["read_records", "plot_curves"]
+
+
+def read_records(run: Path) -> list[dict]:
+    """The records of ``run/metrics.jsonl`` (a line cut short by a crash is skipped)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        raise AttnlabError(f"{run} has no metrics.jsonl; pass the directory of an `attnlab train` run")
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str] | None = None,
+                title: str | None = None) -> Path:
+    """Draw ``y`` against ``x`` (``train_seconds``, ``step`` or ``epoch``) for every run; write ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, run in enumerate(runs):
+        points = [(r[x], r[y]) for r in read_records(run) if x in r and isinstance(r.get(y), (int, float))]
+        if not points:
+            raise AttnlabError(f"{run}/metrics.jsonl has no records with both {x!r} and {y!r}; try --y val_loss "
+                               "or --x step")
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, "o-", markersize=3, label=labels[i] if labels else run.name)
+    names = {"train_seconds": "training time (s)", "step": "optimizer steps", "epoch": "epochs"}
+    ax.set(xlabel=names.get(x, x), ylabel=y.replace("_", " "), title=title or f"{y} against {names.get(x, x)}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
