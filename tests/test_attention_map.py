@@ -41,7 +41,7 @@ def test_upsample_and_png_size(tmp_path):
     images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
     out = save_grid(images, maps, [f"img {i}" for i in range(7)], tmp_path / "grid.png", cols=4)
     with Image.open(out) as im:
-        assert im.format == "PNG" and im.size == figure_pixels(7, 4) == (800, 500)
+        assert im.format == "PNG" and im.size == figure_pixels(7, 4) == (1680, 500)
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +82,11 @@ def test_attention_map_cli(vit_run, tmp_path):
     (["--cols", "-1"], "--cols (panels per row) must be >= 1, got -1"),
     (["--offset", "-5"], "--offset (validation images to skip) must be >= 0, got -5"),
     (["--num-images", "0"], "--num-images must be >= 1, got 0"),
-    (["--num-images", "99"], "--offset 0 + --num-images 99 asks for validation images up to 99, but the "
-                             "validation split has 8; lower --num-images/--offset"),
-    (["--num-images", "4", "--offset", "5"], "--offset 5 + --num-images 4 asks for validation images up to 9, "
-                                             "but the validation split has 8; lower --num-images/--offset"),
-    (["--num-images", "2000"], "2000 panels, 5 per row, make a 1000x100000-pixel PNG, more than 65536 a side; "
+    (["--num-images", "99"], "--offset 0 + --num-images 99 asks for selected validation images up to 99, but 8 "
+                             "are selected; lower --num-images/--offset"),
+    (["--num-images", "4", "--offset", "5"], "--offset 5 + --num-images 4 asks for selected validation images up "
+                                             "to 9, but 8 are selected; lower --num-images/--offset"),
+    (["--num-images", "2000"], "2000 panels, 5 per row, make a 2080x100000-pixel PNG, more than 65536 a side; "
                                "lower --num-images (and draw the next ones with --offset) or change --cols"),
 ], ids=["cols-0", "cols-negative", "offset-negative", "num-images-0", "past-the-end", "offset-past-the-end",
         "too-many-panels"])
@@ -111,3 +111,17 @@ def test_attention_map_unwritable_out(vit_run, tmp_path, capsys):
     assert attention_map(vit_run, "--num-images", "2", "--out", str(tmp_path / "file" / "m.png")) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write --out {tmp_path}/file/m.png: ") and err.count("\n") == 1
+
+
+def test_attention_map_chooses_images_by_index_class_or_mistake(vit_run, tmp_path, capsys):
+    """--images picks positions, --class one true class, --misclassified the model's mistakes; the
+    printed count of correct images says which were drawn."""
+    out = tmp_path / "m.png"
+    assert attention_map(vit_run, "--out", str(out), "--images", "0", "2") == 0
+    assert "wrote" in capsys.readouterr().err and Image.open(out).size == figure_pixels(2, 5)
+    assert attention_map(vit_run, "--out", str(out), "--misclassified", "--num-images", "1") == 0
+    assert "0 classified correctly" in capsys.readouterr().err  # every image drawn is a mistake
+    assert attention_map(vit_run, "--out", str(out), "--class", "no-such-class") == 2
+    assert "is not a class of this model" in capsys.readouterr().err
+    assert attention_map(vit_run, "--out", str(out), "--images", "99") == 2
+    assert "--images 99 is out of range" in capsys.readouterr().err

@@ -1,4 +1,9 @@
-"""``attnlab attention-map``: a trained ViT's class-token attention, overlaid on validation images."""
+"""``attnlab attention-map``: a trained ViT's class-token attention, beside and over validation images.
+
+It draws Vision Transformers (task ``vit``). For the attention of every other model -- the
+language models, the sentiment classifiers, the toy model -- use ``attnlab explore``, which
+writes an interactive page for any of them (ViTs included).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,12 @@ import torch
 
 from attnlab.errors import AttnlabError
 
-HELP = "draw a trained ViT's class-token attention (or attention rollout) over validation images"
-EXAMPLE = "attnlab attention-map --checkpoint runs/vit --num-images 10 --out maps.png --data-dir data"
+HELP = ("draw a trained Vision Transformer's class-token attention (or attention rollout) beside and over "
+        "validation images, as a PNG; for any other model's attention use `attnlab explore`")
+EXAMPLE = """\
+attnlab attention-map --checkpoint runs/vit --num-images 10 --out maps.png --data-dir data
+attnlab attention-map --checkpoint runs/vit --misclassified --num-images 10 --data-dir data
+attnlab attention-map --checkpoint runs/vit --class cat --images 0 3 5 --data-dir data"""
 DEFAULT_NAME = "attention_maps.png"
 MAX_SIDE = 2**16  # pixels a side of the PNG: past this, viewers and memory suffer long before matplotlib's 2**23
 
@@ -30,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the data the model was trained on (CIFAR-10 folder/archive or image folder)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip this many validation images first (default 0)")
-    parser.add_argument("--cols", type=int, default=5, help="panels per row, at least 1 (default 5)")
+    parser.add_argument("--cols", type=int, default=5, help="image pairs per row, at least 1 (default 5)")
+    parser.add_argument("--images", type=int, nargs="+", default=None, metavar="INDEX",
+                        help="these validation images (positions among the selected ones; instead of --offset)")
+    parser.add_argument("--class", dest="only_class", default=None, metavar="NAME",
+                        help="only validation images of this true class (e.g. cat)")
+    parser.add_argument("--misclassified", action="store_true", help="only the validation images the model gets wrong")
 
 
 def _out_path(out: str) -> Path:
@@ -59,16 +73,25 @@ def run(args: argparse.Namespace) -> int:
                            f"than {MAX_SIDE} a side; lower --num-images (and draw the next ones with --offset) "
                            "or change --cols")
     out = _out_path(args.out)
-    _, model, meta = load_trained(args.checkpoint, tasks=("vit",), what="a Vision Transformer")
+    _, model, meta = load_trained(args.checkpoint, tasks=("vit",),
+                                  what="a Vision Transformer (for another model's attention use `attnlab explore`)")
     train_all, _ = load_images(args.data_dir, model.config.image_size)
     data = meta.get("data", {})
     _, val = split(train_all, data.get("val_size", 5000), data.get("split_seed", 0))
-    stop = args.offset + args.num_images
-    if stop > len(val.labels):
-        raise AttnlabError(f"--offset {args.offset} + --num-images {args.num_images} asks for validation images up "
-                           f"to {stop}, but the validation split has {len(val.labels)}; lower --num-images/--offset")
-    images, labels = val.images[args.offset:stop], val.labels[args.offset:stop]  # (n, 3, H, W) uint8
     classes = meta.get("classes") or list(train_all.classes)
+    pool = _select(model, val.images, val.labels, classes, args)  # positions in the validation split
+    if args.images is not None:
+        bad = [i for i in args.images if not 0 <= i < len(pool)]
+        if bad:
+            raise AttnlabError(f"--images {bad[0]} is out of range: {len(pool)} validation images are selected")
+        chosen = pool[torch.tensor(args.images, dtype=torch.long)]
+    else:
+        stop = args.offset + args.num_images
+        if stop > len(pool):
+            raise AttnlabError(f"--offset {args.offset} + --num-images {args.num_images} asks for selected validation "
+                               f"images up to {stop}, but {len(pool)} are selected; lower --num-images/--offset")
+        chosen = pool[args.offset:stop]
+    images, labels = val.images[chosen], val.labels[chosen]  # (n, 3, H, W) uint8
     with torch.no_grad():
         features, attentions = model.forward_features(normalize(images), need_weights=True)
         preds = model.forward_head(features).argmax(-1)
@@ -83,6 +106,27 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise AttnlabError(f"cannot write --out {out}: {e.strerror or e}; pass a writable path") from None
     correct = int((preds == labels).sum())
-    print(f"wrote {out} ({args.num_images} validation images, {correct} classified correctly; {what})",
+    print(f"wrote {out} ({len(labels)} validation images, {correct} classified correctly; {what})",
           file=sys.stderr)
     return 0
+
+
+def _select(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: list[str],
+            args: argparse.Namespace) -> torch.Tensor:
+    """Positions of the validation images to draw from: all, one true class, and/or the misclassified."""
+    from attnlab.data.augment import normalize
+
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    if args.only_class is not None:
+        if args.only_class not in classes:
+            raise AttnlabError(f"--class {args.only_class!r} is not a class of this model; choose from "
+                               f"{', '.join(classes)}")
+        keep &= labels == classes.index(args.only_class)
+    if args.misclassified:
+        with torch.no_grad():
+            preds = torch.cat([model(normalize(images[i:i + 500])).argmax(-1) for i in range(0, len(labels), 500)])
+        keep &= preds != labels
+    positions = torch.nonzero(keep).flatten()
+    if len(positions) == 0:
+        raise AttnlabError("no validation image matches --class/--misclassified; widen the selection")
+    return positions

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-CELL_INCHES = 2.0  # each image panel is CELL_INCHES wide, CELL_INCHES * 1.25 tall (room for the title)
+CELL_INCHES = 2.0  # each image and each overlay is CELL_INCHES wide, CELL_INCHES * 1.25 tall (room for titles)
+COLORBAR_INCHES = 0.8  # the strip on the right holding the colour bar
 DPI = 100
 
 
@@ -59,14 +62,26 @@ def grid_shape(n: int, cols: int = 5) -> tuple[int, int]:
 
 
 def figure_pixels(n: int, cols: int = 5) -> tuple[int, int]:
-    """(width, height) in pixels of the PNG that `save_grid` writes for n images."""
+    """(width, height) in pixels of the PNG that `save_grid` writes for n images (``cols`` image
+    pairs per row, and the colour-bar strip)."""
     rows, cols = grid_shape(n, cols)
-    return round(cols * CELL_INCHES * DPI), round(rows * CELL_INCHES * 1.25 * DPI)
+    return round((2 * cols * CELL_INCHES + COLORBAR_INCHES) * DPI), round(rows * CELL_INCHES * 1.25 * DPI)
+
+
+def _translucent(name: str = "inferno") -> Any:
+    """A colour map whose low values are transparent, so the image shows where attention is low."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    colours = colormaps[name](np.linspace(0, 1, 256))
+    colours[:, 3] = np.linspace(0.05, 0.85, 256)  # alpha grows with the attention
+    return ListedColormap(colours)
 
 
 def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, *, colors: list[str] | None = None,
-              cols: int = 5, alpha: float = 0.5, suptitle: str | None = None) -> Path:
-    """Overlay `maps` (B, H, W) on uint8 `images` (B, 3, H, W), one titled panel each; write a PNG."""
+              cols: int = 5, suptitle: str | None = None) -> Path:
+    """Each of the uint8 ``images`` (B, 3, H, W) beside its attention ``maps`` (B, H, W, in [0, 1])
+    laid over it in a translucent colour map; a labelled colour bar; one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,15 +89,25 @@ def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, 
 
     n = images.shape[0]
     rows, cols = grid_shape(n, cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES * 1.25), dpi=DPI,
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())  # (H, W, 3)
-        ax.imshow(maps[i].cpu().numpy(), cmap="jet", alpha=alpha, interpolation="bilinear")
-        ax.set_title(titles[i], fontsize=9, color=(colors[i] if colors else "black"))
+    width, height = figure_pixels(n, cols)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    grid = fig.add_gridspec(rows, 2 * cols + 1, width_ratios=[CELL_INCHES] * (2 * cols) + [COLORBAR_INCHES])
+    cmap, shown = _translucent(), None
+    for i in range(n):
+        r, c = divmod(i, cols)
+        picture = images[i].permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+        left, right = fig.add_subplot(grid[r, 2 * c]), fig.add_subplot(grid[r, 2 * c + 1])
+        left.imshow(picture)
+        right.imshow(picture)
+        shown = right.imshow(maps[i].cpu().numpy(), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="bilinear")
+        left.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+        right.set_title("attention", fontsize=8)
+        left.axis("off")
+        right.axis("off")
+    if shown is not None:
+        bar = fig.colorbar(shown, cax=fig.add_subplot(grid[:, -1]))
+        bar.set_label("attention (scaled to [0, 1] per image)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     out = Path(out)
