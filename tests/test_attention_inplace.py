@@ -1,8 +1,8 @@
 """The in-place attention path (no autograd) against the explicit one: same numbers, less memory.
 
-``scaled_dot_product_attention`` computes the weights in one buffer when no gradient is needed
-(README, "The core in one screen"). Both paths run the same operations in the same order, so the
-tests ask for bit-identical outputs and weights, not closeness.
+``scaled_dot_product_attention`` computes the weights in one buffer when no gradient is needed.
+Both paths run the same operations in the same order, so the tests ask for bit-identical outputs
+and weights, not closeness.
 """
 
 from __future__ import annotations

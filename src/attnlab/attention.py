@@ -150,8 +150,8 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 
 def _autocasting(x: Tensor) -> bool:
-    """Under autocast ``torch.softmax`` runs in float32 and returns float32 weights; in-place ops
-    would keep the reduced dtype, so the explicit path keeps autocast's numbers unchanged."""
+    """Autocast picks each op's dtype (on CUDA, softmax runs and returns in float32); in-place ops
+    would keep the scores' reduced dtype, so under autocast the explicit path runs, unchanged."""
     return torch.is_autocast_enabled(x.device.type)
 
 

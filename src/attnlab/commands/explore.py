@@ -17,13 +17,21 @@ from typing import Any
 
 from attnlab.errors import AttnlabError
 
-HELP = __doc__.split("\n\n", 1)[1].strip() if __doc__ else None
+HELP = """\
+Write one self-contained HTML page (works offline) to explore a trained model's attention.
+Text models (gpt; text --model attention|transformer; toy): a head view, a model view, and the
+prediction (classifiers) or a step-through of the generation (--prompt with --generate N).
+A ViT (--images, --image-file, --image-dir): each image under the attention of a chosen layer and
+head, a clicked patch, or attention rollout. --serve answers the page for inputs typed into a
+form, on 127.0.0.1 only. Layers and heads are numbered from 0."""
 EXAMPLE = """\
 attnlab explore --checkpoint runs/gpt --prompt "ROMEO :" --generate 20 --out gpt.html
 attnlab explore --checkpoint runs/text-transformer "Not bad at all, I loved it." --out review.html
 attnlab explore --checkpoint runs/vit --images 0 5 7 --data-dir data --out vit.html
 attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --out toy.html
 attnlab explore --checkpoint runs/gpt --serve 8000"""
+
+BIG_PAGE_MB = 5  # above this, say how to make the page smaller
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +120,7 @@ def build(explorer: Any, args: argparse.Namespace) -> dict[str, Any] | None:
         classes = list(explorer.meta.get("classes") or [])
         found = ex.empty_images(size)
         if args.images is not None:
-            found += ex.test_images(args.data_dir or ex.data_dir_of(explorer.meta), args.images, size)
+            found += ex.images_from_test_set(args.data_dir or ex.data_dir_of(explorer.meta), args.images, size)
         if args.image_file is not None:
             found += ex.image_files(args.image_file, size, classes)
         if args.image_dir is not None:
@@ -149,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
         raise AttnlabError(f"nothing to explore: pass {wanted} (or --serve to type inputs into a page)")
     if data is not None and (args.out is not None or args.serve is None):
         out = write(data, args.out or Path("explore.html"))
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+        size = out.stat().st_size / 1e6
+        print(f"wrote {out} ({size:.2f} MB)", file=sys.stderr)
+        if size > BIG_PAGE_MB:
+            print(f"note: the page is over {BIG_PAGE_MB} MB; --max-layers, --max-heads or --max-tokens make it "
+                  "smaller and faster to open", file=sys.stderr)
     if args.serve is not None:
         from attnlab.viz import explorer as ex
         from attnlab.viz.explorer_server import ExplorerApp, ServeOptions, serve
@@ -160,5 +172,5 @@ def run(args: argparse.Namespace) -> int:
         options = ServeOptions(max_upload_bytes=args.max_upload, generate=args.generate or 20,
                                sampling=sampling(args, explorer.meta) if explorer.kind == "lm" else None,
                                data_dir=data_dir)
-        serve(ExplorerApp(explorer, options), args.serve)
+        serve(ExplorerApp(explorer, options, initial=data), args.serve)
     return 0

@@ -328,11 +328,12 @@
       const heat = document.createElement("canvas");
       heat.width = cols; heat.height = rows;
       const hctx = heat.getContext("2d"), data = hctx.createImageData(cols, rows);
-      let top = 1e-12;
-      for (let p = 0; p < N; p++) top = Math.max(top, s[p]);
+      let lo = Infinity, hi = -Infinity;  // min-max scaled, as attnlab attention-map draws it
+      for (let p = 0; p < N; p++) { lo = Math.min(lo, s[p]); hi = Math.max(hi, s[p]); }
+      const span = Math.max(hi - lo, 1e-12);
       for (let p = 0; p < N; p++) {
-        const [r, g, b] = turbo(s[p] / top);
-        data.data.set([r, g, b, Math.round(255 * (0.15 + 0.55 * s[p] / top))], 4 * p);
+        const t = (s[p] - lo) / span, [r, g, b] = turbo(t);
+        data.data.set([r, g, b, Math.round(255 * (0.05 + 0.6 * t))], 4 * p);  // translucent: the image shows
       }
       hctx.putImageData(data, 0, 0);
       ctx.imageSmoothingEnabled = true;
@@ -382,7 +383,7 @@
       syncMode(); redraw();
     });
     app.append(el("div", { class: "vit" }, [main, el("div", {}, [labels, what,
-      el("p", {}, ["low ", el("span", { class: "legend" }, []), " high (scaled to the largest patch)"])])]));
+      el("p", {}, ["low ", el("span", { class: "legend" }, []), " high (from the smallest to the largest patch)"])])]));
 
     app.append(el("h2", { text: "Model view" }),
       el("p", { class: "hint", text: "The same query's attention in every layer and head; click one to choose it." }));

@@ -32,8 +32,8 @@ from torch import Tensor
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image", "test_images",
-           "image_files", "image_folder", "empty_images", "data_dir_of", "EXPLORABLE"]
+__all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
+           "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "EXPLORABLE"]
 
 EXPLORABLE = "gpt, text (--model attention or transformer), vit or toy"
 QUANT = 65535  # weights are sent as round(w * QUANT) in uint16
@@ -148,15 +148,12 @@ class Explorer:
         return cls(task, model, meta, checkpoint=str(checkpoint), limits=limits)
 
     def _shape(self) -> tuple[int, int]:
-        m = self.meta.get("model", {})
-        if self.task == "text" and self.name == "attention":
-            return 1, 1
-        if self.task == "toy":
-            c = self.model.config
-            return c.num_layers, c.num_heads
-        if self.task == "vit":
-            return self.model.config.num_layers, self.model.config.num_heads
-        return int(m["num_layers"]), int(m["num_heads"])
+        """(layers, heads): the single-head attention classifier is one layer of one head."""
+        if self.task == "text":
+            m = self.meta["model"]
+            return (1, 1) if self.name == "attention" else (int(m["num_layers"]), int(m["num_heads"]))
+        c = self.model.config  # GPTConfig, ToyModelConfig, ViTConfig
+        return int(c.num_layers), int(c.num_heads)
 
     # ------------------------------------------------------------------ what is shown
     def selection(self, layer: int | None = None, head: int | None = None) -> tuple[list[int], list[int]]:
@@ -339,7 +336,7 @@ class Explorer:
 
     # ------------------------------------------------------------------ images
     def images(self, inputs: ImageInputs, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
-        """Images of the model's size (:func:`test_images`, :func:`image_files`, :func:`image_folder`)
+        """Images of the model's size (:func:`images_from_test_set`, :func:`image_files`, :func:`image_folder`)
         -> the page's data."""
         from attnlab.data.augment import normalize
         from attnlab.viz.attention_map import attention_rollout, cls_attention
@@ -404,7 +401,7 @@ def data_dir_of(meta: dict[str, Any]) -> Path:
     return Path(path) if path and Path(path).exists() else Path("data")
 
 
-def test_images(data_dir: str | Path, indices: list[int], size: int) -> ImageInputs:
+def images_from_test_set(data_dir: str | Path, indices: list[int], size: int) -> ImageInputs:
     """Test-set images by index, with their true labels (:func:`attnlab.data.images.load_images`)."""
     from attnlab.data.images import load_images
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from attnlab.errors import AttnlabError
-from attnlab.viz.explorer import Explorer, ImageInputs, Sampling, read_image, test_images
+from attnlab.viz.explorer import Explorer, ImageInputs, Sampling, images_from_test_set, read_image
 from attnlab.viz.explorer_page import render
 
 __all__ = ["ServeOptions", "ExplorerApp", "make_server", "serve", "HOST"]
@@ -44,8 +44,10 @@ class TooLarge(AttnlabError):
 class ExplorerApp:
     """Turns one request's fields into a page; no HTTP here, so it is tested without a socket."""
 
-    def __init__(self, explorer: Explorer, options: ServeOptions | None = None) -> None:
+    def __init__(self, explorer: Explorer, options: ServeOptions | None = None, *,
+                 initial: dict[str, Any] | None = None) -> None:
         self.explorer, self.options = explorer, options or ServeOptions()
+        self.initial = initial  # the page ``GET /`` shows (the command line's input), if any
 
     def form(self, fields: dict[str, str], error: str | None = None) -> str:
         o, e = self.options, self.explorer
@@ -74,7 +76,7 @@ class ExplorerApp:
         """(status, HTML) for the submitted ``fields`` and ``files``; no fields: the empty form."""
         fields, files = fields or {}, files or {}
         if not fields and not files:
-            return 200, render(None, form=self.form({}))
+            return 200, render(self.initial, form=self.form({}))
         try:
             data = self.explore(fields, files)
         except TooLarge:
@@ -96,7 +98,7 @@ class ExplorerApp:
                     indices = [int(i) for i in fields["images"].replace(",", " ").split()]
                 except ValueError:
                     raise AttnlabError("test images are given by their indices, e.g. 0 5 7") from None
-                found = test_images(o.data_dir, indices, size)
+                found = images_from_test_set(o.data_dir, indices, size)
             else:
                 raise AttnlabError("choose an image to upload")
             return e.images(found)

@@ -1,0 +1,320 @@
+"""`attnlab explore`: the page's weights are the model's own, the page stands alone, bad input is one error.
+
+The browser-side checks (lines drawn, selectors, clicks) are in test_explorer_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from PIL import Image
+
+from attnlab.cli import main
+from attnlab.data.augment import normalize
+from attnlab.data.images import load_images
+from attnlab.data.sentiment import encode_texts
+from attnlab.data.tokenizer import MyTokenizer
+from attnlab.models.gpt import generate
+from attnlab.viz.explorer import Explorer, Limits, Sampling, images_from_test_set, pack, spread, unpack
+from attnlab.viz.explorer_page import render, script_json
+from attnlab.viz.explorer_server import HOST, ExplorerApp, ServeOptions, make_server
+
+QUANT_TOL = 0.5 / 65535 + 1e-7  # the page carries round(w * 65535)
+
+
+def page_data(html: str) -> dict:
+    match = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', html, re.S)
+    assert match, "no data in the page"
+    return json.loads(match.group(1))
+
+
+def explore(*args: str) -> int:
+    return main(["explore", *args])
+
+
+# ---------------------------------------------------------------------- the weights are the model's
+def test_gpt_weights_are_the_models_own(gpt_run):
+    ex = Explorer.load(gpt_run)
+    data = ex.text("to be or not to be , that is the question")
+    tok = MyTokenizer.from_dict(ex.meta["tokenizer"])
+    ids = torch.tensor([tok.encode("to be or not to be , that is the question")])  # (1, T)
+    model = ex.model
+    with torch.no_grad():
+        _, reference = model.transformer(model.pos(model.tok(ids)), is_causal=True, need_weights=True)
+        logits, _ = model.attentions(ids)
+        fused = model(ids)  # the fused kernel's path: the same logits
+    torch.testing.assert_close(logits, fused, atol=1e-5, rtol=1e-5)
+    shown = unpack(data["attention"])  # (L, H, T, T)
+    expected = torch.stack([a[0] for a in reference])
+    assert shown.shape == expected.shape == (2, 2, ids.size(1), ids.size(1))
+    torch.testing.assert_close(shown, expected, atol=QUANT_TOL, rtol=0)
+    assert data["tokens"][0] == "<start>" and data["tokens"][1:4] == ["to", "be", "or"]
+
+
+def test_causal_rows_sum_to_one_and_future_keys_are_exactly_zero(gpt_run):
+    data = Explorer.load(gpt_run).text("to be or not to be")
+    w = unpack(data["attention"])  # (L, H, T, T)
+    T = w.size(-1)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    assert torch.equal(w[..., future], torch.zeros_like(w[..., future]))  # masked: exactly 0
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=T * QUANT_TOL, rtol=0)
+
+
+def test_generation_steps_follow_generate(gpt_run):
+    ex = Explorer.load(gpt_run)
+    data = ex.generation("to be", 6, Sampling(show_top=3))
+    tok = MyTokenizer.from_dict(ex.meta["tokenizer"])
+    prefix = tok.encode("to be")
+    new = generate(ex.model, prefix, 6)  # greedy, as Sampling() asks
+    assert data["tokens"][len(prefix):] == [tok.vocab[i] for i in new]
+    g = data["generation"]
+    assert g["prompt_length"] == len(prefix) and len(g["steps"]) == 6 and g["how"] == "greedy decoding"
+    with torch.no_grad():
+        probs = torch.softmax(ex.model(torch.tensor([prefix + new])).float(), -1)[0]  # (T, V)
+    for s, step in enumerate(g["steps"]):
+        q = len(prefix) - 1 + s
+        assert step["query"] == q and step["token"] == tok.vocab[new[s]]
+        top = torch.topk(probs[q], 3)
+        assert [t for t, _ in step["top"]] == [tok.vocab[int(i)] for i in top.indices]
+        assert step["top"][0][0] == step["token"]  # greedy picks the most likely
+        assert step["probability"] == pytest.approx(float(probs[q, new[s]]), abs=1e-5)
+
+
+def test_toy_weights_and_prediction(toy_run):
+    ex = Explorer.load(toy_run)
+    data = ex.text("3 1 4 1 5 3 3 2")
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 3, 3, 2]])
+    with torch.no_grad():
+        logits, reference = ex.model(tokens, need_weights=True)
+    torch.testing.assert_close(unpack(data["attention"]), torch.stack([a[0] for a in reference]),
+                               atol=QUANT_TOL, rtol=0)
+    p = torch.softmax(logits, -1)[0]
+    assert data["prediction"]["label"] == f"token {int(p.argmax()) + 1}"
+    assert data["prediction"]["probability"] == pytest.approx(float(p.max()), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["transformer", "attention"])
+def test_text_classifier_weights_prediction_and_received(text_runs, name):
+    ex = Explorer.load(text_runs / name)
+    text = "a great film , not boring at all ."
+    data = ex.text(text)
+    enc, seen = encode_texts([text], ex.meta["vocab"], ex.meta["model"]["max_len"])
+    with torch.no_grad():
+        logits, explained = ex.model(enc["ids"], enc["lengths"], need_weights=True)  # explain's weights
+        _, per_layer = ex.model.attentions(enc["ids"], enc["lengths"])
+    shown = unpack(data["attention"])
+    torch.testing.assert_close(shown, torch.stack([a[0] for a in per_layer]), atol=QUANT_TOL, rtol=0)
+    # The last layer, heads averaged, is what forward(need_weights=True) gives explain.
+    torch.testing.assert_close(shown[-1].mean(0), explained[0], atol=QUANT_TOL, rtol=0)
+    torch.testing.assert_close(shown.sum(-1), torch.ones(shown.shape[:-1]), atol=shown.size(-1) * QUANT_TOL, rtol=0)
+    assert data["tokens"] == seen[0]
+    p = torch.softmax(logits, -1)[0]
+    assert data["prediction"]["label"] == ex.meta["labels"][int(p.argmax())]
+    torch.testing.assert_close(torch.tensor(data["prediction"]["received"]), explained[0].mean(0))
+    assert ex.num_layers == (2 if name == "transformer" else 1)
+
+
+def test_vit_weights_labels_rollout(vit_run):
+    from attnlab.viz.attention_map import attention_rollout, cls_attention
+
+    run, data_dir = vit_run
+    ex = Explorer.load(run)
+    found = images_from_test_set(data_dir, [0, 3], 32)
+    data = ex.images(found)
+    _, test = load_images(data_dir, 32)
+    with torch.no_grad():
+        features, reference = ex.model.forward_features(normalize(test.images[[0, 3]]), need_weights=True)
+        preds = ex.model.forward_head(features).argmax(-1)
+    assert data["grid"] == [4, 4] and len(data["images"]) == 2
+    for b, image in enumerate(data["images"]):
+        torch.testing.assert_close(unpack(image["attention"]), torch.stack([a[b] for a in reference]),
+                                   atol=QUANT_TOL, rtol=0)
+        assert image["true"] == ex.meta["classes"][int(test.labels[[0, 3][b]])]
+        assert image["pred"] == ex.meta["classes"][int(preds[b])]
+        torch.testing.assert_close(torch.tensor(image["rollout"]), attention_rollout(reference)[b])
+        torch.testing.assert_close(torch.tensor(image["mean"]), cls_attention(reference)[b])
+        assert image["png"].startswith("data:image/png;base64,")
+
+
+# ---------------------------------------------------------------------- the page
+def test_cli_writes_one_self_contained_page(gpt_run, tmp_path, capsys):
+    out = tmp_path / "page.html"
+    assert explore("--checkpoint", str(gpt_run), "--prompt", "to be", "--generate", "5", "--out", str(out)) == 0
+    html = out.read_text(encoding="utf-8")
+    assert f"wrote {out}" in capsys.readouterr().err
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing from the network
+    assert "<link" not in html and not re.search(r"<script[^>]*\bsrc=", html)
+    assert "@import" not in html and "url(http" not in html
+    assert html.count("<script") == 2 and len(html.encode()) < 5_000_000
+    data = page_data(html)
+    assert data["kind"] == "lm" and len(data["generation"]["steps"]) == 5
+
+
+def test_data_cannot_close_the_script_element():
+    text = script_json({"tokens": ["</script><script>alert(1)</script>", "<!--", "&amp;"]})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text)["tokens"][0] == "</script><script>alert(1)</script>"
+    page = render({"task": "toy", "tokens": ["</script>"]})
+    assert page.count("</script>") == 2  # the data's and the code's own ends
+
+
+def test_limits_show_a_subset_and_say_which(text_runs, gpt_run):
+    assert spread(12, 4) == [0, 4, 7, 11] and spread(3, 5) == [0, 1, 2] and spread(5, 1) == [4]
+    ex = Explorer.load(gpt_run, limits=Limits(max_layers=1, max_heads=1, max_tokens=6))
+    data = ex.text("to be or not to be , that is the question")
+    assert data["layers"] == [1] and data["heads"] == [0] and unpack(data["attention"]).shape[:2] == (1, 1)
+    assert any("showing layers 1 of 2" in n for n in data["notes"])
+    assert any("showing heads 0 of 2" in n for n in data["notes"])
+    assert len(data["tokens"]) == 6 and any("last 6 are kept" in n for n in data["notes"])
+    chosen = Explorer.load(gpt_run, limits=Limits(max_layers=1)).text("to be", layer=0)
+    assert chosen["layers"] == [0] and chosen["initial"]["layer"] == 0
+    long = " ".join(["great"] * 40)
+    ex = Explorer.load(text_runs / "transformer", limits=Limits(max_tokens=10))
+    data = ex.text(long)
+    assert len(data["tokens"]) == 10 and unpack(data["attention"]).shape[-1] == 10
+    assert any("the text has 40 tokens; the model reads the first 10" in n for n in data["notes"])
+
+
+def test_image_file_of_another_size_is_resized_with_a_note(vit_run, tmp_path, capsys):
+    run, _ = vit_run
+    (tmp_path / "cat").mkdir()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(tmp_path / "cat" / "red.png")
+    out = tmp_path / "vit.html"
+    assert explore("--checkpoint", str(run), "--image-file", str(tmp_path / "cat" / "red.png"), "--out", str(out)) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "red.png is 48x40; resized to the model's 32x32" in err
+    image = page_data(out.read_text())["images"][0]
+    assert image["true"] == "cat"  # the folder names a CIFAR-10 class
+    assert explore("--checkpoint", str(run), "--image-dir", str(tmp_path), "--out", str(out)) == 0
+    assert len(page_data(out.read_text())["images"]) == 1
+
+
+# ---------------------------------------------------------------------- bad input: one line, exit 2
+@pytest.mark.parametrize("fixture,args,message", [
+    ("lstm_run", ["some text"], "the LSTM language model"),
+    ("logreg", ["some text"], "the text 'logreg' model"),
+    ("gpt_run", ["   "], "the text is empty"),
+    ("gpt_run", [], "nothing to explore"),
+    ("gpt_run", ["to be", "--layer", "2"], "--layer 2 is out of range: this model has 2 layers"),
+    ("gpt_run", ["to be", "--head", "-1"], "--head -1 is out of range"),
+    ("gpt_run", ["--prompt", "to be", "--generate", "40"], "--generate 40 leaves no room"),
+    ("gpt_run", ["x", "--images", "0"], "--images, --image-file and --image-dir are for a ViT"),
+    ("toy_run", ["3 1 99"], "the toy model's tokens are 1 to 8"),
+    ("toy_run", ["--prompt", "x", "--generate", "3"], "--generate needs a language model"),
+    ("transformer", [""], "the text is empty"),
+    ("vit", ["--images", "10"], "the test set of"),
+    ("vit", ["--image-file", "missing.png"], "does not exist"),
+    ("vit", ["a text"], "a ViT explores images"),
+    ("vit", ["--images", "0", "--max-layers", "0"], "--max-layers must be >= 1"),
+])
+def test_bad_input_is_one_error_line(request, text_runs, tmp_path, capsys, fixture, args, message):
+    if fixture in ("logreg", "transformer"):
+        checkpoint, extra = text_runs / fixture, []
+    elif fixture == "vit":
+        run, data_dir = request.getfixturevalue("vit_run")
+        checkpoint, extra = run, ["--data-dir", str(data_dir)]
+    else:
+        checkpoint, extra = request.getfixturevalue(fixture), []
+    capsys.readouterr()  # what building the fixture printed
+    assert explore("--checkpoint", str(checkpoint), *args, *extra, "--out", str(tmp_path / "p.html")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_image_that_is_not_an_image(vit_run, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert explore("--checkpoint", str(vit_run[0]), "--image-file", str(bad), "--out", str(tmp_path / "p.html")) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- --serve
+@pytest.fixture()
+def server(toy_run):
+    app = ExplorerApp(Explorer.load(toy_run), ServeOptions(max_text_bytes=100, max_upload_bytes=2000))
+    httpd = make_server(app, 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def post(httpd, body: bytes, content_type="application/x-www-form-urlencoded", host=None):
+    req = urllib.request.Request(f"http://{HOST}:{httpd.server_port}/", data=body, method="POST",
+                                 headers={"Content-Type": content_type, **({"Host": host} if host else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_server_listens_on_loopback_only(server):
+    assert server.server_address[0] == "127.0.0.1"
+
+
+def test_server_renders_typed_input(server):
+    with urllib.request.urlopen(f"http://{HOST}:{server.server_port}/", timeout=30) as r:
+        assert r.status == 200 and "<textarea" in r.read().decode()
+    status, html = post(server, b"text=3+1+4+1+5+3+3")
+    assert status == 200
+    assert page_data(html)["tokens"] == ["3", "1", "4", "1", "5", "3", "3"]
+    boundary = "XyZ"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n"
+            f"2 2 7\r\n--{boundary}--\r\n").encode()
+    status, html = post(server, body, f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and page_data(html)["tokens"] == ["2", "2", "7"]
+
+
+def test_server_refuses_oversized_and_bad_input(server):
+    status, html = post(server, b"text=" + b"1+" * 60)  # 125 bytes of text: over max_text_bytes
+    assert status == 413 and "input too large" in html and "the limit is 100" in html
+    status, html = post(server, b"text=" + b"1" * 3000)  # over max_upload_bytes: refused unread
+    assert status == 413 and "the limit is 2,000 bytes" in html
+    status, html = post(server, b"text=")
+    assert status == 400 and "error: the text is empty" in html
+    status, html = post(server, b"text=1", host="evil.example:80")
+    assert status == 403 and "127.0.0.1 only" in html
+
+
+def test_vit_app_takes_an_upload(vit_run):
+    import io
+
+    run, data_dir = vit_run
+    app = ExplorerApp(Explorer.load(run), ServeOptions(data_dir=str(data_dir)))
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(buf, format="PNG")
+    status, html = app.page({"image_name": "green.png"}, {"image": buf.getvalue()})
+    assert status == 200 and page_data(html)["images"][0]["name"] == "green.png"
+    status, html = app.page({"images": "1 2"}, {})
+    assert status == 200 and [i["name"] for i in page_data(html)["images"]] == ["test image 1", "test image 2"]
+    status, html = app.page({"images": "x"}, {})
+    assert status == 400 and "indices" in html
+
+
+def test_pack_round_trip():
+    w = torch.softmax(torch.randn(2, 3, 5, 5), -1) * (torch.rand(2, 3, 5, 5) > 0.3)
+    back = unpack(pack(w))
+    torch.testing.assert_close(back, w, atol=QUANT_TOL, rtol=0)
+    assert torch.equal(back[w == 0], torch.zeros(int((w == 0).sum())))
+
+
+def test_serve_on_a_busy_port_is_one_error_line(toy_run, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        capsys.readouterr()
+        assert explore("--checkpoint", str(toy_run), "--serve", str(port)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "another --serve PORT" in err
