@@ -249,32 +249,24 @@ class TextClassificationTransformer(nn.Module):
         self.head = nn.Linear(dim * (2 if pooling == "meanmax" else 1), num_classes)
 
     def forward(self, ids: Tensor, lengths: Tensor, *, need_weights: bool = False):
-        ids, mask = _trim(ids, lengths)
-        x = self.drop(self.positions(self.embedding(ids)))  # (B, T, dim)
-        attn_mask = padding_mask(mask)  # (B, 1, 1, T)
-        weights = None
-        for i, block in enumerate(self.blocks):
-            last = need_weights and i == len(self.blocks) - 1
-            x, weights = block(x, attn_mask, need_weights=last)  # weights (B, H, T, T) for the last block
-        pooled = []
-        if self.pooling in ("mean", "meanmax"):
-            pooled.append(masked_mean(x, mask))
-        if self.pooling in ("max", "meanmax"):
-            pooled.append(x.masked_fill(~mask[..., None], torch.finfo(x.dtype).min).amax(1))
-        logits = self.head(self.drop(torch.cat(pooled, dim=-1)))
-        return (logits, weights.mean(1)) if weights is not None else logits  # weights (B, T, T)
+        """Logits (B, classes); with ``need_weights`` also the last block's weights averaged over
+        its heads, (B, T, T), which ``attnlab explain`` draws."""
+        logits, weights = self._run(ids, lengths, need_weights)
+        return (logits, weights[-1].mean(1)) if need_weights else logits
 
     def attentions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(logits, [per-block weights (B, H, T, T)])``: every block's heads, not only the last
-        block's average that ``forward(need_weights=True)`` returns. Same blocks, same pooling."""
+        """``(logits, [per-block weights (B, H, T, T)])``: every block's heads."""
+        return self._run(ids, lengths, True)
+
+    def _run(self, ids: Tensor, lengths: Tensor, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
         ids, mask = _trim(ids, lengths)
         x = self.drop(self.positions(self.embedding(ids)))  # (B, T, dim)
         attn_mask = padding_mask(mask)  # (B, 1, 1, T)
         weights: list[Tensor] = []
         for block in self.blocks:
-            x, w = block(x, attn_mask, need_weights=True)
-            assert w is not None
-            weights.append(w)  # (B, H, T, T)
+            x, w = block(x, attn_mask, need_weights=need_weights)
+            if w is not None:
+                weights.append(w)  # (B, H, T, T)
         return self.head(self.drop(self.pool(x, mask))), weights
 
     def pool(self, x: Tensor, mask: Tensor) -> Tensor:
