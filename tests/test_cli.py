@@ -116,15 +116,27 @@ def test_toy_train_eval_resume_end_to_end(capsys, tmp_path):
     assert code == 2 and "trained by task 'toy'" in err
 
 
-def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
+def test_keyboard_interrupt_exits_130_and_says_what_is_left(capsys, monkeypatch, tmp_path):
     from attnlab.tasks import toy
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
+    real_train = toy.train
     monkeypatch.setattr(toy, "train", interrupted)
     code, _, err = run(capsys, "train", "toy", "--out", str(tmp_path / "r"))
-    assert code == 130 and "--resume" in err and "checkpoint" in err
+    assert code == 130 and err.strip() == "interrupted before the first checkpoint: there is nothing to resume"
+    assert not (tmp_path / "r").exists()  # nothing had started: no half-made run left behind
+
+    def after_a_checkpoint(cfg, inputs, run_dir, **kw):
+        real_train(cfg, inputs, run_dir, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toy, "train", after_a_checkpoint)
+    code, _, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "r"))
+    latest = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()
+    assert code == 130 and err.strip().endswith(f"interrupted: the last checkpoint ({latest}) is kept; run the same "
+                                                "command with --resume to continue")
 
 
 def test_console_script_prints_no_traceback(tmp_path):

@@ -173,6 +173,22 @@ def test_keep_last_and_resume_from_an_earlier_checkpoint(tmp_path, capsys):
     assert "is not a checkpoint of a run" in err_of(capsys)
 
 
+def test_resume_from_abandons_the_later_checkpoints(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TINY_TOY, "--set", "train.eval_every=4", "--set", "train.keep_last=10", "--out", str(run)]) == 0
+    # continue from step 12 on a shorter budget: steps 16..28 of the first attempt are abandoned
+    assert main(["train", "toy", "--resume-from", str(run / "checkpoints" / "step-00000012"),
+                 "--set", "train.max_steps=18", "--no-progress"]) == 0
+    ckpts = run / "checkpoints"
+    steps = sorted(p.name for p in ckpts.iterdir() if p.name.startswith("step-"))
+    assert steps == ["step-00000004", "step-00000008", "step-00000012", "step-00000016", "step-00000018"]
+    assert (ckpts / "latest").read_text().strip() == "step-00000018"
+    assert (ckpts / (ckpts / "best").read_text().strip()).is_dir()  # best names a checkpoint that exists
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 18
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 18
+
+
 def test_a_damaged_checkpoint_error_gives_advice_that_works(tmp_path, capsys):
     run = tmp_path / "run"
     assert main([*TINY_TOY, "--out", str(run)]) == 0
@@ -194,5 +210,10 @@ def test_sigterm_keeps_the_checkpoint_and_exits_143(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "terminated: the last checkpoint is kept; run the same command with --resume to continue" in err
-    assert (run / "checkpoints" / "latest").exists()
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    assert f"terminated: the last checkpoint ({latest}) is kept; run the same command with --resume" in err
+    step = int(latest.split("-")[1].split(".")[0])
+    # the same command with --resume continues from there
+    assert main(["train", "toy", "--resume", "--set", f"train.max_steps={step + 20}", "--out", str(run),
+                 "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["steps"] == step + 20

@@ -71,13 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        if argv[:1] == ["train"]:
-            print(f"\n{what}: the last checkpoint is kept; run the same command with --resume to continue",
-                  file=sys.stderr)
-        else:
-            print(f"\n{what}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say what is left (train: the checkpoint)
+        print(f"\n{exc or ('terminated' if isinstance(exc, Terminated) else 'interrupted')}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -84,17 +83,21 @@ def list_presets(cls: type) -> str:
     return "\n".join(lines) or "(no presets)"
 
 
-def resolve_config(task: ModuleType, args: argparse.Namespace, saved: Path | None) -> Any:
-    """The config of this run: the resumed run's ``config.json``, or preset + ``--model`` + ``--set``."""
-    cls = task.CONFIG
-    if args.resume and saved is not None and saved.exists():
+def resolve_config(task: ModuleType, args: argparse.Namespace, out: Path | None) -> Any:
+    """The config of this run: the resumed checkpoint's own (plus ``--set``), or preset +
+    ``--model`` + ``--set``."""
+    source = Path(args.resume_from) if args.resume_from else out
+    if args.resume and source is not None and ((source / "meta.json").is_file()
+                                               or (source / "checkpoints" / "latest").exists()):
+        from attnlab.engine.checkpoint import read_meta
+
         if args.preset:
-            print("note: --resume uses the run's saved config.json; --preset is ignored", file=sys.stderr)
-        try:
-            data = json.loads(saved.read_text())
-        except json.JSONDecodeError as exc:
-            raise AttnlabError(f"{saved} is not valid JSON ({exc}); fix or delete it") from None
-        return apply_overrides(config_from_dict(cls, data), args.overrides)
+            print("note: --resume uses the run's own config; --preset is ignored", file=sys.stderr)
+        saved = read_meta(source, which="latest").get("config")
+        if not isinstance(saved, dict):
+            raise AttnlabError(f"the checkpoint in {source} holds no config (an older attnlab?); retrain without "
+                               "--resume")
+        return apply_overrides(config_from_dict(task.CONFIG, saved), args.overrides)
     return config_for(task, args.preset, getattr(args, "model", None), args.overrides)
 
 
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         args.out = args.out or str(run_of_checkpoint(Path(args.resume_from)))
     require_out_under_torchrun(args.out)
     out = Path(args.out) if args.out else None
-    cfg = resolve_config(task, args, out / "config.json" if out else None)
+    cfg = resolve_config(task, args, out)
     if args.device:
         cfg.train.device = args.device
     if args.print_config:
@@ -135,9 +138,17 @@ def run(args: argparse.Namespace) -> int:
                            "or choose another --out directory")
     run_dir, created = (out, not out.exists()) if out is not None else (new_run_dir(args.task), True)
     inputs = make_inputs(task.INPUTS, args)
-    with owned(run_dir, created=created):  # one process per run directory; a failed start leaves nothing
-        resume = Path(args.resume_from) if args.resume_from else args.resume
-        metrics = task.train(cfg, inputs, run_dir, resume=resume, progress=args.progress,
-                             allow_changed_data=args.allow_changed_data)
-        report(run_dir, metrics)
+    try:
+        with owned(run_dir, created=created):  # one process per run directory; a failed start leaves nothing
+            resume = Path(args.resume_from) if args.resume_from else args.resume
+            metrics = task.train(cfg, inputs, run_dir, resume=resume, progress=args.progress,
+                                 allow_changed_data=args.allow_changed_data)
+            report(run_dir, metrics)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what is left to continue from
+        what = "terminated" if type(exc) is not KeyboardInterrupt else "interrupted"
+        latest = run_dir / "checkpoints" / "latest"
+        if latest.exists():
+            raise type(exc)(f"{what}: the last checkpoint ({latest.read_text().strip()}) is kept; run the same "
+                            "command with --resume to continue") from None
+        raise type(exc)(f"{what} before the first checkpoint: there is nothing to resume") from None
     return 0

@@ -147,10 +147,28 @@ def _collect_garbage(root: Path, keep_last: int = 0) -> None:
     keep = {(root / tag).read_text().strip() for tag in ("latest", "best") if (root / tag).exists()}
     steps = sorted((e for e in root.iterdir() if e.is_dir() and e.name.startswith("step-")),
                    key=lambda e: (int(e.name[5:].split(".")[0]), e.name))
-    keep |= {e.name for e in steps[len(steps) - keep_last:]} if keep_last else set()
+    keep |= {e.name for e in steps[max(0, len(steps) - keep_last):]} if keep_last else set()
     for entry in root.iterdir():
         if entry.is_dir() and entry.name not in keep and entry.name.startswith(("step-", ".tmp-")):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def rewind(run_dir: str | Path, checkpoint: Path, best_step: int) -> bool:
+    """Make ``checkpoint`` (one of the run's) the run's latest: delete the checkpoints written
+    after it (an abandoned continuation) and point ``best`` at the checkpoint of ``best_step``.
+    Returns False when that one is gone (``best`` then names nothing until the next improvement)."""
+    root = Path(run_dir) / CHECKPOINTS
+    step = int(checkpoint.name[5:].split(".")[0])
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith("step-") and int(entry.name[5:].split(".")[0]) > step:
+            shutil.rmtree(entry, ignore_errors=True)
+    _write_pointer(root, "latest", checkpoint.name)
+    best = sorted(e.name for e in root.iterdir() if e.is_dir() and e.name.startswith(f"step-{best_step:08d}"))
+    if best_step >= 0 and best:
+        _write_pointer(root, "best", best[-1])
+        return True
+    (root / "best").unlink(missing_ok=True)
+    return False
 
 
 # --------------------------------------------------------------------------- loading

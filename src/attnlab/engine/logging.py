@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attnlab.engine.checkpoint import write_atomic
+
 
 def _plain(value: Any) -> Any:
     """JSON-safe floats (0-d tensors become numbers, NaN/inf become strings JSON can hold)."""
@@ -19,6 +21,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+METRICS_LOG = "metrics.jsonl"
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl``, in order (a line cut short by a crash is skipped)."""
+    records = []
+    for line in (Path(run_dir) / METRICS_LOG).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 class RunLogger:
     """Appends records to ``metrics.jsonl`` and mirrors numbers to TensorBoard.
 
@@ -27,7 +43,7 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.run_dir, self.path = Path(run_dir), Path(run_dir) / "metrics.jsonl"
+        self.run_dir, self.path = Path(run_dir), Path(run_dir) / METRICS_LOG
         self.enabled, self.tensorboard = enabled, enabled and tensorboard
         self.writer: Any = None  # opened at the first record: a run that fails to start writes nothing
 
@@ -41,17 +57,11 @@ class RunLogger:
             print(f"note: TensorBoard logging disabled ({exc})", file=sys.stderr)
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (written after the checkpoint we resume from)."""
+        """Drop records past ``step`` (written after the checkpoint we resume from), atomically."""
         if not self.enabled or not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-        self.path.write_text("".join(k + "\n" for k in kept))
+        kept = [r for r in read_records(self.path.parent) if r.get("step", 0) <= step]
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, step: int, metrics: dict[str, Any], **extra: Any) -> None:
         if not self.enabled:

@@ -38,12 +38,15 @@ def micro_batches(batches: Batches, state: TrainState, cfg: TrainConfig, rank: i
     Groups of ``cfg.grad_accum`` micro-batches make one optimizer step; the last group of an
     epoch may be shorter. Resuming, the epoch is replayed from its seed and the micro-batches
     the checkpoint already trained on are skipped. Keeps ``state.epoch`` and, at each step's
-    last micro-batch, ``state.batch_in_epoch`` up to date. It looks one micro-batch ahead, so it
-    knows which one ends the epoch even when the data yields fewer batches than ``len()``.
+    last micro-batch, ``state.batch_in_epoch`` up to date (after an epoch's last one: the next
+    epoch, batch 0). It looks one micro-batch ahead, so it knows which one ends the epoch even
+    when the data yields fewer batches than ``len()``.
     """
     n = len(batches)
     for epoch in range(state.epoch, cfg.epochs):
         start = state.batch_in_epoch if epoch == state.epoch else 0
+        if start >= n:  # a checkpoint written at the very end of this epoch
+            continue
         state.epoch, state.batch_in_epoch = epoch, start
         it = iter(batches.iter_epoch(epoch, cfg.seed, rank, world))
         for _ in range(start):  # already trained on
@@ -59,6 +62,8 @@ def micro_batches(batches: Batches, state: TrainState, cfg: TrainConfig, rank: i
             ends_step = in_group >= group or ends_epoch
             if ends_step:
                 in_group, state.batch_in_epoch = 0, pos
+            if ends_epoch:
+                state.epoch, state.batch_in_epoch = epoch + 1, 0
             yield MicroBatch(batch, group, ends_step, ends_epoch)
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
-from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, save_checkpoint, write_json
+from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, rewind, save_checkpoint, write_json
 from attnlab.engine.config import TrainConfig, monitor_mode
 from attnlab.engine.device import (
     autocast_context,
@@ -112,6 +112,7 @@ class TrainingRun:
         self.stop_reason: str | None = None
         self.bar: Any = None
         self.log_lines = False  # print log lines instead of a bar (stderr is not a terminal)
+        self.resumed = False
         self.clock0 = self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
         self.first_step = 0
 
@@ -131,7 +132,12 @@ class TrainingRun:
         self.scaler.load_state_dict(saved["scaler"])
         self.state = TrainState(**saved["state"])
         set_rng_state(saved["rng"])
-        self.logger.truncate_after(self.state.step)
+        self.resumed = True
+        if self.resume_from is not None and self.dist.is_main:  # an earlier checkpoint: later ones are abandoned
+            if not rewind(self.run_dir, ckpt.path, self.state.best_step):
+                self.note(f"note: the best checkpoint of step {self.state.best_step} is no longer kept; the next "
+                          "validation starts the search for the best afresh")
+                self.state.best_value, self.state.best_step, self.state.best_metrics = None, -1, {}
         self.ema = self._restore_ema(saved.get("ema"))
         self.saved_at = self.position()
         self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) from {ckpt.path}")
@@ -191,6 +197,9 @@ class TrainingRun:
                   f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
                   f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
         self._check_monitor()
+        # Every check passed: forget what an interrupted run logged past its checkpoint (a run
+        # stopped before its first checkpoint starts its log afresh).
+        self.logger.truncate_after(self.state.step)
         if self.dist.is_main and "config" in self.meta:  # written once the run has really started
             write_json(self.run_dir / "config.json", self.meta["config"])
         if self.state.step >= self.total_steps:

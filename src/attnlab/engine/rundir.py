@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from attnlab.engine.checkpoint import CHECKPOINTS
+from attnlab.engine.logging import METRICS_LOG
 from attnlab.errors import AttnlabError
 
 try:  # POSIX; on Windows there is no fcntl, and runs are not locked
@@ -47,7 +48,7 @@ def new_run_dir(task: str, kind: str = "", root: Path = Path("runs")) -> Path:
 def holds_training_run(path: Path) -> bool:
     """Whether ``path`` is (or was meant to be) the directory of a training run: it has
     checkpoints or a training log. Commands other than ``train`` refuse to write there."""
-    return (path / CHECKPOINTS).exists() or (path / "metrics.jsonl").exists()
+    return (path / CHECKPOINTS).exists() or (path / METRICS_LOG).exists()
 
 
 def _prepare(path: Path) -> None:
@@ -69,10 +70,10 @@ def _prepare(path: Path) -> None:
 def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
     """Own ``path`` for the block: create it if needed and hold its lock.
 
-    A second process gets a clear error naming the owner's PID. If the block fails before any
-    checkpoint was written, and this call (or the caller, ``created=True``) created the
-    directory, it is removed again, so a failed command leaves no half-made run behind; a run
-    with a checkpoint is always kept (``--resume`` continues it).
+    A second process gets a clear error naming the owner's PID. If the block fails before the
+    run wrote anything (no log, no checkpoint), and this call (or the caller, ``created=True``)
+    created the directory, it is removed again, so a failed command leaves no half-made run
+    behind; a run that has started is always kept.
     """
     created = created or not path.exists()
     _prepare(path)
@@ -96,7 +97,7 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
         try:
             yield path
         except BaseException:
-            if created and not (path / CHECKPOINTS / "latest").exists():
+            if created and not holds_training_run(path):
                 shutil.rmtree(path, ignore_errors=True)
             raise
     finally:

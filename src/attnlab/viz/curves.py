@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from attnlab.engine.logging import METRICS_LOG, read_records
 from attnlab.errors import AttnlabError
 
-__all__ = ["read_records", "plot_curves"]
+__all__ = ["run_records", "plot_curves"]
 
 
-def read_records(run: Path) -> list[dict]:
-    """The records of ``run/metrics.jsonl`` (a line cut short by a crash is skipped)."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise AttnlabError(f"{run} has no metrics.jsonl; pass the directory of an `attnlab train` run")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+def run_records(run: Path) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``, with a clear error when there is none."""
+    if not (run / METRICS_LOG).is_file():
+        raise AttnlabError(f"{run} has no {METRICS_LOG}; pass the directory of an `attnlab train` run")
+    return read_records(run)
 
 
 def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str] | None = None,
@@ -34,7 +27,7 @@ def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, run in enumerate(runs):
-        points = [(r[x], r[y]) for r in read_records(run) if x in r and isinstance(r.get(y), (int, float))]
+        points = [(r[x], r[y]) for r in run_records(run) if x in r and isinstance(r.get(y), (int, float))]
         if not points:
             raise AttnlabError(f"{run}/metrics.jsonl has no records with both {x!r} and {y!r}; try --y val_loss "
                                "or --x step")
