@@ -22,7 +22,8 @@ class Interrupt:
         return self.loss_fn(model, batch)
 
 
-@pytest.mark.parametrize("grad_accum,eval_every,ema", [(1, 3, None), (1, 5, None), (2, 2, None), (1, None, None), (1, 3, 0.8)])
+@pytest.mark.parametrize("grad_accum,eval_every,ema",
+                         [(1, 3, None), (1, 5, None), (2, 2, None), (1, None, None), (1, 3, 0.8)])
 def test_resume_is_bit_exact(tmp_path, tiny, grad_accum, eval_every, ema):
     # 40 examples / batch 8 = 5 batches per epoch, so checkpoints fall mid-epoch and on epoch ends
     # (eval_every=5: the checkpoint that resumes is exactly at the end of epoch 1)

@@ -2,10 +2,12 @@
 
 :func:`prepare_stream` reads a text file (or the bundled Tiny Shakespeare) in chunks, builds the
 tokenizer (characters, or the words of the training part), and encodes the text into one
-NumPy array of ids. A file larger than :data:`MEMMAP_ABOVE` bytes is encoded chunk by chunk into
-a cache file and memory-mapped, so a 100 MB corpus never exists as a Python list (or even
-wholly in RAM). :class:`WindowBatches` draws random windows from the training stream, as
-nanoGPT's ``get_batch`` does, and walks the validation stream in order, every token once.
+NumPy array of ids. In character mode a file larger than :data:`MEMMAP_ABOVE` bytes is encoded
+chunk by chunk into a cache file and memory-mapped, so a 100 MB corpus never exists as a Python
+list (or even wholly in RAM). Word mode splits the whole text into words once (a word never
+straddles two chunks), so its text must fit in memory as a list of words.
+:class:`WindowBatches` draws random windows from the training stream, as nanoGPT's
+``get_batch`` does, and walks the validation stream in order, every token once.
 """
 
 from __future__ import annotations
@@ -83,26 +85,22 @@ def _check(path: Path | None) -> int:
     return size
 
 
-def _build_tokenizer(path: Path | None, kind: Literal["word", "char"], *, val_fraction: float,
-                     min_freq: int, max_vocab: int | None, lowercase: bool) -> MyTokenizer:
-    """Characters: every character of the whole text (the alphabet; nanoGPT does the same).
-    Words: the words of the training part, as the dialogue mode counts them."""
-    if kind == "char":
-        chars: set[str] = set()
-        for chunk in _chunks(path):
-            chars.update(chunk)
-        return CharTokenizer.from_text(chars, lowercase=lowercase)
-    text = "".join(_chunks(path))
-    train_text = text[: int(len(text) * (1 - val_fraction))]
-    splitter = MyTokenizer(list(SPECIALS), lowercase=lowercase)
-    return MyTokenizer.from_words([splitter.tokenize(train_text)], min_freq=min_freq, max_size=max_vocab,
-                                  lowercase=lowercase)
+def _char_tokenizer(path: Path | None, lowercase: bool) -> CharTokenizer:
+    """Every character of the whole text (the alphabet; nanoGPT does the same)."""
+    chars: set[str] = set()
+    for chunk in _chunks(path):
+        chars.update(chunk)
+    return CharTokenizer.from_text(chars, lowercase=lowercase)
 
 
-def _encode(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Path | None) -> np.ndarray:
+def _dtype(tok: MyTokenizer) -> type[np.unsignedinteger]:
+    return np.uint16 if len(tok) <= 2**16 else np.uint32
+
+
+def _encode_chars(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Path | None) -> np.ndarray:
     """The ids of the whole text: in memory, or for a big file a memory-mapped cache file."""
-    dtype = np.uint16 if len(tok) <= 2**16 else np.uint32
-    if size <= MEMMAP_ABOVE or not isinstance(tok, CharTokenizer):
+    dtype = _dtype(tok)
+    if size <= MEMMAP_ABOVE:
         return np.concatenate([tok.encode_stream(c) for c in _chunks(path)]).astype(dtype)
     key = hashlib.md5(f"{file_md5(path)}|{tok.to_dict()}".encode()).hexdigest()
     target = Path(cache_dir or default_cache_dir()) / f"stream-{key}.{np.dtype(dtype).name}"
@@ -125,10 +123,18 @@ def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char"], val
     if not 0.0 < val_fraction < 1.0:
         raise AttnlabError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
     size = _check(path)
-    tok = tok or _build_tokenizer(path, tokenizer, val_fraction=val_fraction, min_freq=min_freq,
-                                  max_vocab=max_vocab, lowercase=lowercase)
-    ids = _encode(path, tok, size, cache_dir)
-    cut = int(len(ids) * (1 - val_fraction))
+    if tokenizer == "char" or isinstance(tok, CharTokenizer):
+        tok = tok or _char_tokenizer(path, lowercase)
+        ids = _encode_chars(path, tok, size, cache_dir)
+        cut = int(len(ids) * (1 - val_fraction))
+        return TokenStream(tok, ids[:cut], ids[cut:])
+    # words: split once; the vocabulary counts the training words only, so the validation part
+    # holds words the model never saw (as <unk>), as it would on new text
+    splitter = tok or MyTokenizer(list(SPECIALS), lowercase=lowercase)
+    words = splitter.tokenize("".join(_chunks(path)))
+    cut = int(len(words) * (1 - val_fraction))
+    tok = tok or MyTokenizer.from_words([words[:cut]], min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
+    ids = tok.encode_stream(words).astype(_dtype(tok))
     return TokenStream(tok, ids[:cut], ids[cut:])
 
 

@@ -102,9 +102,11 @@ class MyTokenizer:
     separator = " "  # between decoded tokens
     kind = "word"  # what to_dict stores as "type"
 
-    def encode_stream(self, text: str) -> np.ndarray:
-        """The ids of ``text`` as one stream (no start token), as a NumPy array."""
-        return np.fromiter((self.index.get(w, UNK_ID) for w in self.tokenize(text)), dtype=np.int64)
+    def encode_stream(self, text: str | list[str]) -> np.ndarray:
+        """The ids of ``text`` (or of its words, already split by :meth:`tokenize`) as one stream
+        (no start token), as a NumPy array."""
+        words = self.tokenize(text) if isinstance(text, str) else text
+        return np.fromiter((self.index.get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description, stored in checkpoints."""
