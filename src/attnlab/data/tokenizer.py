@@ -152,8 +152,9 @@ class CharTokenizer(MyTokenizer):
     def tokenize(self, text: str) -> list[str]:
         return list(text.lower() if self.lowercase else text)
 
-    def encode_stream(self, text: str) -> np.ndarray:
+    def encode_stream(self, text: str | list[str]) -> np.ndarray:
         """All characters at once through a sorted code-point table (no Python loop per character)."""
+        text = "".join(text) if isinstance(text, list) else text
         text = text.lower() if self.lowercase else text
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
         pos = np.clip(np.searchsorted(self._codes, codes), 0, max(len(self._codes) - 1, 0))
