@@ -15,15 +15,16 @@ from attnlab.data.batching import TensorBatches
 from attnlab.engine import fit  # noqa: E402
 
 
-def train(out: Path) -> dict[str, float]:
-    """10 steps with global batch 8 (4 examples per process under 2 ranks); saves params on each rank."""
+def train(out: Path, *, dropout: float = 0.0, max_steps: int = 10, resume: bool | Path = False) -> dict[str, float]:
+    """``max_steps`` steps with global batch 8 (4 examples per process under 2 ranks); saves params
+    on each rank."""
     torch.manual_seed(0)
-    model = TinyNet(dropout=0.0)
+    model = TinyNet(dropout=dropout)
     train_batches = TensorBatches(tiny_data(48), 8)
     val = TensorBatches(tiny_data(16, seed=1), 8, shuffle=False)
-    cfg = tiny_cfg(epochs=2, max_steps=10, grad_clip=0.5, eval_every=5)
+    cfg = tiny_cfg(epochs=2, max_steps=max_steps, grad_clip=0.5, eval_every=5, keep_last=5)
     metrics = fit(model, tiny_loss, train_batches, val, cfg, out / "run", meta={"task": "unit"}, progress=False,
-                  tensorboard=False)
+                  tensorboard=False, resume=resume)
     rank = os.environ.get("RANK", "0")
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out / f"params{rank}.pt")
     torch.save({k: float(v) for k, v in metrics.items()}, out / f"metrics{rank}.pt")
@@ -32,4 +33,6 @@ def train(out: Path) -> dict[str, float]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    train(Path(sys.argv[1]))
+    # argv: OUT [DROPOUT [RESUME_FROM_CHECKPOINT]]
+    extra = sys.argv[2:]
+    train(Path(sys.argv[1]), dropout=float(extra[0]) if extra else 0.0, resume=Path(extra[1]) if extra[1:] else False)

@@ -131,16 +131,30 @@ class TrainingRun:
         self.schedule.load_state_dict(saved["scheduler"])
         self.scaler.load_state_dict(saved["scaler"])
         self.state = TrainState(**saved["state"])
-        set_rng_state(saved["rng"])
+        self._restore_rng(saved)
         self.resumed = True
-        if self.resume_from is not None and self.dist.is_main:  # an earlier checkpoint: later ones are abandoned
-            if not rewind(self.run_dir, ckpt.path, self.state.best_step):
+        if self.resume_from is not None:  # an earlier checkpoint: the later ones are abandoned
+            best_kept = rewind(self.run_dir, ckpt.path, self.state.best_step) if self.dist.is_main else True
+            if not ddp.broadcast_flag(best_kept, self.dist, self.device):
                 self.note(f"note: the best checkpoint of step {self.state.best_step} is no longer kept; the next "
                           "validation starts the search for the best afresh")
                 self.state.best_value, self.state.best_step, self.state.best_metrics = None, -1, {}
         self.ema = self._restore_ema(saved.get("ema"))
         self.saved_at = self.position()
         self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) from {ckpt.path}")
+
+    def _restore_rng(self, saved: dict[str, Any]) -> None:
+        """Each process's own random streams (dropout differs between ranks), when the run resumes
+        on as many processes as it was saved from; otherwise rank 0's, offset by rank, with a note."""
+        per_rank = saved.get("rng_ranks") or [saved["rng"]]
+        if len(per_rank) == self.dist.world:
+            set_rng_state(per_rank[self.dist.rank])
+            return
+        self.note(f"note: the checkpoint was written by {len(per_rank)} process(es) and resumes on "
+                  f"{self.dist.world}; the data order is the same, the dropout draws are not")
+        set_rng_state(per_rank[0])
+        if self.dist.rank:
+            torch.manual_seed(self.cfg.seed + self.dist.rank + self.state.step)
 
     def _check_inputs(self, saved: dict[str, Any]) -> None:
         """The files a run was trained on must be the files it resumes on (``meta["inputs"]``: name ->
@@ -346,10 +360,13 @@ class TrainingRun:
         """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
         with everything :meth:`restore` needs."""
         self.saved_at = self.position()
+        rng = ddp.gather_objects(rng_state(), self.dist)  # every process's streams (collective: all ranks)
         if self.dist.is_main:
             training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                        "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": rng_state(),
+                        "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": rng[0],
                         "world": self.dist.world}
+            if self.dist.world > 1:
+                training["rng_ranks"] = rng
             if self.ema is not None:
                 training["ema"] = self.ema.state_dict()
             with self.averaged():
