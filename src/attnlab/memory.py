@@ -50,8 +50,11 @@ def require(nbytes: float, *, what: str, fix: str, device: torch.device | str = 
 
 
 def training_bytes(build: Callable[[], nn.Module]) -> int:
-    """Bytes the parameters, gradients and optimizer state of ``build()`` take while training,
-    counted on the ``meta`` device (nothing is allocated)."""
+    """Bytes the parameters, gradients and optimizer state of ``build()`` take while training
+    (frozen parameters: their fp32 weights only), counted on the ``meta`` device (nothing is
+    allocated)."""
     with torch.device("meta"):
         model = build()
-    return BYTES_PER_TRAINED_PARAMETER * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return BYTES_PER_TRAINED_PARAMETER * trained + 4 * frozen

@@ -110,12 +110,9 @@ def make_inputs(inputs: type, args: argparse.Namespace) -> Any:
 
 
 # --------------------------------------------------------------------------- run directories
-def is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def owned(path: Path, *, created: bool = False) -> contextlib.AbstractContextManager[Any]:
     """The run directory, owned by this process for the block (under torchrun: by rank 0)."""
+    from attnlab.engine.distributed import is_main_process
     from attnlab.engine.rundir import run_directory
 
     return run_directory(path, created=created) if is_main_process() else contextlib.nullcontext(path)
@@ -132,9 +129,11 @@ def refuse_training_run(path: Path, option: str = "--out") -> None:
 
 def report(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` and print the run directory and the headline numbers."""
+    from attnlab.engine.checkpoint import write_json
+    from attnlab.engine.distributed import is_main_process
+
     if not is_main_process():
         return
-    from attnlab.engine.checkpoint import write_json
 
     clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
     write_json(run_dir / "metrics.json", clean)

@@ -30,6 +30,12 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
+def is_main_process() -> bool:
+    """True in a plain run and in rank 0 under ``torchrun`` (answers before the group exists):
+    the one process that prints, draws figures and writes files beside the checkpoints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group set up by ``torchrun`` (gloo on CPU, nccl on CUDA); no-op otherwise."""
     if dist.is_available() and dist.is_initialized():

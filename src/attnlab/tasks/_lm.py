@@ -25,6 +25,7 @@ from attnlab.data.stream import WindowBatches, file_md5, prepare_stream
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.engine import evaluate as evaluate_batches
 from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
+from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
 from attnlab.memory import require, training_bytes
@@ -130,8 +131,9 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     model = build(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
-    print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
-          f"{n_params:,} parameters", file=sys.stderr, flush=True)
+    if is_main_process():
+        print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
+              f"{n_params:,} parameters", file=sys.stderr, flush=True)
     md5 = file_md5(inputs.data)
     meta = {"task": task, "model": asdict(cfg.model), "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
             "data": {"source": source, "md5": md5}, "inputs": {"text": {"path": source, "checksum": md5}}}
@@ -143,7 +145,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
 
     metrics = fit(model, DialogueLoss(), train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
                   progress=progress, perplexity=True, on_eval=on_eval, allow_changed_data=allow_changed_data)
-    print_sample(model, tok, cfg.sample, stream=stream, seed=cfg.sample.seed, label="sample (best checkpoint)")
+    if is_main_process():
+        print_sample(model, tok, cfg.sample, stream=stream, seed=cfg.sample.seed, label="sample (best checkpoint)")
     metrics["vocab_size"] = len(tok)
     metrics["parameters"] = n_params
     return metrics

@@ -30,6 +30,7 @@ from attnlab.data.download import file_digest
 from attnlab.data.imdb import LABELS, load_splits
 from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_reviews
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
+from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
 from attnlab.memory import require, training_bytes
@@ -145,12 +146,13 @@ def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int
 def calibration(model: nn.Module, val: dict[str, Tensor], test: dict[str, Tensor], run_dir: Path) -> dict[str, float]:
     """How far the test probabilities are from the accuracies they claim: expected calibration
     error before and after temperature scaling fitted on the validation reviews, and a reliability
-    diagram (``run_dir/reliability.png``)."""
+    diagram (``run_dir/reliability.png``, drawn by the main process)."""
     temperature = fit_temperature(predict_logits(model, val), val["label"])
     logits = predict_logits(model, test)
     raw, table = expected_calibration_error(torch.softmax(logits, -1), test["label"])
     scaled, scaled_table = expected_calibration_error(torch.softmax(logits / temperature, -1), test["label"])
-    _reliability_png(table, scaled_table, temperature, run_dir / "reliability.png")
+    if is_main_process():
+        _reliability_png(table, scaled_table, temperature, run_dir / "reliability.png")
     return {"test_ece": raw, "test_ece_calibrated": scaled, "calibration_temperature": temperature}
 
 
@@ -177,8 +179,9 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
-    print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews tokenized and "
-          f"indexed in {data.seconds:.1f} s (vocabulary {len(data.vocab)})", flush=True)
+    if is_main_process():
+        print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews tokenized and "
+              f"indexed in {data.seconds:.1f} s (vocabulary {len(data.vocab)})", flush=True)
     emb_dim = int(data.vectors.size(1)) if data.vectors is not None else None
     require(training_bytes(lambda: build_text_classifier(cfg.model, len(data.vocab), None, emb_dim=emb_dim)),
             what=f"training this {cfg.model.name} classifier (vocabulary {len(data.vocab):,}, "

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
+import numpy as np
 from torch import Tensor, nn
 
 from attnlab.config import Count, Range, Rate, Seed, config_to_dict
@@ -20,6 +21,7 @@ from attnlab.data.augment import Augment
 from attnlab.data.images import ImageBatches, ImageSet, load_images, split
 from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision, seed_everything, training_device
 from attnlab.engine import evaluate as evaluate_batches
+from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
 from attnlab.memory import require, training_bytes
@@ -119,19 +121,20 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
                            "training images that leave at least one for training")
     train_set, val_set = split(train_all, d.val_size, d.split_seed)
     device = training_device(cfg.train.device)
+    require(training_bytes(lambda: VisionTransformer(cfg.model)), device=device,
+            what=f"training this ViT (model.dim={cfg.model.dim}, model.num_layers={cfg.model.num_layers})",
+            fix="lower model.dim, model.mlp_dim or model.num_layers")
     augment = Augment(crop_padding=d.crop_padding, flip=d.flip, trivial=d.trivial, cutout=d.cutout)
     train_batches = ImageBatches(train_set, cfg.train.batch_size, augment=augment, shuffle=True, mixup=d.mixup,
                                  cutmix=d.cutmix, drop_last=len(train_set.labels) >= cfg.train.batch_size,
                                  device=device)
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
-    require(training_bytes(lambda: VisionTransformer(cfg.model)), device=device,
-            what=f"training this ViT (model.dim={cfg.model.dim}, model.num_layers={cfg.model.num_layers})",
-            fix="lower model.dim, model.mlp_dim or model.num_layers")
     seed_everything(cfg.train.seed)
     model = VisionTransformer(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"vit: {n_params / 1e6:.2f}M parameters, {len(train_set.labels)} train / {len(val_set.labels)} val / "
-          f"{len(test.labels)} test images, device {device}", file=sys.stderr)
+    if is_main_process():
+        print(f"vit: {n_params / 1e6:.2f}M parameters, {len(train_set.labels)} train / {len(val_set.labels)} val / "
+              f"{len(test.labels)} test images, device {device}", file=sys.stderr)
 
     def print_eval(model: nn.Module, metrics: dict[str, float]) -> None:
         print(f"step {metrics['step']}: val_accuracy {metrics['val_accuracy']:.4f} "
@@ -140,7 +143,9 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     def train_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
         return loss_fn(model, batch, d.label_smoothing)
 
-    checksum = hashlib.md5(train_all.images.numpy().tobytes() + train_all.labels.numpy().tobytes()).hexdigest()
+    digest = hashlib.md5(np.ascontiguousarray(train_all.images.numpy()).data)  # no 150 MB copy of the bytes
+    digest.update(np.ascontiguousarray(train_all.labels.numpy()).data)
+    checksum = digest.hexdigest()
     meta = {"task": "vit", "config": config_to_dict(cfg), "model": asdict(cfg.model), "data": asdict(cfg.data),
             "classes": list(train_all.classes),
             "inputs": {"training images": {"path": str(inputs.data_dir), "checksum": checksum}}}
