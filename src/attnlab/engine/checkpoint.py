@@ -22,12 +22,13 @@ import io
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
@@ -174,11 +175,10 @@ def rewind(run_dir: str | Path, checkpoint: Path, best_step: int) -> bool:
 # --------------------------------------------------------------------------- loading
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: ``meta`` (JSON) and ``weights`` (a state dict); training state on demand."""
+    """A checked checkpoint: ``meta`` (JSON); the weights and the training state on demand."""
 
     path: Path
     meta: dict[str, Any]
-    weights: dict[str, torch.Tensor] = field(repr=False)
 
     @property
     def task(self) -> str | None:
@@ -187,6 +187,10 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.meta.get("step", 0))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The state dict, on the CPU (tied weights stored once)."""
+        return load_file(str(self.path / "model.safetensors"))
 
     def load_into(self, model: nn.Module, *, strict: bool = True) -> nn.Module:
         """Copy the weights into ``model`` (tied weights are restored); returns ``model``."""
@@ -278,8 +282,9 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "
     for fname, digest in (meta.get("sha256") or {}).items():
         if (ckpt / fname).is_file() and _sha256(ckpt / fname) != digest:
             raise _corrupt(ckpt, fname, "checksum mismatch: the file was truncated or modified")
-    try:
-        weights = load_file(str(ckpt / "model.safetensors"))
+    try:  # the header only: the tensors are read once, by load_into
+        with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+            f.keys()
     except Exception as exc:
         raise _corrupt(ckpt, "model.safetensors", exc) from None
-    return Checkpoint(ckpt, meta, weights)
+    return Checkpoint(ckpt, meta)
