@@ -225,7 +225,7 @@ class AttentionResidual(nn.Module):
     """The pre-norm block (GPT-2, ViT): ``x = x + attn(norm1(x))``, then ``x = x + mlp(norm2(x))``.
 
     ``head_dim`` is the width of each head; ``dropout`` acts on both residual branches and
-    ``attn_dropout`` on the attention weights (any value > 0 leaves PyTorch's fused kernel).
+    ``attn_dropout`` on the attention weights (inside PyTorch's fused kernel, which takes ``dropout_p``).
     ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can), and
     ``drop_path`` drops each residual branch for a random share of the samples (stochastic depth).
     """
