@@ -82,7 +82,7 @@ def test_corrupted_or_mismatched_checkpoints_give_a_clear_error(trained, tmp_pat
     shutil.rmtree(bad)
     shutil.copytree(_checkpoint_dir(run), bad)
     meta = json.loads((bad / "meta.json").read_text())
-    meta["model"]["dim"] = 64
+    meta["config"]["model"]["dim"] = 64
     (bad / "meta.json").write_text(json.dumps(meta))
     assert main(["generate", "--checkpoint", str(bad)]) == 2
     assert "does not match" in capsys.readouterr().err

@@ -99,7 +99,7 @@ def model_probabilities(checkpoint, texts):
     from attnlab.tasks import load_trained
 
     _, model, meta = load_trained(checkpoint)
-    enc, _ = encode_texts(texts, meta["vocab"], meta["model"]["max_len"])
+    enc, _ = encode_texts(texts, meta["vocab"], meta["config"]["model"]["max_len"])
     with torch.no_grad():
         return torch.softmax(model(enc["ids"], enc["lengths"]).double(), dim=-1), meta["labels"]
 

@@ -169,7 +169,7 @@ def test_train_and_eval_on_an_image_folder(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 1  # 10 training images, batch 16: one (short) batch
     meta = json.loads(next((run / "checkpoints").rglob("meta.json")).read_text())
-    assert meta["classes"] == ["cats", "dogs"] and meta["model"]["num_classes"] == 2
+    assert meta["classes"] == ["cats", "dogs"] and meta["config"]["model"]["num_classes"] == 2
     assert_eval_agrees(tmp_path, run, tmp_path / "imgs", metrics)
 
 

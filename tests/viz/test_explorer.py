@@ -104,7 +104,7 @@ def test_text_classifier_weights_prediction_and_received(text_runs, name):
     ex = Explorer.load(text_runs / name)
     text = "a great film , not boring at all ."
     data = ex.text(text)
-    enc, seen = encode_texts([text], ex.meta["vocab"], ex.meta["model"]["max_len"])
+    enc, seen = encode_texts([text], ex.meta["vocab"], ex.meta["config"]["model"]["max_len"])
     with torch.no_grad():
         logits, explained = ex.model(enc["ids"], enc["lengths"], need_weights=True)  # explain's weights
         _, per_layer = ex.model.attentions(enc["ids"], enc["lengths"])

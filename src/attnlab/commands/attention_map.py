@@ -57,8 +57,8 @@ def _out_path(out: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.data.augment import normalize
-    from attnlab.data.images import load_images, split
     from attnlab.tasks import load_trained
+    from attnlab.tasks.vit import validation_images
     from attnlab.viz.attention_map import attention_rollout, cls_attention, figure_pixels, save_grid, upsample
 
     if args.num_images < 1:
@@ -75,10 +75,8 @@ def run(args: argparse.Namespace) -> int:
     out = _out_path(args.out)
     _, model, meta = load_trained(args.checkpoint, tasks=("vit",),
                                   what="a Vision Transformer (for another model's attention use `attnlab explore`)")
-    train_all, _ = load_images(args.data_dir, model.config.image_size)
-    data = meta.get("data", {})
-    _, val = split(train_all, data.get("val_size", 5000), data.get("split_seed", 0))
-    classes = meta.get("classes") or list(train_all.classes)
+    val = validation_images(meta, Path(args.data_dir))
+    classes = meta.get("classes") or list(val.classes)
     pool = _select(model, val.images, val.labels, classes, args)  # positions in the validation split
     if args.images is not None:
         bad = [i for i in args.images if not 0 <= i < len(pool)]

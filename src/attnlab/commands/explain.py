@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.tasks import load_trained
 
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
-    name = meta["model"]["name"]
+    name = meta["config"]["model"]["name"]
     if name not in ("attention", "transformer"):
         raise AttnlabError(f"the '{name}' model has no attention to explain; pass a checkpoint "
                            "of `attnlab train text --model attention` (or transformer)")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         args.text.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as lone surrogates
         raise AttnlabError("the review is not UTF-8 text; pass UTF-8 text") from None
-    enc, seen = encode_texts([args.text], meta["vocab"], meta["model"]["max_len"])
+    enc, seen = encode_texts([args.text], meta["vocab"], meta["config"]["model"]["max_len"])
     with torch.no_grad():
         logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)
     probs = torch.softmax(logits.float(), -1)[0]

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     reviews = _read_texts(args)
     labels = meta.get("labels", ["neg", "pos"])
-    enc, _ = encode_texts([text for _, text in reviews], meta["vocab"], meta["model"]["max_len"])
+    enc, _ = encode_texts([text for _, text in reviews], meta["vocab"], meta["config"]["model"]["max_len"])
     with torch.no_grad():
         probs = torch.softmax(model(enc["ids"], enc["lengths"]).float(), dim=-1)  # (N, classes)
     for (i, text), p in zip(reviews, probs):

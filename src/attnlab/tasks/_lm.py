@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -135,8 +135,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
         print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
               f"{n_params:,} parameters", file=sys.stderr, flush=True)
     md5 = file_md5(inputs.data)
-    meta = {"task": task, "model": asdict(cfg.model), "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
-            "data": {"source": source, "md5": md5}, "inputs": {"text": {"path": source, "checksum": md5}}}
+    meta = {"task": task, "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
+            "inputs": {"text": {"path": source, "checksum": md5}}}
     stream = cfg.data.mode == "stream"
 
     def on_eval(m: nn.Module, metrics: dict[str, float]) -> None:
@@ -152,17 +152,16 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     return metrics
 
 
-def load_lm(task: str, checkpoint: str | Path,
-            build: Callable[[dict[str, Any]], nn.Module]) -> tuple[Any, dict[str, Any]]:
-    """The trained model of a ``task`` checkpoint (eval mode) and its meta (with the tokenizer)."""
+def load_lm(task: str, config_cls: type, checkpoint: str | Path,
+            build: Callable[[Any], nn.Module]) -> tuple[Any, dict[str, Any]]:
+    """The trained model of a ``task`` checkpoint (eval mode), rebuilt from the run's own config
+    (``meta["config"]``), and its meta (with the tokenizer)."""
     ckpt = load_checkpoint(checkpoint, task=task)
     tok = MyTokenizer.from_dict(ckpt.meta.get("tokenizer"))
-    model: Any
-    try:
-        model = build(ckpt.meta["model"])
-    except (KeyError, TypeError) as exc:
-        raise AttnlabError(f"checkpoint {ckpt.path} has no valid model config in meta.json ({exc}); "
-                           "it may be corrupted or from another attnlab version") from None
+    if not isinstance(ckpt.meta.get("config"), dict):
+        raise AttnlabError(f"checkpoint {ckpt.path} has no config in meta.json; it may be corrupted or from an "
+                           "older attnlab (retrain it)")
+    model: Any = build(config_from_dict(config_cls, ckpt.meta["config"]).model)
     if model.config.vocab_size != len(tok):
         raise AttnlabError(f"checkpoint {ckpt.path}: the model has {model.config.vocab_size} ids but the "
                            f"tokenizer {len(tok)}; meta.json does not match the weights")
@@ -171,12 +170,12 @@ def load_lm(task: str, checkpoint: str | Path,
 
 
 def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMInputs,
-                build: Callable[[dict[str, Any]], nn.Module], device: str = "auto") -> dict[str, float]:
+                build: Callable[[Any], nn.Module], device: str = "auto") -> dict[str, float]:
     """Validation loss and perplexity of a checkpoint on the validation part of ``inputs.data``,
     split and tokenized as the checkpoint was trained."""
-    model, meta = load_lm(task, checkpoint, build)
+    model, meta = load_lm(task, config_cls, checkpoint, build)
     cfg: Any = config_from_dict(config_cls, meta["config"])
-    if file_md5(inputs.data) != meta.get("data", {}).get("md5"):
+    if file_md5(inputs.data) != meta.get("inputs", {}).get("text", {}).get("checksum"):
         print("note: this text differs from the one the checkpoint was trained on; the validation "
               "part is drawn from it anyway", file=sys.stderr)
     _, _, val_batches, _ = lm_data(cfg, inputs, tok=MyTokenizer.from_dict(meta["tokenizer"]))

@@ -67,8 +67,8 @@ class GPTTaskConfig:
 CONFIG, INPUTS = GPTTaskConfig, LMInputs
 
 
-def build_model(model_cfg: GPTConfig | dict[str, Any]) -> DialogueGPT:
-    return DialogueGPT(model_cfg if isinstance(model_cfg, GPTConfig) else GPTConfig(**model_cfg))
+def build_model(model_cfg: GPTConfig) -> DialogueGPT:
+    return DialogueGPT(model_cfg)
 
 
 def train(cfg: GPTTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool | Path = False,
@@ -78,7 +78,7 @@ def train(cfg: GPTTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool |
 
 
 def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
-    return load_lm("gpt", checkpoint, build_model)
+    return load_lm("gpt", GPTTaskConfig, checkpoint, build_model)
 
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:

@@ -38,8 +38,8 @@ class LSTMTaskConfig:
 CONFIG, INPUTS = LSTMTaskConfig, LMInputs
 
 
-def build_model(model_cfg: LSTMConfig | dict[str, Any]) -> LSTMLanguageModel:
-    return LSTMLanguageModel(model_cfg if isinstance(model_cfg, LSTMConfig) else LSTMConfig(**model_cfg))
+def build_model(model_cfg: LSTMConfig) -> LSTMLanguageModel:
+    return LSTMLanguageModel(model_cfg)
 
 
 def train(cfg: LSTMTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool | Path = False,
@@ -49,7 +49,7 @@ def train(cfg: LSTMTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool 
 
 
 def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
-    return load_lm("lstm-lm", checkpoint, build_model)
+    return load_lm("lstm-lm", LSTMTaskConfig, checkpoint, build_model)
 
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:

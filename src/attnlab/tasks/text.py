@@ -205,7 +205,7 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     if inputs.embeddings is not None:
         md5 = file_digest(inputs.embeddings, "md5")
         inputs_used["word vectors"] = {"path": str(inputs.embeddings), "checksum": md5}
-    meta = {"task": "text", "model": config_to_dict(cfg.model), "config": config_to_dict(cfg),
+    meta = {"task": "text", "config": config_to_dict(cfg),
             "vocab": data.vocab, "labels": list(LABELS), "inputs": inputs_used,
             "embedding_dim": int(data.vectors.size(1)) if data.vectors is not None else None}
     metrics = fit(model, loss_fn, train_b, val_b, cfg.train, run_dir, meta=meta, resume=resume, progress=progress,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from torch import Tensor, nn
 
-from attnlab.config import Count, Range, Rate, Seed, config_to_dict
+from attnlab.config import Count, Range, Rate, Seed, config_from_dict, config_to_dict
 from attnlab.data.augment import Augment
 from attnlab.data.images import ImageBatches, ImageSet, load_images, split
 from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision, seed_everything, training_device
@@ -146,8 +146,7 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     digest = hashlib.md5(np.ascontiguousarray(train_all.images.numpy()).data)  # no 150 MB copy of the bytes
     digest.update(np.ascontiguousarray(train_all.labels.numpy()).data)
     checksum = digest.hexdigest()
-    meta = {"task": "vit", "config": config_to_dict(cfg), "model": asdict(cfg.model), "data": asdict(cfg.data),
-            "classes": list(train_all.classes),
+    meta = {"task": "vit", "config": config_to_dict(cfg), "classes": list(train_all.classes),
             "inputs": {"training images": {"path": str(inputs.data_dir), "checksum": checksum}}}
     metrics = fit(model, train_loss, train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
                   progress=progress, on_eval=print_eval, allow_changed_data=allow_changed_data)
@@ -160,10 +159,17 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
 def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any]]:
     """The trained model (best weights, eval mode) and the checkpoint's meta."""
     ckpt = load_checkpoint(checkpoint, task="vit")
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt.meta["model"].items()}
-    model = VisionTransformer(ViTConfig(**fields))
+    model = VisionTransformer(config_from_dict(VitTaskConfig, ckpt.meta["config"]).model)
     ckpt.load_into(model)
     return model.eval(), ckpt.meta
+
+
+def validation_images(meta: dict[str, Any], data_dir: Path) -> ImageSet:
+    """The validation split a checkpoint was trained with (its ``data.val_size`` and
+    ``data.split_seed``): images the model never trained on, from the training files."""
+    cfg = config_from_dict(VitTaskConfig, meta["config"])
+    train_all, _ = load_images(data_dir, cfg.model.image_size)
+    return split(train_all, cfg.data.val_size, cfg.data.split_seed)[1]
 
 
 def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto") -> dict[str, float]:
@@ -171,5 +177,5 @@ def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto")
     _, test = load_images(inputs.data_dir, model.config.image_size)
     _check_classes(test, model.config)
     dev = training_device(device)
-    batches = ImageBatches(test, meta.get("data", {}).get("eval_batch_size", 500), device=dev)
+    batches = ImageBatches(test, config_from_dict(VitTaskConfig, meta["config"]).data.eval_batch_size, device=dev)
     return evaluate_batches(model.to(dev), loss_fn, batches, device=dev, prefix="test_")

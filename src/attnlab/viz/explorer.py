@@ -132,7 +132,7 @@ class Explorer:
         self.checkpoint = checkpoint
         self.limits = limits or Limits()
         self.limits.check()
-        self.name = meta.get("model", {}).get("name") if task == "text" else task
+        self.name = meta.get("config", {}).get("model", {}).get("name") if task == "text" else task
         if task == "lstm-lm" or (task == "text" and self.name not in ("attention", "transformer")):
             what = "the LSTM language model" if task == "lstm-lm" else f"the text '{self.name}' model"
             raise AttnlabError(f"{what} ({checkpoint or task}) has no attention to explore; pass a checkpoint of "
@@ -150,7 +150,7 @@ class Explorer:
     def _shape(self) -> tuple[int, int]:
         """(layers, heads): the single-head attention classifier is one layer of one head."""
         if self.task == "text":
-            m = self.meta["model"]
+            m = self.meta["config"]["model"]
             return (1, 1) if self.name == "attention" else (int(m["num_layers"]), int(m["num_heads"]))
         c = self.model.config  # GPTConfig, ToyModelConfig, ViTConfig
         return int(c.num_layers), int(c.num_heads)
@@ -241,7 +241,7 @@ class Explorer:
     def _sentiment(self, text: str) -> tuple[list[str], list[Tensor], Tensor, Tensor, list[str]]:
         from attnlab.data.sentiment import encode_texts
 
-        max_len = int(self.meta["model"]["max_len"])
+        max_len = int(self.meta["config"]["model"]["max_len"])
         limit = min(max_len, self.limits.max_tokens)
         enc, seen = encode_texts([text], self.meta["vocab"], len(text) + 1)  # every token, to count them
         total = len(seen[0])
