@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -147,3 +148,34 @@ def require_out_under_torchrun(out: str | None) -> None:
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise AttnlabError("pass --out DIR when launching with torchrun "
                            "(every process must use the same run directory)")
+
+
+# ------------------------------------------------------------------ sampling (generate, explore)
+def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--temperature``, ``--top-k``, ``--greedy`` and ``--seed``: how a language model samples."""
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="> 0 samples from softmax(logits / temperature) (default: the checkpoint's "
+                             "sample.temperature, 0.8); 0 is greedy")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample among the k most likely tokens (default: the checkpoint's sample.top_k, 40)")
+    parser.add_argument("--greedy", action="store_true", help="always take the most likely token (temperature 0)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0: the same text every time)")
+
+
+def check_sampling(args: argparse.Namespace) -> None:
+    """Reject bad sampling values before anything is loaded."""
+    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
+        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    if not 0 <= args.seed < 2**63:
+        raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+
+
+def sampling_settings(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, int | None]:
+    """``(temperature, top_k)``: the command line's, else the checkpoint's ``sample`` settings."""
+    from attnlab.tasks.lm import SampleConfig
+
+    sample = SampleConfig(**meta.get("config", {}).get("sample", {}))
+    temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)
+    return temperature, args.top_k if args.top_k is not None else sample.top_k

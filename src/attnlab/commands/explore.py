@@ -10,11 +10,11 @@ network.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from attnlab.commands import add_sampling_arguments, check_sampling, sampling_settings
 from attnlab.errors import AttnlabError
 
 HELP = """\
@@ -44,12 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lm = parser.add_argument_group("language models")
     lm.add_argument("--prompt", default=None, help="text to continue (instead of INPUT)")
     lm.add_argument("--generate", type=int, default=0, metavar="N", help="tokens to generate after --prompt")
-    lm.add_argument("--temperature", type=float, default=None,
-                    help="> 0 samples (default: the checkpoint's sample.temperature); 0 is greedy")
-    lm.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens "
-                    "(default: the checkpoint's sample.top_k)")
-    lm.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    lm.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add_sampling_arguments(lm)
     lm.add_argument("--show-top", type=int, default=5, metavar="K", help="candidates listed per step (default 5)")
     vit = parser.add_argument_group("Vision Transformers")
     vit.add_argument("--images", type=int, nargs="+", default=None, metavar="I", help="test-set image indices")
@@ -79,14 +74,9 @@ def check(args: argparse.Namespace) -> None:
     """Reject bad values before loading anything."""
     if args.generate < 0:
         raise AttnlabError(f"--generate must be >= 0, got {args.generate}")
-    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
-        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if args.top_k is not None and args.top_k < 1:
-        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    check_sampling(args)
     if args.show_top < 1:
         raise AttnlabError(f"--show-top must be >= 1, got {args.show_top}")
-    if not 0 <= args.seed < 2**63:
-        raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     if args.serve is not None and not 0 <= args.serve < 65536:
         raise AttnlabError(f"--serve PORT must be between 0 and 65535, got {args.serve}")
     if args.max_upload < 1:
@@ -96,12 +86,9 @@ def check(args: argparse.Namespace) -> None:
 
 
 def sampling(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
-    from attnlab.tasks._lm import SampleConfig
     from attnlab.viz.explorer import Sampling
 
-    sample = SampleConfig(**meta.get("config", {}).get("sample", {}))
-    temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)
-    top_k = args.top_k if args.top_k is not None else sample.top_k
+    temperature, top_k = sampling_settings(args, meta)
     return Sampling(temperature=temperature, top_k=top_k, seed=args.seed, show_top=args.show_top)
 
 

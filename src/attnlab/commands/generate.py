@@ -8,10 +8,10 @@ likely token every time. Tokens are printed as they are generated.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
+from attnlab.commands import add_sampling_arguments, check_sampling, sampling_settings
 from attnlab.errors import AttnlabError
 
 HELP = "continue a prompt with a trained DialogueGPT (or LSTM) language model"
@@ -31,14 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-tokens", type=int, default=50,
                         help=f"tokens to generate (default 50; at most {MAX_TOKENS:,} without --allow-long)")
     parser.add_argument("--allow-long", action="store_true", help=f"allow more than {MAX_TOKENS:,} tokens")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="> 0 samples from softmax(logits / temperature) (default: the checkpoint's "
-                             "sample.temperature, 0.8); 0 is greedy")
-    parser.add_argument("--top-k", type=int, default=None,
-                        help="sample among the k most likely tokens (default: the checkpoint's sample.top_k, 40)")
+    add_sampling_arguments(parser)
     parser.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with this probability")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0: the same text every time)")
-    parser.add_argument("--greedy", action="store_true", help="always take the most likely token (temperature 0)")
     parser.add_argument("--no-cache", action="store_true",
                         help="recompute the whole window for every token instead of using the KV cache")
 
@@ -50,14 +44,9 @@ def check(args: argparse.Namespace) -> None:
     if args.num_tokens > MAX_TOKENS and not args.allow_long:
         raise AttnlabError(f"--num-tokens {args.num_tokens:,} is more than {MAX_TOKENS:,}; pass --allow-long "
                            "if you mean it")
-    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
-        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if args.top_k is not None and args.top_k < 1:
-        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    check_sampling(args)
     if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
         raise AttnlabError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if not 0 <= args.seed < 2**63:
-        raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,16 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.data.tokenizer import MyTokenizer
     from attnlab.models.gpt import iter_generate
     from attnlab.tasks import load_trained
-    from attnlab.tasks._lm import SampleConfig, prompt_ids
+    from attnlab.tasks.lm import prompt_ids
 
     check(args)
     _, model, meta = load_trained(args.checkpoint, tasks=("gpt", "lstm-lm"), what="a language model")
-    config = meta.get("config", {})
-    sample = SampleConfig(**config.get("sample", {}))
-    temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)
-    top_k = args.top_k if args.top_k is not None else sample.top_k
+    temperature, top_k = sampling_settings(args, meta)
     tok = MyTokenizer.from_dict(meta["tokenizer"])
-    prefix = prompt_ids(tok, args.prompt, config.get("data", {}).get("mode") == "stream")
+    prefix = prompt_ids(tok, args.prompt, meta["config"]["data"]["mode"] == "stream")
     text = tok.decode(prefix)
     print(text, end="", flush=True)
     # Tokens stream to stdout; when that is a file, a progress bar on stderr shows a long run moving.

@@ -4,7 +4,7 @@ Every speaker turn is one example starting with the start token; a turn longer t
 context is split into windows. The vocabulary (word level, lower-cased) comes from the training
 turns only; validation perplexity is per word token, unknown words (``<unk>``) included. A
 generated sample is printed after every validation and at the end. The plumbing shared with the
-LSTM baseline is in :mod:`attnlab.tasks._lm`.
+LSTM baseline is in :mod:`attnlab.tasks.lm`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
-from attnlab.tasks._lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
 # What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a

@@ -1,7 +1,7 @@
 """``attnlab train|eval lstm-lm``: the word-level LSTM baseline for DialogueGPT.
 
 Same data, split, tokenizer settings, vocabulary, context windows, loss and sampling as
-:mod:`attnlab.tasks.gpt` (the plumbing is shared: :mod:`attnlab.tasks._lm`), and the same
+:mod:`attnlab.tasks.gpt` (the plumbing is shared: :mod:`attnlab.tasks.lm`), and the same
 presets' budgets, so ``--preset cpu-20min`` of both compares the two architectures.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from attnlab.engine import TrainConfig
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from attnlab.tasks._lm import LSTM_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks.lm import LSTM_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
 
 
 @dataclass
@@ -28,7 +28,7 @@ class LSTMTaskConfig:
         "tiny": {"model.context": 32, "model.dim": 32, "model.hidden": 32, "model.num_layers": 1,
                  "model.dropout": 0.0, "data.max_vocab": 500, "sample.num_tokens": 10,
                  "train.max_steps": 20, "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 5},
-        # the same wall-clock budgets as DialogueGPT's presets, as step counts (tasks._lm)
+        # the same wall-clock budgets as DialogueGPT's presets, as step counts (tasks.lm)
         "default": {"train.max_steps": LSTM_STEPS["default"]},
         "cpu-20min": {"train.max_steps": LSTM_STEPS["cpu-20min"]},
     }
