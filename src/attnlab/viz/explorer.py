@@ -285,7 +285,7 @@ class Explorer:
         row is what it attended to when it chose token ``i + 1``."""
         from attnlab.data.tokenizer import MyTokenizer
         from attnlab.models.gpt import iter_generate
-        from attnlab.tasks._lm import prompt_ids
+        from attnlab.tasks.lm import prompt_ids
 
         if self.task != "gpt":
             raise AttnlabError("--prompt and --generate need a language model (a gpt checkpoint)")
