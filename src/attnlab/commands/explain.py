@@ -87,6 +87,7 @@ def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.data.imdb import LABELS
     from attnlab.data.sentiment import encode_texts
     from attnlab.tasks import load_trained
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)
     probs = torch.softmax(logits.float(), -1)[0]
-    labels = meta.get("labels", ["neg", "pos"])
+    labels = meta.get("labels", list(LABELS))
     k = int(probs.argmax())
     tokens = seen[0]
     n = len(tokens)

@@ -62,15 +62,16 @@ def _shown(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.data.imdb import LABELS
     from attnlab.data.sentiment import encode_texts
     from attnlab.tasks import load_trained
+    from attnlab.tasks.text import predict_logits
 
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     reviews = _read_texts(args)
-    labels = meta.get("labels", ["neg", "pos"])
+    labels = meta.get("labels", list(LABELS))
     enc, _ = encode_texts([text for _, text in reviews], meta["vocab"], meta["config"]["model"]["max_len"])
-    with torch.no_grad():
-        probs = torch.softmax(model(enc["ids"], enc["lengths"]).float(), dim=-1)  # (N, classes)
+    probs = torch.softmax(predict_logits(model, enc), dim=-1)  # (N, classes), in batches
     for (i, text), p in zip(reviews, probs):
         k = int(p.argmax())
         if args.json:

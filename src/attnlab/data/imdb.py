@@ -245,7 +245,7 @@ def _read_folder(root: Path) -> dict[str, list[Review]]:
     bad: list[str] = []
     skipped: list[str] = []
     for split in ("train", "test"):
-        for label in ("neg", "pos"):
+        for label in LABELS:
             folder = root / split / label
             try:
                 entries = sorted(folder.iterdir())

@@ -137,9 +137,11 @@ def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int
     model.eval()
     device = next(model.parameters()).device
     order = torch.argsort(tensors["lengths"])
-    out = torch.empty(len(order), len(LABELS))
-    for idx in order.split(batch_size):
-        out[idx] = model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
+    parts = [model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
+             for idx in order.split(batch_size)]
+    out = torch.empty(len(order), parts[0].size(-1) if parts else len(LABELS))
+    if parts:
+        out[order] = torch.cat(parts)
     return out
 
 

@@ -215,8 +215,10 @@ class Explorer:
             tokens, weights, logits, received, notes = self._toy(text)
             labels = [f"token {c + 1}" for c in range(logits.size(-1))]
         else:
+            from attnlab.data.imdb import LABELS
+
             tokens, weights, logits, received, notes = self._sentiment(text)
-            labels = list(self.meta.get("labels", ["neg", "pos"]))
+            labels = list(self.meta.get("labels", LABELS))
         probs = torch.softmax(logits.float(), -1)[0]
         k = int(probs.argmax())
         data = self._base(layers, heads, layer, head, notes)
