@@ -16,10 +16,12 @@ attnlab eval gpt --checkpoint runs/gpt/checkpoints/step-00001200 --out runs/gpt-
 
 
 def configure_task(p: argparse.ArgumentParser, task: ModuleType) -> None:
+    from attnlab.engine.config import DEVICES  # the task module has imported torch already
+
     p.add_argument("--checkpoint", required=True,
                    help="a run directory (its best checkpoint is used) or a checkpoints/step-* directory")
     p.add_argument("--out", help="run directory for the results (default: runs/<task>-eval-<YYYYmmdd-HHMMSS>)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to evaluate (default auto: CUDA, then MPS, then CPU)")
     add_inputs(p, task.INPUTS)
 

@@ -22,6 +22,8 @@ torchrun --nproc-per-node 2 -m attnlab.cli train toy --out runs/toy-ddp"""
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+    from attnlab.engine.config import DEVICES  # called once the task module has imported torch
+
     p.add_argument("--preset", help="named preset of the task's config (see --list-presets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. train.lr=1e-3 or model.num_layers=4 (repeatable)")
@@ -34,7 +36,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
                         "train.keep_last > 0) instead of its latest; the run directory is the checkpoint's run")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="with --resume: continue although a data file's checksum differs from the run's")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+    p.add_argument("--device", choices=DEVICES,
                    help="override train.device (default auto: CUDA, then MPS, then CPU)")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (every --set key) and exit")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from attnlab.config import Count, NonNegative, Range, Seed
 from attnlab.errors import AttnlabError
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DEVICES: tuple[str, ...] = get_args(Device)  # the choices of every --device option
 
 __all__ = ["TrainConfig", "monitor_mode"]
 
@@ -39,7 +42,7 @@ class TrainConfig:
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # clip the global gradient norm (None: off)
     grad_accum: Annotated[int, Range(ge=1, le=4096)] = 1  # micro-batches per optimizer step
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # see engine.device
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, then MPS, then CPU
+    device: Device = "auto"  # auto: CUDA, then MPS, then CPU
     compile: bool = False  # torch.compile the training forward/backward (faster on a GPU; needs a C++
     # compiler on the CPU). Checkpoints are the same either way; --resume works across the switch
     seed: Seed = 0  # model initialisation, batch order, dropout

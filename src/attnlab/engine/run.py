@@ -41,6 +41,7 @@ from attnlab.engine.logging import RunLogger
 from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.errors import AttnlabError
+from attnlab.metrics import summarize
 
 __all__ = ["TrainState", "TrainingRun", "OnEval"]
 
@@ -233,7 +234,9 @@ class TrainingRun:
         with torch.no_grad(), preserved_rng(), self.autocast():
             _, stats = self.loss_fn(self.model, move_to(batch, self.device))
         self.model.train()
-        names = ["val_loss"] + ["val_accuracy"] * ("correct" in stats) + ["val_perplexity"] * self.perplexity
+        sums = StatSums(self.device)
+        sums.add(stats)
+        names = list(summarize({**sums.reduce(ddp.DistInfo()), "count": 1.0}, "val_", self.perplexity))
         _require_monitor(self.cfg.monitor, names)
 
     # ----------------------------------------------------------------- one step
