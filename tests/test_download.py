@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from attnlab.data.download import extract_archive, fetch_url, partial_path, writing_atomically
+from attnlab.data.download import extract_archive, fetch_url, partial_path
 from attnlab.errors import AttnlabError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -198,15 +198,3 @@ def test_extract_refuses_zip_traversal_and_junk(tmp_path):
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(AttnlabError, match="not a valid archive"):
         extract_archive(tmp_path / "junk.tar.gz", tmp_path / "out")
-
-
-def test_writing_atomically_leaves_nothing_when_it_fails(tmp_path):
-    target = tmp_path / "a" / "b" / "out.txt"
-    with pytest.raises(RuntimeError, match="disk full"):
-        with writing_atomically(target) as f:
-            f.write(b"half of it")
-            raise RuntimeError("disk full")
-    assert list(tmp_path.iterdir()) == []  # no scratch file, no folders made for it
-    with writing_atomically(target) as f:
-        f.write(b"all of it")
-    assert target.read_bytes() == b"all of it" and [p.name for p in target.parent.iterdir()] == ["out.txt"]

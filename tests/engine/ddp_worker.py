@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TinyNet, tiny_cfg, tiny_data, tiny_loss  # noqa: E402
-
 from attnlab.data.batching import TensorBatches
-from attnlab.engine import fit  # noqa: E402
+from attnlab.engine import fit
+
+
+def _engine_conftest():
+    """This folder's conftest, by its path (under pytest another folder's conftest may own the name)."""
+    spec = importlib.util.spec_from_file_location("engine_conftest", Path(__file__).with_name("conftest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_c = _engine_conftest()
+TinyNet, tiny_cfg, tiny_data, tiny_loss = _c.TinyNet, _c.tiny_cfg, _c.tiny_data, _c.tiny_loss
 
 
 def train(out: Path, *, dropout: float = 0.0, max_steps: int = 10, resume: bool | Path = False) -> dict[str, float]:

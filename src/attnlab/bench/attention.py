@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from attnlab.errors import AttnlabError
+from attnlab.files import write_json
 from attnlab.measure import autocast_for, bench_device, describe_device, median, peak_bytes, time_interleaved
 
 HELP = ("time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward; "
@@ -147,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(res))
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=2)
+            write_json(args.json, res)
             print(f"wrote {args.json}")
     return 1 if (args.check and not res["bar"]["passed"]) else 0

@@ -130,8 +130,8 @@ def refuse_training_run(path: Path, option: str = "--out") -> None:
 
 def report(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` and print the run directory and the headline numbers."""
-    from attnlab.engine.checkpoint import write_json
     from attnlab.engine.distributed import is_main_process
+    from attnlab.files import write_json
 
     if not is_main_process():
         return

@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.engine.checkpoint import write_json
     from attnlab.engine.rundir import new_run_dir
+    from attnlab.files import write_json
 
     task: ModuleType = args._task_module
     if args.out:

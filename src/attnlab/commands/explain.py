@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from attnlab.errors import AttnlabError
+from attnlab.files import save_figure, write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -65,7 +66,7 @@ def _png(weights: torch.Tensor, tokens: list[str], title: str, path: Path) -> No
         fig = _figure(weights, tokens, title)
         try:
             fig.tight_layout()
-            fig.savefig(path, dpi=110)
+            save_figure(fig, path, dpi=110)
         finally:
             plt.close(fig)
 
@@ -77,12 +78,12 @@ def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> 
         alpha = r / top if top > 0 else 0.0
         spans.append(f'<span title="{r:.4f}" style="background: rgba(255, 120, 0, {alpha:.3f}); '
                      f'padding: 1px 2px; margin: 1px; border-radius: 3px">{html.escape(tok)}</span>')
-    path.write_text(
+    write_atomic(
+        path,
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>attnlab explain</title></head>\n"
         "<body style='font-family: sans-serif; max-width: 60em; line-height: 2'>\n"
         f"<h3>{html.escape(title)}</h3>\n<p>Each token is shaded by the attention it receives "
         "(mean over all tokens; hover for the value).</p>\n<p>" + " ".join(spans) + "</p>\n</body></html>\n",
-        encoding="utf-8",
     )
 
 

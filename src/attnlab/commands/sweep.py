@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import itertools
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.commands import add_inputs, make_inputs
+from attnlab.commands import add_inputs, make_inputs, owned
 from attnlab.errors import AttnlabError
+from attnlab.files import write_atomic, write_json
 from attnlab.tasks import TASKS
 
 HELP = "train a task over a grid of hyperparameters; write CSV, Markdown and TensorBoard hparams"
@@ -75,12 +76,13 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
         return -math.inf if not math.isfinite(v) else (v if mode == "max" else -v)
 
     rows = sorted(rows, key=score, reverse=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", *keys, "status", *metric_cols])
-        for r in rows:
-            w.writerow([r["name"], *(r["params"][k] for k in keys), r["status"],
-                        *(r["metrics"].get(m, "") for m in metric_cols)])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["run", *keys, "status", *metric_cols])
+    for r in rows:
+        w.writerow([r["name"], *(r["params"][k] for k in keys), r["status"],
+                    *(r["metrics"].get(m, "") for m in metric_cols)])
+    write_atomic(out / "results.csv", table.getvalue())
     shown = metric_cols[:6]
     lines = ["| run | " + " | ".join(keys + ["status"] + shown) + " |",
              "|---" * (len(keys) + len(shown) + 2) + "|"]
@@ -88,7 +90,7 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
         vals = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in shown]
         cells = [r["name"], *(str(r["params"][k]) for k in keys), r["status"], *vals]
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "results.md").write_text(f"Sweep results, best {metric} first.\n\n" + "\n".join(lines) + "\n")
+    write_atomic(out / "results.md", f"Sweep results, best {metric} first.\n\n" + "\n".join(lines) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,16 +133,16 @@ def run(args: argparse.Namespace) -> int:
             name = f"run{i:03d}-" + "-".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
             run_dir = out / name
             print(f"[{i + 1}/{len(combos)}] {name}", file=sys.stderr, flush=True)
-            resume = (run_dir / "checkpoints" / "latest").exists()
+            resume = (run_dir / "checkpoints" / "latest").exists()  # a sweep run again continues its runs
             try:
-                metrics = task.train(cfg, inputs, run_dir, resume=resume)
+                with owned(run_dir, created=not run_dir.exists()):  # one process per run directory
+                    metrics = task.train(cfg, inputs, run_dir, resume=resume)
+                    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+                    write_json(run_dir / "metrics.json", metrics)
                 status = "ok"
             except AttnlabError as e:
                 print(f"error: {name}: {e}", file=sys.stderr)
                 metrics, status = {}, "failed"
-            metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-            (run_dir).mkdir(parents=True, exist_ok=True)
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             rows.append({"name": name, "params": params, "status": status, "metrics": metrics})
             hp = {k: _hp_value(v) for k, v in params.items()}
             writer.add_hparams(hp, {f"hparam/{k}": v for k, v in metrics.items() if math.isfinite(v)},

@@ -13,8 +13,6 @@ had unpacked (it unpacks into a scratch folder first and moves the result into p
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import http.client
 import os
 import shutil
@@ -24,13 +22,12 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
 from attnlab.errors import AttnlabError
+from attnlab.files import file_digest, removing_new_folders_on_failure
 
 CHUNK = 1 << 20
 TIMEOUT = 30.0  # seconds without data before giving up
@@ -43,54 +40,7 @@ def partial_path(dest: str | Path) -> Path:
     return dest.with_name(dest.name + PARTIAL)
 
 
-@contextlib.contextmanager
-def removing_new_folders_on_failure(folder: str | Path) -> Iterator[Path]:
-    """Create ``folder`` (and missing parents); if the block fails, remove the ones it created
-    that are empty again, so that a failed attempt leaves no empty folders behind."""
-    folder = Path(folder)
-    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield folder
-    except BaseException:
-        for p in created:
-            try:
-                p.rmdir()
-            except OSError:  # not empty (e.g. it holds a resumable download) or already gone
-                break
-        raise
-
-
-@contextlib.contextmanager
-def writing_atomically(dest: str | Path) -> Iterator[BinaryIO]:
-    """Write ``dest`` through a scratch file beside it, renamed to ``dest`` when the block ends.
-
-    If the block fails, the scratch file and any folders created for it are deleted, so a
-    reader never sees half a file and a failed attempt leaves nothing behind.
-    """
-    dest = Path(dest)
-    with removing_new_folders_on_failure(dest.parent):
-        scratch = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        try:
-            with open(scratch, "wb") as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(scratch, dest)
-        except BaseException:
-            scratch.unlink(missing_ok=True)
-            raise
-
-
 ELSEWHERE = "download it elsewhere and pass --data-dir PATH"  # the way out when attnlab cannot download
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _expected(md5: str | None, sha256: str | None) -> tuple[str, str] | None:

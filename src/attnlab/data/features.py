@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from attnlab.data.tokenize import clean_review, word_tokenize
+from attnlab.files import writing_atomically
 from attnlab.vocab import PAD, UNK, UNK_ID
 
 __all__ = [
@@ -124,12 +125,9 @@ def _key(texts: list[str]) -> str:
 
 
 def _save(path: Path, tok: TokenizedTexts) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     vocab = np.frombuffer("\n".join(tok.vocab).encode("utf-8"), dtype=np.uint8)
-    with open(tmp, "wb") as f:
+    with writing_atomically(path) as f:  # a reader never sees half a file
         np.savez(f, vocab=vocab, ids=tok.ids, offsets=tok.offsets)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
 def _load(path: Path) -> TokenizedTexts | None:

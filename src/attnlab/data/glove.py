@@ -62,7 +62,7 @@ def fetch(dest: Path, *, vocab_size: int | None = None, url: str | None = None, 
 def extract_vectors(archive: Path, target: Path, *, vocab_size: int | None = None) -> int:
     """Copy the first ``vocab_size`` lines (all when ``None``) of the zip's ``glove.6B.50d.txt`` to
     ``target``, checking that each holds a word and 50 values; returns the number of lines."""
-    from attnlab.data.download import writing_atomically
+    from attnlab.files import writing_atomically
 
     damaged = "delete it and run the same command again to download it afresh"
     try:

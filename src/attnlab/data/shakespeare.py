@@ -96,7 +96,7 @@ def fetch(dest: Path) -> Path:
 
     An existing copy with the right checksum is kept as it is; a damaged one is replaced.
     """
-    from attnlab.data.download import file_digest, writing_atomically
+    from attnlab.files import file_digest, writing_atomically
 
     target = Path(dest) / "tinyshakespeare" / "input.txt"
     if target.is_file() and file_digest(target, "md5") == MD5:

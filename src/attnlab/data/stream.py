@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +29,7 @@ from attnlab.data.features import default_cache_dir
 from attnlab.data.shakespeare import EMBEDDED
 from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
 from attnlab.errors import AttnlabError
+from attnlab.files import writing_atomically
 from attnlab.vocab import SPECIALS
 
 __all__ = ["TokenStream", "prepare_stream", "WindowBatches", "MEMMAP_ABOVE", "file_md5"]
@@ -105,12 +105,9 @@ def _encode_chars(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Pat
     key = hashlib.md5(f"{file_md5(path)}|{tok.to_dict()}".encode()).hexdigest()
     target = Path(cache_dir or default_cache_dir()) / f"stream-{key}.{np.dtype(dtype).name}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
+        with writing_atomically(target) as f:
             for chunk in _chunks(path):
                 f.write(tok.encode_stream(chunk).astype(dtype).tobytes())
-        os.replace(tmp, target)
     return np.memmap(target, dtype=dtype, mode="r")
 
 

@@ -17,7 +17,6 @@ checkpoint intact and the pointers naming complete directories.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from attnlab.errors import AttnlabError
+from attnlab.files import file_digest, fsync_dir, fsync_file, write_atomic
 
 CHECKPOINTS = "checkpoints"
 FILES = ("model.safetensors", "training.pt", "meta.json")
@@ -55,51 +55,8 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-# --------------------------------------------------------------------------- atomic writes
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_pointer(root: Path, tag: str, name: str) -> None:
     write_atomic(root / tag, name + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically: a reader sees the old file or the new one, never
-    half of either. The temporary name is unique to this process."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    """:func:`write_atomic` of ``data`` as indented JSON."""
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, Any],
@@ -125,19 +82,19 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
         torch.save(training or {}, buf)
         (tmp / "training.pt").write_bytes(buf.getvalue())
         full_meta = {**meta, "step": step, "attnlab_version": attnlab_version(), "format": FORMAT,
-                     "sha256": {f: _sha256(tmp / f) for f in FILES[:2]}}
+                     "sha256": {f: file_digest(tmp / f, "sha256") for f in FILES[:2]}}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1))
         for f in FILES:
-            _fsync_file(tmp / f)
-        _fsync_dir(tmp)
+            fsync_file(tmp / f)
+        fsync_dir(tmp)
         os.rename(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     for tag in tags:
         _write_pointer(root, tag, name)
-    _fsync_dir(root)
+    fsync_dir(root)
     _collect_garbage(root, keep_last)
     return root / name
 
@@ -280,7 +237,7 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "
         raise AttnlabError(f"checkpoint {ckpt} was trained by task '{other}', not '{task}'; "
                            f"use `attnlab eval {other} --checkpoint {path}` or a '{task}' checkpoint")
     for fname, digest in (meta.get("sha256") or {}).items():
-        if (ckpt / fname).is_file() and _sha256(ckpt / fname) != digest:
+        if (ckpt / fname).is_file() and file_digest(ckpt / fname, "sha256") != digest:
             raise _corrupt(ckpt, fname, "checksum mismatch: the file was truncated or modified")
     try:  # the header only: the tensors are read once, by load_into
         with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.engine.checkpoint import write_atomic
+from attnlab.files import write_atomic
 
 
 def _plain(value: Any) -> Any:

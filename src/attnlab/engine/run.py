@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
-from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, rewind, save_checkpoint, write_json
+from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, rewind, save_checkpoint
 from attnlab.engine.config import TrainConfig, monitor_mode
 from attnlab.engine.device import (
     autocast_context,
@@ -41,6 +41,7 @@ from attnlab.engine.logging import RunLogger
 from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.errors import AttnlabError
+from attnlab.files import write_json
 from attnlab.metrics import summarize
 
 __all__ = ["TrainState", "TrainingRun", "OnEval"]

@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from attnlab.config import Fraction, Seed, config_from_dict, config_to_dict
 from attnlab.data.batching import TensorBatches
-from attnlab.data.download import file_digest
 from attnlab.data.imdb import LABELS, load_splits
 from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_reviews
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
 from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
+from attnlab.files import file_digest, save_figure
 from attnlab.losses import Stats, classification_loss
 from attnlab.memory import require, training_bytes
 from attnlab.metrics import classification_report, expected_calibration_error, fit_temperature
@@ -173,7 +173,7 @@ def _reliability_png(raw: list[dict[str, float]], scaled: list[dict[str, float]]
            title="reliability on the test reviews")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnlab.files import writing_atomically
+
 CELL_INCHES = 2.0  # each image and each overlay is CELL_INCHES wide, CELL_INCHES * 1.25 tall (room for titles)
 COLORBAR_INCHES = 0.8  # the strip on the right holding the colour bar
 DPI = 100
@@ -110,8 +112,7 @@ def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, 
         bar.ax.tick_params(labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, format="png")
+    with writing_atomically(out) as f:
+        fig.savefig(f, dpi=DPI, format="png")
     plt.close(fig)
-    return out
+    return Path(out)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from attnlab.engine.logging import METRICS_LOG, read_records
 from attnlab.errors import AttnlabError
+from attnlab.files import save_figure
 
 __all__ = ["run_records", "plot_curves"]
 
@@ -38,7 +39,6 @@ def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out

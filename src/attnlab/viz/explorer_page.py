@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.errors import AttnlabError
+from attnlab.files import write_atomic
 
 __all__ = ["render", "write"]
 
@@ -44,8 +45,7 @@ def write(data: dict[str, Any], out: str | Path) -> Path:
     """Write the page to ``out`` (its folder is created); returns the path."""
     out = Path(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(data), encoding="utf-8")
+        write_atomic(out, render(data))
     except OSError as e:
         raise AttnlabError(f"cannot write --out {out}: {e}") from None
     return out
