@@ -45,22 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
-    from attnlab.data.tokenizer import MyTokenizer
-    from attnlab.models.gpt import DialogueGPT, GPTConfig
-    from attnlab.tasks import load_trained
-    from attnlab.vocab import START_ID
+    from attnlab.models.gpt import GPTConfig
+    from attnlab.tasks.gpt import trained_or_random
 
-    if args.checkpoint is not None:
-        _, model, meta = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT")
-        return model, MyTokenizer.from_dict(meta["tokenizer"]).encode(args.prompt), f"trained model {args.checkpoint}"
-    if args.prompt:
-        raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
-    if args.dim % args.heads:
+    if args.checkpoint is None and args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
-    torch.manual_seed(args.seed)
-    cfg = GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim, num_heads=args.heads,
-                    num_layers=args.layers, mlp_dim=4 * args.dim)
-    return DialogueGPT(cfg).eval(), [START_ID], "random weights"
+    shape = GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim, num_heads=args.heads,
+                      num_layers=args.layers, mlp_dim=4 * args.dim)
+    return trained_or_random(args.checkpoint, shape, seed=args.seed, prompt=args.prompt)
 
 
 def run(args: argparse.Namespace) -> int:

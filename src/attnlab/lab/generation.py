@@ -55,22 +55,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace, context: int):
-    from attnlab.models.gpt import DialogueGPT, GPTConfig
+    from attnlab.models.gpt import GPTConfig
+    from attnlab.tasks.gpt import trained_or_random
 
+    shape = GPTConfig(vocab_size=args.vocab, context=context, dim=args.dim, num_heads=args.heads,
+                      num_layers=args.layers, mlp_dim=4 * args.dim, dropout=0.0)
+    model, _, _ = trained_or_random(args.checkpoint, shape, seed=args.seed)
+    c = model.config
     if args.checkpoint is not None:
-        from attnlab.tasks import load_trained
-
-        _, model, _ = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT")
-        c = model.config
         if context > c.context:
             raise AttnlabError(f"the longest --lengths plus --tokens + 1 is {context} positions, more than the "
                                f"context {c.context} of {args.checkpoint}; pass shorter --lengths")
         args.dim, args.layers, args.heads, args.vocab = c.dim, c.num_layers, c.num_heads, c.vocab_size
-        return model
-    torch.manual_seed(args.seed)
-    cfg = GPTConfig(vocab_size=args.vocab, context=context, dim=args.dim, num_heads=args.heads,
-                    num_layers=args.layers, mlp_dim=4 * args.dim, dropout=0.0)
-    return DialogueGPT(cfg).eval()
+    return model
 
 
 def clock_tokens(tokens: Iterable[object], clock: Callable[[], float] = time.perf_counter) -> list[float]:

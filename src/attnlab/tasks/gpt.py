@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
 from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
@@ -83,3 +85,24 @@ def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:
     return evaluate_lm("gpt", GPTTaskConfig, checkpoint, inputs, build_model, device)
+
+
+def trained_or_random(checkpoint: str | Path | None, shape: GPTConfig, *, seed: int = 0,
+                      prompt: str = "") -> tuple[DialogueGPT, list[int], str]:
+    """For benchmarks: a trained ``gpt`` run's model, or (no ``checkpoint``) a model of ``shape``
+    with random weights drawn from ``seed``; with the ids a generation starts from (a random model
+    has no tokenizer: the start token) and a description."""
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.errors import AttnlabError
+    from attnlab.tasks.lm import prompt_ids
+    from attnlab.vocab import START_ID
+
+    if checkpoint is not None:
+        model, meta = load_model(checkpoint)
+        stream = meta["config"]["data"]["mode"] == "stream"
+        return model, prompt_ids(MyTokenizer.from_dict(meta["tokenizer"]), prompt, stream), f"trained {checkpoint}"
+    if prompt:
+        raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
+    shape.check()
+    torch.manual_seed(seed)
+    return DialogueGPT(shape).eval(), [START_ID], "random weights"
