@@ -56,7 +56,7 @@ class VitTaskConfig:
             "model.mlp_dim": 64, "model.patch_size": 8, "data.val_size": 8, "data.eval_batch_size": 64,
             "train.epochs": 1, "train.batch_size": 16, "train.warmup_steps": 1, "train.log_every": 1,
         },
-        # 2-core CPU, about 30 minutes (README: measured accuracy, time and command). A CCT-style
+        # Sized for about 30 minutes on a 2-core CPU (README: the measured accuracy, time and command). A CCT-style
         # stem of three convolutions turns a 32x32 image into a 4x4 grid of 128-d tokens, which a
         # 4-layer Transformer reads: 17 tokens cost a third of the 65 of an 8x8 grid, which buys
         # about three times the epochs in the same time. A running average of the weights.
@@ -68,7 +68,7 @@ class VitTaskConfig:
             "train.weight_decay": 0.05, "train.warmup_steps": 350, "train.min_lr_ratio": 0.0,
             "train.precision": "fp32", "train.log_every": 50,
         },
-        # One GPU, about 5 minutes (NOT MEASURED on a GPU yet: README, "Vision Transformer"): an 8x8
+        # Sized for minutes on one GPU (NOT MEASURED on a GPU yet: README, "Vision Transformer"): an 8x8
         # grid of 256-d tokens, 7 layers, TrivialAugment and cutmix on the GPU, stochastic depth, a
         # running average of the weights, bf16 autocast.
         "cifar10-gpu": {
