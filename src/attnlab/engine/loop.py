@@ -40,7 +40,9 @@ def micro_batches(batches: Batches, state: TrainState, cfg: TrainConfig, rank: i
     the checkpoint already trained on are skipped. Keeps ``state.epoch`` and, at each step's
     last micro-batch, ``state.batch_in_epoch`` up to date (after an epoch's last one: the next
     epoch, batch 0). It looks one micro-batch ahead, so it knows which one ends the epoch even
-    when the data yields fewer batches than ``len()``.
+    when the data yields fewer batches than ``len()``; that last group is then cut short while
+    its losses were divided by the planned group size, so its step is proportionally smaller
+    (no batching in attnlab does this; a custom :class:`Batches` might).
     """
     n = len(batches)
     for epoch in range(state.epoch, cfg.epochs):
