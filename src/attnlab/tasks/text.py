@@ -182,8 +182,9 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     if is_main_process():
-        print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews tokenized and "
-              f"indexed in {data.seconds:.1f} s (vocabulary {len(data.vocab)})", flush=True)
+        print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews from "
+              f"{Path(str(inputs.data_dir or inputs.train)).resolve()} tokenized and indexed in {data.seconds:.1f} s "
+              f"(vocabulary {len(data.vocab)})", flush=True)
     emb_dim = int(data.vectors.size(1)) if data.vectors is not None else None
     require(training_bytes(lambda: build_text_classifier(cfg.model, len(data.vocab), None, emb_dim=emb_dim)),
             what=f"training this {cfg.model.name} classifier (vocabulary {len(data.vocab):,}, "

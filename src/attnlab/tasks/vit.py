@@ -133,8 +133,9 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     model = VisionTransformer(cfg.model)
     n_params = sum(p.numel() for p in model.parameters())
     if is_main_process():
-        print(f"vit: {n_params / 1e6:.2f}M parameters, {len(train_set.labels)} train / {len(val_set.labels)} val / "
-              f"{len(test.labels)} test images, device {device}", file=sys.stderr)
+        print(f"vit: {n_params / 1e6:.2f}M parameters; images from {inputs.data_dir.resolve()}: "
+              f"{len(train_set.labels)} train / {len(val_set.labels)} val / {len(test.labels)} test; "
+              f"device {device}", file=sys.stderr)
 
     def print_eval(model: nn.Module, metrics: dict[str, float]) -> None:
         print(f"step {metrics['step']}: val_accuracy {metrics['val_accuracy']:.4f} "
