@@ -59,9 +59,23 @@ def train_losses(run_dir: Path) -> dict[int, float]:
     return out
 
 
+class Interrupt:
+    """A loss function that raises KeyboardInterrupt (a user's Ctrl-C) on its n-th training call."""
+
+    def __init__(self, loss_fn, at_call: int) -> None:
+        self.loss_fn, self.at_call, self.calls = loss_fn, at_call, 0
+
+    def __call__(self, model, batch):
+        if model.training:
+            self.calls += 1
+            if self.calls == self.at_call:
+                raise KeyboardInterrupt
+        return self.loss_fn(model, batch)
+
+
 @pytest.fixture
 def tiny():
-    """Factories for the tiny set-up (model, loss, data, config)."""
+    """Factories for the tiny set-up (model, loss, data, config, an interrupting loss)."""
     return type("Tiny", (), {"net": TinyNet, "loss": staticmethod(tiny_loss), "data": staticmethod(tiny_data),
                              "cfg": staticmethod(tiny_cfg), "batches": TensorBatches,
-                             "train_losses": staticmethod(train_losses)})
+                             "train_losses": staticmethod(train_losses), "interrupt": Interrupt})

@@ -16,20 +16,6 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc
                                 reason="torch.compile on the CPU needs a C compiler (none found)")
 
 
-class StopAt:
-    """A loss function that raises KeyboardInterrupt (a user's Ctrl-C) on its n-th training call."""
-
-    def __init__(self, loss_fn, at_call: int) -> None:
-        self.loss_fn, self.at_call, self.calls = loss_fn, at_call, 0
-
-    def __call__(self, model, batch):
-        if model.training:
-            self.calls += 1
-            if self.calls == self.at_call:
-                raise KeyboardInterrupt
-        return self.loss_fn(model, batch)
-
-
 def run(tiny, run_dir, *, compile: bool, steps: int, resume: bool = False, loss=None):
     torch.manual_seed(0)
     model = tiny.net(dropout=0.0)
@@ -64,7 +50,7 @@ def test_resume_across_the_switch(tmp_path, tiny):
     for first, second in ((True, False), (False, True)):
         d = tmp_path / f"switch-{first}"
         with pytest.raises(KeyboardInterrupt):
-            run(tiny, d, compile=first, steps=12, loss=StopAt(tiny.loss, at_call=9))  # checkpoint at step 8
+            run(tiny, d, compile=first, steps=12, loss=tiny.interrupt(tiny.loss, at_call=9))  # checkpoint at step 8
         _, resumed = run(tiny, d, compile=second, steps=12, resume=True)
         assert resumed["steps"] == 12
         assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-4)

@@ -8,20 +8,6 @@ import torch
 from attnlab.engine import fit
 
 
-class Interrupt:
-    """A loss function that raises KeyboardInterrupt on its n-th training call (a user's Ctrl-C)."""
-
-    def __init__(self, loss_fn, at_call: int) -> None:
-        self.loss_fn, self.at_call, self.calls = loss_fn, at_call, 0
-
-    def __call__(self, model, batch):
-        if model.training:
-            self.calls += 1
-            if self.calls == self.at_call:
-                raise KeyboardInterrupt
-        return self.loss_fn(model, batch)
-
-
 @pytest.mark.parametrize("grad_accum,eval_every,ema",
                          [(1, 3, None), (1, 5, None), (2, 2, None), (1, None, None), (1, 3, 0.8)])
 def test_resume_is_bit_exact(tmp_path, tiny, grad_accum, eval_every, ema):
@@ -39,7 +25,7 @@ def test_resume_is_bit_exact(tmp_path, tiny, grad_accum, eval_every, ema):
     torch.manual_seed(0)
     model_b = tiny.net()
     with pytest.raises(KeyboardInterrupt):
-        fit(model_b, Interrupt(tiny.loss, at_call=9), train, val, cfg, tmp_path / "b", meta={"task": "unit"},
+        fit(model_b, tiny.interrupt(tiny.loss, at_call=9), train, val, cfg, tmp_path / "b", meta={"task": "unit"},
             progress=False, tensorboard=False, on_eval=sample)
     torch.manual_seed(123)  # a differently initialised model: everything must come from the checkpoint
     model_b = tiny.net()
