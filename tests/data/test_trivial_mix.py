@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnlab.data.augment import FILL, TRIVIAL_OPS, _affine, _blend, mix, trivial_augment
 from attnlab.layers import DropPath, Transformer
@@ -65,12 +64,35 @@ def test_autocontrast_stretches_each_channel_to_the_full_range():
     assert torch.allclose(y.amax(dim=(2, 3)), torch.full((4, 3), 255.0), atol=1e-3)
 
 
+# Posterize keeps the top `bits` of each 8-bit value, i.e. clears the low 8 - bits ("shift") bits.
+# Written out by hand for three pixel values, for every shift that TrivialAugment's wide range
+# can draw (2..8 bits kept, shift 0..6):
+POSTERIZED = {  # shift: (0b11111111, 0b10110111, 0b01101101) with the low `shift` bits cleared
+    0: (0b11111111, 0b10110111, 0b01101101),
+    1: (0b11111110, 0b10110110, 0b01101100),
+    2: (0b11111100, 0b10110100, 0b01101100),
+    3: (0b11111000, 0b10110000, 0b01101000),
+    4: (0b11110000, 0b10110000, 0b01100000),
+    5: (0b11100000, 0b10100000, 0b01100000),  # 3 bits kept: 0b10110111 -> 0b10100000
+    6: (0b11000000, 0b10000000, 0b01000000),
+}
+
+
 def test_posterize_keeps_the_top_bits():
-    x = images(b=32)
+    pixels = torch.tensor([0b11111111, 0b10110111, 0b01101101], dtype=torch.float32)  # 255, 183, 109
+    x = pixels.repeat(256).view(1, 3, 16, 16).expand(32, -1, -1, -1)  # the three values, over and over
     y = trivial_augment(x, torch.Generator().manual_seed(4), ops=("posterize",))
-    for xi, yi in zip(x, y):
-        shift = next(s for s in range(8) if torch.equal(torch.floor(xi / 2**s) * 2**s, yi))
-        assert 0 <= shift <= 7  # every image is posterized to some 8 - shift bits, exactly
+    assert POSTERIZED[5][1] == 160 and POSTERIZED[2] == (252, 180, 108)  # the table, in decimal
+    shifts = []
+    for yi in y:
+        top = yi.flatten()[0].item()  # 255 posterized: 256 - 2**shift tells the shift
+        shift = next((s for s, row in POSTERIZED.items() if row[0] == top), None)
+        assert shift is not None, f"255 became {top}: not 255 with its low bits cleared"
+        assert torch.equal(yi, torch.tensor(POSTERIZED[shift], dtype=torch.float32).repeat(256).view(3, 16, 16))
+        shifts.append(shift)
+    assert min(shifts) >= 0 and max(shifts) <= 6  # 2..8 bits kept
+    assert sum(s > 0 for s in shifts) >= 24  # 6 of the 7 magnitudes really posterize
+    assert set(shifts) == set(range(7))  # the magnitude is drawn per image: seed 4 draws every one
 
 
 def test_blend_factor_one_is_identity_and_zero_is_the_other_image():
@@ -95,15 +117,32 @@ def test_mixup_blends_images_and_targets_with_the_same_lambda():
 
 
 def test_cutmix_target_weight_equals_the_pasted_area():
-    x = torch.zeros(8, 3, 32, 32)
-    x[::2] = 1.0  # even images white, odd images black
-    labels = torch.tensor([0, 1] * 4)
-    for seed in range(5):
-        mixed, targets = mix(x, labels, 2, mixup=0.0, cutmix=1.0, generator=torch.Generator().manual_seed(seed))
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 32, 32).contiguous()  # image i is filled with i
+    labels = torch.arange(8)  # class i: a pasted pixel's value names its image and its class
+    areas = []
+    for seed in range(8):
+        mixed, targets = mix(x, labels, 8, mixup=0.0, cutmix=1.0, generator=torch.Generator().manual_seed(seed))
+        boxes = []
         for i in range(8):
-            own = (mixed[i, 0] == x[i, 0]).float().mean()  # share of the image's own pixels
-            if not math.isclose(float(own), 1.0):  # the partner had other pixels: the box is visible
-                assert targets[i, labels[i]].item() == pytest.approx(float(own), abs=1e-6)
+            pasted = mixed[i] != i  # (3, 32, 32)
+            assert torch.equal(pasted, pasted[:1].expand_as(pasted))  # all three channels pasted alike
+            pasted = pasted[0]
+            if not pasted.any():  # the shuffle paired image i with itself: nothing changes
+                assert torch.equal(targets[i], F.one_hot(labels[i], 8).float())
+                continue
+            rows, cols = pasted.any(1), pasted.any(0)
+            assert torch.equal(pasted, rows[:, None] & cols[None, :])  # one rectangle
+            partner = int(mixed[i, 0][pasted][0])
+            assert partner != i and torch.all(mixed[i][:, pasted] == partner)  # from one other image
+            area = int(pasted.sum())
+            assert area > 0
+            want = torch.zeros(8)
+            want[i], want[partner] = 1 - area / 1024, area / 1024  # exact in float32 (k / 2**10)
+            assert torch.equal(targets[i], want)  # the partner's weight IS the pasted area fraction
+            boxes.append((rows.nonzero().flatten().tolist(), cols.nonzero().flatten().tolist()))
+        assert boxes and all(b == boxes[0] for b in boxes)  # one box for the whole batch, never empty
+        areas.append(len(boxes[0][0]) * len(boxes[0][1]))
+    assert len(set(areas)) == len(areas)  # each seed draws its own box size
 
 
 def test_drop_path_drops_whole_samples_and_rescales():
