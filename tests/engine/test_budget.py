@@ -43,12 +43,24 @@ def test_language_models_report_tokens_per_second(tmp_path):
 
     torch.manual_seed(0)
     model = DialogueGPT(GPTConfig(vocab_size=20, context=8, dim=16, num_heads=2, num_layers=1, mlp_dim=32))
-    ds = DialogueDataset([[2] + [3 + i % 10] * (3 + i % 5) for i in range(40)], context=8)
+    ds = DialogueDataset([[2] + [3 + i % 10] * (2 + i % 6) for i in range(40)], context=8)  # 3..8 tokens
     cfg = TrainConfig(epochs=1, batch_size=8, warmup_steps=1, log_every=1, device="cpu", precision="fp32")
-    fit(model, DialogueLoss(), lm_batches(ds, 8), None, cfg, tmp_path, progress=False, tensorboard=False)
+    counted, padded = [], 0  # per step: (the loss's token count, the batch's real tokens counted here)
+
+    def loss(model, batch):
+        nonlocal padded
+        out = DialogueLoss()(model, batch)
+        counted.append((int(out[1]["tokens"]), int(batch["input_mask"].sum())))
+        padded += batch["input_ids"].numel()
+        return out
+
+    fit(model, loss, lm_batches(ds, 8), None, cfg, tmp_path, progress=False, tensorboard=False)
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "train_loss" in r]
     assert len(train) == 5 and all(r["tokens_per_sec"] > 0 and "examples_per_sec" not in r for r in train)
+    assert len(counted) == 5 and all(tokens == real for tokens, real in counted)  # pads are not tokens
+    # the 40 examples hold 3 + i % 6 tokens each: 40 * 3 + 7 * (0 + 1 + 2 + 3) + 6 * (4 + 5) = 216
+    assert sum(tokens for tokens, _ in counted) == 216 == sum(len(x) for x in ds.examples) < padded
     assert all("mfu" not in r for r in train)  # MFU is a GPU figure
 
 

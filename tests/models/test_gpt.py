@@ -63,7 +63,9 @@ def test_padding_is_excluded_from_the_loss_and_does_not_change_real_logits():
         la, sa, ca = lm_loss(model(a), a)
         lb, sb, cb = lm_loss(model(b), b)
         logits = model(batch["input_ids"], batch["input_mask"])
-    assert stats["count"].item() == 5 + 2
+    assert stats["count"].item() == 5 + 2  # target tokens: each example's tokens after the first
+    real = int(batch["input_mask"].sum())  # the real (non-pad) input tokens, counted here
+    assert real == 6 + 3 and int(stats["tokens"]) == real  # what tokens/s counts: not the 3 pads
     assert stats["loss_sum"].item() == pytest.approx((sa + sb).item(), rel=1e-5)
     assert loss.item() == pytest.approx(((sa + sb) / 7).item(), rel=1e-5)
     torch.testing.assert_close(logits[1, :3], model(b)[0].detach(), atol=1e-5, rtol=1e-5)
@@ -73,6 +75,19 @@ def test_padding_is_excluded_from_the_loss_and_does_not_change_real_logits():
     with torch.no_grad():
         _, stats2 = DialogueLoss()(model, {**batch, "input_ids": other})
     assert stats2["loss_sum"].item() == pytest.approx(stats["loss_sum"].item(), rel=1e-6)
+
+
+def test_stream_windows_make_every_position_a_target():
+    model = small_gpt()
+    ids = torch.randint(3, 50, (2, 10), generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(3, 50, (2, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        loss, stats = DialogueLoss()(model, {"input_ids": ids, "labels": labels})
+        logits = model(ids)
+    total = sum(-torch.log_softmax(logits[b, t], -1)[labels[b, t]] for b in range(2) for t in range(10))
+    assert int(stats["count"]) == 20 and int(stats["tokens"]) == ids.numel() == 20  # no mask: no pads
+    assert stats["loss_sum"].item() == pytest.approx(float(total), rel=1e-5)
+    assert loss.item() == pytest.approx(float(total) / 20, rel=1e-5)
 
 
 def test_causality_later_tokens_do_not_change_earlier_logits():
