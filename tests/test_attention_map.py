@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from attnlab.data import cifar10
 from attnlab.viz.attention_map import attention_rollout, cls_attention, figure_pixels, save_grid, upsample
 
 
@@ -45,17 +44,12 @@ def test_upsample_and_png_size(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def vit_run(tmp_path_factory):
+def vit_run(tmp_path_factory, make_cifar):
     """A ViT trained for two steps on a fake CIFAR-10 (10 images a batch): (run, data dir)."""
     from attnlab.cli import main
 
     tmp_path = tmp_path_factory.mktemp("vit")
-    folder = tmp_path / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        cifar10.write_batch(folder / name, torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8),
-                            list(range(10)))
+    folder = make_cifar(tmp_path / "data")
     run = tmp_path / "run"
     assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(folder.parent), "--out", str(run),
                  "--set", "train.max_steps=2", "--no-progress"]) == 0

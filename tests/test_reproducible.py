@@ -8,10 +8,8 @@ import json
 import random
 
 import pytest
-import torch
 
 from attnlab.cli import main
-from attnlab.data import cifar10
 
 
 def losses(run) -> list[float]:
@@ -20,15 +18,10 @@ def losses(run) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, make_cifar):
     """Small files in the real formats: CIFAR-10 batches and a labelled TSV of reviews."""
     root = tmp_path_factory.mktemp("inputs")
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        images = torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8)
-        cifar10.write_batch(folder / name, images, (torch.arange(10) % 10).tolist())
+    make_cifar(root)
     rng = random.Random(0)
     words = "good great bad awful the movie plot was and".split()
     with open(root / "train.tsv", "w") as f:

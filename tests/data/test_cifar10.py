@@ -12,7 +12,7 @@ import torch
 
 from attnlab.data import cifar10
 from attnlab.data.augment import Augment, normalize, random_crop, random_flip
-from attnlab.data.cifar10 import load_cifar10, write_batch
+from attnlab.data.cifar10 import load_cifar10
 from attnlab.data.image_folder import load_image_folder
 from attnlab.data.images import ImageBatches, ImageSet, split
 from attnlab.errors import AttnlabError
@@ -20,20 +20,15 @@ from attnlab.errors import AttnlabError
 PER_BATCH = 12
 
 
-def make_cifar(root, per_batch=PER_BATCH, seed=0):
-    """A small cifar-10-batches-py/ in the original byte layout (protocol 2, Python 2 strings)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(seed)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        images = torch.randint(0, 256, (per_batch, 3, 32, 32), generator=g, dtype=torch.uint8)
-        labels = torch.arange(per_batch) % 10
-        write_batch(folder / name, images, labels.tolist(), batch_label=name)
-    return folder
+@pytest.fixture
+def cifar(make_cifar):
+    """``cifar(root)``: a small cifar-10-batches-py/ in the original byte layout (protocol 2,
+    Python 2 strings), PER_BATCH images a batch, each file's name as its batch_label."""
+    return lambda root: make_cifar(root, PER_BATCH, named_batches=True)
 
 
-def test_reads_original_byte_layout(tmp_path):
-    folder = make_cifar(tmp_path)
+def test_reads_original_byte_layout(tmp_path, cifar):
+    folder = cifar(tmp_path)
     raw = (folder / "data_batch_1").read_bytes()
     assert raw[:2] == b"\x80\x02" and b"cnumpy.core.multiarray\n_reconstruct" in raw
     train, test = load_cifar10(folder)
@@ -48,8 +43,8 @@ def test_reads_original_byte_layout(tmp_path):
     assert train.labels[PER_BATCH:2 * PER_BATCH].tolist() == ref[b"labels"]
 
 
-def test_parent_dir_and_archive_give_the_same_data(tmp_path):
-    folder = make_cifar(tmp_path / "x")
+def test_parent_dir_and_archive_give_the_same_data(tmp_path, cifar):
+    folder = cifar(tmp_path / "x")
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
@@ -63,8 +58,8 @@ def test_parent_dir_and_archive_give_the_same_data(tmp_path):
     assert torch.equal(load_cifar10(archive_dir)[0].images, a_train.images)
 
 
-def test_python3_protocol2_pickle_is_accepted(tmp_path):
-    folder = make_cifar(tmp_path)
+def test_python3_protocol2_pickle_is_accepted(tmp_path, cifar):
+    folder = cifar(tmp_path)
     data = np.zeros((3, 3072), np.uint8)
     data[1] = 7
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": [1, 2, 3]}, protocol=2))
@@ -72,16 +67,16 @@ def test_python3_protocol2_pickle_is_accepted(tmp_path):
     assert test.labels.tolist() == [1, 2, 3] and int(test.images[1].max()) == 7
 
 
-def test_truncated_batch_is_one_clear_error(tmp_path):
-    folder = make_cifar(tmp_path)
+def test_truncated_batch_is_one_clear_error(tmp_path, cifar):
+    folder = cifar(tmp_path)
     path = folder / "data_batch_3"
     path.write_bytes(path.read_bytes()[: 3000])
     with pytest.raises(AttnlabError, match="data_batch_3.*truncated or corrupted.*attnlab data fetch cifar10"):
         load_cifar10(folder)
 
 
-def test_truncated_archive_is_one_clear_error(tmp_path):
-    folder = make_cifar(tmp_path / "x")
+def test_truncated_archive_is_one_clear_error(tmp_path, cifar):
+    folder = cifar(tmp_path / "x")
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
@@ -104,8 +99,8 @@ class _Eval:
 
 
 @pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "codec"])
-def test_malicious_pickle_is_refused(tmp_path, payload):
-    folder = make_cifar(tmp_path)
+def test_malicious_pickle_is_refused(tmp_path, cifar, payload):
+    folder = cifar(tmp_path)
     marker = tmp_path / "pwned"
     if payload == "codec":  # _codecs.encode is allowed for bytes, but only with latin-1
         data = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R."
@@ -199,10 +194,10 @@ def test_image_batches_deterministic_and_sharded():
     assert len(val.labels) == 10 and len(train.labels) == 30
 
 
-def test_fetch_downloads_with_md5_and_extracts(tmp_path, monkeypatch):
+def test_fetch_downloads_with_md5_and_extracts(tmp_path, cifar, monkeypatch):
     from attnlab.data import download
 
-    folder = make_cifar(tmp_path / "src")
+    folder = cifar(tmp_path / "src")
     archive = tmp_path / "served.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")

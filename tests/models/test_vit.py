@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlab.data import cifar10
 from attnlab.errors import AttnlabError
 from attnlab.layers import Transformer
 from attnlab.models.vit import PatchEmbed, VisionTransformer, ViTConfig
@@ -94,16 +93,6 @@ def test_overfits_one_batch():
     assert loss.item() < 0.05
 
 
-def make_cifar(root, per_batch=10):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        images = torch.randint(0, 256, (per_batch, 3, 32, 32), generator=g, dtype=torch.uint8)
-        cifar10.write_batch(folder / name, images, (torch.arange(per_batch) % 10).tolist())
-    return root
-
-
 def metrics_by_hand(run, data_dir):
     """Test accuracy and mean cross-entropy of a run's best checkpoint, computed here from the
     public pieces: the trained model, the test images, the normalisation."""
@@ -133,10 +122,10 @@ def assert_eval_agrees(tmp_path, run, data_dir, metrics):
     assert metrics["test_loss"] == pytest.approx(loss, rel=1e-5)  # fp32 model, summed in another order
 
 
-def test_train_and_eval_through_the_cli(tmp_path, capsys):
+def test_train_and_eval_through_the_cli(tmp_path, make_cifar, capsys):
     from attnlab.cli import main
 
-    data = make_cifar(tmp_path / "data")
+    data = make_cifar(tmp_path / "data").parent
     run = tmp_path / "run"
     assert main(["train", "vit", "--preset", "tiny", "--data-dir", str(data), "--out", str(run),
                  "--set", "train.epochs=2", "--set", "train.max_steps=3", "--no-progress"]) == 0
@@ -173,12 +162,12 @@ def test_train_and_eval_on_an_image_folder(tmp_path):
     assert_eval_agrees(tmp_path, run, tmp_path / "imgs", metrics)
 
 
-def test_strong_augmentation_and_stochastic_depth_train_through_the_cli(tmp_path):
+def test_strong_augmentation_and_stochastic_depth_train_through_the_cli(tmp_path, make_cifar):
     """TrivialAugment, mixup, cutmix and stochastic depth together: the run trains, the soft
     targets reach the loss (the train loss differs from a plain run's), and eval agrees."""
     from attnlab.cli import main
 
-    data = make_cifar(tmp_path / "data")
+    data = make_cifar(tmp_path / "data").parent
     common = ["train", "vit", "--preset", "tiny", "--data-dir", str(data),
               "--no-progress", "--set", "train.log_every=1"]
     assert main([*common, "--out", str(tmp_path / "plain")]) == 0

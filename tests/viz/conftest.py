@@ -5,10 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
 from attnlab.cli import main
-from attnlab.data import cifar10
 
 POS = "great wonderful superb loved amazing brilliant".split()
 NEG = "awful boring terrible hated worst dull".split()
@@ -74,15 +72,10 @@ def text_runs(text_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def vit_run(tmp_path_factory):
+def vit_run(tmp_path_factory, make_cifar):
     """A 2-layer ViT (4x4 patches of 8 pixels) trained two steps on a fake CIFAR-10: (run, data dir)."""
     root = tmp_path_factory.mktemp("vit")
-    folder = root / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
-        cifar10.write_batch(folder / name, torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8),
-                            list(range(10)))
+    folder = make_cifar(root / "data")
     run = root / "run"
     train("vit", "--preset", "tiny", "--set", "model.num_layers=2", "--data-dir", str(folder.parent),
           "--out", str(run), "--set", "train.max_steps=2")
