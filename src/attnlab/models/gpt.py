@@ -38,7 +38,7 @@ class GPTConfig:
     num_layers: Layers = 4  # Transformer blocks
     mlp_dim: Size = 512  # hidden width of the feed-forward layers (4 * dim, as in GPT-2)
     dropout: Rate = 0.1  # on the embeddings and the residual branches
-    attn_dropout: Rate = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel: slower)
+    attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
     tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
     bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's recipes drop them)
 
