@@ -90,7 +90,7 @@ class ViTConfig:
     head_hidden: Annotated[int, Range(ge=0, le=2**20)] = 0  # hidden width of the MLP head on the class
     # token; 0 = one linear layer
     dropout: Rate = 0.0  # on the token embeddings and the residual branches
-    attn_dropout: Rate = 0.0  # on the attention weights (> 0 leaves PyTorch's fused kernel)
+    attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
     drop_path: Rate = 0.0  # stochastic depth of the last block (earlier blocks: linearly less)
     stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
 
