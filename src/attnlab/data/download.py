@@ -202,13 +202,3 @@ def _move_into(src: Path, dst: Path) -> None:
     if dst.is_dir() and not dst.is_symlink():
         shutil.rmtree(dst)
     os.replace(src, dst)
-
-
-def remove_partial(dest: str | Path) -> None:
-    """Delete ``dest`` and its ``.partial`` download (a fresh start)."""
-    dest = Path(dest)
-    for p in (dest, partial_path(dest)):
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
