@@ -58,7 +58,7 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
                         n_layer=args.layers, n_head=args.heads, n_inner=4 * args.dim,
                         resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
                         tie_word_embeddings=True, use_cache=False,
-                        bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")  # type: ignore[call-arg]
+                        bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")  # type: ignore[call-arg,unused-ignore]  # untyped without the bench extra
     hf_cfg._attn_implementation = "sdpa"
     hf = GPT2LMHeadModel(hf_cfg)
     return ours, hf

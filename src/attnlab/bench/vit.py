@@ -53,7 +53,7 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
                                        head_dim=args.dim // args.heads, mlp_dim=args.mlp_dim))
     hf_cfg = HFViTConfig(hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
                          intermediate_size=args.mlp_dim, image_size=args.image_size, patch_size=args.patch,
-                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,  # type: ignore[call-arg]
+                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,  # type: ignore[call-arg,unused-ignore]  # untyped without the bench extra
                          attention_probs_dropout_prob=0.0, qkv_bias=True)
     hf_cfg._attn_implementation = "sdpa"
     hf = ViTForImageClassification(hf_cfg)
