@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from attnlab.engine.logging import METRICS_LOG, read_records
@@ -35,7 +36,8 @@ def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str
         xs, ys = zip(*points)
         ax.plot(xs, ys, "o-", markersize=3, label=labels[i] if labels else run.name)
     names = {"train_seconds": "training time (s)", "step": "optimizer steps", "epoch": "epochs"}
-    ax.set(xlabel=names.get(x, x), ylabel=y.replace("_", " "), title=title or f"{y} against {names.get(x, x)}")
+    title = title or f"{y} against {names.get(x, x)}"
+    ax.set(xlabel=names.get(x, x), ylabel=y.replace("_", " "), title="\n".join(textwrap.wrap(title, 60)))  # fits 6 in
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
