@@ -31,6 +31,22 @@ def test_every_help_says_what_and_shows_an_example(capsys, argv):
     assert "example" in text and "attnlab " in text.split("example")[-1]
 
 
+def test_sweep_task_help_exits_0_with_the_task_options(capsys):
+    assert cli.main(["sweep", "toy", "--help"]) == 0
+    assert "usage: attnlab sweep toy" in capsys.readouterr().out
+
+
+def test_train_text_examples_name_the_word_vectors(capsys):
+    """The text task's default model needs vectors: every example that trains it passes them."""
+    with pytest.raises(SystemExit):
+        cli.main(["train", "text", "--help"])
+    examples = capsys.readouterr().out.split("example")[-1]
+    trains = [line for line in examples.splitlines() if line.strip().startswith("attnlab train text")
+              and "--resume" not in line and "--list-presets" not in line]
+    assert trains and all("--embeddings" in line or "--model transformer" in line or "--model rnn" in line
+                          for line in trains)
+
+
 def test_top_level_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
@@ -60,6 +76,18 @@ def test_argparse_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["frobnicate"])
     assert info.value.code == 2
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, prog", [(["train", "toy", "--bogus"], "attnlab train toy"),
+                                        (["curves", "run", "--bogus"], "attnlab curves"),
+                                        (["lab", "graph", "--bogus"], "attnlab lab graph")])
+def test_an_unknown_option_shows_the_usage_of_the_command_given(capsys, argv, prog):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.startswith(f"usage: {prog} ") and f"{prog}: error: unrecognized arguments: --bogus" in err
 
 
 def test_missing_modules_give_clear_errors(capsys, monkeypatch):

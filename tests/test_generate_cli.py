@@ -53,6 +53,29 @@ def test_train_writes_metrics_and_generate_prints_a_continuation(trained, capsys
     assert a == b
 
 
+@pytest.mark.parametrize("option", [["--temperature", "0.5"], ["--top-k", "5"], ["--top-p", "0.9"]])
+def test_greedy_with_a_sampling_option_is_refused(trained, capsys, option):
+    run, _ = trained
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(run), "--greedy", *option]) == 2
+    err = capsys.readouterr().err
+    assert "--greedy" in err and option[0] in err and "Traceback" not in err
+
+
+def test_the_start_line_says_steps_time_cap_device_and_data(trained, tmp_path, capsys):
+    _, data = trained
+    capsys.readouterr()
+    assert main(["train", "gpt", "--preset", "tiny", "--set", "train.max_steps=2", "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "training 2 steps" in err and "no time cap" in err and "on cpu" in err
+    assert "bundled Tiny Shakespeare (" in err and "tinyshakespeare.txt)" in err
+    assert main(["train", "gpt", "--preset", "tiny", "--set", "train.max_steps=2", "--set", "train.time_limit=600",
+                 "--data", str(data), "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "time cap 600 s" in err and str(data) in err
+
+
 def test_eval_reproduces_the_validation_perplexity(trained, tmp_path, capsys):
     run, data = trained
     metrics = json.loads((run / "metrics.json").read_text())

@@ -22,7 +22,7 @@ DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTo
 EXAMPLES = """\
 attnlab train toy --out runs/toy                 # seconds on a CPU; prints the run dir and accuracy
 attnlab eval toy --checkpoint runs/toy
-attnlab train gpt --preset tiny --set train.epochs=2 --out runs/gpt
+attnlab train gpt --preset tiny --set train.max_steps=40 --out runs/gpt
 attnlab train gpt --list-presets
 attnlab bench attention
 attnlab COMMAND --help                           # every command explains itself"""
@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        args = build_parser(argv).parse_args(argv)
+        args, unknown = build_parser(argv).parse_known_args(argv)
+        if unknown:  # reported with the usage of the (sub)command that was chosen, not the top level's
+            chosen = [v for k, v in vars(args).items() if k.startswith("_") and k.endswith("_parser")]
+            max(chosen, key=lambda p: len(p.prog)).error(f"unrecognized arguments: {' '.join(unknown)}")
         return int(args._command_module.run(args) or 0)
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

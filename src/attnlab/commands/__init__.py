@@ -86,7 +86,7 @@ def add_dispatch(parser: argparse.ArgumentParser, argv: list[str] | None, *, des
             configure(p, module)
         elif hasattr(module, "add_arguments"):
             module.add_arguments(p)
-        p.set_defaults(**{f"_{dest}_module": module})
+        p.set_defaults(**{f"_{dest}_module": module, f"_{dest}_parser": p})
 
 
 # --------------------------------------------------------------------------- task inputs as flags
@@ -168,6 +168,10 @@ def check_sampling(args: argparse.Namespace) -> None:
         raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    sampling = (args.temperature, args.top_k, getattr(args, "top_p", None))
+    if args.greedy and any(value is not None for value in sampling):
+        raise AttnlabError("--greedy always takes the most likely token: drop --temperature, --top-k and --top-p, "
+                           "or drop --greedy to sample")
     if not 0 <= args.seed < 2**63:
         raise AttnlabError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
 

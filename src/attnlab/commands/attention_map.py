@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                            "or change --cols")
     out = _out_path(args.out)
     _, model, meta = load_trained(args.checkpoint, tasks=("vit",),
-                                  what="a Vision Transformer (for another model's attention use `attnlab explore`)")
+                                  what="a Vision Transformer",
+                                  hint="for another model's attention use `attnlab explore --checkpoint RUN`")
     val = validation_images(meta, Path(args.data_dir))
     classes = meta.get("classes") or list(val.classes)
     pool = _select(model, val.images, val.labels, classes, args)  # positions in the validation split

@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     add_inputs(parser, task.INPUTS)
     try:
         ns = parser.parse_args(args.task_args or [])
-    except SystemExit as e:  # argparse already printed the problem
+    except SystemExit as e:  # argparse printed the help (code 0) or the problem
+        if e.code == 0:
+            return 0
         raise AttnlabError(f"bad options for `attnlab sweep {args.task}` (see above)") from e
     # Sweep options may come before TASK (parsed by the CLI) or after it (parsed here).
     ns.set = list(getattr(args, "set", None) or []) + list(getattr(ns, "set", []))

@@ -15,7 +15,7 @@ from attnlab.tasks import TASKS
 
 EXAMPLE = """\
 attnlab train toy --preset tiny --out runs/toy
-attnlab train gpt --preset tiny --set train.epochs=2 --set train.lr=1e-3 --out runs/gpt --device cpu
+attnlab train gpt --preset tiny --set train.max_steps=40 --set train.lr=1e-3 --out runs/gpt --device cpu
 attnlab train gpt --out runs/gpt --resume      # continue exactly where it stopped
 attnlab train vit --list-presets
 torchrun --nproc-per-node 2 -m attnlab.cli train toy --out runs/toy-ddp"""
@@ -62,12 +62,12 @@ def configure_task(p: argparse.ArgumentParser, task: ModuleType) -> None:
 def task_example(name: str, task: ModuleType) -> str:
     names = list(presets(task.CONFIG))
     preset = f" --preset {names[-1]}" if names else ""
-    lines = [f"attnlab train {name} --out runs/{name}",
-             f"attnlab train {name}{preset} --set train.epochs=2 --set train.lr=1e-3 --out runs/{name}-short",
-             f"attnlab train {name} --out runs/{name} --resume",
-             f"attnlab train {name} --list-presets"]
-    extra = getattr(task, "EXAMPLE", "")
-    return "\n".join(lines) + ("\n" + extra if extra else "")
+    # A task whose default run needs inputs (text: word vectors) gives its own first examples.
+    first = getattr(task, "EXAMPLE", "") or "\n".join([
+        f"attnlab train {name} --out runs/{name}",
+        f"attnlab train {name}{preset} --set train.max_steps=100 --set train.lr=1e-3 --out runs/{name}-short"])
+    return "\n".join([first, f"attnlab train {name} --out runs/{name} --resume",
+                      f"attnlab train {name} --list-presets"])
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:

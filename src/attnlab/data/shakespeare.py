@@ -87,6 +87,11 @@ def split_dialogues(
     return train, val
 
 
+def bundled_path() -> str:
+    """Where the bundled copy of Tiny Shakespeare lies (inside the installed package)."""
+    return str(resources.files("attnlab.data").joinpath(EMBEDDED))
+
+
 def _bundled_bytes() -> bytes:
     return resources.files("attnlab.data").joinpath(EMBEDDED).read_bytes()
 

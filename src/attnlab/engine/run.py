@@ -208,8 +208,10 @@ class TrainingRun:
         self.log_lines = self.dist.is_main and progress is None and not on_terminal
         self.bar = tqdm(total=int(self.total_steps), initial=self.state.step, desc="train", unit="step",
                         file=sys.stderr, disable=not show_bar, dynamic_ncols=True)
-        cap = f", time cap {self.cfg.time_limit:g} s" if self.cfg.time_limit else ""
-        self.note(f"training {int(self.total_steps)} steps (at most {self.cfg.epochs} epochs of "
+        cap = f", time cap {self.cfg.time_limit:g} s" if self.cfg.time_limit else ", no time cap"
+        steps = (f"training {int(self.total_steps)} steps" if self.state.step == 0 else
+                 f"resuming at step {self.state.step} of {int(self.total_steps)}")
+        self.note(f"{steps} (at most {self.cfg.epochs} epochs of "
                   f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
                   f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
         self._check_monitor()

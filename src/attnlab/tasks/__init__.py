@@ -51,12 +51,13 @@ def resumed_meta(run_dir: Path, resume: bool | str | Path) -> dict[str, Any] | N
 
 
 def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None,
-                 what: str = "a trained model") -> tuple[str, Any, dict[str, Any]]:
+                 what: str = "a trained model", hint: str = "pass the run directory of a matching `attnlab train` run"
+                 ) -> tuple[str, Any, dict[str, Any]]:
     """``(task, model, meta)`` of any checkpoint, through its task's ``load_model`` (the model's
     type depends on the task, hence ``Any``).
 
     ``tasks`` limits which tasks are accepted; another task's checkpoint is an error that
-    names ``what`` was expected.
+    names ``what`` was expected and, with ``hint``, what to do instead.
     """
     from attnlab.engine.checkpoint import read_meta
     from attnlab.errors import AttnlabError
@@ -64,7 +65,6 @@ def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None
     task = read_meta(checkpoint).get("task")
     if not isinstance(task, str) or task not in TASKS or (tasks is not None and task not in tasks):
         wanted = f" ({', '.join(tasks)})" if tasks else ""
-        raise AttnlabError(f"checkpoint {checkpoint} is from task '{task}', not {what}{wanted}; "
-                           "pass the run directory of a matching `attnlab train` run")
+        raise AttnlabError(f"checkpoint {checkpoint} is from task '{task}', not {what}{wanted}; {hint}")
     model, meta = TASKS.load(task).load_model(checkpoint)
     return task, model, meta

@@ -20,7 +20,7 @@ from torch import nn
 from attnlab.config import Count, Fraction, Range, Seed, config_from_dict, config_to_dict
 from attnlab.data.batching import Batches
 from attnlab.data.dialogue import lm_batches, prepare_lm_data
-from attnlab.data.shakespeare import load_text
+from attnlab.data.shakespeare import bundled_path, load_text
 from attnlab.data.stream import WindowBatches, file_md5, prepare_stream
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.engine import evaluate as evaluate_batches
@@ -132,7 +132,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     n_params = sum(p.numel() for p in model.parameters())
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     if is_main_process():
-        print(f"{task}: {source} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
+        shown = inputs.data or f"bundled Tiny Shakespeare ({bundled_path()})"
+        print(f"{task}: {shown} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
               f"{n_params:,} parameters", file=sys.stderr, flush=True)
     md5 = file_md5(inputs.data)
     meta = {"task": task, "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),

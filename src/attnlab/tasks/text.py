@@ -40,8 +40,9 @@ from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig,
 from attnlab.tasks import resumed_meta
 
 EXAMPLE = """\
-attnlab train text --model logreg --data-dir data/aclImdb --embeddings glove.6B.50d.txt --out runs/text-logreg
-attnlab train text --model transformer --data-dir data/aclImdb_v1.tar.gz --embeddings glove.6B.50d.txt
+attnlab data fetch imdb --dest data && attnlab data fetch glove --vocab-size 50000 --dest data
+attnlab train text --model logreg --data-dir data/aclImdb --embeddings data/glove.6B.50d.top50000.txt
+attnlab train text --model transformer --data-dir data/aclImdb_v1.tar.gz --out runs/text-transformer
 attnlab train text --model rnn --train train.tsv --dev dev.tsv --test test.tsv --set model.cell=lstm"""
 
 @dataclass
@@ -123,7 +124,8 @@ def _prepare(cfg: TextConfig, inputs: TextInputs, vocab: list[str] | None = None
     m = cfg.model
     if m.name in NEEDS_VECTORS and inputs.embeddings is None:
         raise AttnlabError(f"model '{m.name}' needs pretrained word vectors: pass --embeddings PATH "
-                           "(GloVe text format, e.g. glove.6B.50d.txt)")
+                           "(GloVe text format; `attnlab data fetch glove --vocab-size 50000 --dest data` "
+                           "writes data/glove.6B.50d.top50000.txt), or use --model transformer or rnn")
     return prepare_reviews(data_dir=inputs.data_dir, train=inputs.train, dev=inputs.dev, test=inputs.test,
                            embeddings=inputs.embeddings, max_len=m.max_len, vocab_size=m.vocab_size,
                            min_count=m.min_count, val_fraction=cfg.data.val_fraction,
@@ -182,8 +184,10 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     if is_main_process():
+        given = (inputs.data_dir, inputs.train, inputs.dev, inputs.test)
+        sources = ", ".join(str(Path(p).resolve()) for p in given if p)
         print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews from "
-              f"{Path(str(inputs.data_dir or inputs.train)).resolve()} tokenized and indexed in {data.seconds:.1f} s "
+              f"{sources} tokenized and indexed in {data.seconds:.1f} s "
               f"(vocabulary {len(data.vocab)})", flush=True)
     emb_dim = int(data.vectors.size(1)) if data.vectors is not None else None
     require(training_bytes(lambda: build_text_classifier(cfg.model, len(data.vocab), None, emb_dim=emb_dim)),

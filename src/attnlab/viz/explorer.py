@@ -160,7 +160,7 @@ class Explorer:
         """The layers and heads a page shows; an explicit ``layer``/``head`` is checked and included."""
         for value, n, what in ((layer, self.num_layers, "layer"), (head, self.num_heads, "head")):
             if value is not None and not 0 <= value < n:
-                raise AttnlabError(f"--{what} {value} is out of range: this model has {n} {what}s, "
+                raise AttnlabError(f"--{what} {value} is out of range: this model has {n} {what}{'s' * (n != 1)}, "
                                    f"numbered 0 to {n - 1}")
         layers = spread(self.num_layers, self.limits.max_layers)
         heads = list(range(min(self.num_heads, self.limits.max_heads)))
