@@ -89,6 +89,11 @@ def test_tsv_files_train_then_eval(data, tmp_path, capsys):
     for key in test_keys:
         assert evaluated[key] == metrics[key], key
     assert "test_accuracy" in capsys.readouterr().out
+    # without data flags, eval reads the files the run recorded, and says so
+    assert main(["eval", "text", "--checkpoint", str(tmp_path / "r"), "--cache-dir", str(data / "cache"),
+                 "--out", str(tmp_path / "ev2")]) == 0
+    assert json.loads((tmp_path / "ev2" / "metrics.json").read_text()) == evaluated
+    assert f"the reviews the run was trained on: {(data / 'train.tsv').resolve()}" in capsys.readouterr().err
 
 
 def model_probabilities(checkpoint, texts):

@@ -17,7 +17,8 @@ reviews of true class T predicted as P).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -179,13 +180,18 @@ def _reliability_png(raw: list[dict[str, float]], scaled: list[dict[str, float]]
     plt.close(fig)
 
 
+def _review_files(inputs: TextInputs) -> dict[str, str]:
+    """The review files a run reads, as absolute paths (recorded so that ``eval`` can find them)."""
+    given = {"data_dir": inputs.data_dir, "train": inputs.train, "dev": inputs.dev, "test": inputs.test}
+    return {name: str(Path(p).resolve()) for name, p in given.items() if p}
+
+
 def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     if is_main_process():
-        given = (inputs.data_dir, inputs.train, inputs.dev, inputs.test)
-        sources = ", ".join(str(Path(p).resolve()) for p in given if p)
+        sources = ", ".join(_review_files(inputs).values())
         print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews from "
               f"{sources} tokenized and indexed in {data.seconds:.1f} s "
               f"(vocabulary {len(data.vocab)})", flush=True)
@@ -208,7 +214,8 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     bs = cfg.train.batch_size
     train_b = TensorBatches(splits["train"], bs, bucket_by=bucket)
     val_b = TensorBatches(splits["val"], max(bs, 128), shuffle=False, bucket_by=bucket)
-    inputs_used = {"reviews": {"path": str(inputs.data_dir or inputs.train), "checksum": data.checksum}}
+    inputs_used: dict[str, Any] = {"reviews": {"path": str(inputs.data_dir or inputs.train), "checksum": data.checksum,
+                                               "files": _review_files(inputs)}}
     if inputs.embeddings is not None:
         md5 = file_digest(inputs.embeddings, "md5")
         inputs_used["word vectors"] = {"path": str(inputs.embeddings), "checksum": md5}
@@ -237,6 +244,11 @@ def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def evaluate(checkpoint: str | Path, inputs: TextInputs, *, device: str = "auto") -> dict[str, float]:
     model, meta = load_model(checkpoint)
+    recorded = meta.get("inputs", {}).get("reviews", {}).get("files") or {}
+    if not _review_files(inputs) and recorded and all(Path(p).exists() for p in recorded.values()):
+        files: dict[str, Any] = {name: Path(p) for name, p in recorded.items()}
+        inputs = replace(inputs, **files)
+        print(f"eval: the reviews the run was trained on: {', '.join(recorded.values())}", file=sys.stderr)
     cfg = config_from_dict(TextConfig, meta["config"])
     splits = load_splits(data_dir=inputs.data_dir, train=inputs.train, dev=inputs.dev, test=inputs.test,
                          val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed, check_labels=False)
