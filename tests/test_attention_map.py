@@ -119,3 +119,21 @@ def test_attention_map_chooses_images_by_index_class_or_mistake(vit_run, tmp_pat
     assert "is not a class of this model" in capsys.readouterr().err
     assert attention_map(vit_run, "--out", str(out), "--images", "99") == 2
     assert "--images 99 is out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["cifar10-cpu", "cifar10-gpu"])
+def test_attention_map_draws_both_shipped_vit_presets(preset, make_cifar, tmp_path):
+    """The presets' own architectures (conv stem, patch 1, drop-path, head MLP), trained one step."""
+    from attnlab.cli import main
+
+    folder = make_cifar(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "vit", "--preset", preset, "--data-dir", str(folder.parent), "--out", str(run),
+                 "--set", "train.max_steps=1", "--set", "train.batch_size=8", "--set", "data.val_size=8",
+                 "--set", "train.warmup_steps=1", "--no-progress"]) == 0
+    for rollout in ([], ["--rollout"]):
+        out = tmp_path / f"maps{len(rollout)}.png"
+        assert main(["attention-map", "--checkpoint", str(run), "--data-dir", str(folder.parent),
+                     "--num-images", "4", "--out", str(out), *rollout]) == 0
+        with Image.open(out) as im:
+            assert im.size == figure_pixels(4, 5)
