@@ -250,3 +250,26 @@ def test_data_ending_inside_an_accumulation_group_still_steps(tmp_path, tiny):
             step += 1
     for (name, a), b in zip(model.named_parameters(), ref.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_a_diverged_run_stops_with_the_fix_and_keeps_its_last_good_checkpoint(tmp_path, tiny):
+    """A NaN training loss is one clear error naming the step and the setting to lower; the
+    checkpoint written before it stays the run's latest."""
+    steps = {"n": 0}
+
+    def poisoned(model, batch):
+        loss, stats = tiny.loss(model, batch)
+        if model.training:
+            steps["n"] += 1
+            if steps["n"] > 4:  # from step 5 on
+                loss = loss * float("nan")
+                stats = {**stats, "loss_sum": float("nan")}
+        return loss, stats
+
+    cfg = tiny.cfg(epochs=4, eval_every=2, log_every=1)
+    with pytest.raises(AttnlabError, match=r"training diverged: the train loss is nan at step 5; lower the "
+                                           r"learning rate \(--set train.lr=...\)"):
+        fit(tiny.net(), poisoned, tiny.batches(tiny.data(32), 8), tiny.batches(tiny.data(8, seed=1), 8),
+            cfg, tmp_path, meta={"task": "unit"}, progress=False, tensorboard=False)
+    latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
+    assert torch.load(tmp_path / "checkpoints" / latest / "training.pt", weights_only=True)["state"]["step"] == 4
