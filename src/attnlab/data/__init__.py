@@ -10,5 +10,5 @@ DATASETS = Registry("data set", "attnlab.data", {
     "imdb": "IMDB movie reviews (sentiment, 50k reviews)",
     "cifar10": "CIFAR-10 images (60k 32x32, 10 classes)",
     "shakespeare": "Tiny Shakespeare (1 MB of plays; ships with attnlab: copied, no download)",
-    "glove": "GloVe 6B 50-d word vectors (822 MB zip; --vocab-size N keeps the N most frequent words)",
+    "glove": "GloVe 6B 50-d word vectors (862 MB zip; --vocab-size N keeps the N most frequent words)",
 })
