@@ -21,7 +21,7 @@ def run(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv", [[], ["train"], ["eval"], ["data"], ["bench"], ["lab"], ["train", "toy"],
-                                  ["eval", "toy"], ["data", "fetch"]])
+                                  ["eval", "toy"], ["data", "fetch"], ["data", "list"]])
 def test_every_help_says_what_and_shows_an_example(capsys, argv):
     with pytest.raises(SystemExit) as info:
         cli.main([*argv, "--help"])

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("--vocab-size", type=int, default=None, metavar="N",
                        help="glove only: keep the N most frequent words (the file's first N lines), written "
                             "as glove.6B.50d.topN.txt (default: all 400,000, as glove.6B.50d.txt)")
-    sub.add_parser("list", help="list the data sets")
+    sub.add_parser("list", help="list the data sets", description="List the data sets `attnlab data fetch` knows.",
+                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog="example:\n  attnlab data list")
 
 
 def run(args: argparse.Namespace) -> int:
