@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,57 @@ def write_cifar(root: Path, per_batch: int = 10, *, seed: int = 0, named_batches
 def make_cifar() -> Callable[..., Path]:
     """:func:`write_cifar`, for tests and fixtures of any scope: ``make_cifar(root, per_batch=10)``."""
     return write_cifar
+
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def do_GET(self):  # noqa: N802
+        srv = self.server
+        body = srv.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        srv.ranges.append(rng)
+        start = int(rng.split("=")[1].split("-")[0]) if rng and srv.honour_range else 0
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if srv.cut_at is not None:  # a dropped connection, once
+            self.wfile.write(body[start:start + srv.cut_at])
+            srv.cut_at = None
+            self.close_connection = True
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+class FileServer(ThreadingHTTPServer):
+    """A local HTTP server for download tests (never the internet). It serves ``files`` (path ->
+    bytes, anything else is 404) with HTTP Range support and records each request's Range header in
+    ``ranges``; ``honour_range = False`` answers every request with the whole file (200), and
+    ``cut_at = N`` drops the next response after N bytes."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RangeHandler)
+        self.files: dict[str, bytes] = {}
+        self.ranges: list[str | None] = []
+        self.honour_range = True
+        self.cut_at: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    """A started :class:`FileServer`, shut down after the test."""
+    httpd = FileServer()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()

@@ -7,9 +7,7 @@ import hashlib
 import io
 import socket
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,94 +19,62 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class Handler(BaseHTTPRequestHandler):
-    ranges: list[str | None] = []
-    honour_range = True
-    cut_at: int | None = None  # simulate a dropped connection after this many bytes
-
-    def do_GET(self):  # noqa: N802
-        if self.path == "/missing":
-            self.send_error(404)
-            return
-        rng = self.headers.get("Range")
-        type(self).ranges.append(rng)
-        start = int(rng.split("=")[1].split("-")[0]) if rng and self.honour_range else 0
-        body = PAYLOAD[start:]
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.cut_at is not None:
-            self.wfile.write(body[: self.cut_at])
-            type(self).cut_at = None
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    Handler.ranges, Handler.honour_range, Handler.cut_at = [], True, None
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(file_server):
+    file_server.files.update({"/file.bin": PAYLOAD, "/f": PAYLOAD})
+    return file_server
 
 
 def test_download_with_checksum_and_skip_when_present(server, tmp_path):
-    dest = fetch_url(f"{server}/file.bin", tmp_path / "sub" / "file.bin", sha256=SHA256)
+    dest = fetch_url(f"{server.url}/file.bin", tmp_path / "sub" / "file.bin", sha256=SHA256)
     assert dest.read_bytes() == PAYLOAD and sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["file.bin"]
-    fetch_url(f"{server}/file.bin", dest, sha256=SHA256)
-    assert Handler.ranges == [None]  # the second call found the verified file: no request
+    fetch_url(f"{server.url}/file.bin", dest, sha256=SHA256)
+    assert server.ranges == [None]  # the second call found the verified file: no request
 
 
 def test_resume_uses_range(server, tmp_path):
     dest = tmp_path / "file.bin"
     assert partial_path(dest) == tmp_path / "file.bin.partial"
     (tmp_path / "file.bin.partial").write_bytes(PAYLOAD[:300_000])  # an interrupted earlier attempt
-    fetch_url(f"{server}/file.bin", dest, md5=MD5)
-    assert Handler.ranges == ["bytes=300000-"]
+    fetch_url(f"{server.url}/file.bin", dest, md5=MD5)
+    assert server.ranges == ["bytes=300000-"]
     assert dest.read_bytes() == PAYLOAD
 
 
 def test_resume_continues_a_part_file_of_earlier_versions(server, tmp_path):
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:1000])  # what attnlab called it before
-    assert fetch_url(f"{server}/file.bin", tmp_path / "file.bin", md5=MD5).read_bytes() == PAYLOAD
-    assert Handler.ranges == ["bytes=1000-"] and sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
+    assert fetch_url(f"{server.url}/file.bin", tmp_path / "file.bin", md5=MD5).read_bytes() == PAYLOAD
+    assert server.ranges == ["bytes=1000-"] and sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
 
 
 def test_dropped_connection_then_rerun_resumes(server, tmp_path):
-    Handler.cut_at = 200_000
+    server.cut_at = 200_000
     dest = tmp_path / "new" / "file.bin"
     with pytest.raises(AttnlabError, match=r"interrupted.*the 200000 bytes received are kept in .*file.bin.partial: "
                                            r"run the same command again to resume"):
-        fetch_url(f"{server}/file.bin", dest, md5=MD5)
+        fetch_url(f"{server.url}/file.bin", dest, md5=MD5)
     assert [(p.name, p.stat().st_size) for p in dest.parent.iterdir()] == [("file.bin.partial", 200_000)]
-    assert fetch_url(f"{server}/file.bin", dest, md5=MD5).read_bytes() == PAYLOAD
-    assert Handler.ranges == [None, "bytes=200000-"]
+    assert fetch_url(f"{server.url}/file.bin", dest, md5=MD5).read_bytes() == PAYLOAD
+    assert server.ranges == [None, "bytes=200000-"]
     assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]
 
 
 def test_connection_dropped_before_any_byte_leaves_nothing(server, tmp_path):
-    Handler.cut_at = 0
+    server.cut_at = 0
     with pytest.raises(AttnlabError, match="interrupted"):
-        fetch_url(f"{server}/file.bin", tmp_path / "a" / "b" / "file.bin", md5=MD5)
+        fetch_url(f"{server.url}/file.bin", tmp_path / "a" / "b" / "file.bin", md5=MD5)
     assert list(tmp_path.iterdir()) == []  # no empty .partial, no empty folders
 
 
 def test_server_ignoring_range_restarts(server, tmp_path):
-    Handler.honour_range = False
+    server.honour_range = False
     (tmp_path / "f.partial").write_bytes(b"garbage")
-    assert fetch_url(f"{server}/f", tmp_path / "f", md5=MD5).read_bytes() == PAYLOAD
+    assert fetch_url(f"{server.url}/f", tmp_path / "f", md5=MD5).read_bytes() == PAYLOAD
 
 
 def test_checksum_mismatch_deletes_and_explains(server, tmp_path):
     with pytest.raises(AttnlabError) as info:
-        fetch_url(f"{server}/file.bin", tmp_path / "data" / "file.bin", md5="0" * 32)
+        fetch_url(f"{server.url}/file.bin", tmp_path / "data" / "file.bin", md5="0" * 32)
     msg = str(info.value)
     assert "expected md5 " + "0" * 32 in msg and MD5 in msg and "--data-dir" in msg
     assert list(tmp_path.iterdir()) == []  # neither the file, nor its .partial, nor the folder made for it
@@ -121,10 +87,10 @@ def test_offline_and_http_errors(server, tmp_path):
     with pytest.raises(AttnlabError, match=r"could not reach URL: http://127.0.0.1:\d+/x .*--data-dir PATH"):
         fetch_url(f"http://127.0.0.1:{port}/x", tmp_path / "new" / "x")
     with pytest.raises(AttnlabError, match="HTTP 404"):
-        fetch_url(f"{server}/missing", tmp_path / "new" / "deeper" / "y")
+        fetch_url(f"{server.url}/missing", tmp_path / "new" / "deeper" / "y")
     (tmp_path / "kept").mkdir()  # a folder that was there before stays
     with pytest.raises(AttnlabError, match="HTTP 404"):
-        fetch_url(f"{server}/missing", tmp_path / "kept" / "y")
+        fetch_url(f"{server.url}/missing", tmp_path / "kept" / "y")
     assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
 
 

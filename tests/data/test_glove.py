@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,42 +40,10 @@ ARCHIVE = make_zip({f"glove.6B.{d}d.txt": "".join(vector_line(i, w, d) for i, w 
 SHA256 = hashlib.sha256(ARCHIVE).hexdigest()
 
 
-class Handler(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    ranges: list[str | None] = []
-    cut_at: int | None = None  # drop the connection after this many bytes, once
-
-    def do_GET(self):  # noqa: N802
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        rng = self.headers.get("Range")
-        type(self).ranges.append(rng)
-        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if self.cut_at is not None:
-            self.wfile.write(body[start:start + self.cut_at])
-            type(self).cut_at = None
-            self.close_connection = True
-            return
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    Handler.files, Handler.ranges, Handler.cut_at = {"/glove.6B.zip": ARCHIVE}, [], None
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(file_server):
+    file_server.files["/glove.6B.zip"] = ARCHIVE
+    return file_server
 
 
 def test_the_published_source():
@@ -89,7 +55,7 @@ def test_the_published_source():
 
 def test_fetch_keeps_the_first_words_of_the_50d_member_only(server, tmp_path: Path):
     dest = tmp_path / "data"
-    out = glove.fetch(dest, vocab_size=4, url=f"{server}/glove.6B.zip", sha256=SHA256)
+    out = glove.fetch(dest, vocab_size=4, url=f"{server.url}/glove.6B.zip", sha256=SHA256)
     assert out == dest / "glove.6B.50d.top4.txt"
     assert out.read_text() == "".join(LINES_50D[:4])
     assert sorted(p.name for p in dest.iterdir()) == ["glove.6B.50d.top4.txt", "glove.6B.zip"]
@@ -97,26 +63,26 @@ def test_fetch_keeps_the_first_words_of_the_50d_member_only(server, tmp_path: Pa
     assert vocab == ["<pad>", "<unk>", "the", ",", ".", "of"] and tuple(vectors.shape) == (6, 50)
     assert vectors[2, :3].tolist() == pytest.approx([0.0, 0.001, 0.002])
     # another cut, or the whole file, comes from the zip already there: no second download
-    full = glove.fetch(dest, url=f"{server}/glove.6B.zip", sha256=SHA256)
+    full = glove.fetch(dest, url=f"{server.url}/glove.6B.zip", sha256=SHA256)
     assert full == dest / "glove.6B.50d.txt" and full.read_text() == "".join(LINES_50D)
-    bigger = glove.fetch(dest, vocab_size=100, url=f"{server}/glove.6B.zip", sha256=SHA256)
+    bigger = glove.fetch(dest, vocab_size=100, url=f"{server.url}/glove.6B.zip", sha256=SHA256)
     assert bigger.name == "glove.6B.50d.top100.txt" and bigger.read_text() == full.read_text()
-    assert Handler.ranges == [None]
+    assert server.ranges == [None]
 
 
 def test_an_interrupted_download_resumes(server, tmp_path: Path):
-    Handler.cut_at = 1000
+    server.cut_at = 1000
     with pytest.raises(AttnlabError, match=r"interrupted.*the 1000 bytes received are kept in .*glove.6B.zip.partial"):
-        glove.fetch(tmp_path, vocab_size=2, url=f"{server}/glove.6B.zip", sha256=SHA256)
+        glove.fetch(tmp_path, vocab_size=2, url=f"{server.url}/glove.6B.zip", sha256=SHA256)
     assert [p.name for p in tmp_path.iterdir()] == ["glove.6B.zip.partial"]
-    out = glove.fetch(tmp_path, vocab_size=2, url=f"{server}/glove.6B.zip", sha256=SHA256)
+    out = glove.fetch(tmp_path, vocab_size=2, url=f"{server.url}/glove.6B.zip", sha256=SHA256)
     assert out.read_text() == "".join(LINES_50D[:2])
-    assert Handler.ranges == [None, "bytes=1000-"]
+    assert server.ranges == [None, "bytes=1000-"]
 
 
 def test_a_checksum_mismatch_leaves_nothing(server, tmp_path: Path):
     with pytest.raises(AttnlabError, match=f"checksum mismatch for .*expected sha256 {'0' * 64}, got {SHA256}"):
-        glove.fetch(tmp_path / "data", url=f"{server}/glove.6B.zip", sha256="0" * 64)
+        glove.fetch(tmp_path / "data", url=f"{server.url}/glove.6B.zip", sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,9 +92,9 @@ def test_a_checksum_mismatch_leaves_nothing(server, tmp_path: Path):
     ({"glove.6B.50d.txt": ""}, "glove.6B.50d.txt is empty"),
 ])
 def test_a_wrong_archive_is_a_clear_error_and_writes_nothing(server, tmp_path: Path, members, words):
-    Handler.files["/bad.zip"] = data = make_zip(members)
+    server.files["/bad.zip"] = data = make_zip(members)
     with pytest.raises(AttnlabError, match=words + ".*delete it and run the same command again"):
-        glove.fetch(tmp_path, url=f"{server}/bad.zip", sha256=hashlib.sha256(data).hexdigest())
+        glove.fetch(tmp_path, url=f"{server.url}/bad.zip", sha256=hashlib.sha256(data).hexdigest())
     assert [p.name for p in tmp_path.iterdir()] == ["glove.6B.zip"]  # the verified download stays
 
 
@@ -140,7 +106,7 @@ def test_a_damaged_zip_is_a_clear_error(tmp_path: Path):
 
 
 def test_cli_fetch_glove_and_list(server, tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setattr(glove, "URL", f"{server}/glove.6B.zip")
+    monkeypatch.setattr(glove, "URL", f"{server.url}/glove.6B.zip")
     monkeypatch.setattr(glove, "SHA256", SHA256)
     assert cli.main(["data", "fetch", "glove", "--vocab-size", "3", "--dest", str(tmp_path)]) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'glove.6B.50d.top3.txt'}\n"
