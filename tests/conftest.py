@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,29 @@ def write_cifar(root: Path, per_batch: int = 10, *, seed: int = 0, named_batches
 def make_cifar() -> Callable[..., Path]:
     """:func:`write_cifar`, for tests and fixtures of any scope: ``make_cifar(root, per_batch=10)``."""
     return write_cifar
+
+
+def write_review_tsvs(root: Path, sizes: dict[str, int], review: Callable[[bool], str]) -> None:
+    """The course's review files ``root/NAME.tsv`` (``id<TAB>label<TAB>text``), ``sizes[NAME]`` rows
+    each, labels alternating neg/pos, texts from ``review(positive)`` in file order."""
+    for name, n in sizes.items():
+        with open(root / f"{name}.tsv", "w") as f:
+            for i in range(n):
+                label = "pos" if i % 2 else "neg"
+                f.write(f"{name}{i}\t{label}\t{review(label == 'pos')}\n")
+
+
+def write_word_vectors(path: Path, words: list[str], rng: random.Random, dim: int = 6) -> None:
+    """GloVe-format vectors (``word v1 ... vD`` per line), Gaussian values drawn from ``rng``."""
+    with open(path, "w") as f:
+        for w in words:
+            f.write(w + " " + " ".join(f"{rng.gauss(0, 1):.4f}" for _ in range(dim)) + "\n")
+
+
+@pytest.fixture(scope="session")
+def make_review_files() -> tuple[Callable[..., None], Callable[..., None]]:
+    """``(write_review_tsvs, write_word_vectors)``, for fixtures of any scope."""
+    return write_review_tsvs, write_word_vectors
 
 
 class _RangeHandler(BaseHTTPRequestHandler):

@@ -25,8 +25,9 @@ def review(rng, positive):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, make_review_files):
     root = tmp_path_factory.mktemp("text")
+    write_review_tsvs, write_word_vectors = make_review_files
     rng = random.Random(0)
     for split in ("train", "test"):
         for label in ("pos", "neg"):
@@ -34,14 +35,8 @@ def data(tmp_path_factory):
             d.mkdir(parents=True)
             for i in range(16):
                 (d / f"{i}_{8 if label == 'pos' else 3}.txt").write_text(review(rng, label == "pos"))
-    for name, n in (("train", 30), ("dev", 8), ("test", 8)):
-        with open(root / f"{name}.tsv", "w") as f:
-            for i in range(n):
-                label = "pos" if i % 2 else "neg"
-                f.write(f"{name}{i}\t{label}\t{review(rng, label == 'pos')}\n")
-    with open(root / "vectors.txt", "w") as f:
-        for w in POS + NEG + FILL + [".", "mr.", "smith", "'s", "``", "''", "..."]:
-            f.write(w + " " + " ".join(f"{rng.gauss(0, 1):.4f}" for _ in range(6)) + "\n")
+    write_review_tsvs(root, {"train": 30, "dev": 8, "test": 8}, lambda positive: review(rng, positive))
+    write_word_vectors(root / "vectors.txt", POS + NEG + FILL + [".", "mr.", "smith", "'s", "``", "''", "..."], rng)
     return root
 
 

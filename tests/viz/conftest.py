@@ -40,23 +40,18 @@ def toy_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def text_data(tmp_path_factory):
+def text_data(tmp_path_factory, make_review_files):
     """The course's TSV format and 6-d word vectors, generated."""
     root = tmp_path_factory.mktemp("text")
+    write_review_tsvs, write_word_vectors = make_review_files
     rng = random.Random(0)
 
     def review(positive: bool) -> str:
         return " ".join(rng.choice(POS if positive else NEG) if rng.random() < 0.3 else rng.choice(FILL)
                         for _ in range(rng.randint(3, 20))) + "."
 
-    for name, n in (("train", 40), ("dev", 8), ("test", 8)):
-        with open(root / f"{name}.tsv", "w") as f:
-            for i in range(n):
-                label = "pos" if i % 2 else "neg"
-                f.write(f"{name}{i}\t{label}\t{review(label == 'pos')}\n")
-    with open(root / "vectors.txt", "w") as f:
-        for w in POS + NEG + FILL + ["."]:
-            f.write(w + " " + " ".join(f"{rng.gauss(0, 1):.4f}" for _ in range(6)) + "\n")
+    write_review_tsvs(root, {"train": 40, "dev": 8, "test": 8}, review)
+    write_word_vectors(root / "vectors.txt", POS + NEG + FILL + ["."], rng)
     return root
 
 
