@@ -48,18 +48,11 @@ def train_vit(root, out, *extra):
                  "--set", "data.val_size=2", "--set", "train.max_steps=1", "--no-progress", *extra])
 
 
-def run_cli(capsys, call):
-    rc = call()
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
-
-
-def test_decompression_bomb_is_refused_naming_file_and_size(tmp_path, capsys):
+def test_decompression_bomb_is_refused_naming_file_and_size(tmp_path, run_cli):
     root = make_folder(tmp_path / "imgs")
     bomb = root / "train" / "dog" / "huge.png"
     bomb.write_bytes(png_header(30000, 30000))  # 45 bytes claiming 900 megapixels
-    rc, err = run_cli(capsys, lambda: train_vit(root, tmp_path / "run"))
+    rc, err = run_cli(lambda: train_vit(root, tmp_path / "run"))
     assert rc == 2
     assert err == (f"error: image '{bomb}' is 900,000,000 pixels (900 megapixels), more than the 67 megapixels "
                    "attnlab decodes (the model uses 32x32); shrink it or delete it\n")
@@ -76,26 +69,26 @@ def test_image_over_the_limit_is_refused_before_decoding(tmp_path):
     assert 8192 * 8192 == image_folder.MAX_PIXELS
 
 
-def test_one_class_folder_is_refused(tmp_path, capsys):
+def test_one_class_folder_is_refused(tmp_path, run_cli):
     root = make_folder(tmp_path / "imgs", classes=("cat",))
-    rc, err = run_cli(capsys, lambda: train_vit(root, tmp_path / "run"))
+    rc, err = run_cli(lambda: train_vit(root, tmp_path / "run"))
     assert rc == 2
     assert err == (f"error: '{root}/train' needs at least two class sub-folders, found 1 (cat); put each class's "
                    f"images in its own sub-folder, e.g. {root}/train/cat/ and {root}/train/dog/\n")
 
 
-def test_one_class_with_images_beside_an_empty_one_is_refused(tmp_path, capsys):
+def test_one_class_with_images_beside_an_empty_one_is_refused(tmp_path, run_cli):
     root = make_folder(tmp_path / "imgs", empty=("dog",))
-    rc, err = run_cli(capsys, lambda: train_vit(root, tmp_path / "run"))
+    rc, err = run_cli(lambda: train_vit(root, tmp_path / "run"))
     assert rc == 2
     assert err == (f"error: only the class folder 'cat' of '{root}/train' holds images, so there is nothing to "
                    "learn; a classifier needs images in at least two classes: add images to dog\n")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_an_empty_class_folder_is_a_warning(tmp_path, capsys):
+def test_an_empty_class_folder_is_a_warning(tmp_path, run_cli):
     root = make_folder(tmp_path / "imgs", classes=("bird", "cat", "dog"), empty=("bird",))
-    rc, err = run_cli(capsys, lambda: train_vit(root, tmp_path / "run"))
+    rc, err = run_cli(lambda: train_vit(root, tmp_path / "run"))
     assert rc == 0
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: the class folder(s) bird of '{root}/train' hold no images; the model will "

@@ -45,26 +45,19 @@ def train_text(tmp_path, *data_args):
                  "--no-progress", *data_args])
 
 
-def run_cli(capsys, call):
-    rc = call()
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
-
-
 # --------------------------------------------------------------------------- aclImdb folder oddities
 
 
-def test_folder_named_like_a_review_is_skipped_with_a_warning(tmp_path, capsys):
+def test_folder_named_like_a_review_is_skipped_with_a_warning(tmp_path, run_cli):
     root = make_acl(tmp_path)
     (root / "train" / "pos" / "x.txt").mkdir()
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--data-dir", str(root)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--data-dir", str(root)))
     assert rc == 0
     assert f"warning: skipped 1 folder(s) named like review files: {root}/train/pos/x.txt\n" in err
     assert len(imdb.read_acl_imdb(root)["train"]) == 8  # the folder is not a review
 
 
-def test_unreadable_review_names_the_file(tmp_path, capsys, monkeypatch):
+def test_unreadable_review_names_the_file(tmp_path, monkeypatch, run_cli):
     # Tests run as root, which chmod 000 does not stop: the read itself is made to fail instead.
     root = make_acl(tmp_path)
     locked = root / "train" / "neg" / "1_2.txt"
@@ -76,29 +69,29 @@ def test_unreadable_review_names_the_file(tmp_path, capsys, monkeypatch):
         return read_bytes(self)
 
     monkeypatch.setattr(pathlib.Path, "read_bytes", refuse)
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--data-dir", str(root)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--data-dir", str(root)))
     assert rc == 2
     assert err == (f"error: cannot read review file '{locked}': Permission denied; make it readable "
                    "(e.g. chmod a+r) or delete it\n")
 
 
-def test_broken_symlink_named_like_a_review(tmp_path, capsys):
+def test_broken_symlink_named_like_a_review(tmp_path, run_cli):
     root = make_acl(tmp_path)
     link = root / "test" / "pos" / "99_9.txt"
     link.symlink_to(tmp_path / "gone.txt")
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--data-dir", str(root)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--data-dir", str(root)))
     assert rc == 2
     assert err == (f"error: review file '{link}' is a broken symbolic link (to '{tmp_path}/gone.txt'); "
                    "restore its target or delete the link\n")
 
 
-def test_eval_text_reports_the_same_oddities(tmp_path, capsys):
+def test_eval_text_reports_the_same_oddities(tmp_path, capsys, run_cli):
     root = make_acl(tmp_path)
     assert train_text(tmp_path, "--data-dir", str(root)) == 0
     capsys.readouterr()
     link = root / "test" / "neg" / "7_1.txt"
     link.symlink_to(tmp_path / "gone.txt")
-    rc, err = run_cli(capsys, lambda: main(["eval", "text", "--checkpoint", str(tmp_path / "run"), "--data-dir",
+    rc, err = run_cli(lambda: main(["eval", "text", "--checkpoint", str(tmp_path / "run"), "--data-dir",
                                             str(root), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
                                             "--out", str(tmp_path / "ev")]))
     assert rc == 2 and err.startswith(f"error: review file '{link}' is a broken symbolic link")
@@ -126,17 +119,17 @@ ROWS = "1\tpos\ta great film\n2\tneg\tan awful film\n3\tpos\tsuperb\n4\tneg\tbor
     ("utf-32-le", b"", "UTF-32", "utf-32le"),
     ("utf-16-le", codecs.BOM_UTF16_LE, "UTF-16", "utf-16"),
 ], ids=["utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-16le-bom"])
-def test_wide_tsv_is_named_with_the_conversion(tmp_path, capsys, encoding, bom, family, iconv):
+def test_wide_tsv_is_named_with_the_conversion(tmp_path, encoding, bom, family, iconv, run_cli):
     f = tmp_path / "train.tsv"
     f.write_bytes(bom + ROWS.encode(encoding))
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--train", str(f)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--train", str(f)))
     assert rc == 2
     assert err == (f"error: TSV file '{f}' looks like {family} text; convert it to UTF-8, e.g. with "
                    f"`iconv -f {iconv} -t utf-8`\n")
 
 
-def test_directory_given_as_a_tsv_file(tmp_path, capsys):
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--train", str(tmp_path)))
+def test_directory_given_as_a_tsv_file(tmp_path, run_cli):
+    rc, err = run_cli(lambda: train_text(tmp_path, "--train", str(tmp_path)))
     assert rc == 2
     assert err == (f"error: TSV file '{tmp_path}' is a directory; --train/--dev/--test take a file with lines "
                    "id<TAB>label<TAB>text (for an aclImdb/ folder use --data-dir)\n")
@@ -170,19 +163,19 @@ def test_wide_encoding_detection():
 # --------------------------------------------------------------------------- one label
 
 
-def test_tsv_of_one_label_is_refused(tmp_path, capsys):
+def test_tsv_of_one_label_is_refused(tmp_path, run_cli):
     f = tmp_path / "train.tsv"
     f.write_text("".join(f"{i}\tpos\ta great film {i}\n" for i in range(10)))
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--train", str(f)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--train", str(f)))
     assert rc == 2
     assert err == ("error: all 9 training reviews are labelled 'pos', so there is nothing to learn; a classifier "
                    f"needs both labels: add lines labelled neg to {f}\n")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_acl_folder_of_one_label_is_refused(tmp_path, capsys):
+def test_acl_folder_of_one_label_is_refused(tmp_path, run_cli):
     root = make_acl(tmp_path, labels=("neg",))  # train/pos is empty
-    rc, err = run_cli(capsys, lambda: train_text(tmp_path, "--data-dir", str(root)))
+    rc, err = run_cli(lambda: train_text(tmp_path, "--data-dir", str(root)))
     assert rc == 2
     # 4 train/neg reviews, less the 1 carved for validation
     assert err == ("error: all 3 training reviews are labelled 'neg', so there is nothing to learn; a classifier "
