@@ -23,8 +23,12 @@ import random
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnlab.errors import AttnlabError
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 __all__ = ["URL", "MD5", "load_text", "all_dialogues", "split_dialogues", "fetch"]
 
@@ -40,7 +44,7 @@ _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 def load_text(path: str | Path | None = None) -> str:
     """The text of ``path`` (UTF-8), or the embedded Tiny Shakespeare when ``path`` is ``None``."""
     if path is None:
-        return resources.files("attnlab.data").joinpath(EMBEDDED).read_text(encoding="utf-8")
+        return _bundled().read_text(encoding="utf-8")
     path = Path(path)
     if not path.exists():
         raise AttnlabError(f"data file '{path}' does not exist; pass an existing text file with --data")
@@ -87,13 +91,17 @@ def split_dialogues(
     return train, val
 
 
+def _bundled() -> Traversable:
+    return resources.files("attnlab.data").joinpath(EMBEDDED)
+
+
 def bundled_path() -> str:
     """Where the bundled copy of Tiny Shakespeare lies (inside the installed package)."""
-    return str(resources.files("attnlab.data").joinpath(EMBEDDED))
+    return str(_bundled())
 
 
 def _bundled_bytes() -> bytes:
-    return resources.files("attnlab.data").joinpath(EMBEDDED).read_bytes()
+    return _bundled().read_bytes()
 
 
 def fetch(dest: Path) -> Path:
