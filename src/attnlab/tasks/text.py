@@ -190,10 +190,10 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
+    files = _review_files(inputs)
     if is_main_process():
-        sources = ", ".join(_review_files(inputs).values())
         print(f"features: {sum(len(t['lengths']) for t in data.tensors.values())} reviews from "
-              f"{sources} tokenized and indexed in {data.seconds:.1f} s "
+              f"{', '.join(files.values())} tokenized and indexed in {data.seconds:.1f} s "
               f"(vocabulary {len(data.vocab)})", flush=True)
     emb_dim = int(data.vectors.size(1)) if data.vectors is not None else None
     require(training_bytes(lambda: build_text_classifier(cfg.model, len(data.vocab), None, emb_dim=emb_dim)),
@@ -215,7 +215,7 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
     train_b = TensorBatches(splits["train"], bs, bucket_by=bucket)
     val_b = TensorBatches(splits["val"], max(bs, 128), shuffle=False, bucket_by=bucket)
     inputs_used: dict[str, Any] = {"reviews": {"path": str(inputs.data_dir or inputs.train), "checksum": data.checksum,
-                                               "files": _review_files(inputs)}}
+                                               "files": files}}
     if inputs.embeddings is not None:
         md5 = file_digest(inputs.embeddings, "md5")
         inputs_used["word vectors"] = {"path": str(inputs.embeddings), "checksum": md5}
