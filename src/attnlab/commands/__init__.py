@@ -150,6 +150,14 @@ def require_out_under_torchrun(out: str | None) -> None:
                            "(every process must use the same run directory)")
 
 
+def require_utf8(text: str, what: str) -> None:
+    """Refuse a command-line text that is not UTF-8: such bytes reach ``argv`` as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AttnlabError(f"{what} is not UTF-8 text; pass UTF-8 text") from None
+
+
 # ------------------------------------------------------------------ sampling (generate, explore)
 def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--temperature``, ``--top-k``, ``--greedy`` and ``--seed``: how a language model samples."""

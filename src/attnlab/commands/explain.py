@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from attnlab.commands import require_utf8
 from attnlab.errors import AttnlabError
 from attnlab.files import save_figure, write_atomic
 
@@ -97,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if name not in ("attention", "transformer"):
         raise AttnlabError(f"the '{name}' model has no attention to explain; pass a checkpoint "
                            "of `attnlab train text --model attention` (or transformer)")
-    try:
-        args.text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as lone surrogates
-        raise AttnlabError("the review is not UTF-8 text; pass UTF-8 text") from None
+    require_utf8(args.text, "the review")
     enc, seen = encode_texts([args.text], meta["vocab"], meta["config"]["model"]["max_len"])
     with torch.no_grad():
         logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)

@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from attnlab.commands import require_utf8
 from attnlab.errors import AttnlabError
 
 HELP = ("classify reviews with a trained sentiment model (attnlab train text); prints one line per review:\n"
@@ -40,10 +41,7 @@ def _read_texts(args: argparse.Namespace) -> list[tuple[int, str]]:
     texts = list(args.texts)
     if texts and texts != ["-"]:
         for i, text in enumerate(texts, start=1):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as lone surrogates
-                raise AttnlabError(f"review argument {i} is not UTF-8 text; pass UTF-8 text") from None
+            require_utf8(text, f"review argument {i}")
         return list(enumerate(texts, start=1))
     if sys.stdin.isatty():
         raise AttnlabError('no review given: pass the text, e.g. attnlab predict --checkpoint RUN "great film"')
