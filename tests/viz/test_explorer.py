@@ -228,6 +228,24 @@ def test_bad_input_is_one_error_line(request, text_runs, tmp_path, capsys, fixtu
     assert not (tmp_path / "p.html").exists()
 
 
+def test_image_past_pillows_own_limit_is_refused_without_a_traceback(tmp_path):
+    """A header claiming 900 megapixels: Pillow raises before the explorer's own size check."""
+    import struct
+    import zlib
+
+    from attnlab.errors import AttnlabError
+    from attnlab.viz.explorer import read_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+    with pytest.raises(AttnlabError, match=r"^the upload is more than the 16,777,216 pixels accepted; pass a smaller "
+                                           r"image$"):
+        read_image(bomb, 32)
+
+
 def test_image_that_is_not_an_image(vit_run, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnlab.data.image_folder import EXTENSIONS
 from attnlab.errors import AttnlabError
 
 __all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
@@ -103,6 +104,8 @@ def read_image(path: Path | str | bytes, size: int, *, name: str = "", max_pixel
                 note = f"{label} is {im.size[0]}x{im.size[1]}; resized to the model's {size}x{size}"
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(im, dtype=np.uint8)  # (H, W, 3)
+    except Image.DecompressionBombError:  # Pillow refuses twice its own limit before the size check
+        raise AttnlabError(f"{label} is more than the {max_pixels:,} pixels accepted; pass a smaller image") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise AttnlabError(f"cannot read {label} as an image ({exc}); pass a PNG or JPEG file") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), note
@@ -390,9 +393,6 @@ class ImageInputs:
                            self.labels + other.labels, self.notes + other.notes)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
 def empty_images(size: int) -> ImageInputs:
     return ImageInputs(torch.zeros(0, 3, size, size, dtype=torch.uint8), [], [], [])
 
@@ -445,7 +445,7 @@ def image_folder(folder: Path, size: int, classes: list[str] | None = None, *, m
     if not folder.is_dir():
         raise AttnlabError(f"--image-dir {folder} is not a folder")
     files = sorted(p for p in [*folder.glob("*"), *folder.glob("*/*")]
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                   if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not files:
         raise AttnlabError(f"no .png or .jpg images in {folder} or its sub-folders")
     notes = []
