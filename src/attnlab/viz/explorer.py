@@ -258,7 +258,7 @@ class Explorer:
         ids, lengths = enc["ids"][:, :limit], enc["lengths"].clamp(max=limit)
         with torch.no_grad():
             logits, weights = self.model.attentions(ids, lengths)
-            _, explained = self.model(ids, lengths, need_weights=True)  # explain's weights (B, T, T)
+        explained = weights[-1].mean(1)  # explain's weights, as forward(need_weights=True) gives them (B, T, T)
         n = int(lengths[0])
         received = explained[0, :n, :n].float().mean(0)  # (T,): the column means, as explain
         return seen[0][:limit], weights, logits, received, notes
