@@ -21,6 +21,7 @@ so a masked weight stays exactly 0 and a kept one is within 8e-6 of the model's.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from attnlab.data.image_folder import EXTENSIONS
+from attnlab.data.images import ImageSet, load_images
 from attnlab.errors import AttnlabError
 
 __all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
@@ -403,11 +405,15 @@ def data_dir_of(meta: dict[str, Any]) -> Path:
     return Path(path) if path and Path(path).exists() else Path("data")
 
 
+@functools.lru_cache(maxsize=1)
+def _test_set(data_dir: Path, size: int) -> ImageSet:
+    """The test split, decoded once: ``--serve`` asks for test images on every request."""
+    return load_images(data_dir, size)[1]
+
+
 def images_from_test_set(data_dir: str | Path, indices: list[int], size: int) -> ImageInputs:
     """Test-set images by index, with their true labels (:func:`attnlab.data.images.load_images`)."""
-    from attnlab.data.images import load_images
-
-    _, test = load_images(data_dir, size)
+    test = _test_set(Path(data_dir).resolve(), size)
     n = len(test.labels)
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
