@@ -7,6 +7,7 @@ works offline and can be mailed or archived as one file.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -22,6 +23,7 @@ __all__ = ["render", "write"]
 _SLOT = re.compile(r"\{\{([A-Z]+)\}\}")
 
 
+@functools.cache  # --serve renders a page per request; the assets do not change
 def _asset(name: str) -> str:
     return resources.files("attnlab.viz").joinpath(name).read_text(encoding="utf-8")
 
