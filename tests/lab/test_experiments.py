@@ -230,7 +230,7 @@ def test_generation_alternates_the_modes_after_an_untimed_run(monkeypatch):
         return iter(range(n))
 
     monkeypatch.setattr(gpt, "iter_generate", fake_iter)
-    out = time_length(None, [5, 6, 7], 4, 2)
+    out, _ = time_length(None, [5, 6, 7], 4, 2)
     assert calls == [("untimed", 5, True), ("untimed", 5, False)] + [("timed", 5, True), ("timed", 5, False)] * 2
     assert {k: (len(v["prompt"]), len(v["steps"])) for k, v in out.items()} == {"cache": (2, 8), "no_cache": (2, 8)}
 

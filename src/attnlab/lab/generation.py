@@ -81,19 +81,21 @@ def clock_tokens(tokens: Iterable[object], clock: Callable[[], float] = time.per
     return times
 
 
-def time_length(model, prefix: list[int], m: int, repeats: int) -> dict[str, dict[str, list[float]]]:
-    """``{mode: {"prompt": [s per run], "steps": [s per decoding step]}}`` for one prompt."""
+def time_length(model, prefix: list[int], m: int, repeats: int
+                ) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[int]]]:
+    """``{mode: {"prompt": [s per run], "steps": [s per decoding step]}}`` for one prompt, and each
+    mode's greedy tokens (from the untimed warm-up run)."""
     from attnlab.models.gpt import generate, iter_generate
 
-    for cache in MODES.values():
-        generate(model, prefix, m + 1, use_cache=cache)  # untimed: first use of these shapes
+    # untimed: first use of these shapes
+    tokens = {name: generate(model, prefix, m + 1, use_cache=cache) for name, cache in MODES.items()}
     out: dict[str, dict[str, list[float]]] = {name: {"prompt": [], "steps": []} for name in MODES}
     for _ in range(repeats):
         for name, cache in MODES.items():  # alternate, so that a slow moment hits both modes
             times = clock_tokens(iter_generate(model, prefix, m + 1, use_cache=cache))
             out[name]["prompt"].append(times[0])
             out[name]["steps"] += times[1:]
-    return out
+    return out, tokens
 
 
 def _ms(xs: list[float], q: float) -> float:
@@ -101,7 +103,6 @@ def _ms(xs: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.models.gpt import generate
 
     started = time.perf_counter()
     lengths = sorted(set(args.lengths))
@@ -113,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for L in lengths:
         prefix = torch.randint(3, args.vocab, (L,), generator=g).tolist()  # no special ids
-        samples = time_length(model, prefix, m, args.repeats)
+        samples, tokens = time_length(model, prefix, m, args.repeats)
         row: dict = {"L": L}
         for name, s in samples.items():
             row[f"{name}_ms_per_token"] = 1e3 * statistics.median(s["steps"])
             row[f"{name}_ms_per_token_p25_p75"] = [_ms(s["steps"], 0.25), _ms(s["steps"], 0.75)]
             row[f"{name}_prompt_ms"] = 1e3 * statistics.median(s["prompt"])
             row[f"{name}_step_ms"] = [1e3 * x for x in s["steps"]]
-        row["same_tokens"] = generate(model, prefix, m, use_cache=True) == generate(model, prefix, m, use_cache=False)
+        row["same_tokens"] = tokens["cache"][:m] == tokens["no_cache"][:m]  # greedy: the first m of the m + 1
         row["speedup"] = row["no_cache_ms_per_token"] / row["cache_ms_per_token"]
         rows.append(row)
         print(f"  L={L:5d}: cache {row['cache_ms_per_token']:.3f} ms/token, "
