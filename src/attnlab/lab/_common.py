@@ -57,13 +57,17 @@ def plain_labels(ticks) -> FuncFormatter:
     return FuncFormatter(label)
 
 
+def _thin(values: list[float], most: int) -> list[float]:
+    """Every k-th of the sorted ``values`` (k as small as keeps at most ``most``), always the last."""
+    step = -(-len(values) // most)  # ceil
+    return values[::-1][::step][::-1]
+
+
 def label_log_x(ax: Any, values, *, max_labels: int = 8) -> None:
     """Label a log-scaled x axis at the measured ``values`` only (at most ``max_labels`` of them),
     written out in full; the minor ticks keep their grid lines but lose their labels, which
     otherwise run together. Call it after the axis's scale is set."""
-    vals = sorted({float(v) for v in values})
-    step = -(-len(vals) // max_labels)  # ceil: keep every step-th value, always the last one
-    vals = vals[::-1][::step][::-1]
+    vals = _thin(sorted({float(v) for v in values}), max_labels)
     ax.xaxis.set_major_locator(FixedLocator(vals))
     ax.xaxis.set_major_formatter(plain_labels(vals))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -79,7 +83,7 @@ def label_log_y(ax: Any) -> None:
         ticks = [m * 10**e for e in decades for m in subs if lo <= m * 10**e <= hi]
         if len(ticks) >= 3:
             break
-    ticks = ticks[::-1][:: -(-len(ticks) // 8)][::-1]  # at most 8 labels, always the top one
+    ticks = _thin(ticks, 8)  # at most 8 labels, always the top one
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(plain_labels(ticks))
     ax.yaxis.set_minor_formatter(NullFormatter())
