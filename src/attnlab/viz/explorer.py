@@ -281,7 +281,7 @@ class Explorer:
             ids = ids[:limit]
         with torch.no_grad():
             logits, weights = self.model(torch.tensor([ids]), need_weights=True)
-        received = torch.stack([w[0] for w in weights])[-1].float().mean(0).mean(0)  # last layer: (T,)
+        received = weights[-1][0].float().mean(0).mean(0)  # last layer (H, T, T) -> (T,)
         return [str(i) for i in ids], weights, logits, received, notes
 
     # ------------------------------------------------------------------ language models
