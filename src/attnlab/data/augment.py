@@ -98,8 +98,8 @@ def trivial_augment(x: torch.Tensor, generator: torch.Generator, ops: tuple[str,
     """TrivialAugment on a batch of [0, 255] images (B, 3, H, W), one random operation per image
     (drawn from ``ops``, all of :data:`TRIVIAL_OPS` by default).
 
-    Every operation is computed for the whole batch (the images are small) and each image keeps
-    its own; the draws come from ``generator``. Returns float images in [0, 255].
+    The draws come from ``generator``; each operation then runs on the images that drew it only.
+    Returns float images in [0, 255].
     """
     x = x.float()
     B, dev = x.shape[0], x.device
@@ -107,37 +107,55 @@ def trivial_augment(x: torch.Tensor, generator: torch.Generator, ops: tuple[str,
         torch.randint(0, len(ops), (B,), generator=generator).to(dev)]
     m = torch.rand(B, generator=generator).to(dev)  # magnitude in [0, 1): scaled per operation below
     sign = torch.where(torch.rand(B, generator=generator) < 0.5, -1.0, 1.0).to(dev)
+    out = torch.empty_like(x)
+    for i, name in enumerate(TRIVIAL_OPS):
+        chosen = (op == i).nonzero(as_tuple=True)[0]
+        if len(chosen):
+            out[chosen] = _trivial_op(name, x[chosen], m[chosen], sign[chosen])
+    return out
+
+
+def _trivial_op(name: str, x: torch.Tensor, m: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """One TrivialAugment operation on images (b, 3, H, W), each at its own magnitude ``m`` in
+    [0, 1) and direction ``sign`` (+-1)."""
     factor = 1.0 + 0.99 * m * sign  # enhancement factors in [0.01, 1.99]
-    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"),
-                       torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=dev).div(13).expand(3, 1, 3, 3),
-                       groups=3)
-    bits = (8 - (m * 7).floor()).clamp(1, 8)  # posterize to 1..8 bits
-    step = 2.0 ** (8 - bits).view(-1, 1, 1, 1)
-    lo = x.amin(dim=(2, 3), keepdim=True)
-    hi = x.amax(dim=(2, 3), keepdim=True)
-    angle = torch.deg2rad(135.0 * m * sign)
-    eye = torch.eye(2, 3, device=dev).expand(B, 2, 3).clone()
-    rotate, shear_x, shear_y, tx, ty = (eye.clone() for _ in range(5))
-    rotate[:, 0, 0], rotate[:, 0, 1] = torch.cos(angle), -torch.sin(angle)
-    rotate[:, 1, 0], rotate[:, 1, 1] = torch.sin(angle), torch.cos(angle)
-    shear_x[:, 0, 1] = 0.99 * m * sign
-    shear_y[:, 1, 0] = 0.99 * m * sign
-    tx[:, 0, 2] = (32.0 * m * sign).round()
-    ty[:, 1, 2] = (32.0 * m * sign).round()
-    candidates = {
-        "identity": x,
-        "brightness": _blend(x, torch.zeros_like(x), factor),
-        "color": _blend(x, _gray(x), factor),
-        "contrast": _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor),
-        "sharpness": _blend(x, blurred, factor),
-        "posterize": torch.floor(x / step) * step,
-        "solarize": torch.where(x >= (255.0 * (1 - m)).view(-1, 1, 1, 1), 255.0 - x, x),
-        "autocontrast": torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp_min(1e-6), x),
-        "rotate": _affine(x, rotate), "shear_x": _affine(x, shear_x), "shear_y": _affine(x, shear_y),
-        "translate_x": _affine(x, tx), "translate_y": _affine(x, ty),
-    }
-    stacked = torch.stack([candidates[name] for name in TRIVIAL_OPS])  # (ops, B, 3, H, W)
-    return stacked[op, torch.arange(B, device=dev)]  # (B, 3, H, W): each image's own operation
+    if name == "identity":
+        return x
+    if name == "brightness":
+        return _blend(x, torch.zeros_like(x), factor)
+    if name == "color":
+        return _blend(x, _gray(x), factor)
+    if name == "contrast":
+        return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor)
+    if name == "sharpness":
+        kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device).div(13).expand(3, 1, 3, 3)
+        return _blend(x, F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=3), factor)
+    if name == "posterize":
+        bits = (8 - (m * 7).floor()).clamp(1, 8)  # posterize to 1..8 bits
+        step = 2.0 ** (8 - bits).view(-1, 1, 1, 1)
+        return torch.floor(x / step) * step
+    if name == "solarize":
+        return torch.where(x >= (255.0 * (1 - m)).view(-1, 1, 1, 1), 255.0 - x, x)
+    if name == "autocontrast":
+        lo = x.amin(dim=(2, 3), keepdim=True)
+        hi = x.amax(dim=(2, 3), keepdim=True)
+        return torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp_min(1e-6), x)
+    theta = torch.eye(2, 3, device=x.device).expand(x.shape[0], 2, 3).clone()  # the geometric ones
+    if name == "rotate":
+        angle = torch.deg2rad(135.0 * m * sign)
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), -torch.sin(angle)
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
+    elif name == "shear_x":
+        theta[:, 0, 1] = 0.99 * m * sign
+    elif name == "shear_y":
+        theta[:, 1, 0] = 0.99 * m * sign
+    elif name == "translate_x":
+        theta[:, 0, 2] = (32.0 * m * sign).round()
+    elif name == "translate_y":
+        theta[:, 1, 2] = (32.0 * m * sign).round()
+    else:
+        raise ValueError(f"unknown TrivialAugment operation {name!r}")
+    return _affine(x, theta)
 
 
 def _beta(alpha: float, generator: torch.Generator) -> float:
