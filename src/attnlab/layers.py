@@ -34,6 +34,7 @@ __all__ = [
     "Transformer",
     "SelfAttention",
     "TransformerBlock",
+    "masked_mean",
 ]
 
 
@@ -356,3 +357,10 @@ class TransformerBlock(nn.Module):
         x = self.norm1(x + self.drop(a))
         x = self.norm2(x + self.mlp(x))
         return x, weights
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` (B, T, D) over the positions where ``mask`` (B, T) is True; zeros if none:
+    the pooling of the classifiers that average their tokens."""
+    m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)

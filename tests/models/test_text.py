@@ -106,9 +106,9 @@ def test_review_of_only_unknown_words_has_a_known_output(name):
             expected = model.linear.bias
     torch.testing.assert_close(logits, expected.expand(2, 2), atol=0, rtol=0)
     if name == "attention":  # equal scores: uniform weights over the real tokens, zero on the padding
-        _, weights = model(ids, torch.tensor([5, 1]), need_weights=True)
-        torch.testing.assert_close(weights[0], torch.full((5, 5), 0.2))
-        torch.testing.assert_close(weights[1], torch.tensor([1.0, 0, 0, 0, 0]).expand(5, 5))
+        (weights,) = model.attend(ids, torch.tensor([5, 1])).attentions  # one layer of one head
+        torch.testing.assert_close(weights[0, 0], torch.full((5, 5), 0.2))
+        torch.testing.assert_close(weights[1, 0], torch.tensor([1.0, 0, 0, 0, 0]).expand(5, 5))
 
 
 def test_averaging_skips_unknown_words():
@@ -141,10 +141,13 @@ def test_attention_is_the_course_formula_through_the_core_function():
 def test_attention_weights_for_explain(name):
     model = make(name).eval()
     ids, lengths = batch()
-    logits, weights = model(ids, lengths, need_weights=True)
-    assert weights.shape == (4, T, T)
-    assert (weights[1, :, 3:] == 0).all()  # no attention to padding
-    torch.testing.assert_close(logits, model(ids, lengths))
+    attended = model.attend(ids, lengths)
+    heads = 1 if name == "attention" else model.blocks[0].attn.num_heads
+    assert [tuple(w.shape) for w in attended.attentions] == [(4, heads, T, T)] * len(attended.attentions)
+    for w in attended.attentions:
+        assert (w[1, :, :, 3:] == 0).all()  # no attention to padding
+    assert attended.lengths.tolist() == lengths.tolist()
+    torch.testing.assert_close(attended.output, model(ids, lengths))
 
 
 def test_transformer_overfits_a_small_batch():

@@ -61,11 +61,14 @@ def test_forward_split_attentions_and_core_transformer():
     model = VisionTransformer(ViTConfig(**SMALL)).eval()
     assert isinstance(model.transformer, Transformer)
     x = torch.randn(3, 3, 32, 32)
-    features, attentions = model.forward_features(x, need_weights=True)
-    assert features.shape == (3, 65, 32)
+    attended = model.attend(x)
+    features, attentions = attended.extra["features"], attended.attentions
+    assert features.shape == (3, 65, 32) and attended.grid == (8, 8)
+    torch.testing.assert_close(features, model.forward_features(x), rtol=1e-5, atol=1e-5)  # the fused path's
     assert len(attentions) == 2 and attentions[0].shape == (3, 2, 65, 65)
     torch.testing.assert_close(attentions[1].sum(-1), torch.ones(3, 2, 65))
     torch.testing.assert_close(model.forward_head(features), model(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attended.output, model(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("stem", [(), (8, 16)])

@@ -47,7 +47,7 @@ def test_gpt_weights_are_the_models_own(gpt_run):
     model = ex.model
     with torch.no_grad():
         _, reference = model.transformer(model.pos(model.tok(ids)), is_causal=True, need_weights=True)
-        logits, _ = model.attentions(ids)
+        logits = model.attend(ids).output
         fused = model(ids)  # the fused kernel's path: the same logits
     torch.testing.assert_close(logits, fused, atol=1e-5, rtol=1e-5)
     shown = unpack(data["attention"])  # (L, H, T, T)
@@ -91,9 +91,16 @@ def test_toy_weights_and_prediction(toy_run):
     data = ex.text("3 1 4 1 5 3 3 2")
     tokens = torch.tensor([[3, 1, 4, 1, 5, 3, 3, 2]])
     with torch.no_grad():
-        logits, reference = ex.model(tokens, need_weights=True)
+        attended = ex.model.attend(tokens)
+        logits, reference = attended.output, attended.attentions
+    torch.testing.assert_close(logits, ex.model(tokens))  # attend's output is forward's
     torch.testing.assert_close(unpack(data["attention"]), torch.stack([a[0] for a in reference]),
                                atol=QUANT_TOL, rtol=0)
+    # received: the last layer's heads averaged, each key column's mean over the 8 queries, by hand
+    last = reference[-1][0]  # (H, T, T)
+    by_hand = [sum(float(last[h, i, j]) for h in range(last.size(0)) for i in range(8)) / (8 * last.size(0))
+               for j in range(8)]
+    assert data["prediction"]["received"] == pytest.approx(by_hand, abs=1e-6)
     p = torch.softmax(logits, -1)[0]
     assert data["prediction"]["label"] == f"token {int(p.argmax()) + 1}"
     assert data["prediction"]["probability"] == pytest.approx(float(p.max()), abs=1e-6)
@@ -106,12 +113,12 @@ def test_text_classifier_weights_prediction_and_received(text_runs, name):
     data = ex.text(text)
     enc, seen = encode_texts([text], ex.meta["vocab"], ex.meta["config"]["model"]["max_len"])
     with torch.no_grad():
-        logits, explained = ex.model(enc["ids"], enc["lengths"], need_weights=True)  # explain's weights
-        _, per_layer = ex.model.attentions(enc["ids"], enc["lengths"])
+        attended = ex.model.attend(enc["ids"], enc["lengths"])
+        logits, per_layer = attended.output, attended.attentions
+        torch.testing.assert_close(logits, ex.model(enc["ids"], enc["lengths"]))  # attend's output is forward's
+    explained = per_layer[-1].mean(1)  # explain's weights: the last layer, heads averaged (B, T, T)
     shown = unpack(data["attention"])
     torch.testing.assert_close(shown, torch.stack([a[0] for a in per_layer]), atol=QUANT_TOL, rtol=0)
-    # The last layer, heads averaged, is what forward(need_weights=True) gives explain.
-    torch.testing.assert_close(shown[-1].mean(0), explained[0], atol=QUANT_TOL, rtol=0)
     torch.testing.assert_close(shown.sum(-1), torch.ones(shown.shape[:-1]), atol=shown.size(-1) * QUANT_TOL, rtol=0)
     assert data["tokens"] == seen[0]
     p = torch.softmax(logits, -1)[0]
@@ -129,8 +136,8 @@ def test_vit_weights_labels_rollout(vit_run):
     data = ex.images(found)
     _, test = load_images(data_dir, 32)
     with torch.no_grad():
-        features, reference = ex.model.forward_features(normalize(test.images[[0, 3]]), need_weights=True)
-        preds = ex.model.forward_head(features).argmax(-1)
+        attended = ex.model.attend(normalize(test.images[[0, 3]]))
+        reference, preds = attended.attentions, attended.output.argmax(-1)
     assert data["grid"] == [4, 4] and len(data["images"]) == 2
     for b, image in enumerate(data["images"]):
         torch.testing.assert_close(unpack(image["attention"]), torch.stack([a[b] for a in reference]),
@@ -160,7 +167,7 @@ def test_data_cannot_close_the_script_element():
     text = script_json({"tokens": ["</script><script>alert(1)</script>", "<!--", "&amp;"]})
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text)["tokens"][0] == "</script><script>alert(1)</script>"
-    page = render({"task": "toy", "tokens": ["</script>"]})
+    page = render({"title": "toy", "tokens": ["</script>"]})
     assert page.count("</script>") == 2  # the data's and the code's own ends
 
 

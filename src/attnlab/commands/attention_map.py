@@ -92,11 +92,10 @@ def run(args: argparse.Namespace) -> int:
         chosen = pool[args.offset:stop]
     images, labels = val.images[chosen], val.labels[chosen]  # (n, 3, H, W) uint8
     with torch.no_grad():
-        features, attentions = model.forward_features(normalize(images), need_weights=True)
-        preds = model.forward_head(features).argmax(-1)
-    scores = attention_rollout(attentions) if args.rollout else cls_attention(attentions)  # (n, N)
-    size = (images.shape[-2], images.shape[-1])
-    maps = upsample(scores, model.grid_for(size), size)  # (n, H, W)
+        attended = model.attend(normalize(images))
+    preds = attended.output.argmax(-1)
+    scores = (attention_rollout if args.rollout else cls_attention)(attended.attentions)  # (n, N)
+    maps = upsample(scores, attended.grid, (images.shape[-2], images.shape[-1]))  # (n, H, W)
     titles = [f"true: {classes[t]}\npred: {classes[p]}" for t, p in zip(labels.tolist(), preds.tolist())]
     colors = ["green" if t == p else "red" for t, p in zip(labels.tolist(), preds.tolist())]
     what = "attention rollout" if args.rollout else "class-token attention, mean over heads and layers"

@@ -1,8 +1,8 @@
 """``attnlab explain``: where a sentiment model's attention goes, as a heatmap (PNG) and HTML.
 
-For the ``attention`` model the weights are those of its single head; for the ``transformer``
-they are the last block's, averaged over heads. The PNG shows the token-by-token matrix
-(row i = how token i spreads its attention); the HTML colours each token by the attention it
+The weights are the last layer's from the model's ``attend``, averaged over its heads (the
+``attention`` model has one layer of one head, the ``transformer`` one per block). The PNG shows
+the token-by-token matrix (row i = how token i spreads its attention); the HTML colours each token by the attention it
 *receives* (the mean of its column over all tokens), next to the predicted label.
 """
 
@@ -89,27 +89,26 @@ def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlab.data.imdb import LABELS
-    from attnlab.data.sentiment import encode_texts
-    from attnlab.tasks import load_trained
+    import sys
 
-    _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
-    name = meta["config"]["model"]["name"]
-    if name not in ("attention", "transformer"):
-        raise AttnlabError(f"the '{name}' model has no attention to explain; pass a checkpoint "
-                           "of `attnlab train text --model attention` (or transformer)")
+    from attnlab.tasks import load_reader, load_trained
+
+    task, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
+    reader = load_reader(task, model, meta, checkpoint=args.checkpoint)
     require_utf8(args.text, "the review")
-    enc, seen = encode_texts([args.text], meta["vocab"], meta["config"]["model"]["max_len"])
+    encoded = reader.text(args.text, reader.max_len)
+    for note in encoded.notes:
+        print(f"note: {note}", file=sys.stderr)
     with torch.no_grad():
-        logits, weights = model(enc["ids"], enc["lengths"], need_weights=True)
-    probs = torch.softmax(logits.float(), -1)[0]
-    labels = meta.get("labels", list(LABELS))
+        attended = model.attend(*encoded.inputs)
+    probs = torch.softmax(attended.output.float(), -1)[0]
+    labels = reader.labels
     k = int(probs.argmax())
-    tokens = seen[0]
+    tokens = encoded.tokens
     n = len(tokens)
-    w = weights[0, :n, :n].float()  # (T, T): row = query, column = key
-    received = w.mean(0)  # (T,)
-    title = f"{name}: {labels[k]} (p = {float(probs[k]):.3f})"
+    w = attended.attentions[-1][0, :, :n, :n].float().mean(0)  # (T, T): last layer, heads averaged; row = query
+    received = attended.received()  # (T,): the column means of w
+    title = f"{meta['config']['model']['name']}: {labels[k]} (p = {float(probs[k]):.3f})"
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         png, page = args.out / "attention.png", args.out / "attention.html"

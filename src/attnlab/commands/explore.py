@@ -98,13 +98,12 @@ def build(explorer: Any, args: argparse.Namespace) -> dict[str, Any] | None:
 
     image_args = args.images is not None or args.image_file is not None or args.image_dir is not None
     where = {"layer": args.layer, "head": args.head}
-    if explorer.kind == "vit":
+    if explorer.kind == "image":
         if args.text is not None or args.prompt is not None:
             raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
         if not image_args:
             return None
-        size = explorer.model.config.image_size
-        classes = list(explorer.meta.get("classes") or [])
+        size, classes = explorer.reader.image_size, explorer.reader.labels
         found = ex.empty_images(size)
         if args.images is not None:
             found += ex.images_from_test_set(args.data_dir or ex.data_dir_of(explorer.meta), args.images, size)
@@ -116,13 +115,13 @@ def build(explorer: Any, args: argparse.Namespace) -> dict[str, Any] | None:
             print(f"note: {note}", file=sys.stderr)
         return explorer.images(found, **where)
     if image_args:
-        raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a {explorer.task} model: "
+        raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a {explorer.reader.title}: "
                            "pass a text")
     if explorer.kind == "lm" and (args.prompt is not None or args.generate):
         return explorer.generation(args.prompt or args.text or "", args.generate, sampling(args, explorer.meta),
                                    **where)
     if args.generate:
-        raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {explorer.task} model")
+        raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {explorer.reader.title}")
     if args.text is None:
         return None
     return explorer.text(args.text, **where)
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     explorer = Explorer.load(args.checkpoint, limits=limits)
     data = build(explorer, args)
     if data is None and args.serve is None:
-        wanted = {"vit": "--images I ..., --image-file PATH or --image-dir DIR",
+        wanted = {"image": "--images I ..., --image-file PATH or --image-dir DIR",
                   "lm": "a TEXT, or --prompt TEXT --generate N"}.get(explorer.kind, "a TEXT")
         raise AttnlabError(f"nothing to explore: pass {wanted} (or --serve to type inputs into a page)")
     if data is not None and (args.out is not None or args.serve is None):
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         from attnlab.viz.explorer_server import ExplorerApp, ServeOptions, serve
 
         data_dir = None
-        if explorer.kind == "vit":
+        if explorer.kind == "image":
             data_dir = str(args.data_dir or ex.data_dir_of(explorer.meta))
         options = ServeOptions(max_upload_bytes=args.max_upload, generate=args.generate or 20,
                                sampling=sampling(args, explorer.meta) if explorer.kind == "lm" else None,

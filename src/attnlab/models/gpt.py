@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.attended import Attended
 from attnlab.attention import causal_mask, combine_masks, padding_mask
 from attnlab.config import Layers, NonNegative, Range, Rate, Size
 from attnlab.errors import AttnlabError
@@ -127,8 +128,8 @@ class DialogueGPT(nn.Module):
             self._head_t, self._head_t_key = w.detach().t().contiguous(), key  # (dim, V)
         return h @ self._head_t
 
-    def attentions(self, input_ids: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(logits (B, T, V), [per-layer weights (B, H, T, T)])`` of unpadded ``input_ids`` (B, T).
+    def attend(self, input_ids: Tensor) -> Attended:
+        """Logits (B, T, V) of unpadded ``input_ids`` (B, T) and every layer's weights (B, H, T, T).
 
         The weights come from the blocks' own ``need_weights`` path under the causal mask: row
         ``i`` of a layer's weights is what position ``i`` attended to when it predicted token ``i + 1``.
@@ -141,7 +142,7 @@ class DialogueGPT(nn.Module):
             x = self.drop(x)
         h, weights = self.transformer(x, is_causal=True, need_weights=True)
         assert weights is not None
-        return self.head(self.norm(h)), weights
+        return Attended(self.head(self.norm(h)), weights, causal=True)
 
     def no_weight_decay(self) -> set[str]:
         """The position table is a lookup table, not a linear map: AdamW leaves it undecayed."""

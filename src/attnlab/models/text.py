@@ -3,9 +3,9 @@
 Every model has the same interface: ``forward(ids, lengths) -> logits`` with ``ids`` (B, T)
 token ids (0 = padding, 1 = unknown word) and ``lengths`` (B,) the number of real tokens;
 ``logits`` is (B, num_classes). Columns past ``lengths.max()`` are cut off first, so extra
-padding never changes a prediction. Models with attention also take ``need_weights=True`` and
-then return ``(logits, weights)`` with weights (B, T, T) (averaged over heads for the
-Transformer's last layer), which ``attnlab explain`` draws.
+padding never changes a prediction. Models with attention also answer ``attend(ids, lengths)``
+(:class:`attnlab.attended.Attended`: the logits and every layer's weights (B, H, T, T)), which
+``attnlab explain`` and the explorer draw.
 
 * :class:`LogisticRegressionClassifier`, :class:`FFNN`: the average of the review's known word
   vectors (unknown words and padding skipped; a review with no known word averages to the zero
@@ -28,10 +28,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from attnlab.attended import Attended
 from attnlab.attention import padding_mask
 from attnlab.config import Count, Layers, Rate, Size
 from attnlab.errors import AttnlabError
-from attnlab.layers import AttentionHead, TransformerBlock
+from attnlab.layers import AttentionHead, TransformerBlock, masked_mean
 from attnlab.models.rnn_autocast import run_rnn
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, UNK_ID
@@ -110,12 +111,6 @@ def _trim(ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
 def token_mask(lengths: Tensor, t: int) -> Tensor:
     """(B, t) bool: True for the first ``lengths[b]`` positions of row ``b``."""
     return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, T, D) over the positions where ``mask`` (B, T) is True; zeros if none."""
-    m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
 
 
 def _frozen(embeddings: Tensor) -> nn.Embedding:
@@ -212,18 +207,16 @@ class AttentionClassifier(nn.Module):
         self.attention = Attention(e, query_key_size)
         self.linear = nn.Linear(e, num_classes)
 
-    def forward(self, ids: Tensor, lengths: Tensor, *, need_weights: bool = False):
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.attend(ids, lengths).output
+
+    def attend(self, ids: Tensor, lengths: Tensor) -> Attended:
+        """Logits and the single head's weights as a one-layer, one-head stack: [(B, 1, T, T)]."""
         ids, mask = _trim(ids, lengths)
         attn_mask = padding_mask(mask)[:, 0]  # (B, 1, T): no query looks at padding
         out, weights = self.attention(self.embedding(ids), attn_mask)  # (B, T, e), (B, T, T)
         logits = self.linear(masked_mean(out, mask))
-        return (logits, weights) if need_weights else logits
-
-    def attentions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(logits, [weights (B, 1, T, T)])``: the single head as a one-layer, one-head stack
-        (the shape the Transformers' ``attentions`` give), from the same ``need_weights`` output."""
-        logits, weights = self(ids, lengths, need_weights=True)
-        return logits, [weights[:, None]]  # (B, 1, T, T)
+        return Attended(logits, [weights[:, None]], lengths=mask.sum(1))  # (B, 1, T, T)
 
 
 class TextClassificationTransformer(nn.Module):
@@ -248,17 +241,14 @@ class TextClassificationTransformer(nn.Module):
         self.pooling = pooling
         self.head = nn.Linear(dim * (2 if pooling == "meanmax" else 1), num_classes)
 
-    def forward(self, ids: Tensor, lengths: Tensor, *, need_weights: bool = False):
-        """Logits (B, classes); with ``need_weights`` also the last block's weights averaged over
-        its heads, (B, T, T), which ``attnlab explain`` draws."""
-        logits, weights = self._run(ids, lengths, need_weights)
-        return (logits, weights[-1].mean(1)) if need_weights else logits
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self._run(ids, lengths, need_weights=False).output
 
-    def attentions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(logits, [per-block weights (B, H, T, T)])``: every block's heads."""
-        return self._run(ids, lengths, True)
+    def attend(self, ids: Tensor, lengths: Tensor) -> Attended:
+        """Logits and every block's weights, [(B, H, T, T)] per block."""
+        return self._run(ids, lengths, need_weights=True)
 
-    def _run(self, ids: Tensor, lengths: Tensor, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
+    def _run(self, ids: Tensor, lengths: Tensor, *, need_weights: bool) -> Attended:
         ids, mask = _trim(ids, lengths)
         x = self.drop(self.positions(self.embedding(ids)))  # (B, T, dim)
         attn_mask = padding_mask(mask)  # (B, 1, 1, T)
@@ -267,7 +257,7 @@ class TextClassificationTransformer(nn.Module):
             x, w = block(x, attn_mask, need_weights=need_weights)
             if w is not None:
                 weights.append(w)  # (B, H, T, T)
-        return self.head(self.drop(self.pool(x, mask))), weights
+        return Attended(self.head(self.drop(self.pool(x, mask))), weights, lengths=mask.sum(1))
 
     def pool(self, x: Tensor, mask: Tensor) -> Tensor:
         """The pooling of ``forward``: (B, T, dim) over the real tokens -> (B, dim) or (B, 2 * dim)."""

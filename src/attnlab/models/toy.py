@@ -1,7 +1,8 @@
 """The toy task's classifier: a small Transformer encoder over padded token sequences.
 
 ``ToyClassifier`` = token embedding + learned positions -> :class:`attnlab.layers.Transformer`
-under a padding mask -> LayerNorm -> mean over the real tokens -> linear layer. It learns to
+under a padding mask -> LayerNorm -> mean over the real tokens (:func:`attnlab.layers.masked_mean`)
+-> linear layer. It learns to
 name the most frequent token of a sequence (:mod:`attnlab.data.toy`).
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import torch
 from torch import Tensor, nn
 
+from attnlab.attended import Attended
 from attnlab.attention import padding_mask
 from attnlab.config import Layers, Range, Rate, Size
-from attnlab.layers import Transformer
+from attnlab.layers import Transformer, masked_mean
+from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID
 
 __all__ = ["ToyModelConfig", "ToyClassifier"]
@@ -36,24 +38,28 @@ class ToyModelConfig:
 
 
 class ToyClassifier(nn.Module):
-    """``forward(tokens (B, T), *, need_weights) -> (logits (B, vocab_size), attentions or None)``."""
+    """``forward(tokens (B, T)) -> logits (B, vocab_size)``; ``attend(tokens)`` adds every layer's weights."""
 
     def __init__(self, cfg: ToyModelConfig) -> None:
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size + 1, cfg.dim, padding_idx=PAD_ID)
-        self.pos_embed = nn.Parameter(torch.randn(cfg.seq_len, cfg.dim) * 0.02)  # (T, dim)
+        self.pos_embed = LearnedPositionalEmbedding(max_len=cfg.seq_len, dim=cfg.dim)
         self.encoder = Transformer(cfg.dim, cfg.head_dim, cfg.mlp_dim, cfg.num_heads, cfg.num_layers,
                                    dropout=cfg.dropout)
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size)
 
-    def forward(self, tokens: Tensor, *, need_weights: bool = False) -> tuple[Tensor, list[Tensor] | None]:
-        B, T = tokens.shape
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self._run(tokens, need_weights=False).output
+
+    def attend(self, tokens: Tensor) -> Attended:
+        """Logits and every layer's weights (B, H, T, T) under the padding mask."""
+        return self._run(tokens, need_weights=True)
+
+    def _run(self, tokens: Tensor, *, need_weights: bool) -> Attended:
         real = tokens != PAD_ID  # (B, T)
-        x = self.embed(tokens) + self.pos_embed[:T]  # (B, T, D)
+        x = self.pos_embed(self.embed(tokens))  # (B, T, D)
         x, attentions = self.encoder(x, padding_mask(real), need_weights=need_weights)
-        x = self.norm(x)
-        w = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, D)
-        return self.head(pooled), attentions
+        logits = self.head(masked_mean(self.norm(x), real))  # (B, D) -> (B, classes)
+        return Attended(logits, attentions or [], lengths=real.sum(1))

@@ -18,6 +18,7 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
+from attnlab.attended import Attended
 from attnlab.config import Layers, Range, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import Transformer
@@ -154,8 +155,11 @@ class VisionTransformer(nn.Module):
         patches = interpolate_pos_2d(pos[1:], self.patch_embed.grid, grid)  # (rows * cols, dim)
         return torch.cat([pos[:1], patches])
 
-    def forward_features(self, x: Tensor, *, need_weights: bool = False) -> tuple[Tensor, list[Tensor] | None]:
-        """Images (B, C, H, W) -> (normalised tokens (B, 1 + N, dim), attentions or None)."""
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) -> normalised tokens (B, 1 + N, dim)."""
+        return self._features(x, need_weights=False)[0]
+
+    def _features(self, x: Tensor, *, need_weights: bool) -> tuple[Tensor, list[Tensor] | None]:
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
         x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
         if self.stem is not None:
@@ -171,4 +175,11 @@ class VisionTransformer(nn.Module):
         return self.head(features[:, 0])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x)[0])
+        return self.forward_head(self.forward_features(x))
+
+    def attend(self, x: Tensor) -> Attended:
+        """Logits and every layer's weights (B, H, 1 + N, 1 + N) over the class token and the patch
+        grid (``grid``); ``extra["features"]`` holds the normalised tokens."""
+        features, attentions = self._features(x, need_weights=True)
+        grid = self.grid_for((x.shape[-2], x.shape[-1]))
+        return Attended(self.forward_head(features), attentions or [], grid=grid, extra={"features": features})

@@ -11,7 +11,13 @@ A task module is thin glue between a model family (:mod:`attnlab.models`), its d
     def evaluate(checkpoint, inputs, *, device="auto") -> dict[str, float]
     def load_model(checkpoint) -> tuple[nn.Module, dict]   # trained model (eval mode, CPU), checkpoint meta
 
-and optionally ``MODELS`` (the names ``--model`` picks, each also a preset) and ``EXAMPLE``.
+and optionally ``MODELS`` (the names ``--model`` picks, each also a preset), ``EXAMPLE``, and, for
+a task whose models have attention::
+
+    def reader(model, meta) -> attnlab.attended.Reader   # how the model reads a person's text or images
+
+through which the explorer, ``explain`` and ``attention-map`` feed the model's ``attend``
+(:func:`load_reader`).
 ``train`` seeds, then builds the model, then calls :func:`attnlab.engine.fit`; it returns the
 final metrics. Resuming, it takes the vocabulary and tokenizer from the checkpoint
 (:func:`resumed_meta`), never rebuilding them, and names its data files with their checksums in
@@ -27,7 +33,7 @@ from typing import Any
 
 from attnlab.registry import Registry
 
-__all__ = ["TASKS", "load_trained", "resumed_meta"]
+__all__ = ["TASKS", "load_trained", "load_reader", "resumed_meta"]
 
 TASKS = Registry("task", "attnlab.tasks", {
     "toy": "most-frequent-token classification on generated data (engine demo, seconds on a CPU)",
@@ -41,12 +47,12 @@ TASKS = Registry("task", "attnlab.tasks", {
 def resumed_meta(run_dir: Path, resume: bool | str | Path) -> dict[str, Any] | None:
     """The meta of the checkpoint a resume continues from: the run's latest, or the checkpoint
     ``resume`` names (``--resume-from``); None for a new run."""
-    from attnlab.engine.checkpoint import CHECKPOINTS, read_meta
+    from attnlab.engine.checkpoint import latest, read_meta
 
     if resume is False:
         return None
     if resume is True:
-        return read_meta(run_dir, which="latest") if (Path(run_dir) / CHECKPOINTS / "latest").exists() else None
+        return read_meta(run_dir, which="latest") if latest(run_dir) is not None else None
     return read_meta(resume, which="latest")
 
 
@@ -68,3 +74,22 @@ def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None
         raise AttnlabError(f"checkpoint {checkpoint} is from task '{task}', not {what}{wanted}; {hint}")
     model, meta = TASKS.load(task).load_model(checkpoint)
     return task, model, meta
+
+
+def load_reader(task: str, model: Any, meta: dict[str, Any], *, checkpoint: str | Path = "") -> Any:
+    """The :class:`attnlab.attended.Reader` of a trained model of ``task``: how a person's text or
+    images become the inputs of its ``attend``. A model without attention is one clear error."""
+    from attnlab.errors import AttnlabError
+
+    module = TASKS.load(task)
+    reader = getattr(module, "reader", None)
+    found = reader(model, meta) if reader is not None else None
+    if found is None:
+        name = meta.get("config", {}).get("model", {}).get("name")
+        what = f"the {task} '{name}' model" if isinstance(name, str) else f"the {TASKS.help[task]}"
+        where = f" ({checkpoint})" if checkpoint else ""
+        raise AttnlabError(f"{what}{where} has no attention to look at; pass a checkpoint of {ATTENDING}")
+    return found
+
+
+ATTENDING = "gpt, text (--model attention or transformer), vit or toy"  # the tasks with a reader

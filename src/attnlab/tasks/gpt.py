@@ -17,7 +17,16 @@ import torch
 
 from attnlab.engine import TrainConfig
 from attnlab.models.gpt import DialogueGPT, GPTConfig
-from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks.lm import (
+    GPT_STEPS,
+    LMDataConfig,
+    LMInputs,
+    LMReader,
+    SampleConfig,
+    evaluate_lm,
+    load_lm,
+    train_lm,
+)
 
 # What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
@@ -108,3 +117,8 @@ def trained_or_random(checkpoint: str | Path | None, shape: GPTConfig, *, seed: 
     shape.check()
     torch.manual_seed(seed)
     return DialogueGPT(shape).eval(), [START_ID], "random weights"
+
+
+def reader(model: DialogueGPT, meta: dict[str, Any]) -> LMReader:
+    """How the model reads a prompt (the explorer's door to :meth:`DialogueGPT.attend`)."""
+    return LMReader(meta, "DialogueGPT language model")

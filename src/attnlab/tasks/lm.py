@@ -181,3 +181,39 @@ def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMI
               "part is drawn from it anyway", file=sys.stderr)
     _, _, val_batches, _ = lm_data(cfg, inputs, tok=MyTokenizer.from_dict(meta["tokenizer"]))
     return evaluate_batches(model.to(training_device(device)), DialogueLoss(), val_batches, perplexity=True)
+
+
+class LMReader:
+    """How a trained language model reads a prompt (:class:`attnlab.attended.Reader`, kind ``lm``):
+    the run's own tokenizer, and the start token a dialogue model begins every turn with."""
+
+    kind = "lm"
+    labels: list[str] = []
+    image_size = 0
+
+    def __init__(self, meta: dict[str, Any], title: str) -> None:
+        self.tok = MyTokenizer.from_dict(meta["tokenizer"])
+        self.stream = meta.get("config", {}).get("data", {}).get("mode") == "stream"
+        self.title = title
+
+    def text(self, text: str, limit: int) -> Any:
+        """The prompt's ids (its last ``limit``), shown as words; an unknown word says so."""
+        import torch
+
+        from attnlab.attended import Encoded
+
+        ids = prompt_ids(self.tok, text, self.stream)
+        words = self.tok.tokenize(text) if text else []
+        shown = [self.tok.vocab[i] for i in ids]
+        if len(words) == len(ids) - (0 if self.stream else 1):  # the words the ids came from
+            start = len(ids) - len(words)
+            shown = shown[:start] + [w if i != self.tok.unk_id else f"{w} (unknown)"
+                                     for w, i in zip(words, ids[start:])]
+        notes = []
+        if len(ids) > limit:
+            notes.append(f"the prompt has {len(ids)} tokens; its last {limit} are kept")
+            ids, shown = ids[-limit:], shown[-limit:]
+        return Encoded((torch.tensor([ids]),), shown, notes)
+
+    def token(self, token_id: int) -> str:
+        return self.tok.vocab[token_id]

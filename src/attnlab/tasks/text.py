@@ -259,3 +259,35 @@ def evaluate(checkpoint: str | Path, inputs: TextInputs, *, device: str = "auto"
     out = classification_report(enc["label"], logits.argmax(-1), meta.get("labels", LABELS), prefix=prefix)
     out[f"{prefix}ece"] = expected_calibration_error(torch.softmax(logits, -1), enc["label"])[0]
     return out
+
+
+class ReviewReader:
+    """How a sentiment classifier with attention reads a review (:class:`attnlab.attended.Reader`,
+    kind ``classifier``): the training run's tokenizer and vocabulary, its first ``max_len`` tokens."""
+
+    kind = "classifier"
+    image_size = 0
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.vocab: list[str] = meta["vocab"]
+        self.max_len = int(meta["config"]["model"]["max_len"])
+        self.labels = list(meta.get("labels", LABELS))
+        self.title = f"sentiment {meta['config']['model']['name']} classifier"
+
+    def text(self, text: str, limit: int) -> Any:
+        from attnlab.attended import Encoded
+        from attnlab.data.sentiment import encode_texts
+
+        keep = min(self.max_len, limit)
+        enc, seen = encode_texts([text], self.vocab, len(text) + 1)  # every token, to count them
+        notes = []
+        if len(seen[0]) > keep:
+            why = f"the limit of {limit}" if keep < self.max_len else f"the model's max_len {self.max_len}"
+            notes.append(f"the text has {len(seen[0])} tokens; the model reads the first {keep} ({why})")
+        return Encoded((enc["ids"][:, :keep], enc["lengths"].clamp(max=keep)), seen[0][:keep], notes)
+
+
+def reader(model: nn.Module, meta: dict[str, Any]) -> ReviewReader | None:
+    """How a model with attention reads a review (the door to its ``attend``); None for the
+    models without attention (logreg, ffnn, rnn)."""
+    return ReviewReader(meta) if hasattr(model, "attend") else None

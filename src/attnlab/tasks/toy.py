@@ -60,7 +60,7 @@ CONFIG, INPUTS = ToyConfig, ToyInputs
 
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
-    logits, _ = model(batch["tokens"])
+    logits = model(batch["tokens"])
     return classification_loss(logits, batch["labels"])
 
 
@@ -102,3 +102,42 @@ def evaluate(checkpoint: str | Path, inputs: ToyInputs, *, device: str = "auto")
     out.update(evaluate_batches(model, loss_fn, data["test"], prefix="test_"))
     out["step"] = meta.get("step", 0)
     return out
+
+
+class ToyReader:
+    """How the toy classifier reads its input (:class:`attnlab.attended.Reader`, kind ``classifier``):
+    token ids 1 to ``vocab_size`` separated by spaces; the classes are the tokens."""
+
+    kind = "classifier"
+    title = "toy Transformer classifier"
+    image_size = 0
+
+    def __init__(self, model: ToyClassifier) -> None:
+        self.config = model.config
+        self.labels = [f"token {c + 1}" for c in range(self.config.vocab_size)]
+
+    def text(self, text: str, limit: int) -> Any:
+        import torch
+
+        from attnlab.attended import Encoded
+        from attnlab.errors import AttnlabError
+
+        c = self.config
+        try:
+            ids = [int(t) for t in text.replace(",", " ").split()]
+        except ValueError:
+            raise AttnlabError(f"the toy model reads token ids 1 to {c.vocab_size} separated by spaces, "
+                               f"got {text!r}") from None
+        if any(not 1 <= i <= c.vocab_size for i in ids):
+            raise AttnlabError(f"the toy model's tokens are 1 to {c.vocab_size}; got {ids}")
+        limit = min(c.seq_len, limit)
+        notes = []
+        if len(ids) > limit:
+            notes.append(f"{len(ids)} tokens given; the model reads the first {limit}")
+            ids = ids[:limit]
+        return Encoded((torch.tensor([ids]),), [str(i) for i in ids], notes)
+
+
+def reader(model: ToyClassifier, meta: dict[str, Any]) -> ToyReader:
+    """How the model reads token ids typed by a person (the door to :meth:`ToyClassifier.attend`)."""
+    return ToyReader(model)

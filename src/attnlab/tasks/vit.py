@@ -180,3 +180,25 @@ def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto")
     dev = training_device(device)
     batches = ImageBatches(test, config_from_dict(VitTaskConfig, meta["config"]).data.eval_batch_size, device=dev)
     return evaluate_batches(model.to(dev), loss_fn, batches, device=dev, prefix="test_")
+
+
+class ImageReader:
+    """How a ViT reads images (:class:`attnlab.attended.Reader`, kind ``image``): uint8 images of
+    its training size, normalised as in training; the classes are the run's."""
+
+    kind = "image"
+    title = "Vision Transformer"
+
+    def __init__(self, model: VisionTransformer, meta: dict[str, Any]) -> None:
+        self.image_size = model.config.image_size
+        self.labels = list(meta.get("classes") or [str(c) for c in range(model.config.num_classes)])
+
+    def images(self, images: Tensor) -> tuple[Tensor, ...]:
+        from attnlab.data.augment import normalize
+
+        return (normalize(images),)
+
+
+def reader(model: VisionTransformer, meta: dict[str, Any]) -> ImageReader:
+    """How the model reads images (the door to :meth:`VisionTransformer.attend`)."""
+    return ImageReader(model, meta)

@@ -75,7 +75,7 @@
   const app = document.getElementById("app");
   app.textContent = "";
 
-  if (DATA.kind === "vit") vitPage();
+  if (DATA.kind === "image") vitPage();
   else textPage();
 
   // ------------------------------------------------------------------ text models

@@ -1,10 +1,11 @@
 """The attention explorer's data: a trained model's attention for one input, ready for the page.
 
-:class:`Explorer` wraps any trained model that has attention (reached through
-:func:`attnlab.tasks.load_trained`): DialogueGPT (``gpt``), the sentiment Transformer and
-attention classifiers (``text``), the ViT (``vit``) and the toy classifier (``toy``). Its
-methods turn an input into a plain dict (:func:`attnlab.viz.explorer_page.render` writes it into
-one self-contained HTML page):
+:class:`Explorer` wraps any trained model that answers ``attend`` (:mod:`attnlab.attended`),
+reached through :func:`attnlab.tasks.load_trained` with its task's reader
+(:func:`attnlab.tasks.load_reader`), which turns a person's text or images into the model's
+inputs. It never asks which task a model came from: what it shows follows the reader's kind
+(a language model, a classifier, an image model). Its methods turn an input into a plain dict
+(:func:`attnlab.viz.explorer_page.render` writes it into one self-contained HTML page):
 
 * :meth:`Explorer.text`: a text (or the toy task's token ids) -> tokens, every layer's and head's
   weights, and for a classifier the prediction and the attention each token receives;
@@ -13,7 +14,7 @@ one self-contained HTML page):
 * :meth:`Explorer.images`: uint8 images -> per image the weights, the class token's attention,
   attention rollout, and the true and predicted labels.
 
-Every weight comes from the model's own ``need_weights`` path (the one tested equal to the fused
+Every weight comes from the model's ``attend``, its own ``need_weights`` path (the one tested equal to the fused
 kernel). Weights travel to the page as unsigned 16-bit integers (``round(w * 65535)``, base64),
 so a masked weight stays exactly 0 and a kept one is within 8e-6 of the model's.
 """
@@ -31,15 +32,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnlab.attended import Attended
 from attnlab.data.image_folder import EXTENSIONS
 from attnlab.data.images import ImageSet, load_images
 from attnlab.errors import AttnlabError
 
 __all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
-           "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "EXPLORABLE"]
+           "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "attention_shape"]
 
-EXPLORABLE = "gpt, text (--model attention or transformer), vit or toy"
 QUANT = 65535  # weights are sent as round(w * QUANT) in uint16
+RECEIVED_WHAT = ("attention each token receives: the mean of its column over every query, last layer, heads "
+                 "averaged, which is what a classifier that averages its tokens takes from it; what "
+                 "`attnlab explain` shows")
 
 
 @dataclass
@@ -128,37 +132,37 @@ class Sampling:
         return f"sampling at temperature {self.temperature:g}, top-k {self.top_k}, seed {self.seed}"
 
 
-class Explorer:
-    """A trained model with attention and what the page needs to know about it."""
+def attention_shape(model: Any) -> tuple[int, int]:
+    """(layers, heads) of a model built from attnlab's attention layers: one layer per
+    :class:`MultiHeadedAttention`; a lone :class:`AttentionHead` is one layer of one head."""
+    from attnlab.layers import AttentionHead, MultiHeadedAttention
 
-    def __init__(self, task: str, model: Any, meta: dict[str, Any], *, checkpoint: str = "",
+    multi = [m for m in model.modules() if isinstance(m, MultiHeadedAttention)]
+    if multi:
+        return len(multi), multi[0].num_heads
+    return sum(isinstance(m, AttentionHead) for m in model.modules()), 1
+
+
+class Explorer:
+    """A trained model with attention, the :class:`attnlab.attended.Reader` that feeds its
+    ``attend``, and what the page needs to know about it."""
+
+    def __init__(self, model: Any, meta: dict[str, Any], reader: Any, *, checkpoint: str = "",
                  limits: Limits | None = None) -> None:
-        self.task, self.model, self.meta = task, model, meta
+        self.model, self.meta, self.reader = model, meta, reader
         self.checkpoint = checkpoint
         self.limits = limits or Limits()
         self.limits.check()
-        self.name = meta.get("config", {}).get("model", {}).get("name") if task == "text" else task
-        if task == "lstm-lm" or (task == "text" and self.name not in ("attention", "transformer")):
-            what = "the LSTM language model" if task == "lstm-lm" else f"the text '{self.name}' model"
-            raise AttnlabError(f"{what} ({checkpoint or task}) has no attention to explore; pass a checkpoint of "
-                               f"{EXPLORABLE}")
-        self.kind = {"gpt": "lm", "text": "classifier", "toy": "classifier", "vit": "vit"}[task]
-        self.num_layers, self.num_heads = self._shape()
+        self.kind: str = reader.kind  # "lm", "classifier" or "image"
+        self.num_layers, self.num_heads = attention_shape(model)
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, limits: Limits | None = None) -> Explorer:
-        from attnlab.tasks import load_trained
+        from attnlab.tasks import load_reader, load_trained
 
         task, model, meta = load_trained(checkpoint)
-        return cls(task, model, meta, checkpoint=str(checkpoint), limits=limits)
-
-    def _shape(self) -> tuple[int, int]:
-        """(layers, heads): the single-head attention classifier is one layer of one head."""
-        if self.task == "text":
-            m = self.meta["config"]["model"]
-            return (1, 1) if self.name == "attention" else (int(m["num_layers"]), int(m["num_heads"]))
-        c = self.model.config  # GPTConfig, ToyModelConfig, ViTConfig
-        return int(c.num_layers), int(c.num_heads)
+        reader = load_reader(task, model, meta, checkpoint=checkpoint)
+        return cls(model, meta, reader, checkpoint=str(checkpoint), limits=limits)
 
     # ------------------------------------------------------------------ what is shown
     def selection(self, layer: int | None = None, head: int | None = None) -> tuple[list[int], list[int]]:
@@ -188,7 +192,7 @@ class Explorer:
     def _base(self, layers: list[int], heads: list[int], layer: int | None, head: int | None,
               notes: list[str]) -> dict[str, Any]:
         return {
-            "task": self.task, "model": self.describe(), "checkpoint": self.checkpoint,
+            "kind": self.kind, "title": self.reader.title, "model": self.describe(), "checkpoint": self.checkpoint,
             "num_layers": self.num_layers, "num_heads": self.num_heads, "layers": layers, "heads": heads,
             "initial": {"layer": layers.index(layer) if layer is not None else len(layers) - 1,
                         "head": heads.index(head) if head is not None else None},
@@ -197,104 +201,47 @@ class Explorer:
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
-        kind = {"gpt": "DialogueGPT language model", "toy": "toy Transformer classifier",
-                "vit": "Vision Transformer"}.get(self.task, f"sentiment {self.name} classifier")
-        return f"{kind}: {self.num_layers} layer(s), {self.num_heads} head(s), {params:,} parameters"
+        return f"{self.reader.title}: {self.num_layers} layer(s), {self.num_heads} head(s), {params:,} parameters"
 
-    @staticmethod
-    def _stack(attentions: list[Tensor], layers: list[int], heads: list[int], row: int = 0) -> Tensor:
-        """Per-layer (B, H, T, T) -> (len(layers), len(heads), T, T) of batch row ``row``."""
-        return torch.stack([attentions[layer][row, heads] for layer in layers]).float()
+    def _attend(self, inputs: tuple[Tensor, ...]) -> Attended:
+        with torch.no_grad():
+            return self.model.attend(*inputs)
 
     # ------------------------------------------------------------------ text models
     def text(self, text: str, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
-        """A text (toy: token ids separated by spaces) -> the page's data."""
+        """A text (toy: token ids separated by spaces) -> the page's data; a language model's page
+        is its :meth:`generation` of no new tokens."""
+        if self.kind == "image":
+            raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir")
         if not text.strip():
             raise AttnlabError("the text is empty; pass a text to explore")
-        layers, heads = self.selection(layer, head)
-        if self.task == "vit":
-            raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir")
-        if self.task == "gpt":
+        if self.kind == "lm":
             return self.generation(text, 0, layer=layer, head=head)
-        if self.task == "toy":
-            tokens, weights, logits, received, notes = self._toy(text)
-            labels = [f"token {c + 1}" for c in range(logits.size(-1))]
-        else:
-            from attnlab.data.imdb import LABELS
-
-            tokens, weights, logits, received, notes = self._sentiment(text)
-            labels = list(self.meta.get("labels", LABELS))
-        probs = torch.softmax(logits.float(), -1)[0]
+        layers, heads = self.selection(layer, head)
+        encoded = self.reader.text(text, self.limits.max_tokens)
+        attended = self._attend(encoded.inputs)
+        labels = self.reader.labels
+        probs = torch.softmax(attended.output.float(), -1)[0]
         k = int(probs.argmax())
-        data = self._base(layers, heads, layer, head, notes)
+        data = self._base(layers, heads, layer, head, encoded.notes)
         data.update({
-            "kind": "classifier", "tokens": tokens, "causal": False,
-            "attention": pack(self._stack(weights, layers, heads)),
+            "tokens": encoded.tokens, "causal": False,
+            "attention": pack(attended.select(layers, heads)),
             "prediction": {"label": labels[k], "probability": float(probs[k]),
                            "probabilities": [[lab, float(p)] for lab, p in zip(labels, probs.tolist())],
-                           "received": received.tolist(),
-                           "received_what": self._received_what()},
+                           "received": attended.received().tolist(), "received_what": RECEIVED_WHAT},
         })
         return data
-
-    def _received_what(self) -> str:
-        if self.task == "toy":
-            return ("attention each token receives: the mean of its column over every query, last layer, "
-                    "heads averaged (the classifier averages the last layer's outputs)")
-        what = "the single head" if self.name == "attention" else "the last block, heads averaged"
-        return (f"attention each token receives: the mean of its column over every query ({what}), which "
-                "is what the pooled output takes from it; what `attnlab explain` shows")
-
-    def _sentiment(self, text: str) -> tuple[list[str], list[Tensor], Tensor, Tensor, list[str]]:
-        from attnlab.data.sentiment import encode_texts
-
-        max_len = int(self.meta["config"]["model"]["max_len"])
-        limit = min(max_len, self.limits.max_tokens)
-        enc, seen = encode_texts([text], self.meta["vocab"], len(text) + 1)  # every token, to count them
-        total = len(seen[0])
-        notes = []
-        if total > limit:
-            why = (f"--max-tokens {self.limits.max_tokens}" if limit < max_len
-                   else f"the model's max_len {max_len}")
-            notes.append(f"the text has {total} tokens; the model reads the first {limit} ({why})")
-        ids, lengths = enc["ids"][:, :limit], enc["lengths"].clamp(max=limit)
-        with torch.no_grad():
-            logits, weights = self.model.attentions(ids, lengths)
-        explained = weights[-1].mean(1)  # explain's weights, as forward(need_weights=True) gives them (B, T, T)
-        n = int(lengths[0])
-        received = explained[0, :n, :n].float().mean(0)  # (T,): the column means, as explain
-        return seen[0][:limit], weights, logits, received, notes
-
-    def _toy(self, text: str) -> tuple[list[str], list[Tensor], Tensor, Tensor, list[str]]:
-        c = self.model.config
-        try:
-            ids = [int(t) for t in text.replace(",", " ").split()]
-        except ValueError:
-            raise AttnlabError(f"the toy model reads token ids 1 to {c.vocab_size} separated by spaces, "
-                               f"got {text!r}") from None
-        if any(not 1 <= i <= c.vocab_size for i in ids):
-            raise AttnlabError(f"the toy model's tokens are 1 to {c.vocab_size}; got {ids}")
-        limit = min(c.seq_len, self.limits.max_tokens)
-        notes = []
-        if len(ids) > limit:
-            notes.append(f"{len(ids)} tokens given; the model reads the first {limit}")
-            ids = ids[:limit]
-        with torch.no_grad():
-            logits, weights = self.model(torch.tensor([ids]), need_weights=True)
-        received = weights[-1][0].float().mean(0).mean(0)  # last layer (H, T, T) -> (T,)
-        return [str(i) for i in ids], weights, logits, received, notes
 
     # ------------------------------------------------------------------ language models
     def generation(self, prompt: str, num_tokens: int, sampling: Sampling | None = None, *,
                    layer: int | None = None, head: int | None = None) -> dict[str, Any]:
         """``prompt`` continued by ``num_tokens`` generated tokens (:func:`iter_generate`), then one
-        pass of :meth:`DialogueGPT.attentions` over the whole sequence: causal, so position ``i``'s
-        row is what it attended to when it chose token ``i + 1``."""
-        from attnlab.data.tokenizer import MyTokenizer
+        ``attend`` over the whole sequence: causal, so position ``i``'s row is what it attended to
+        when it chose token ``i + 1``."""
         from attnlab.models.gpt import iter_generate
-        from attnlab.tasks.lm import prompt_ids
 
-        if self.task != "gpt":
+        if self.kind != "lm":
             raise AttnlabError("--prompt and --generate need a language model (a gpt checkpoint)")
         if num_tokens < 0:
             raise AttnlabError(f"--generate must be >= 0, got {num_tokens}")
@@ -302,42 +249,28 @@ class Explorer:
             raise AttnlabError("the text is empty; pass a text, or --prompt and --generate N")
         layers, heads = self.selection(layer, head)
         sampling = sampling or Sampling()
-        tok = MyTokenizer.from_dict(self.meta["tokenizer"])
-        stream = self.meta.get("config", {}).get("data", {}).get("mode") == "stream"
-        prefix = prompt_ids(tok, prompt, stream)
-        words = tok.tokenize(prompt) if prompt else []
-        shown = [tok.vocab[i] for i in prefix]
-        if len(words) == len(prefix) - (0 if stream else 1):  # the words the ids came from
-            shown = shown[: len(prefix) - len(words)] + [w if i != tok.unk_id else f"{w} (unknown)"
-                                                         for w, i in zip(words, prefix[len(prefix) - len(words):])]
         room = min(int(self.model.config.context), self.limits.max_tokens)
         if num_tokens >= room:
             raise AttnlabError(f"--generate {num_tokens} leaves no room for the prompt: the page holds at most "
                                f"{room} tokens (the model's context or --max-tokens)")
-        notes = []
-        if len(prefix) + num_tokens > room:
-            keep = room - num_tokens
-            notes.append(f"the prompt has {len(prefix)} tokens; its last {keep} are kept so that it and "
-                         f"{num_tokens} new tokens fit in {room}")
-            prefix, shown = prefix[-keep:], shown[-keep:]
+        encoded = self.reader.text(prompt, room - num_tokens)
+        prefix: list[int] = encoded.inputs[0][0].tolist()
         new = list(iter_generate(self.model, prefix, num_tokens, temperature=sampling.temperature,
                                  top_k=sampling.top_k, seed=sampling.seed))
-        ids = prefix + new
-        with torch.no_grad():
-            logits, weights = self.model.attentions(torch.tensor([ids]))
-        probs = torch.softmax(logits[0].float(), -1)  # (T, V)
+        attended = self._attend((torch.tensor([prefix + new]),))
+        probs = torch.softmax(attended.output[0].float(), -1)  # (T, V)
+        token = self.reader.token
         steps = []
         for s, chosen in enumerate(new):
             q = len(prefix) - 1 + s  # the position whose output chose token q + 1
             top = torch.topk(probs[q], min(sampling.show_top, probs.size(-1)))
-            steps.append({"query": q, "token": tok.vocab[chosen], "probability": float(probs[q, chosen]),
-                          "top": [[tok.vocab[int(i)], float(p)] for p, i in zip(top.values, top.indices)]})
-        how = sampling.describe()
-        data = self._base(layers, heads, layer, head, notes)
+            steps.append({"query": q, "token": token(chosen), "probability": float(probs[q, chosen]),
+                          "top": [[token(int(i)), float(p)] for p, i in zip(top.values, top.indices)]})
+        data = self._base(layers, heads, layer, head, encoded.notes)
         data.update({
-            "kind": "lm", "tokens": shown + [tok.vocab[i] for i in new], "causal": True,
-            "attention": pack(self._stack(weights, layers, heads)),
-            "generation": {"prompt_length": len(prefix), "steps": steps, "how": how} if new else None,
+            "tokens": encoded.tokens + [token(i) for i in new], "causal": attended.causal,
+            "attention": pack(attended.select(layers, heads)),
+            "generation": {"prompt_length": len(prefix), "steps": steps, "how": sampling.describe()} if new else None,
         })
         return data
 
@@ -345,11 +278,10 @@ class Explorer:
     def images(self, inputs: ImageInputs, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
         """Images of the model's size (:func:`images_from_test_set`, :func:`image_files`, :func:`image_folder`)
         -> the page's data."""
-        from attnlab.data.augment import normalize
         from attnlab.viz.attention_map import attention_rollout, cls_attention
 
-        if self.task != "vit":
-            raise AttnlabError(f"a {self.task} model explores text, not images; pass a TEXT")
+        if self.kind != "image":
+            raise AttnlabError("this model explores text, not images; pass a TEXT")
         images, names, labels = inputs.images, inputs.names, inputs.labels
         if len(images) == 0:
             raise AttnlabError("no images to explore")
@@ -357,13 +289,11 @@ class Explorer:
             raise AttnlabError(f"{len(images)} images are more than --max-images {self.limits.max_images}; "
                                "pass fewer or raise the limit")
         layers, heads = self.selection(layer, head)
-        size = (images.shape[-2], images.shape[-1])
-        grid = self.model.grid_for(size)
-        with torch.no_grad():
-            features, attentions = self.model.forward_features(normalize(images), need_weights=True)
-            probs = torch.softmax(self.model.forward_head(features).float(), -1)
-        rollout, mean = attention_rollout(attentions), cls_attention(attentions)  # (n, N) each
-        classes = list(self.meta.get("classes") or [str(c) for c in range(probs.size(-1))])
+        attended = self._attend(self.reader.images(images))
+        assert attended.grid is not None, "an image model's attend gives its patch grid"
+        probs = torch.softmax(attended.output.float(), -1)
+        rollout, mean = attention_rollout(attended.attentions), cls_attention(attended.attentions)  # (n, N) each
+        classes = self.reader.labels
         out = []
         for b in range(len(images)):
             k = int(probs[b].argmax())
@@ -372,11 +302,11 @@ class Explorer:
                 "name": names[b], "png": png_data_uri(images[b]),
                 "true": classes[truth] if truth is not None else None, "pred": classes[k],
                 "probability": float(probs[b, k]),
-                "attention": pack(self._stack(attentions, layers, heads, row=b)),
+                "attention": pack(attended.select(layers, heads, row=b)),
                 "rollout": rollout[b].tolist(), "mean": mean[b].tolist(),
             })
         data = self._base(layers, heads, layer, head, list(inputs.notes))
-        data.update({"kind": "vit", "grid": list(grid), "size": list(size), "images": out})
+        data.update({"grid": list(attended.grid), "size": list(images.shape[-2:]), "images": out})
         return data
 
 

@@ -36,7 +36,7 @@ def script_json(data: Any) -> str:
 
 def render(data: dict[str, Any] | None, *, form: str = "") -> str:
     """The page for ``data`` (None: an empty page); ``form`` is HTML put above it (the local server's form)."""
-    title = f"attnlab explore: {data['task']}" if data else "attnlab explore"
+    title = f"attnlab explore: {data['title']}" if data else "attnlab explore"
     slots = {"TITLE": html.escape(title), "CSS": _asset("explorer.css"), "JS": _asset("explorer.js"),
              "DATA": script_json(data), "FORM": form}
     # One pass over the template: text put into a slot is never scanned for slots again.

@@ -52,7 +52,7 @@ class ExplorerApp:
     def form(self, fields: dict[str, str], error: str | None = None) -> str:
         o, e = self.options, self.explorer
         parts = ['<form class="serve" method="post" action="/" enctype="multipart/form-data">']
-        if e.kind == "vit":
+        if e.kind == "image":
             parts.append('<label>Image (PNG or JPEG)<br><input type="file" name="image" '
                          'accept="image/png,image/jpeg"></label>')
             if o.data_dir:
@@ -65,7 +65,7 @@ class ExplorerApp:
             if e.kind == "lm":
                 parts.append('<label>Generate<br><input type="number" name="generate" min="0" style="width:6em" '
                              f'value="{html.escape(fields.get("generate", str(o.generate)))}"></label>')
-        limit = o.max_upload_bytes if e.kind == "vit" else o.max_text_bytes
+        limit = o.max_upload_bytes if e.kind == "image" else o.max_text_bytes
         parts.append('<button type="submit">Explore</button>'
                      f'<span class="hint">served on {HOST} only; input up to {limit:,} bytes</span>')
         if error:
@@ -87,8 +87,8 @@ class ExplorerApp:
 
     def explore(self, fields: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
         e, o = self.explorer, self.options
-        if e.kind == "vit":
-            size = e.model.config.image_size
+        if e.kind == "image":
+            size = e.reader.image_size
             if files.get("image"):
                 name = fields.get("image_name") or "the upload"
                 image, note = read_image(files["image"], size, name=name)
