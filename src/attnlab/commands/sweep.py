@@ -95,7 +95,9 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.commands.train import add_model_choice, config_for
+    from attnlab.engine.checkpoint import latest
     from attnlab.engine.config import monitor_mode
+
     task = TASKS.load(args.task)
     parser = argparse.ArgumentParser(prog=f"attnlab sweep {args.task}")
     _add_sweep_options(parser, defaults=False)
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             name = f"run{i:03d}-" + "-".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
             run_dir = out / name
             print(f"[{i + 1}/{len(combos)}] {name}", file=sys.stderr, flush=True)
-            resume = (run_dir / "checkpoints" / "latest").exists()  # a sweep run again continues its runs
+            resume = latest(run_dir) is not None  # a sweep run again continues its runs
             try:
                 with owned(run_dir, created=not run_dir.exists()):  # one process per run directory
                     metrics = task.train(cfg, inputs, run_dir, resume=resume)

@@ -88,11 +88,10 @@ def list_presets(cls: type) -> str:
 def resolve_config(task: ModuleType, args: argparse.Namespace, out: Path | None) -> Any:
     """The config of this run: the resumed checkpoint's own (plus ``--set``), or preset +
     ``--model`` + ``--set``."""
-    source = Path(args.resume_from) if args.resume_from else out
-    if args.resume and source is not None and ((source / "meta.json").is_file()
-                                               or (source / "checkpoints" / "latest").exists()):
-        from attnlab.engine.checkpoint import read_meta
+    from attnlab.engine.checkpoint import latest, read_meta
 
+    source = Path(args.resume_from) if args.resume_from else out
+    if args.resume and source is not None and ((source / "meta.json").is_file() or latest(source) is not None):
         if args.preset:
             print("note: --resume uses the run's own config; --preset is ignored", file=sys.stderr)
         saved = read_meta(source, which="latest").get("config")
@@ -111,7 +110,9 @@ def config_for(task: ModuleType, preset: str | None, model: str | None, override
 
 def run_of_checkpoint(path: Path) -> Path:
     """The run directory of a ``RUN/checkpoints/step-*`` checkpoint (clear error otherwise)."""
-    if not (path / "meta.json").is_file() or path.parent.name != "checkpoints":
+    from attnlab.engine.checkpoint import CHECKPOINTS
+
+    if not (path / "meta.json").is_file() or path.parent.name != CHECKPOINTS:
         raise AttnlabError(f"--resume-from {path} is not a checkpoint of a run (expected "
                            "RUN/checkpoints/step-NNNNNNNN holding meta.json); pass one of those")
     return path.parent.parent
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         print(list_presets(task.CONFIG))
         return 0
-    from attnlab.engine.rundir import new_run_dir
+    from attnlab.engine.checkpoint import latest
+    from attnlab.engine.rundir import new_run_dir, refuse_restart
 
     if args.resume_from:
         args.resume = True
@@ -135,9 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe(cfg))
         return 0
-    if out is not None and not args.resume and (out / "checkpoints" / "latest").exists():
-        raise AttnlabError(f"{out} already holds a training run; pass --resume to continue it, "
-                           "or choose another --out directory")
+    if out is not None:
+        refuse_restart(out, args.resume)
     run_dir, created = (out, not out.exists()) if out is not None else (new_run_dir(args.task), True)
     inputs = make_inputs(task.INPUTS, args)
     try:
@@ -148,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
             report(run_dir, metrics)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what is left to continue from
         what = "terminated" if type(exc) is not KeyboardInterrupt else "interrupted"
-        latest = run_dir / "checkpoints" / "latest"
-        if latest.exists():
-            raise type(exc)(f"{what}: the last checkpoint ({latest.read_text().strip()}) is kept; run the same "
+        last = latest(run_dir)
+        if last is not None:
+            raise type(exc)(f"{what}: the last checkpoint ({last.name}) is kept; run the same "
                             "command with --resume to continue") from None
         raise type(exc)(f"{what} before the first checkpoint: there is nothing to resume") from None
     return 0

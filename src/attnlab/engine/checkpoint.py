@@ -59,6 +59,13 @@ def _write_pointer(root: Path, tag: str, name: str) -> None:
     write_atomic(root / tag, name + "\n")
 
 
+def latest(run_dir: str | Path) -> Path | None:
+    """This run's latest checkpoint: the directory ``run_dir/checkpoints/latest`` names, or None
+    when the run has written no checkpoint yet (the one test of "is there a run to resume")."""
+    pointer = Path(run_dir) / CHECKPOINTS / "latest"
+    return pointer.parent / pointer.read_text().strip() if pointer.exists() else None
+
+
 def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, Any],
                     training: dict[str, Any] | None = None, step: int = 0,
                     tags: tuple[str, ...] = ("latest",), keep_last: int = 0) -> Path:

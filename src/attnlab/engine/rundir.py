@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from attnlab.engine.checkpoint import CHECKPOINTS
+from attnlab.engine.checkpoint import CHECKPOINTS, latest
 from attnlab.engine.logging import METRICS_LOG
 from attnlab.errors import AttnlabError
 
@@ -25,7 +25,7 @@ try:  # POSIX; on Windows there is no fcntl, and runs are not locked
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK", "new_run_dir", "holds_training_run", "run_directory"]
+__all__ = ["LOCK", "new_run_dir", "holds_training_run", "refuse_restart", "run_directory"]
 
 LOCK = ".lock"
 
@@ -49,6 +49,13 @@ def holds_training_run(path: Path) -> bool:
     """Whether ``path`` is (or was meant to be) the directory of a training run: it has
     checkpoints or a training log. Commands other than ``train`` refuse to write there."""
     return (path / CHECKPOINTS).exists() or (path / METRICS_LOG).exists()
+
+
+def refuse_restart(run_dir: Path, resume: bool | Path) -> None:
+    """A run that does not resume never starts over in a directory whose run has checkpoints."""
+    if not resume and latest(run_dir) is not None:
+        raise AttnlabError(f"{run_dir} already holds a training run; pass --resume to continue it, "
+                           "or choose another --out directory")
 
 
 def _prepare(path: Path) -> None:
