@@ -16,7 +16,7 @@ from torch import nn
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["available_bytes", "require", "training_bytes", "gib"]
+__all__ = ["available_bytes", "require", "training_bytes", "count_parameters", "gib"]
 
 BYTES_PER_TRAINED_PARAMETER = 16  # fp32 weight + gradient + AdamW's two moments
 
@@ -55,6 +55,11 @@ def training_bytes(build: Callable[[], nn.Module]) -> int:
     allocated)."""
     with torch.device("meta"):
         model = build()
-    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    trained, frozen = count_parameters(model, trainable=True), count_parameters(model, trainable=False)
     return BYTES_PER_TRAINED_PARAMETER * trained + 4 * frozen
+
+
+def count_parameters(model: nn.Module, *, trainable: bool | None = None) -> int:
+    """The number of parameters of ``model`` (a tied tensor counted once): all of them, or only the
+    trained (``trainable=True``) or the frozen ones (``trainable=False``)."""
+    return sum(p.numel() for p in model.parameters() if trainable is None or p.requires_grad == trainable)

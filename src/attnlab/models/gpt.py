@@ -23,6 +23,7 @@ from attnlab.attention import causal_mask, combine_masks, padding_mask
 from attnlab.config import Layers, NonNegative, Range, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
+from attnlab.memory import count_parameters
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
@@ -149,7 +150,7 @@ class DialogueGPT(nn.Module):
         return {"pos.weight"}
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward + backward), as nanoGPT counts them: 6 per parameter

@@ -28,7 +28,7 @@ from attnlab.engine import fit, load_checkpoint, seed_everything, training_devic
 from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
-from attnlab.memory import require, training_bytes
+from attnlab.memory import count_parameters, require, training_bytes
 from attnlab.models.gpt import generate
 from attnlab.tasks import resumed_meta
 from attnlab.vocab import START_ID
@@ -129,7 +129,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
                  f"train.batch_size={bs})", fix="lower model.context, model.dim or train.batch_size")
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_parameters(model)
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     if is_main_process():
         shown = inputs.data or f"bundled Tiny Shakespeare ({bundled_path()})"

@@ -24,7 +24,7 @@ from attnlab.engine import evaluate as evaluate_batches
 from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import Stats, classification_loss
-from attnlab.memory import require, training_bytes
+from attnlab.memory import count_parameters, require, training_bytes
 from attnlab.models.vit import VisionTransformer, ViTConfig
 
 
@@ -131,7 +131,7 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
     seed_everything(cfg.train.seed)
     model = VisionTransformer(cfg.model)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_parameters(model)
     if is_main_process():
         print(f"vit: {n_params / 1e6:.2f}M parameters; images from {inputs.data_dir.resolve()}: "
               f"{len(train_set.labels)} train / {len(val_set.labels)} val / {len(test.labels)} test; "
