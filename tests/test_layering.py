@@ -20,8 +20,8 @@ LEVELS = {
     "core": 0, "layers": 1, "models": 2, "data": 2, "engine": 3, "tasks": 4,
     "bench": 5, "lab": 5, "viz": 5, "commands": 6, "cli": 7,
 }
-CORE = {"__init__", "errors", "config", "registry", "vocab", "files", "attention", "losses", "metrics", "measure",
-        "memory"}
+CORE = {"__init__", "errors", "config", "registry", "vocab", "files", "attention", "attended", "losses", "metrics",
+        "measure", "memory", "device"}
 LAYERS = {"positional", "layers", "lowrank"}
 
 

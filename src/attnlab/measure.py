@@ -25,10 +25,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from attnlab.errors import AttnlabError
-
-__all__ = ["peak_memory_bytes", "peak_cuda_memory_bytes", "peak_bytes", "time_interleaved", "median",
-           "bench_device", "autocast_for", "describe_device"]
+__all__ = ["peak_memory_bytes", "peak_cuda_memory_bytes", "peak_bytes", "time_interleaved", "median"]
 
 
 @contextlib.contextmanager
@@ -104,23 +101,6 @@ def time_interleaved(
     return samples
 
 
-def bench_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when there is one) for a benchmark; a clear error when
-    CUDA is asked for and missing."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AttnlabError("--device cuda was asked for but CUDA is not available; use --device cpu")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on a GPU (fp16 where bf16 is missing), nothing on the CPU."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-
-
 def peak_cuda_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     """Peak bytes the CUDA caching allocator held for tensors while ``fn()`` ran (above the start)."""
     torch.cuda.synchronize(device)
@@ -129,14 +109,6 @@ def peak_cuda_memory_bytes(fn: Callable[[], object], device: torch.device) -> in
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - start
-
-
-def describe_device(device: torch.device) -> str:
-    """``cpu (2 threads, fp32)`` or ``NVIDIA H100 80GB HBM3 (bf16 autocast)``, for a table's title."""
-    if device.type == "cuda":
-        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return f"{torch.cuda.get_device_name(device)} ({dtype} autocast)"
-    return f"cpu ({torch.get_num_threads()} threads, fp32)"
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:

@@ -19,9 +19,10 @@ import sys
 import torch
 from torch import nn
 
+from attnlab.device import autocast_for, bench_device, describe_device
 from attnlab.errors import AttnlabError
 from attnlab.files import write_json
-from attnlab.measure import autocast_for, bench_device, describe_device, median, peak_bytes, time_interleaved
+from attnlab.measure import median, peak_bytes, time_interleaved
 
 HELP = ("time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward; "
         "CPU, or a GPU with --device cuda)")

@@ -6,18 +6,17 @@ random batch, the same AdamW settings and the same number of threads, in the sam
 timed step = forward + loss + backward + optimizer step, each model through its own native
 path: ours through :class:`~attnlab.losses.DialogueLoss`, GPT-2 through ``labels=`` (its
 built-in shifted cross-entropy) with its fastest attention (``sdpa``) and no KV cache. Steps
-are timed in interleaved rounds (see :mod:`attnlab.measure`) and the medians compared.
+are timed in interleaved rounds and the medians compared (:mod:`attnlab.bench.compare`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import torch
 
+from attnlab.bench.compare import Contender, compare_training, transformers_or_error
 from attnlab.errors import AttnlabError
-from attnlab.measure import median, time_interleaved
 
 HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU, or a GPU with --device cuda)"
 EXAMPLE = "attnlab bench gpt --layers 4 --dim 256 --heads 4 --context 128 --vocab 8000 --batch 16"
@@ -42,31 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
     from attnlab.models.gpt import DialogueGPT, GPTConfig
 
-    try:
-        import transformers
-        from transformers import GPT2Config, GPT2LMHeadModel
-    except ImportError:
-        raise AttnlabError(
-            "`attnlab bench gpt` needs Hugging Face transformers; install it with "
-            "`pip install -e '.[bench]'` (or `pip install transformers`)"
-        ) from None
+    transformers = transformers_or_error("gpt")
     transformers.logging.set_verbosity_error()  # config chatter about unused GPT-2 defaults
     ours = DialogueGPT(GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim,
                                  num_heads=args.heads, num_layers=args.layers, mlp_dim=4 * args.dim,
                                  dropout=args.dropout, tie_weights=True))
-    hf_cfg = GPT2Config(vocab_size=args.vocab, n_positions=args.context, n_embd=args.dim,
-                        n_layer=args.layers, n_head=args.heads, n_inner=4 * args.dim,
-                        resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
-                        tie_word_embeddings=True, use_cache=False,
-                        bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")  # type: ignore[call-arg,unused-ignore]  # untyped without the bench extra
+    hf_cfg = transformers.GPT2Config(vocab_size=args.vocab, n_positions=args.context, n_embd=args.dim,
+                                     n_layer=args.layers, n_head=args.heads, n_inner=4 * args.dim,
+                                     resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                                     tie_word_embeddings=True, use_cache=False,
+                                     bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")
     hf_cfg._attn_implementation = "sdpa"
-    hf = GPT2LMHeadModel(hf_cfg)
+    hf = transformers.GPT2LMHeadModel(hf_cfg)
     return ours, hf
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.device import bench_device
     from attnlab.losses import DialogueLoss
-    from attnlab.measure import autocast_for, bench_device, describe_device, peak_bytes
 
     if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
@@ -77,43 +69,14 @@ def run(args: argparse.Namespace) -> int:
     device = bench_device(args.device)
     torch.manual_seed(args.seed)
     ours, hf = (m.to(device) for m in _models(args))
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_hf = sum(p.numel() for p in hf.parameters())
     ids = torch.randint(0, args.vocab, (args.batch, args.context), device=device)  # (B, T), no padding
     batch = {"input_ids": ids}
     loss_fn = DialogueLoss()
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-    ours.train()
-    hf.train()
-
-    def step_ours() -> None:
-        with autocast_for(device):
-            loss, _ = loss_fn(ours, batch)
-        loss.backward()
-        opt_ours.step()
-        opt_ours.zero_grad(set_to_none=True)
-
-    def step_hf() -> None:
-        with autocast_for(device):
-            loss = hf(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt_hf.step()
-        opt_hf.zero_grad(set_to_none=True)
-
-    steps: dict[str, Callable[[], object]] = {"attnlab DialogueGPT": step_ours, "HF GPT2LMHeadModel": step_hf}
-    samples = time_interleaved(steps, repeats=args.repeats, warmup=2, device=device)
-    peak = {name: peak_bytes(step, device) / 2**20 for name, step in steps.items()}
-    tokens = args.batch * args.context
-    tps = {name: tokens / median(s) for name, s in samples.items()}
-    print(f"training step (forward + loss + backward + AdamW), batch {args.batch} x {args.context} tokens, "
-          f"{args.layers} layers, dim {args.dim}, {args.heads} heads, vocab {args.vocab}, "
-          f"dropout {args.dropout}, {describe_device(device)}, median of {args.repeats}")
-    print(f"{'model':<22} {'params':>12} {'ms/step':>9} {'tokens/s':>10} {'peak MiB':>9}")
-    for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
-        print(f"{name:<22} {n:>12,} {1000 * median(s):>9.1f} {tps[name]:>10,.0f} {peak[name]:>9.1f}")
-    ratio = tps["attnlab DialogueGPT"] / tps["HF GPT2LMHeadModel"]
-    print(f"ratio ours/HF tokens/s: {ratio:.3f} (bar: >= 1.0)")
-    if n_ours != n_hf:
-        print(f"warning: parameter counts differ ({n_ours} vs {n_hf})")
+    compare_training(
+        Contender("attnlab DialogueGPT", ours, lambda: loss_fn(ours, batch)[0]),
+        Contender("HF GPT2LMHeadModel", hf, lambda: hf(input_ids=ids, labels=ids).loss),
+        device=device, repeats=args.repeats, per_step=args.batch * args.context, unit="tokens", rate_format=",.0f",
+        name_width=22,
+        what=f"training step (forward + loss + backward + AdamW), batch {args.batch} x {args.context} tokens, "
+             f"{args.layers} layers, dim {args.dim}, {args.heads} heads, vocab {args.vocab}, dropout {args.dropout}")
     return 0

@@ -5,19 +5,18 @@ the parameter counts are printed and must match), the same random batch, the sam
 settings and the same threads, in the same process. One timed step = forward + cross-entropy +
 backward + optimizer step; ours is the plain ViT (no conv stem), Hugging Face's
 ``ViTForImageClassification`` runs with ``labels=`` and its fastest attention (``sdpa``).
-Steps are timed in interleaved rounds (:mod:`attnlab.measure`) and the medians compared.
+Steps are timed in interleaved rounds and the medians compared (:mod:`attnlab.bench.compare`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from attnlab.bench.compare import Contender, compare_training, transformers_or_error
 from attnlab.errors import AttnlabError
-from attnlab.measure import median, time_interleaved
 
 HELP = ("training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size "
         "(CPU, or a GPU with --device cuda)")
@@ -42,21 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
     from attnlab.models.vit import VisionTransformer, ViTConfig
 
-    try:
-        from transformers import ViTConfig as HFViTConfig
-        from transformers import ViTForImageClassification
-    except ImportError:
-        raise AttnlabError("`attnlab bench vit` needs Hugging Face transformers; install it with "
-                           "`pip install -e '.[bench]'` (or `pip install transformers`)") from None
+    transformers = transformers_or_error("vit")
     ours = VisionTransformer(ViTConfig(image_size=args.image_size, patch_size=args.patch, num_classes=args.classes,
                                        dim=args.dim, num_layers=args.layers, num_heads=args.heads,
                                        head_dim=args.dim // args.heads, mlp_dim=args.mlp_dim))
-    hf_cfg = HFViTConfig(hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         intermediate_size=args.mlp_dim, image_size=args.image_size, patch_size=args.patch,
-                         num_channels=3, num_labels=args.classes, hidden_dropout_prob=0.0,  # type: ignore[call-arg,unused-ignore]  # untyped without the bench extra
-                         attention_probs_dropout_prob=0.0, qkv_bias=True)
+    hf_cfg = transformers.ViTConfig(hidden_size=args.dim, num_hidden_layers=args.layers,
+                                    num_attention_heads=args.heads, intermediate_size=args.mlp_dim,
+                                    image_size=args.image_size, patch_size=args.patch, num_channels=3,
+                                    num_labels=args.classes, hidden_dropout_prob=0.0,
+                                    attention_probs_dropout_prob=0.0, qkv_bias=True)
     hf_cfg._attn_implementation = "sdpa"
-    hf = ViTForImageClassification(hf_cfg)
+    hf = transformers.ViTForImageClassification(hf_cfg)
     return ours, hf
 
 
@@ -65,48 +60,19 @@ def run(args: argparse.Namespace) -> int:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
     if args.image_size % args.patch:
         raise AttnlabError(f"--image-size {args.image_size} must be divisible by --patch {args.patch}")
-    from attnlab.measure import autocast_for, bench_device, describe_device, peak_bytes
+    from attnlab.device import bench_device
 
     device = bench_device(args.device)
     torch.manual_seed(args.seed)
     ours, hf = (m.to(device) for m in _models(args))
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_hf = sum(p.numel() for p in hf.parameters())
     images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)  # (B, 3, H, W)
     labels = torch.randint(0, args.classes, (args.batch,), device=device)
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-    ours.train()
-    hf.train()
-
-    def step_ours() -> None:
-        with autocast_for(device):
-            loss = F.cross_entropy(ours(images).float(), labels)
-        loss.backward()
-        opt_ours.step()
-        opt_ours.zero_grad(set_to_none=True)
-
-    def step_hf() -> None:
-        with autocast_for(device):
-            loss = hf(pixel_values=images, labels=labels).loss
-        loss.backward()
-        opt_hf.step()
-        opt_hf.zero_grad(set_to_none=True)
-
-    steps: dict[str, Callable[[], object]] = {"attnlab ViT": step_ours, "HF ViTForImageClassification": step_hf}
-    samples = time_interleaved(steps, repeats=args.repeats, warmup=2, device=device)
-    peak = {name: peak_bytes(step, device) / 2**20 for name, step in steps.items()}
-    ips = {name: args.batch / median(s) for name, s in samples.items()}
     tokens = (args.image_size // args.patch) ** 2 + 1
-    print(f"training step (forward + cross-entropy + backward + AdamW), batch {args.batch}, "
-          f"{args.image_size}x{args.image_size} images, patch {args.patch} ({tokens} tokens), {args.layers} layers, "
-          f"dim {args.dim}, {args.heads} heads, MLP {args.mlp_dim}, {describe_device(device)}, "
-          f"median of {args.repeats}")
-    print(f"{'model':<30} {'params':>12} {'ms/step':>9} {'images/s':>10} {'peak MiB':>9}")
-    for (name, s), n in zip(samples.items(), (n_ours, n_hf)):
-        print(f"{name:<30} {n:>12,} {1000 * median(s):>9.1f} {ips[name]:>10,.1f} {peak[name]:>9.1f}")
-    ratio = ips["attnlab ViT"] / ips["HF ViTForImageClassification"]
-    print(f"ratio ours/HF images/s: {ratio:.3f} (bar: >= 1.0)")
-    if n_ours != n_hf:
-        print(f"warning: parameter counts differ ({n_ours} vs {n_hf})")
+    compare_training(
+        Contender("attnlab ViT", ours, lambda: F.cross_entropy(ours(images).float(), labels)),
+        Contender("HF ViTForImageClassification", hf, lambda: hf(pixel_values=images, labels=labels).loss),
+        device=device, repeats=args.repeats, per_step=args.batch, unit="images", rate_format=",.1f", name_width=30,
+        what=f"training step (forward + cross-entropy + backward + AdamW), batch {args.batch}, "
+             f"{args.image_size}x{args.image_size} images, patch {args.patch} ({tokens} tokens), {args.layers} layers, "
+             f"dim {args.dim}, {args.heads} heads, MLP {args.mlp_dim}")
     return 0

@@ -8,9 +8,9 @@ metrics = fit(model, loss_fn, TensorBatches(train, 64), TensorBatches(val, 64, s
 ```
 """
 
+from attnlab.device import autocast_context, resolve_precision, select_device, training_device
 from attnlab.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnlab.engine.config import TrainConfig, monitor_mode
-from attnlab.engine.device import autocast_context, resolve_precision, select_device, training_device
 from attnlab.engine.evaluate import evaluate
 from attnlab.engine.loop import fit
 from attnlab.engine.rng import seed_everything

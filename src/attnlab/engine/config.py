@@ -41,7 +41,7 @@ class TrainConfig:
     min_lr_ratio: Annotated[float, Range(ge=0, le=1)] = 0.1  # cosine decay ends at min_lr_ratio * lr
     grad_clip: Annotated[float, Range(gt=0)] | None = 1.0  # clip the global gradient norm (None: off)
     grad_accum: Annotated[int, Range(ge=1, le=4096)] = 1  # micro-batches per optimizer step
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # see engine.device
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # see attnlab.device
     device: Device = "auto"  # auto: CUDA, then MPS, then CPU
     compile: bool = False  # torch.compile the training forward/backward (faster on a GPU; needs a C++
     # compiler on the CPU). Checkpoints are the same either way; --resume works across the switch

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from attnlab.data.batching import Batches
+from attnlab.device import autocast_context, move_to
 from attnlab.engine import distributed as ddp
-from attnlab.engine.device import autocast_context, move_to
 from attnlab.losses import Stats
 from attnlab.metrics import summarize
 
