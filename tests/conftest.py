@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from attnlab.data import cifar10
+from attnlab.tasks import TASKS
 
 
 def write_cifar(root: Path, per_batch: int = 10, *, seed: int = 0, named_batches: bool = False) -> Path:
@@ -113,3 +114,32 @@ def file_server() -> Iterator[FileServer]:
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def task_inputs(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """Small input files in the real formats for every task of :data:`attnlab.tasks.TASKS` that
+    reads some, as ``{task: {INPUTS field: path}}``, ``{}`` for a task that reads none (toy
+    generates its data). The tiny presets train on them in about a second; the text task's word vectors let
+    any of its models train (logreg, the default, needs them)."""
+    root = tmp_path_factory.mktemp("task-inputs")
+    write_cifar(root)
+    (root / "text.txt").write_text("\n\n".join(f"A{i % 4}:\nthe cat {'sat' if i % 2 else 'ran'} on mat {i % 9} ."
+                                               for i in range(80)))
+    rng = random.Random(0)
+    words = "good great bad awful the movie plot was and".split()
+    write_review_tsvs(root, {"train": 40}, lambda positive: " ".join(rng.choice(words) for _ in range(12)))
+    write_word_vectors(root / "vectors.txt", words, rng)
+    return {task: {} for task in TASKS} | {
+        "gpt": {"data": root / "text.txt"},
+        "lstm-lm": {"data": root / "text.txt"},
+        "vit": {"data_dir": root},
+        "text": {"train": root / "train.tsv", "embeddings": root / "vectors.txt", "cache_dir": root / "cache"},
+    }
+
+
+@pytest.fixture(scope="session")
+def task_flags(task_inputs) -> dict[str, list[str]]:
+    """:func:`task_inputs` as command-line flags (each INPUTS field is one: data_dir -> --data-dir)."""
+    return {task: [arg for name, path in fields.items() for arg in (f"--{name.replace('_', '-')}", str(path))]
+            for task, fields in task_inputs.items()}
