@@ -21,7 +21,7 @@ from attnlab.data.images import load_images
 from attnlab.data.sentiment import encode_texts
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.models.gpt import generate
-from attnlab.viz.explorer import Explorer, Limits, Sampling, images_from_test_set, pack, spread, unpack
+from attnlab.viz.explorer import Explorer, Limits, Request, Sampling, images_from_test_set, pack, spread, unpack
 from attnlab.viz.explorer_page import render, script_json
 from attnlab.viz.explorer_server import HOST, ExplorerApp, ServeOptions, make_server
 
@@ -308,6 +308,28 @@ def test_server_refuses_oversized_and_bad_input(server):
     assert status == 400 and "error: the text is empty" in html
     status, html = post(server, b"text=1", host="evil.example:80")
     assert status == 403 and "127.0.0.1 only" in html
+
+
+def test_cli_and_server_answer_one_request_the_same(toy_run, tmp_path):
+    ex = Explorer.load(toy_run)
+    direct = ex.answer(Request(text="3 1 4 1 5", layer=0))
+    assert explore("--checkpoint", str(toy_run), "3 1 4 1 5", "--layer", "0", "--out", str(tmp_path / "p.html")) == 0
+    assert page_data((tmp_path / "p.html").read_text()) == direct
+    status, html = ExplorerApp(ex).page({"text": "3 1 4 1 5"})
+    served = page_data(html)
+    assert status == 200 and served["attention"] == direct["attention"] and served["tokens"] == direct["tokens"]
+    assert direct["initial"]["layer"] == 0 and served["initial"]["layer"] == 1  # the form has no layer: the last
+
+
+def test_the_form_fits_the_model_and_escapes_what_it_echoes(toy_run, vit_run):
+    text_form = ExplorerApp(Explorer.load(toy_run)).form({"text": "</textarea><b>x"}, "bad <input> & more")
+    assert '<textarea name="text">&lt;/textarea&gt;&lt;b&gt;x</textarea>' in text_form
+    assert re.search(r'<fieldset disabled hidden><label>Image', text_form)  # neither shown nor submitted
+    assert 'id="error" >error: bad &lt;input&gt; &amp; more</p>' in text_form
+    image_form = ExplorerApp(Explorer.load(vit_run[0]), ServeOptions(data_dir=str(vit_run[1]))).form({})
+    assert re.search(r'<fieldset disabled hidden><label>Text', image_form)
+    assert re.search(r'<fieldset ><label>Image \(PNG or JPEG\)<br><input type="file"', image_form)
+    assert re.search(r'<fieldset ><label>or test images', image_form) and 'id="error" hidden>' in image_form
 
 
 def test_vit_app_takes_an_upload(vit_run):

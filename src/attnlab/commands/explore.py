@@ -92,39 +92,13 @@ def sampling(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
     return Sampling(temperature=temperature, top_k=top_k, seed=args.seed, show_top=args.show_top)
 
 
-def build(explorer: Any, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The page's data for the command line's input, or None when none was given."""
-    from attnlab.viz import explorer as ex
+def request(args: argparse.Namespace) -> Any:
+    """The command line's input as the explorer's one :class:`attnlab.viz.explorer.Request`."""
+    from attnlab.viz.explorer import Request
 
-    image_args = args.images is not None or args.image_file is not None or args.image_dir is not None
-    where = {"layer": args.layer, "head": args.head}
-    if explorer.kind == "image":
-        if args.text is not None or args.prompt is not None:
-            raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
-        if not image_args:
-            return None
-        size, classes = explorer.reader.image_size, explorer.reader.labels
-        found = ex.empty_images(size)
-        if args.images is not None:
-            found += ex.images_from_test_set(args.data_dir or ex.data_dir_of(explorer.meta), args.images, size)
-        if args.image_file is not None:
-            found += ex.image_files(args.image_file, size, classes)
-        if args.image_dir is not None:
-            found += ex.image_folder(args.image_dir, size, classes, most=explorer.limits.max_images)
-        for note in found.notes:
-            print(f"note: {note}", file=sys.stderr)
-        return explorer.images(found, **where)
-    if image_args:
-        raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a {explorer.reader.title}: "
-                           "pass a text")
-    if explorer.kind == "lm" and (args.prompt is not None or args.generate):
-        return explorer.generation(args.prompt or args.text or "", args.generate, sampling(args, explorer.meta),
-                                   **where)
-    if args.generate:
-        raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {explorer.reader.title}")
-    if args.text is None:
-        return None
-    return explorer.text(args.text, **where)
+    return Request(text=args.prompt if args.prompt is not None else args.text, generate=args.generate,
+                   images=args.images, image_files=args.image_file, image_dir=args.image_dir,
+                   layer=args.layer, head=args.head)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
                     max_images=args.max_images)
     limits.check()
     explorer = Explorer.load(args.checkpoint, limits=limits)
-    data = build(explorer, args)
+    how = sampling(args, explorer.meta) if explorer.kind == "lm" else None
+    data = explorer.answer(request(args), sampling=how, data_dir=args.data_dir)
+    for note in data["notes"] if data else []:
+        print(f"note: {note}", file=sys.stderr)
     if data is None and args.serve is None:
         wanted = {"image": "--images I ..., --image-file PATH or --image-dir DIR",
                   "lm": "a TEXT, or --prompt TEXT --generate N"}.get(explorer.kind, "a TEXT")
@@ -149,14 +126,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: the page is over {BIG_PAGE_MB} MB; --max-layers, --max-heads or --max-tokens make it "
                   "smaller and faster to open", file=sys.stderr)
     if args.serve is not None:
-        from attnlab.viz import explorer as ex
+        from attnlab.viz.explorer import data_dir_of
         from attnlab.viz.explorer_server import ExplorerApp, ServeOptions, serve
 
         data_dir = None
         if explorer.kind == "image":
-            data_dir = str(args.data_dir or ex.data_dir_of(explorer.meta))
-        options = ServeOptions(max_upload_bytes=args.max_upload, generate=args.generate or 20,
-                               sampling=sampling(args, explorer.meta) if explorer.kind == "lm" else None,
+            data_dir = str(args.data_dir or data_dir_of(explorer.meta))
+        options = ServeOptions(max_upload_bytes=args.max_upload, generate=args.generate or 20, sampling=how,
                                data_dir=data_dir)
         serve(ExplorerApp(explorer, options, initial=data), args.serve)
     return 0

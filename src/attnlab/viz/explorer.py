@@ -37,7 +37,7 @@ from attnlab.data.image_folder import EXTENSIONS
 from attnlab.data.images import ImageSet, load_images
 from attnlab.errors import AttnlabError
 
-__all__ = ["Limits", "Sampling", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
+__all__ = ["Limits", "Sampling", "Request", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
            "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "attention_shape"]
 
 QUANT = 65535  # weights are sent as round(w * QUANT) in uint16
@@ -132,6 +132,25 @@ class Sampling:
         return f"sampling at temperature {self.temperature:g}, top-k {self.top_k}, seed {self.seed}"
 
 
+@dataclass
+class Request:
+    """One thing to explore, from the command line or the local server's form: the one path
+    both take to a page (:meth:`Explorer.answer`)."""
+
+    text: str | None = None  # a text to read; a language model's prompt
+    generate: int = 0  # a language model: tokens to generate after the text
+    images: list[int] | None = None  # test-set image indices
+    image_files: list[Path] | None = None
+    image_dir: Path | None = None
+    upload: bytes | None = None  # an uploaded image file
+    upload_name: str = "the upload"
+    layer: int | None = None  # shown first
+    head: int | None = None
+
+    def has_images(self) -> bool:
+        return any(x is not None for x in (self.images, self.image_files, self.image_dir, self.upload))
+
+
 def attention_shape(model: Any) -> tuple[int, int]:
     """(layers, heads) of a model built from attnlab's attention layers: one layer per
     :class:`MultiHeadedAttention`; a lone :class:`AttentionHead` is one layer of one head."""
@@ -206,6 +225,43 @@ class Explorer:
     def _attend(self, inputs: tuple[Tensor, ...]) -> Attended:
         with torch.no_grad():
             return self.model.attend(*inputs)
+
+    # ------------------------------------------------------------------ one request, one page
+    def answer(self, request: Request, *, sampling: Sampling | None = None,
+               data_dir: str | Path | None = None) -> dict[str, Any] | None:
+        """The page's data for ``request``, or None when it asks for nothing. ``data_dir`` holds the
+        test set of image indices (default: where the model was trained, else ``./data``)."""
+        where = {"layer": request.layer, "head": request.head}
+        if self.kind == "image":
+            if request.text is not None:
+                raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
+            if not request.has_images():
+                return None
+            found = self.collect_images(request, data_dir)
+            return self.images(found, **where)
+        if request.has_images():
+            raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a "
+                               f"{self.reader.title}: pass a text")
+        if self.kind == "lm" and (request.text is not None or request.generate):
+            return self.generation(request.text or "", request.generate, sampling, **where)
+        if request.generate:
+            raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {self.reader.title}")
+        return None if request.text is None else self.text(request.text, **where)
+
+    def collect_images(self, request: Request, data_dir: str | Path | None = None) -> ImageInputs:
+        """The images ``request`` names, at the model's size, with their true labels where known."""
+        size, classes = self.reader.image_size, self.reader.labels
+        found = empty_images(size)
+        if request.upload is not None:
+            image, note = read_image(request.upload, size, name=request.upload_name)
+            found += ImageInputs(image[None], [request.upload_name], [None], [note] if note else [])
+        if request.images is not None:
+            found += images_from_test_set(data_dir or data_dir_of(self.meta), request.images, size)
+        if request.image_files is not None:
+            found += image_files(request.image_files, size, classes)
+        if request.image_dir is not None:
+            found += image_folder(request.image_dir, size, classes, most=self.limits.max_images)
+        return found
 
     # ------------------------------------------------------------------ text models
     def text(self, text: str, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from attnlab.errors import AttnlabError
 from attnlab.files import write_atomic
 
-__all__ = ["render", "write"]
+__all__ = ["render", "render_form", "write"]
 
 _SLOT = re.compile(r"\{\{([A-Z]+)\}\}")
 
@@ -41,6 +41,11 @@ def render(data: dict[str, Any] | None, *, form: str = "") -> str:
              "DATA": script_json(data), "FORM": form}
     # One pass over the template: text put into a slot is never scanned for slots again.
     return _SLOT.sub(lambda m: slots[m.group(1)], _asset("explorer.html"))
+
+
+def render_form(slots: dict[str, str]) -> str:
+    """The local server's form, ``explorer_form.html`` with every slot's text HTML-escaped."""
+    return _SLOT.sub(lambda m: html.escape(slots[m.group(1)]), _asset("explorer_form.html"))
 
 
 def write(data: dict[str, Any], out: str | Path) -> Path:

@@ -10,7 +10,6 @@ rebinding).
 
 from __future__ import annotations
 
-import html
 import sys
 import urllib.parse
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from attnlab.errors import AttnlabError
-from attnlab.viz.explorer import Explorer, ImageInputs, Sampling, images_from_test_set, read_image
-from attnlab.viz.explorer_page import render
+from attnlab.viz.explorer import Explorer, Request, Sampling
+from attnlab.viz.explorer_page import render, render_form
 
 __all__ = ["ServeOptions", "ExplorerApp", "make_server", "serve", "HOST"]
 
@@ -50,27 +49,18 @@ class ExplorerApp:
         self.initial = initial  # the page ``GET /`` shows (the command line's input), if any
 
     def form(self, fields: dict[str, str], error: str | None = None) -> str:
-        o, e = self.options, self.explorer
-        parts = ['<form class="serve" method="post" action="/" enctype="multipart/form-data">']
-        if e.kind == "image":
-            parts.append('<label>Image (PNG or JPEG)<br><input type="file" name="image" '
-                         'accept="image/png,image/jpeg"></label>')
-            if o.data_dir:
-                parts.append('<label>or test images (indices)<br><input name="images" value="'
-                             f'{html.escape(fields.get("images", ""))}" placeholder="0 5 7"></label>')
-        else:
-            what = "Prompt" if e.kind == "lm" else "Text"
-            parts.append(f'<label>{what}<br><textarea name="text">{html.escape(fields.get("text", ""))}'
-                         '</textarea></label>')
-            if e.kind == "lm":
-                parts.append('<label>Generate<br><input type="number" name="generate" min="0" style="width:6em" '
-                             f'value="{html.escape(fields.get("generate", str(o.generate)))}"></label>')
-        limit = o.max_upload_bytes if e.kind == "image" else o.max_text_bytes
-        parts.append('<button type="submit">Explore</button>'
-                     f'<span class="hint">served on {HOST} only; input up to {limit:,} bytes</span>')
-        if error:
-            parts.append(f'<p class="error" id="error">error: {html.escape(error)}</p>')
-        return "\n".join(parts) + "</form>"
+        """The form (``explorer_form.html``) for this model's kind, refilled with ``fields``."""
+        o, kind = self.options, self.explorer.kind
+        off = {True: "", False: "disabled hidden"}  # a disabled fieldset is neither shown nor sent
+        return render_form({
+            "TEXTOFF": off[kind != "image"], "TEXTLABEL": "Prompt" if kind == "lm" else "Text",
+            "TEXT": fields.get("text", ""),
+            "LMOFF": off[kind == "lm"], "GENERATE": fields.get("generate", str(o.generate)),
+            "IMAGEOFF": off[kind == "image"],
+            "INDICESOFF": off[kind == "image" and o.data_dir is not None], "IMAGES": fields.get("images", ""),
+            "HOST": HOST, "LIMIT": f"{o.max_upload_bytes if kind == 'image' else o.max_text_bytes:,}",
+            "ERROROFF": "" if error else "hidden", "ERROR": error or "",
+        })
 
     def page(self, fields: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> tuple[int, str]:
         """(status, HTML) for the submitted ``fields`` and ``files``; no fields: the empty form."""
@@ -86,32 +76,30 @@ class ExplorerApp:
         return 200, render(data, form=self.form(fields))
 
     def explore(self, fields: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+        """The page's data for a submitted form: its fields as the explorer's one :class:`Request`."""
         e, o = self.explorer, self.options
-        if e.kind == "image":
-            size = e.reader.image_size
-            if files.get("image"):
-                name = fields.get("image_name") or "the upload"
-                image, note = read_image(files["image"], size, name=name)
-                found = ImageInputs(image[None], [name], [None], [note] if note else [])
-            elif fields.get("images", "").strip() and o.data_dir:
-                try:
-                    indices = [int(i) for i in fields["images"].replace(",", " ").split()]
-                except ValueError:
-                    raise AttnlabError("test images are given by their indices, e.g. 0 5 7") from None
-                found = images_from_test_set(o.data_dir, indices, size)
-            else:
-                raise AttnlabError("choose an image to upload")
-            return e.images(found)
         text = fields.get("text", "")
         if len(text.encode("utf-8")) > o.max_text_bytes:
             raise TooLarge(f"the text is {len(text.encode('utf-8')):,} bytes; the limit is {o.max_text_bytes:,}")
-        if e.kind == "lm":
+        if e.kind == "image":
+            request = Request()
+            if files.get("image"):
+                request.upload, request.upload_name = files["image"], fields.get("image_name") or "the upload"
+            elif fields.get("images", "").strip() and o.data_dir:
+                try:
+                    request.images = [int(i) for i in fields["images"].replace(",", " ").split()]
+                except ValueError:
+                    raise AttnlabError("test images are given by their indices, e.g. 0 5 7") from None
+        else:
             try:
-                n = int(fields.get("generate") or 0)
+                n = int(fields.get("generate") or 0) if e.kind == "lm" else 0
             except ValueError:
                 raise AttnlabError("generate must be a whole number of tokens") from None
-            return e.generation(text, n, o.sampling)
-        return e.text(text)
+            request = Request(text=text, generate=n)
+        data = e.answer(request, sampling=o.sampling, data_dir=o.data_dir)
+        if data is None:
+            raise AttnlabError("choose an image to upload")
+        return data
 
 
 def parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
