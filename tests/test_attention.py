@@ -27,9 +27,9 @@ def test_numpy_attention_shape(n):
 def test_numpy_attention_other_sizes_and_validation():
     x = np.ones((3, 5))
     assert numpy_attention(x, input_embedding_size=5, query_key_size=4).shape == (3, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"x must be an n x 2 matrix with n >= 1, got shape \(3, 4\)"):
         numpy_attention(np.ones((3, 4)))  # wrong embedding size
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"x must be an n x 2 matrix with n >= 1, got shape \(0, 2\)"):
         numpy_attention(np.ones((0, 2)))  # no rows
 
 
@@ -145,7 +145,7 @@ def test_causal_mask_alignment():
     assert torch.equal(
         causal_mask(2, 5), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="causal_mask needs t_q <= t_k, got t_q=4, t_k=2"):
         causal_mask(4, 2)
 
 
@@ -167,5 +167,5 @@ def test_padding_and_combined_masks():
     assert both.shape == (2, 1, 3, 3)
     assert torch.equal(both[1, 0], torch.tensor([[1, 0, 0], [1, 0, 0], [1, 0, 0]], dtype=torch.bool))
     assert combine_masks(None, None) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"input_mask must be \(batch, seq_len\), got shape \(3,\)"):
         padding_mask(torch.ones(3))

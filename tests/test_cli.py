@@ -23,7 +23,7 @@ def run(capsys, *argv):
 @pytest.mark.parametrize("argv", [[], ["train"], ["eval"], ["data"], ["bench"], ["lab"], ["train", "toy"],
                                   ["eval", "toy"], ["data", "fetch"], ["data", "list"]])
 def test_every_help_says_what_and_shows_an_example(capsys, argv):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match="^0$") as info:
         cli.main([*argv, "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
@@ -38,7 +38,7 @@ def test_sweep_task_help_exits_0_with_the_task_options(capsys):
 
 def test_train_text_examples_name_the_word_vectors(capsys):
     """The text task's default model needs vectors: every example that trains it passes them."""
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):
         cli.main(["train", "text", "--help"])
     examples = capsys.readouterr().out.split("example")[-1]
     trains = [line for line in examples.splitlines() if line.strip().startswith("attnlab train text")
@@ -48,7 +48,7 @@ def test_train_text_examples_name_the_word_vectors(capsys):
 
 
 def test_top_level_help_lists_every_command(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):
         cli.main(["--help"])
     text = capsys.readouterr().out
     for name in cli.COMMANDS:
@@ -70,10 +70,10 @@ def test_bad_set_is_one_line_and_exit_2(capsys, tmp_path, setting, words):
 
 
 def test_argparse_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match="^2$") as info:
         cli.main(["train", "nosuchtask"])
     assert info.value.code == 2
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match="^2$") as info:
         cli.main(["frobnicate"])
     assert info.value.code == 2
     capsys.readouterr()
@@ -83,7 +83,7 @@ def test_argparse_errors_exit_2(capsys):
                                         (["curves", "run", "--bogus"], "attnlab curves"),
                                         (["lab", "graph", "--bogus"], "attnlab lab graph")])
 def test_an_unknown_option_shows_the_usage_of_the_command_given(capsys, argv, prog):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match="^2$") as info:
         cli.main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -71,9 +72,8 @@ def test_defaults_preset_then_overrides():
     ("model.dim=none", "expects int, got 'none'"),
 ])
 def test_bad_overrides_name_key_type_and_choices(override, words):
-    with pytest.raises(AttnlabError) as info:
+    with pytest.raises(AttnlabError, match=re.escape(words)) as info:
         build_config(Cfg, None, [override])
-    assert words in str(info.value)
     assert "\n" not in str(info.value)  # one line for the CLI
 
 
@@ -104,5 +104,5 @@ def test_keys_and_describe():
 def test_parse_value_direct():
     assert parse_value("k", bool, "YES") is True and parse_value("k", int, 3.0) == 3
     assert parse_value("k", float, 2) == 2.0
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="^config key 'k' expects int, got True$"):
         parse_value("k", int, True)

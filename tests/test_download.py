@@ -73,7 +73,7 @@ def test_server_ignoring_range_restarts(server, tmp_path):
 
 
 def test_checksum_mismatch_deletes_and_explains(server, tmp_path):
-    with pytest.raises(AttnlabError) as info:
+    with pytest.raises(AttnlabError, match=f"expected md5 {'0' * 32}") as info:
         fetch_url(f"{server.url}/file.bin", tmp_path / "data" / "file.bin", md5="0" * 32)
     msg = str(info.value)
     assert "expected md5 " + "0" * 32 in msg and MD5 in msg and "--data-dir" in msg

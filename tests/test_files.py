@@ -25,7 +25,7 @@ def test_writing_atomically_leaves_nothing_when_it_fails(tmp_path):
 def test_a_failed_rewrite_keeps_the_old_file(tmp_path):
     target = tmp_path / "metrics.json"
     write_json(target, {"step": 1})
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^interrupted$"):
         with writing_atomically(target) as f:
             f.write(b'{"step": ')
             raise RuntimeError("interrupted")

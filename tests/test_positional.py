@@ -19,7 +19,7 @@ def test_learned_adds_positions_and_errors_past_max():
     torch.testing.assert_close(pe(x[:, :1], offset=7)[0, 0], pe.weight[7])
     with pytest.raises(AttnlabError, match="maximum length 8"):
         pe(torch.zeros(1, 9, 4))
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="sequence of 9 positions exceeds the maximum length 8"):
         pe(torch.zeros(1, 2, 4), offset=7)
 
 
@@ -31,7 +31,7 @@ def test_interpolate_2d_identity_and_smooth_field():
     out = interpolate_pos_2d(rows, (4, 4), (6, 6)).reshape(6, 6, 2)
     torch.testing.assert_close(out, out[:, :1].expand_as(out))
     assert out.shape == (6, 6, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"pos has 16 rows, expected 3\*3=9 for the old grid"):
         interpolate_pos_2d(pos, (3, 3), (4, 4))
 
 

@@ -62,7 +62,7 @@ def test_image_over_the_limit_is_refused_before_decoding(tmp_path):
     root = make_folder(tmp_path / "imgs")
     big = root / "test" / "cat" / "big.png"
     big.write_bytes(png_header(9000, 9000))  # under Pillow's limits, over ours; no pixel data at all
-    with pytest.raises(AttnlabError) as e:
+    with pytest.raises(AttnlabError, match="is 9000x9000 pixels") as e:
         load_image_folder(root, 32)
     assert str(e.value) == (f"image '{big}' is 9000x9000 pixels (81 megapixels), more than the 67 megapixels "
                             "attnlab decodes (the model uses 32x32); shrink it or delete it")

@@ -146,7 +146,7 @@ def test_unreadable_tsv_names_the_file(tmp_path, capsys, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(imdb, "open", refuse, raising=False)  # shadows the builtin inside attnlab.data.imdb
-    with pytest.raises(AttnlabError) as e:
+    with pytest.raises(AttnlabError, match="Permission denied; check that it is a readable file$") as e:
         imdb.read_tsv(f)
     assert str(e.value) == f"cannot read TSV file '{f}': Permission denied; check that it is a readable file"
 

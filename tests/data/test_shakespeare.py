@@ -43,7 +43,7 @@ def test_split_is_seeded_disjoint_and_complete():
     assert [len(p) for p in split_dialogues(turns[:2], val_fraction=0.1)] == [1, 1]
     with pytest.raises(AttnlabError, match="at least 2"):
         split_dialogues(turns[:1])
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="^val_fraction must be between 0 and 1, got 1.5$"):
         split_dialogues(turns, val_fraction=1.5)
 
 
