@@ -217,13 +217,21 @@ def test_explain_needs_an_attention_model(runs, tmp_path, capsys):
 
 
 def test_sweep_writes_csv_markdown_and_hparams(data, tmp_path, capsys):
+    from attnlab.tasks import TASKS
+
     out = tmp_path / "sweep"
-    assert main(["sweep", "text", "--model", "ffnn", "--preset", "tiny", "--data-dir", str(data / "aclImdb"),
+    reviews = ["--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv")]  # no test file: eval scores dev
+    assert main(["sweep", "text", "--model", "ffnn", "--preset", "tiny", *reviews,
                  "--embeddings", str(data / "vectors.txt"), "--cache-dir", str(data / "cache"),
                  "--grid", "train.lr=1e-2,1e-3", "model.hidden_size=4", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 2 and {r["train.lr"] for r in rows} == {"1e-2", "1e-3"}
-    assert all(r["status"] == "ok" and r["val_accuracy"] for r in rows)
+    assert all(r["status"] == "ok" for r in rows)
+    # each row's val_accuracy is its run's: its best checkpoint scored again on the dev reviews
+    text = TASKS.load("text")
+    inputs = text.INPUTS(train=data / "train.tsv", dev=data / "dev.tsv", cache_dir=data / "cache")
+    for r in rows:
+        assert float(r["val_accuracy"]) == text.evaluate(out / r["run"], inputs, device="cpu")["val_accuracy"]
     assert "| run |" in (out / "results.md").read_text()
     assert any((out / "tb").rglob("events.out.tfevents.*"))
 
