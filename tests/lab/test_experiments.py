@@ -218,21 +218,23 @@ def test_clock_tokens_times_each_token_on_its_own():
     assert clock_tokens("abcd", clock=lambda: next(ticks)) == [0.5, 0.25, 0.25, 2.0]
 
 
-def test_generation_alternates_the_modes_after_an_untimed_run(monkeypatch):
-    import attnlab.models.gpt as gpt
+def test_time_length_times_every_step_of_both_modes_and_returns_the_greedy_tokens():
+    import torch
+
     from attnlab.lab.generation import time_length
+    from attnlab.models.gpt import DialogueGPT, GPTConfig, generate
 
-    calls = []
-    monkeypatch.setattr(gpt, "generate", lambda model, prefix, n, *, use_cache: calls.append(("untimed", n, use_cache)))
-
-    def fake_iter(model, prefix, n, *, use_cache):
-        calls.append(("timed", n, use_cache))
-        return iter(range(n))
-
-    monkeypatch.setattr(gpt, "iter_generate", fake_iter)
-    out, _ = time_length(None, [5, 6, 7], 4, 2)
-    assert calls == [("untimed", 5, True), ("untimed", 5, False)] + [("timed", 5, True), ("timed", 5, False)] * 2
+    torch.manual_seed(0)
+    model = DialogueGPT(GPTConfig(vocab_size=20, context=16, dim=8, num_heads=2, num_layers=1, mlp_dim=16,
+                                  dropout=0.0)).eval()
+    prefix, m, repeats = [5, 6, 7], 4, 2
+    out, tokens = time_length(model, prefix, m, repeats)
+    # per mode: one prompt time per timed run, and each of the m decoding steps after it on its own
     assert {k: (len(v["prompt"]), len(v["steps"])) for k, v in out.items()} == {"cache": (2, 8), "no_cache": (2, 8)}
+    assert all(t > 0 for v in out.values() for times in v.values() for t in times)
+    # the tokens are the greedy continuation (m + 1 ids), the same with and without the cache
+    greedy = generate(model, prefix, m + 1, use_cache=False)
+    assert tokens == {"cache": greedy, "no_cache": greedy} and len(greedy) == m + 1
 
 
 def test_report(tmp_path):
