@@ -19,6 +19,7 @@ import torch
 
 from attnlab.errors import AttnlabError
 from attnlab.measure import median, time_interleaved
+from attnlab.vocab import START_ID
 
 HELP = "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)"
 EXAMPLE = """\
@@ -45,14 +46,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
-    from attnlab.models.gpt import GPTConfig
-    from attnlab.tasks.gpt import trained_or_random
+    """The trained model of ``--checkpoint`` and the ids of ``--prompt``, or a model of the shape
+    options with random weights and the start token (a random model has no tokenizer)."""
+    from attnlab.data.tokenizer import MyTokenizer, prompt_ids
+    from attnlab.models.gpt import GPTConfig, random_gpt
+    from attnlab.tasks import load_trained
 
-    if args.checkpoint is None and args.dim % args.heads:
+    if args.checkpoint is not None:
+        _, model, meta = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT language model",
+                                      hint="pass the run directory of an `attnlab train gpt` run")
+        stream = meta["config"]["data"]["mode"] == "stream"
+        prefix = prompt_ids(MyTokenizer.from_dict(meta["tokenizer"]), args.prompt, stream)
+        return model, prefix, f"trained {args.checkpoint}"
+    if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    if args.prompt:
+        raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
     shape = GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim, num_heads=args.heads,
                       num_layers=args.layers, mlp_dim=4 * args.dim)
-    return trained_or_random(args.checkpoint, shape, seed=args.seed, prompt=args.prompt)
+    return random_gpt(shape, seed=args.seed), [START_ID], "random weights"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -186,7 +186,7 @@ def check_sampling(args: argparse.Namespace) -> None:
 
 def sampling_settings(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, int | None]:
     """``(temperature, top_k)``: the command line's, else the checkpoint's ``sample`` settings."""
-    from attnlab.tasks.lm import SampleConfig
+    from attnlab.models.gpt import SampleConfig
 
     sample = SampleConfig(**meta.get("config", {}).get("sample", {}))
     temperature = 0.0 if args.greedy else (args.temperature if args.temperature is not None else sample.temperature)

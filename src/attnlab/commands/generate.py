@@ -52,10 +52,9 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.data.tokenizer import MyTokenizer, prompt_ids
     from attnlab.models.gpt import iter_generate
     from attnlab.tasks import load_trained
-    from attnlab.tasks.lm import prompt_ids
 
     check(args)
     _, model, meta = load_trained(args.checkpoint, tasks=("gpt", "lstm-lm"), what="a language model")

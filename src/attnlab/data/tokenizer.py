@@ -20,7 +20,7 @@ from attnlab.data.tokenize import word_tokenize
 from attnlab.errors import AttnlabError
 from attnlab.vocab import PAD_ID, SPECIALS, START_ID, UNK_ID
 
-__all__ = ["MyTokenizer", "CharTokenizer"]
+__all__ = ["MyTokenizer", "CharTokenizer", "prompt_ids"]
 
 
 class MyTokenizer:
@@ -160,3 +160,12 @@ class CharTokenizer(MyTokenizer):
         pos = np.clip(np.searchsorted(self._codes, codes), 0, max(len(self._codes) - 1, 0))
         known = self._codes[pos] == codes if len(self._codes) else np.zeros(len(codes), bool)
         return np.where(known, self._ids[pos] if len(self._ids) else 0, UNK_ID)
+
+
+def prompt_ids(tok: MyTokenizer, prompt: str, stream: bool) -> list[int]:
+    """The ids a generation starts from. A dialogue model starts every turn with the start token;
+    a stream model never saw one, so it continues the prompt's own tokens (a new line if empty)."""
+    if not stream:
+        return tok.encode(prompt)
+    ids = [int(i) for i in tok.encode_stream(prompt or "\n")]
+    return ids or [START_ID]

@@ -55,12 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace, context: int):
-    from attnlab.models.gpt import GPTConfig
-    from attnlab.tasks.gpt import trained_or_random
+    from attnlab.models.gpt import GPTConfig, random_gpt
+    from attnlab.tasks import load_trained
 
-    shape = GPTConfig(vocab_size=args.vocab, context=context, dim=args.dim, num_heads=args.heads,
-                      num_layers=args.layers, mlp_dim=4 * args.dim, dropout=0.0)
-    model, _, _ = trained_or_random(args.checkpoint, shape, seed=args.seed)
+    if args.checkpoint is not None:
+        _, model, _ = load_trained(args.checkpoint, tasks=("gpt",), what="a DialogueGPT language model",
+                                   hint="pass the run directory of an `attnlab train gpt` run")
+    else:
+        model = random_gpt(GPTConfig(vocab_size=args.vocab, context=context, dim=args.dim, num_heads=args.heads,
+                                     num_layers=args.layers, mlp_dim=4 * args.dim, dropout=0.0), seed=args.seed)
     c = model.config
     if args.checkpoint is not None:
         if context > c.context:

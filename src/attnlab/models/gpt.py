@@ -20,14 +20,14 @@ from torch import Tensor, nn
 
 from attnlab.attended import Attended
 from attnlab.attention import causal_mask, combine_masks, padding_mask
-from attnlab.config import Layers, NonNegative, Range, Rate, Size
+from attnlab.config import Count, Layers, NonNegative, Range, Rate, Seed, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
 from attnlab.memory import count_parameters
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
-__all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate"]
+__all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate", "SampleConfig", "random_gpt"]
 
 
 @dataclass
@@ -292,3 +292,23 @@ def iter_generate(
             yield nxt
     finally:
         model.train(was_training)
+
+
+@dataclass
+class SampleConfig:
+    """How a language model's samples are drawn: a task config's ``sample`` section (printed
+    during training) and the defaults of ``attnlab generate``."""
+
+    prompt: str = ""  # text the sample continues ("" = from the start token, or a new line in stream mode)
+    num_tokens: Annotated[int, Range(ge=0, le=10_000)] = 50  # tokens per sample
+    temperature: Annotated[float, Range(ge=0)] = 0.8  # 0 = greedy
+    top_k: Count | None = 40  # sample among the k most likely tokens (None: all)
+    seed: Seed = 0  # sampling seed, so samples are reproducible
+
+
+def random_gpt(shape: GPTConfig, *, seed: int = 0) -> DialogueGPT:
+    """A DialogueGPT of ``shape`` with random weights drawn from ``seed`` (eval mode): for the
+    benchmarks, whose timings depend on the shape, not on the weights."""
+    shape.check()
+    torch.manual_seed(seed)
+    return DialogueGPT(shape).eval()

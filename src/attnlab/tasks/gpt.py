@@ -13,20 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from attnlab.engine import TrainConfig
-from attnlab.models.gpt import DialogueGPT, GPTConfig
-from attnlab.tasks.lm import (
-    GPT_STEPS,
-    LMDataConfig,
-    LMInputs,
-    LMReader,
-    SampleConfig,
-    evaluate_lm,
-    load_lm,
-    train_lm,
-)
+from attnlab.models.gpt import DialogueGPT, GPTConfig, SampleConfig
+from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, LMReader, evaluate_lm, load_lm, train_lm
 
 # What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
@@ -96,27 +85,6 @@ def load_model(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") -> dict[str, float]:
     return evaluate_lm("gpt", GPTTaskConfig, checkpoint, inputs, build_model, device)
-
-
-def trained_or_random(checkpoint: str | Path | None, shape: GPTConfig, *, seed: int = 0,
-                      prompt: str = "") -> tuple[DialogueGPT, list[int], str]:
-    """For benchmarks: a trained ``gpt`` run's model, or (no ``checkpoint``) a model of ``shape``
-    with random weights drawn from ``seed``; with the ids a generation starts from (a random model
-    has no tokenizer: the start token) and a description."""
-    from attnlab.data.tokenizer import MyTokenizer
-    from attnlab.errors import AttnlabError
-    from attnlab.tasks.lm import prompt_ids
-    from attnlab.vocab import START_ID
-
-    if checkpoint is not None:
-        model, meta = load_model(checkpoint)
-        stream = meta["config"]["data"]["mode"] == "stream"
-        return model, prompt_ids(MyTokenizer.from_dict(meta["tokenizer"]), prompt, stream), f"trained {checkpoint}"
-    if prompt:
-        raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
-    shape.check()
-    torch.manual_seed(seed)
-    return DialogueGPT(shape).eval(), [START_ID], "random weights"
 
 
 def reader(model: DialogueGPT, meta: dict[str, Any]) -> LMReader:

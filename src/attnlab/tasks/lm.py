@@ -22,16 +22,15 @@ from attnlab.data.batching import Batches
 from attnlab.data.dialogue import lm_batches, prepare_lm_data
 from attnlab.data.shakespeare import bundled_path, load_text
 from attnlab.data.stream import WindowBatches, file_md5, prepare_stream
-from attnlab.data.tokenizer import MyTokenizer
+from attnlab.data.tokenizer import MyTokenizer, prompt_ids
 from attnlab.engine import evaluate as evaluate_batches
 from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
 from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss
 from attnlab.memory import count_parameters, require, training_bytes
-from attnlab.models.gpt import generate
+from attnlab.models.gpt import SampleConfig, generate
 from attnlab.tasks import resumed_meta
-from attnlab.vocab import START_ID
 
 
 @dataclass
@@ -49,15 +48,6 @@ class LMDataConfig:
 
 
 @dataclass
-class SampleConfig:
-    prompt: str = ""  # text the sample continues ("" = from the start token, or a new line in stream mode)
-    num_tokens: Annotated[int, Range(ge=0, le=10_000)] = 50  # tokens per sample
-    temperature: Annotated[float, Range(ge=0)] = 0.8  # 0 = greedy
-    top_k: Count | None = 40  # sample among the k most likely tokens (None: all)
-    seed: Seed = 0  # sampling seed, so samples are reproducible
-
-
-@dataclass
 class LMInputs:
     data: Path | None = field(default=None, metadata={"help": (
         "plain UTF-8 text (default: the bundled Tiny Shakespeare). With data.mode=dialogue its "
@@ -71,15 +61,6 @@ class LMInputs:
 # each model's step count was chosen from its measured steps per second (README, language model).
 GPT_STEPS = {"default": 1000, "cpu-20min": 5500}
 LSTM_STEPS = {"default": 750, "cpu-20min": 5200}
-
-
-def prompt_ids(tok: MyTokenizer, prompt: str, stream: bool) -> list[int]:
-    """The ids a generation starts from. A dialogue model starts every turn with the start token;
-    a stream model never saw one, so it continues the prompt's own tokens (a new line if empty)."""
-    if not stream:
-        return tok.encode(prompt)
-    ids = [int(i) for i in tok.encode_stream(prompt or "\n")]
-    return ids or [START_ID]
 
 
 def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream: bool, seed: int,

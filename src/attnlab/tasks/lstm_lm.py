@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from attnlab.engine import TrainConfig
+from attnlab.models.gpt import SampleConfig
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
-from attnlab.tasks.lm import LSTM_STEPS, LMDataConfig, LMInputs, SampleConfig, evaluate_lm, load_lm, train_lm
+from attnlab.tasks.lm import LSTM_STEPS, LMDataConfig, LMInputs, evaluate_lm, load_lm, train_lm
 
 
 @dataclass
