@@ -1,16 +1,20 @@
-"""Metrics from summed statistics: loss, accuracy, perplexity, and a classification report."""
+"""Metrics from summed statistics: loss, accuracy, perplexity, a classification report, and
+calibration (expected calibration error, temperature scaling, the reliability diagram)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from attnlab.errors import AttnlabError
+from attnlab.files import save_figure
 
-__all__ = ["summarize", "classification_report", "expected_calibration_error", "fit_temperature"]
+__all__ = ["summarize", "classification_report", "expected_calibration_error", "fit_temperature",
+           "reliability_diagram"]
 
 
 def summarize(sums: dict[str, float], prefix: str, perplexity: bool = False) -> dict[str, float]:
@@ -90,3 +94,23 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 
     optimizer.step(closure)
     return float(log_t.detach().exp())
+
+
+def reliability_diagram(tables: dict[str, list[dict[str, float]]], path: Path, *, title: str) -> Path:
+    """Draw accuracy against confidence for each labelled table of
+    :func:`expected_calibration_error` (beside the diagonal of perfect calibration); write ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for label, table in tables.items():
+        ax.plot([b["confidence"] for b in table], [b["accuracy"] for b in table], "o-", label=label)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path

@@ -62,8 +62,8 @@ def _shown(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from attnlab.data.imdb import LABELS
     from attnlab.data.sentiment import encode_texts
+    from attnlab.models.text import predict_logits
     from attnlab.tasks import load_trained
-    from attnlab.tasks.text import predict_logits
 
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     reviews = _read_texts(args)

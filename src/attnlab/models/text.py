@@ -40,7 +40,7 @@ from attnlab.vocab import PAD_ID, UNK_ID
 __all__ = [
     "TextModelConfig", "build_text_classifier", "token_mask", "masked_mean", "AveragedVectors",
     "LogisticRegressionClassifier", "FFNN", "Attention", "AttentionClassifier",
-    "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length",
+    "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length", "predict_logits",
 ]
 
 TextModelName = Literal["logreg", "ffnn", "attention", "transformer", "rnn"]
@@ -336,3 +336,19 @@ class TextClassificationRNN(nn.Module):
             if self.bwd is not None:
                 feat = torch.cat([feat, x[:, 0, hidden:]], dim=-1)  # backward: ends at step 0
         return self.head(self.drop(feat))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int = 256, *,
+                   num_classes: int = 2) -> Tensor:
+    """Logits (N, classes) of every row of ``tensors`` (``ids``, ``lengths``), in eval mode, in
+    length-sorted batches, returned in the original order (``num_classes`` columns when N is 0)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = torch.argsort(tensors["lengths"])
+    parts = [model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
+             for idx in order.split(batch_size)]
+    out = torch.empty(len(order), parts[0].size(-1) if parts else num_classes)
+    if parts:
+        out[order] = torch.cat(parts)
+    return out

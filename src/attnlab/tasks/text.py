@@ -32,12 +32,18 @@ from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_revie
 from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
 from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
-from attnlab.files import file_digest, save_figure
+from attnlab.files import file_digest
 from attnlab.losses import Stats, classification_loss
 from attnlab.memory import require, training_bytes
-from attnlab.metrics import classification_report, expected_calibration_error, fit_temperature
+from attnlab.metrics import classification_report, expected_calibration_error, fit_temperature, reliability_diagram
 from attnlab.models.text import MODELS as MODEL_NAMES
-from attnlab.models.text import NEEDS_VECTORS, AveragedVectors, TextModelConfig, build_text_classifier
+from attnlab.models.text import (
+    NEEDS_VECTORS,
+    AveragedVectors,
+    TextModelConfig,
+    build_text_classifier,
+    predict_logits,
+)
 from attnlab.tasks import resumed_meta
 
 EXAMPLE = """\
@@ -134,20 +140,6 @@ def _prepare(cfg: TextConfig, inputs: TextInputs, vocab: list[str] | None = None
                            vocab=vocab)
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int = 256) -> Tensor:
-    """Logits (N, classes) of every row (length-sorted batches, original order returned)."""
-    model.eval()
-    device = next(model.parameters()).device
-    order = torch.argsort(tensors["lengths"])
-    parts = [model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
-             for idx in order.split(batch_size)]
-    out = torch.empty(len(order), parts[0].size(-1) if parts else len(LABELS))
-    if parts:
-        out[order] = torch.cat(parts)
-    return out
-
-
 def calibration(model: nn.Module, val: dict[str, Tensor], test: dict[str, Tensor], run_dir: Path) -> dict[str, float]:
     """How far the test probabilities are from the accuracies they claim: expected calibration
     error before and after temperature scaling fitted on the validation reviews, and a reliability
@@ -157,27 +149,9 @@ def calibration(model: nn.Module, val: dict[str, Tensor], test: dict[str, Tensor
     raw, table = expected_calibration_error(torch.softmax(logits, -1), test["label"])
     scaled, scaled_table = expected_calibration_error(torch.softmax(logits / temperature, -1), test["label"])
     if is_main_process():
-        _reliability_png(table, scaled_table, temperature, run_dir / "reliability.png")
+        reliability_diagram({"model": table, f"temperature {temperature:.2f}": scaled_table},
+                            run_dir / "reliability.png", title="reliability on the test reviews")
     return {"test_ece": raw, "test_ece_calibrated": scaled, "calibration_temperature": temperature}
-
-
-def _reliability_png(raw: list[dict[str, float]], scaled: list[dict[str, float]], temperature: float,
-                     path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
-    for table, label in ((raw, "model"), (scaled, f"temperature {temperature:.2f}")):
-        ax.plot([b["confidence"] for b in table], [b["accuracy"] for b in table], "o-", label=label)
-    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title="reliability on the test reviews")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
 
 
 def _review_files(inputs: TextInputs) -> dict[str, str]:
