@@ -56,9 +56,10 @@ def _out_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.config import config_from_dict
     from attnlab.data.augment import normalize
-    from attnlab.tasks import load_trained
-    from attnlab.tasks.vit import validation_images
+    from attnlab.data.images import validation_images
+    from attnlab.tasks import TASKS, load_trained
     from attnlab.viz.attention_map import attention_rollout, cls_attention, figure_pixels, save_grid, upsample
 
     if args.num_images < 1:
@@ -76,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     _, model, meta = load_trained(args.checkpoint, tasks=("vit",),
                                   what="a Vision Transformer",
                                   hint="for another model's attention use `attnlab explore --checkpoint RUN`")
-    val = validation_images(meta, Path(args.data_dir))
+    cfg = config_from_dict(TASKS.load("vit").CONFIG, meta["config"])  # the run's image size and split
+    val = validation_images(args.data_dir, image_size=cfg.model.image_size, val_size=cfg.data.val_size,
+                            seed=cfg.data.split_seed)
     classes = meta.get("classes") or list(val.classes)
     pool = _select(model, val.images, val.labels, classes, args)  # positions in the validation split
     if args.images is not None:

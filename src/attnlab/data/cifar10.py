@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnlab.data.images import ImageSet
+from attnlab.data.image_set import ImageSet
 from attnlab.errors import AttnlabError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnlab.data.images import ImageSet
+from attnlab.data.image_set import ImageSet
 from attnlab.errors import AttnlabError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from attnlab.data import cifar10, image_folder
 from attnlab.data.augment import Augment, mix, normalize
 from attnlab.data.batching import TensorBatches, epoch_generator
+from attnlab.data.image_set import ImageSet
 from attnlab.errors import AttnlabError
 
-__all__ = ["ImageSet", "split", "load_images", "ImageBatches"]
-
-
-class ImageSet(NamedTuple):
-    """Images as uint8 (N, 3, H, W), labels as int64 (N,), and the class names."""
-
-    images: Tensor
-    labels: Tensor
-    classes: tuple[str, ...]
-
-    def subset(self, index: Tensor) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index], self.classes)
+__all__ = ["ImageSet", "split", "load_images", "validation_images", "ImageBatches"]
 
 
 def split(data: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -41,8 +31,6 @@ def split(data: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]
 
 def load_images(path: str | Path, image_size: int = 32) -> tuple[ImageSet, ImageSet]:
     """(train, test) from CIFAR-10 in the canonical format or from an image folder."""
-    from attnlab.data import cifar10, image_folder
-
     path = Path(path)
     if image_folder.is_image_folder(path):
         return image_folder.load_image_folder(path, image_size)
@@ -51,6 +39,13 @@ def load_images(path: str | Path, image_size: int = 32) -> tuple[ImageSet, Image
     raise AttnlabError(f"no images found at '{path}'; run `attnlab data fetch cifar10 --dest {path}`, or pass "
                        "--data-dir pointing at cifar-10-batches-py/, cifar-10-python.tar.gz, or a folder with "
                        "train/<class>/*.png and test/<class>/*.png")
+
+
+def validation_images(data_dir: str | Path, *, image_size: int, val_size: int, seed: int) -> ImageSet:
+    """The validation split of a run trained on ``data_dir`` with ``data.val_size`` = ``val_size``
+    and ``data.split_seed`` = ``seed``: images the model never trained on, from the training files."""
+    train_all, _ = load_images(data_dir, image_size)
+    return split(train_all, val_size, seed)[1]
 
 
 class ImageBatches(TensorBatches):

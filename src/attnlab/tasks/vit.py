@@ -165,14 +165,6 @@ def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any
     return model.eval(), ckpt.meta
 
 
-def validation_images(meta: dict[str, Any], data_dir: Path) -> ImageSet:
-    """The validation split a checkpoint was trained with (its ``data.val_size`` and
-    ``data.split_seed``): images the model never trained on, from the training files."""
-    cfg = config_from_dict(VitTaskConfig, meta["config"])
-    train_all, _ = load_images(data_dir, cfg.model.image_size)
-    return split(train_all, cfg.data.val_size, cfg.data.split_seed)[1]
-
-
 def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto") -> dict[str, float]:
     model, meta = load_model(checkpoint)
     _, test = load_images(inputs.data_dir, model.config.image_size)
