@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -332,6 +334,100 @@ def test_the_form_fits_the_model_and_escapes_what_it_echoes(toy_run, vit_run):
     assert re.search(r'<fieldset ><label>or test images', image_form) and 'id="error" hidden>' in image_form
 
 
+def answered_quickly(httpd) -> float:
+    """Seconds a second client waits for the page (the test fails past 2)."""
+    start = time.monotonic()
+    with urllib.request.urlopen(f"http://{HOST}:{httpd.server_port}/", timeout=2) as r:
+        assert r.status == 200 and "<textarea" in r.read().decode()
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("stall", [
+    b"",  # a connection that sends nothing
+    b"GET / HTTP/1.1\r\n",  # half a request: no blank line
+    b"GET /\r\n",  # HTTP/0.9
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789",  # 10 of 1,000 bytes
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\ntext=1",
+])
+def test_a_stalled_client_does_not_stall_the_next(server, stall):
+    with socket.create_connection((HOST, server.server_port)) as stalled:
+        stalled.sendall(stall)
+        time.sleep(0.2)  # the server has taken the stalled connection
+        assert answered_quickly(server) < 2
+
+
+def test_content_length_and_header_bounds(server):
+    def raw(request: bytes) -> bytes:
+        with socket.create_connection((HOST, server.server_port), timeout=5) as c:
+            c.sendall(request)
+            return c.recv(65536)
+    assert raw(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n").startswith(b"HTTP/1.0 400")
+    assert raw(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.0 411")
+    assert raw(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999\r\n\r\n").startswith(b"HTTP/1.0 413")
+    big = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 500) for i in range(40))
+    assert raw(big + b"\r\n").startswith(b"HTTP/1.0 431")
+
+
+def test_slow_and_vanishing_clients_cost_one_log_line_each(toy_run, capfd):
+    app = ExplorerApp(Explorer.load(toy_run), ServeOptions(timeout=0.5))
+    httpd = make_server(app, 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection((HOST, httpd.server_port)) as slow:  # 10 of 1,000 bytes, then silence
+            slow.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789")
+            time.sleep(1.0)
+        with socket.create_connection((HOST, httpd.server_port)) as gone:  # hangs up mid-body
+            gone.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n01234")
+        time.sleep(0.5)
+        assert answered_quickly(httpd) < 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert sum("timed out" in line for line in lines) == 1 and sum("the client hung up" in line for line in lines) == 1
+
+
+def test_connections_over_the_cap_get_503_at_once(toy_run):
+    app = ExplorerApp(Explorer.load(toy_run), ServeOptions(max_connections=2))
+    httpd = make_server(app, 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        held = [socket.create_connection((HOST, httpd.server_port)) for _ in range(2)]
+        time.sleep(0.2)
+        with socket.create_connection((HOST, httpd.server_port), timeout=2) as third:
+            assert third.recv(100).startswith(b"HTTP/1.0 503")
+        for c in held:
+            c.close()
+        time.sleep(0.2)
+        assert answered_quickly(httpd) < 2  # the slots are given back
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_model_runs_for_one_request_at_a_time(toy_run):
+    app = ExplorerApp(Explorer.load(toy_run))
+    running, most = [0], [0]
+    explore_one = app.explore
+
+    def counted(fields, files):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        running[0] -= 1
+        return explore_one(fields, files)
+
+    app.explore = counted
+    threads = [threading.Thread(target=app.page, args=({"text": "1 2 3"},)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+
+
 def test_vit_app_takes_an_upload(vit_run):
     import io
 
@@ -345,6 +441,8 @@ def test_vit_app_takes_an_upload(vit_run):
     assert status == 200 and [i["name"] for i in page_data(html)["images"]] == ["test image 1", "test image 2"]
     status, html = app.page({"images": "x"}, {})
     assert status == 400 and "indices" in html
+    status, html = app.page({"image_name": "notes.png"}, {"image": b"not an image"})
+    assert status == 400 and "cannot read notes.png as an image" in html and "BytesIO" not in html
 
 
 def test_pack_round_trip():

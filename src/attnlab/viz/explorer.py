@@ -112,8 +112,12 @@ def read_image(path: Path | str | bytes, size: int, *, name: str = "", max_pixel
             array = np.asarray(im, dtype=np.uint8)  # (H, W, 3)
     except Image.DecompressionBombError:  # Pillow refuses twice its own limit before the size check
         raise AttnlabError(f"{label} is more than the {max_pixels:,} pixels accepted; pass a smaller image") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise AttnlabError(f"cannot read {label} as an image ({exc}); pass a PNG or JPEG file") from None
+    except UnidentifiedImageError:
+        raise AttnlabError(f"cannot read {label} as an image (not a format Pillow knows); pass a PNG or JPEG "
+                           "file") from None
+    except OSError as exc:
+        raise AttnlabError(f"cannot read {label} as an image ({exc.strerror or exc}); pass a PNG or JPEG "
+                           "file") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), note
 
 

@@ -2,27 +2,35 @@
 
 A small ``http.server`` bound to 127.0.0.1 (never to all interfaces): ``GET /`` answers the page
 with a form, ``POST /`` answers the page for the text typed (or, for a ViT, the image uploaded).
-Requests are handled one at a time, so the model is never called twice at once. Input larger than
-the limits is refused with status 413 and a message saying the limit; a request whose ``Host`` is
-not this loopback address is refused (a web page elsewhere cannot reach the model through DNS
-rebinding).
+
+No client can stall the others: each connection has its own thread (at most
+``max_connections`` at once; one more is answered 503 at once), every read waits at most
+``timeout`` seconds and a request body must arrive within ``timeout`` in all, headers are
+bounded, and ``Content-Length`` is checked before anything is read (missing: 411, not a
+non-negative number: 400, over the limit: 413). The model itself runs for one request at a
+time (:class:`ExplorerApp` holds a lock). A client that hangs up or times out costs one log line,
+never a traceback. A request whose ``Host`` is not this loopback address is refused (a web page
+elsewhere cannot reach the model through DNS rebinding).
 """
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from attnlab.errors import AttnlabError
 from attnlab.viz.explorer import Explorer, Request, Sampling
 from attnlab.viz.explorer_page import render, render_form
 
-__all__ = ["ServeOptions", "ExplorerApp", "make_server", "serve", "HOST"]
+__all__ = ["ServeOptions", "ExplorerApp", "ExplorerServer", "make_server", "serve", "HOST"]
 
 HOST = "127.0.0.1"
 
@@ -34,6 +42,9 @@ class ServeOptions:
     generate: int = 20  # a language model's default number of new tokens
     sampling: Sampling | None = None
     data_dir: str | None = None  # a ViT's test set, for image indices typed into the form
+    timeout: float = 10.0  # seconds a client may leave any read waiting, and to send a whole request body
+    max_connections: int = 16  # connections served at once; one more is answered 503 at once
+    max_header_bytes: int = 16_384  # request line and headers together
 
 
 class TooLarge(AttnlabError):
@@ -47,6 +58,7 @@ class ExplorerApp:
                  initial: dict[str, Any] | None = None) -> None:
         self.explorer, self.options = explorer, options or ServeOptions()
         self.initial = initial  # the page ``GET /`` shows (the command line's input), if any
+        self._model = threading.Lock()  # one request at a time runs the model
 
     def form(self, fields: dict[str, str], error: str | None = None) -> str:
         """The form (``explorer_form.html``) for this model's kind, refilled with ``fields``."""
@@ -68,7 +80,8 @@ class ExplorerApp:
         if not fields and not files:
             return 200, render(self.initial, form=self.form({}))
         try:
-            data = self.explore(fields, files)
+            with self._model:
+                data = self.explore(fields, files)
         except TooLarge:
             raise
         except AttnlabError as exc:
@@ -131,11 +144,51 @@ def parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str
     return fields, files
 
 
-def make_server(app: ExplorerApp, port: int = 8000) -> HTTPServer:
-    """An HTTP server for ``app`` on 127.0.0.1:``port`` (0 picks a free port: ``server.server_port``)."""
+class ExplorerServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once; errors are one log line."""
+
+    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+
+    def __init__(self, app: ExplorerApp, port: int) -> None:
+        self.app = app
+        self.slots = threading.BoundedSemaphore(app.options.max_connections)
+        super().__init__((HOST, port), _handler(app))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                b"Connection: close\r\n\r\ntoo many connections; try again\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (TimeoutError, socket.timeout)):
+            why = f"timed out after {self.app.options.timeout:g} s"
+        elif isinstance(exc, (BrokenPipeError, ConnectionError)):
+            why = "the client hung up"
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        print(f"{client_address[0]}:{client_address[1]} dropped ({why})", file=sys.stderr)
+
+
+def _handler(app: ExplorerApp) -> type[BaseHTTPRequestHandler]:
+    """The request handler of ``app``: GET and POST /, everything bounded."""
+    options = app.options
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "attnlab-explore"
+        timeout = options.timeout  # every read of the socket (StreamRequestHandler sets it)
 
         def log_message(self, format: str, *args: Any) -> None:
             print(f"{self.address_string()} {format % args}", file=sys.stderr)
@@ -154,7 +207,12 @@ def make_server(app: ExplorerApp, port: int = 8000) -> HTTPServer:
             self.close_connection = True
             self.send_page(status, render(None, form=app.form({}, message)))
 
-        def host_ok(self) -> bool:
+        def request_ok(self) -> bool:
+            """The headers are within bounds and name this loopback host."""
+            size = len(self.requestline) + sum(len(k) + len(v) + 4 for k, v in self.headers.items())
+            if size > options.max_header_bytes:
+                self.refuse(431, f"the request headers are {size:,} bytes; the limit is {options.max_header_bytes:,}")
+                return False
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
             if host in (HOST, "localhost"):
                 return True
@@ -162,7 +220,7 @@ def make_server(app: ExplorerApp, port: int = 8000) -> HTTPServer:
             return False
 
         def do_GET(self) -> None:  # http.server calls do_<METHOD>
-            if not self.host_ok():
+            if not self.request_ok():
                 return
             if urllib.parse.urlsplit(self.path).path != "/":
                 self.refuse(404, f"no page {self.path}; the explorer is at /")
@@ -170,18 +228,11 @@ def make_server(app: ExplorerApp, port: int = 8000) -> HTTPServer:
             self.send_page(*app.page())
 
         def do_POST(self) -> None:
-            if not self.host_ok():
+            if not self.request_ok():
                 return
-            try:
-                length = int(self.headers.get("Content-Length") or "")
-            except ValueError:
-                self.refuse(411, "the request has no Content-Length")
+            body = self.read_body()
+            if body is None:
                 return
-            limit = app.options.max_upload_bytes
-            if length > limit:
-                self.refuse(413, f"input too large: {length:,} bytes; the limit is {limit:,} bytes")
-                return
-            body = self.rfile.read(length)
             try:
                 fields, files = parse_body(self.headers.get("Content-Type", ""), body)
                 status, page = app.page(fields, files)
@@ -193,7 +244,36 @@ def make_server(app: ExplorerApp, port: int = 8000) -> HTTPServer:
                 return
             self.send_page(status, page)
 
-    return HTTPServer((HOST, port), Handler)
+        def read_body(self) -> bytes | None:
+            """The body its Content-Length announces, read within ``timeout`` in all; None once refused."""
+            announced = self.headers.get("Content-Length")
+            if announced is None:
+                self.refuse(411, "the request has no Content-Length")
+                return None
+            if not announced.strip().isdigit():
+                self.refuse(400, f"Content-Length {announced!r} is not a number of bytes")
+                return None
+            length, limit = int(announced), options.max_upload_bytes
+            if length > limit:
+                self.refuse(413, f"input too large: {length:,} bytes; the limit is {limit:,} bytes")
+                return None
+            deadline, chunks, left = time.monotonic() + options.timeout, [], length
+            while left:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the request body came too slowly")
+                chunk = self.rfile.read1(min(left, 65536))
+                if not chunk:
+                    raise ConnectionError("the client hung up before its whole request body came")
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+
+    return Handler
+
+
+def make_server(app: ExplorerApp, port: int = 8000) -> ExplorerServer:
+    """A server for ``app`` on 127.0.0.1:``port`` (0 picks a free port: ``server.server_port``)."""
+    return ExplorerServer(app, port)
 
 
 def serve(app: ExplorerApp, port: int = 8000) -> None:
