@@ -206,7 +206,7 @@ def test_empty_prompt_starts_from_the_start_token_and_sampling_is_seeded():
     assert generate(model, [START_ID], 10, temperature=1.0, top_k=1, seed=3) == generate(model, [START_ID], 10)
     assert generate(model, [START_ID], 10, temperature=1.0, top_p=1e-6, seed=3) == generate(model, [START_ID], 10)
     assert generate(model, [START_ID], 0) == []
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match=r"top_p must be in \(0, 1\], got 0.0"):
         generate(model, [START_ID], 3, top_p=0.0)
 
 
@@ -220,9 +220,9 @@ def test_too_long_input_and_bad_config_give_clear_errors():
     model = small_gpt()
     with pytest.raises(AttnlabError, match="maximum length"):
         model(torch.zeros(1, 17, dtype=torch.long))
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="vocab_size must be set"):
         DialogueGPT(GPTConfig(vocab_size=0))
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="dim=30 must be divisible by num_heads=4"):
         DialogueGPT(GPTConfig(vocab_size=10, dim=30, num_heads=4))
 
 

@@ -25,7 +25,7 @@ abbreviation types, 39 sentence starters and 37 collocations are identical sets;
 orthographic-context entries match a 60-entry sample value for value, and rendering them as
 ``type<TAB>flags`` lines reproduces that file's size to the character (236,303). So the
 parameters are NLTK's, and with NLTK's own classes on top the sentence splits are NLTK's.
-``tests/test_tokenize.py`` writes these parameters out as a ``punkt_tab`` directory, points
+``tests/data/test_tokenize.py`` writes these parameters out as a ``punkt_tab`` directory, points
 ``nltk.data.path`` at it and checks that the real ``nltk.word_tokenize`` gives the same tokens
 as :func:`word_tokenize` on a fixed corpus of review sentences.
 

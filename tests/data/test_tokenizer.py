@@ -26,9 +26,9 @@ def test_vocabulary_frequency_order_min_freq_and_max_size():
     assert MyTokenizer.build(TEXTS, min_freq=2).vocab[3:] == tok.vocab[3:8]
     small = MyTokenizer.build(TEXTS, max_size=5)
     assert len(small) == 5 and small.vocab[3:] == ["to", "."]
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="max_size must exceed the 3 special tokens, got 3"):
         MyTokenizer.build(TEXTS, max_size=3)
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="min_freq must be >= 1, got 0"):
         MyTokenizer.build(TEXTS, min_freq=0)
 
 
@@ -48,7 +48,7 @@ def test_decode_round_trip_joins_tokens_with_single_spaces():
     assert tok.decode(tok.encode(s)) == " ".join(tok.tokenize(s))
     assert tok.decode([START_ID, UNK_ID, PAD_ID], skip_special=False) == "<start> <unk> <pad>"
     assert tok.decode([START_ID, UNK_ID, PAD_ID]) == "<unk>"
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match=f"token id {len(tok)} is outside the vocabulary of {len(tok)} tokens"):
         tok.decode([len(tok)])
 
 
@@ -63,7 +63,7 @@ def test_json_round_trip():
     back = MyTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
     assert back.vocab == tok.vocab and back.lowercase is False
     assert back.encode("To be") == tok.encode("To be")
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="must start with the special tokens"):
         MyTokenizer.from_dict({"vocab": ["a", "b"]})
-    with pytest.raises(AttnlabError):
+    with pytest.raises(AttnlabError, match="no valid tokenizer vocabulary"):
         MyTokenizer.from_dict({})
