@@ -191,13 +191,12 @@ def test_data_ending_inside_an_accumulation_group_still_steps(tmp_path, tiny):
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     from attnlab.engine.loop import micro_batches
-    from attnlab.engine.run import TrainState
     from attnlab.engine.schedule import WarmupCosine, make_optimizer
 
     cfg = tiny.cfg(epochs=2, grad_accum=2, grad_clip=None)
     train = tiny.batches(tiny.data(40), 8)
     assert len(train) == 5
-    plan = [(mb.group_size, mb.ends_step, mb.ends_epoch) for mb in micro_batches(train, TrainState(), cfg)]
+    plan = [(mb.group_size, mb.ends_step, mb.ends_epoch) for mb in micro_batches(train, cfg)]
     epoch = [(2, False, False), (2, True, False), (2, False, False), (2, True, False), (1, True, True)]
     assert plan == epoch * 2
 
@@ -250,6 +249,23 @@ def test_data_ending_inside_an_accumulation_group_still_steps(tmp_path, tiny):
             step += 1
     for (name, a), b in zip(model.named_parameters(), ref.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_micro_batches_carry_their_position_and_iterating_changes_nothing(tiny):
+    """Each micro-batch says where the data stands after it (the step records its last one's);
+    starting from any step's position yields exactly the micro-batches left after that step."""
+    from attnlab.engine.loop import micro_batches
+
+    cfg = tiny.cfg(epochs=2, grad_accum=2)
+    train = tiny.batches(tiny.data(40), 8)  # 5 batches: steps end after batches 2, 4 and 5 of each epoch
+    whole = list(micro_batches(train, cfg))
+    assert [(mb.epoch, mb.index_in_epoch) for mb in whole] == [(e, i) for e in range(2) for i in range(5)]
+    ends = [k for k, mb in enumerate(whole) if mb.ends_step]
+    assert [whole[k].next_position for k in ends] == [(0, 2), (0, 4), (1, 0), (1, 2), (1, 4), (2, 0)]
+    for k in ends:
+        rest = list(micro_batches(train, cfg, whole[k].next_position))
+        assert [mb[1:] for mb in rest] == [mb[1:] for mb in whole[k + 1:]]
+        assert all(torch.equal(a.batch["x"], b.batch["x"]) for a, b in zip(rest, whole[k + 1:]))
 
 
 def test_a_diverged_run_stops_with_the_fix_and_keeps_its_last_good_checkpoint(tmp_path, tiny):

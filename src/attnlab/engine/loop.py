@@ -3,7 +3,8 @@
 The loop reads like nanoGPT's: for each micro-batch, forward and backward; at the end of an
 accumulation group, an optimizer step; then logging, limits and validation when they are due.
 Everything the loop touches lives in a :class:`attnlab.engine.run.TrainingRun`, whose methods
-are the named steps; :func:`micro_batches` says where the data stands.
+are the named steps; :func:`micro_batches` yields the data, each micro-batch with its position,
+which the optimizer step records.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from attnlab.data.batching import Batches
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.device import move_to
 from attnlab.engine.evaluate import LossFn
-from attnlab.engine.run import TrainingRun, TrainState
+from attnlab.engine.run import TrainingRun
 
 __all__ = ["fit", "MicroBatch", "micro_batches"]
 
@@ -29,44 +30,51 @@ class MicroBatch(NamedTuple):
     group_size: int  # micro-batches in this optimizer step (each loss is divided by it)
     ends_step: bool  # the last micro-batch of an optimizer step
     ends_epoch: bool  # the last micro-batch of the epoch
+    epoch: int  # the epoch it belongs to
+    index_in_epoch: int  # its place among that epoch's batches (0: the first)
+
+    @property
+    def next_position(self) -> tuple[int, int]:
+        """(epoch, batch_in_epoch) just after this micro-batch: where a run resumes once the step
+        it ends is taken (after the last one of an epoch: the next epoch, batch 0)."""
+        return (self.epoch + 1, 0) if self.ends_epoch else (self.epoch, self.index_in_epoch + 1)
 
 
-def micro_batches(batches: Batches, state: TrainState, cfg: TrainConfig, rank: int = 0,
+def micro_batches(batches: Batches, cfg: TrainConfig, start: tuple[int, int] = (0, 0), rank: int = 0,
                   world: int = 1) -> Iterator[MicroBatch]:
-    """The training micro-batches from where ``state`` stands to the end of the last epoch.
+    """The training micro-batches from ``start`` (epoch, batch_in_epoch) to the end of the last epoch.
 
     Groups of ``cfg.grad_accum`` micro-batches make one optimizer step; the last group of an
     epoch may be shorter. Resuming, the epoch is replayed from its seed and the micro-batches
-    the checkpoint already trained on are skipped. Keeps ``state.epoch`` and, at each step's
-    last micro-batch, ``state.batch_in_epoch`` up to date (after an epoch's last one: the next
-    epoch, batch 0). It looks one micro-batch ahead, so it knows which one ends the epoch even
-    when the data yields fewer batches than ``len()``; that last group is then cut short while
-    its losses were divided by the planned group size, so its step is proportionally smaller
-    (no batching in attnlab does this; a custom :class:`Batches` might).
+    the checkpoint already trained on are skipped. Each micro-batch carries its position; the
+    loop records it in the state when it takes the step (iterating changes nothing). It looks
+    one micro-batch ahead, so it knows which one ends the epoch even when the data yields fewer
+    batches than ``len()``; that last group is then cut short while its losses were divided by
+    the planned group size, so its step is proportionally smaller (no batching in attnlab does
+    this; a custom :class:`Batches` might).
     """
     n = len(batches)
-    for epoch in range(state.epoch, cfg.epochs):
-        start = state.batch_in_epoch if epoch == state.epoch else 0
-        if start >= n:  # a checkpoint written at the very end of this epoch
+    first_epoch, first_index = start
+    for epoch in range(first_epoch, cfg.epochs):
+        index = first_index if epoch == first_epoch else 0
+        if index >= n:  # a checkpoint written at the very end of this epoch
             continue
-        state.epoch, state.batch_in_epoch = epoch, start
         it = iter(batches.iter_epoch(epoch, cfg.seed, rank, world))
-        for _ in range(start):  # already trained on
+        for _ in range(index):  # already trained on
             next(it, None)
-        pos, in_group, group = start, 0, 1
+        in_group, group = 0, 1
         upcoming = next(it, None)
         while upcoming is not None:
             batch, upcoming = upcoming, next(it, None)
             if in_group == 0:
-                group = max(1, min(cfg.grad_accum, n - pos))
-            in_group, pos = in_group + 1, pos + 1
+                group = max(1, min(cfg.grad_accum, n - index))
+            in_group += 1
             ends_epoch = upcoming is None
             ends_step = in_group >= group or ends_epoch
+            yield MicroBatch(batch, group, ends_step, ends_epoch, epoch, index)
             if ends_step:
-                in_group, state.batch_in_epoch = 0, pos
-            if ends_epoch:
-                state.epoch, state.batch_in_epoch = epoch + 1, 0
-            yield MicroBatch(batch, group, ends_step, ends_epoch)
+                in_group = 0
+            index += 1
 
 
 def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
@@ -106,7 +114,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
             run.restore()
         run.start(progress)
         model.train()
-        data = micro_batches(train_batches, run.state, cfg, run.dist.rank, run.dist.world)
+        start = (run.state.epoch, run.state.batch_in_epoch)
+        data = micro_batches(train_batches, cfg, start, run.dist.rank, run.dist.world)
         for mb in (data if run.stop_reason is None else ()):
             with run.gradient_sync(mb.ends_step):
                 with run.autocast():
@@ -115,7 +124,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
             run.train_sums.add(stats)
             if not mb.ends_step:
                 continue
-            run.optimizer_step()
+            run.optimizer_step(mb.next_position)
             if run.state.step % cfg.log_every == 0:
                 run.log_train()
             run.check_limits()

@@ -252,9 +252,10 @@ class TrainingRun:
             return self.net.no_sync()  # type: ignore[operator]
         return contextlib.nullcontext()
 
-    def optimizer_step(self) -> None:
+    def optimizer_step(self, position: tuple[int, int]) -> None:
         """One AdamW step on the accumulated gradients, with the scheduled learning rate and
-        gradient clipping; then the weight average (if any) takes in the new weights."""
+        gradient clipping; then the weight average (if any) takes in the new weights, and the state
+        records the step and ``position``, where the data stands after it (epoch, batch_in_epoch)."""
         self.schedule.apply(self.state.step)
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
@@ -265,6 +266,7 @@ class TrainingRun:
         if self.ema is not None:
             self.ema.update()
         self.state.step += 1
+        self.state.epoch, self.state.batch_in_epoch = position
         self.state.train_seconds = self.elapsed()
         self.bar.update(1)
         if self.state.step == self.first_step + 2:  # the first step pays one-off costs; the second one is typical
