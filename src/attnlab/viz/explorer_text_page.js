@@ -1,0 +1,74 @@
+// The page of a text model ("lm" or "classifier"): the controls, the head view and the model view,
+// and beside the head view the generation steps (a language model) or the prediction (a classifier).
+// Every view reads the decoded data (textData) and the one shared state, and has a redraw method.
+
+function textData(data) {
+  // The page's data with its weights decoded: at(layer, head, query, key) for L layers of H heads, T tokens.
+  const A = decode(data.attention);
+  const [L, H, T] = A.shape;
+  return Object.assign({}, data, { L: L, H: H, T: T,
+    at: (l, h, i, j) => A.values[((l * H + h) * T + i) * T + j] });
+}
+
+function textPage(app, data) {
+  const text = textData(data);
+  const state = { layer: text.initial.layer, heads: new Set([text.initial.head ?? 0]), threshold: 0.02,
+                  focus: null, step: 1 };
+  api.state = state;
+  api.weight = text.at;
+  const views = [];
+  const redraw = () => { for (const v of views) v.redraw(); };
+
+  views.push(textControls(app, text, state, redraw));
+  const left = el("div", { class: "left" }), side = el("div", { class: "side", id: "side" });
+  app.append(el("div", { class: "split" }, [left, side]));
+  const head = headView(left, text, state);
+  views.push(head, modelView(app, text, state, (l, h) => {  // a click on a matrix opens it in the head view
+    state.layer = l; state.heads = new Set([h]); redraw();
+    head.svg.scrollIntoView({ behavior: "auto", block: "start" });
+  }));
+  if (text.kind === "lm") {
+    if (text.generation) views.push(generationSteps(side, text, state, redraw));
+  } else if (text.prediction) {
+    views.push(predictionPanel(side, text));
+  }
+  redraw();
+  document.body.dataset.ready = "1";
+}
+
+function textControls(parent, text, state, redraw) {
+  // The layer, the heads and the threshold, shared by the head view, the model view and the generation steps.
+  const layerSelect = select("layer", text.layers.map((l, i) => [i, "layer " + l]), state.layer, (v) => {
+    state.layer = v; redraw();
+  });
+  const boxes = text.heads.map((h, i) => {
+    const box = el("input", { type: "checkbox", class: "head", "data-head": String(i), id: "head-" + i });
+    box.checked = state.heads.has(i);
+    box.addEventListener("change", () => {
+      if (box.checked) state.heads.add(i); else state.heads.delete(i);
+      redraw();
+    });
+    return box;
+  });
+  const threshold = el("input", { type: "number", id: "threshold", min: "0.001", max: "1", step: "0.01",
+                                  value: String(state.threshold), style: "width:5em" });
+  threshold.addEventListener("input", () => {
+    const v = Number(threshold.value);
+    if (v > 0 && v <= 1) { state.threshold = v; redraw(); }
+  });
+  const allHeads = el("button", { type: "button", id: "all-heads", text: "all heads", onclick: () => {
+    text.heads.forEach((_, i) => state.heads.add(i)); redraw();
+  } });
+  parent.append(el("div", { class: "controls", id: "controls" }, [
+    el("label", {}, ["Layer ", layerSelect]),
+    el("span", {}, boxes.map((box, i) => el("label", { class: "head-box",
+      style: "border-color:" + PALETTE[i % PALETTE.length] }, [box, "head " + text.heads[i]]))),
+    allHeads, el("label", {}, ["hide weights below ", threshold]),
+  ]));
+  return {
+    redraw() {  // the model view and "all heads" change the layer and heads too: show the state's
+      layerSelect.value = String(state.layer);
+      boxes.forEach((box, i) => { box.checked = state.heads.has(i); });
+    },
+  };
+}
