@@ -463,3 +463,14 @@ def test_serve_on_a_busy_port_is_one_error_line(toy_run, capsys):
         assert explore("--checkpoint", str(toy_run), "--serve", str(port)) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "another --serve PORT" in err
+
+
+def test_each_script_part_defines_its_own_top_level_names():
+    """The parts share one function scope: a name defined twice would silently replace the first."""
+    from collections import Counter
+
+    from attnlab.viz.explorer_page import _SCRIPT_PARTS, _asset
+
+    names = Counter(m.group(2) for part in _SCRIPT_PARTS
+                    for m in re.finditer(r"^(function|const|let|var|class) (\w+)", _asset(part), re.M))
+    assert len(names) > 20 and {n for n, c in names.items() if c > 1} == set()

@@ -36,6 +36,7 @@ from attnlab.attended import Attended
 from attnlab.data.image_folder import EXTENSIONS
 from attnlab.data.images import ImageSet, load_images
 from attnlab.errors import AttnlabError
+from attnlab.memory import count_parameters
 
 __all__ = ["Limits", "Sampling", "Request", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
            "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "attention_shape"]
@@ -223,7 +224,7 @@ class Explorer:
         }
 
     def describe(self) -> str:
-        params = sum(p.numel() for p in self.model.parameters())
+        params = count_parameters(self.model)
         return f"{self.reader.title}: {self.num_layers} layer(s), {self.num_heads} head(s), {params:,} parameters"
 
     def _attend(self, inputs: tuple[Tensor, ...]) -> Attended:

@@ -6,12 +6,16 @@ import csv
 import io
 import json
 import random
+import re
 import sys
 import warnings
 
 import pytest
+import torch
 
 from attnlab.cli import main
+from attnlab.data.sentiment import encode_texts
+from attnlab.tasks import load_trained
 
 POS = "great wonderful superb loved amazing brilliant".split()
 NEG = "awful boring terrible hated worst dull".split()
@@ -93,11 +97,6 @@ def test_tsv_files_train_then_eval(data, tmp_path, capsys):
 
 def model_probabilities(checkpoint, texts):
     """The trained model's own softmax over ``texts``, (N, 2), through the public loaders."""
-    import torch
-
-    from attnlab.data.sentiment import encode_texts
-    from attnlab.tasks import load_trained
-
     _, model, meta = load_trained(checkpoint)
     enc, _ = encode_texts(texts, meta["vocab"], meta["config"]["model"]["max_len"])
     with torch.no_grad():
@@ -134,8 +133,22 @@ def test_explain_writes_png_and_html(runs, tmp_path, model, capsys):
                  "--out", str(tmp_path / "ex")]) == 0
     png = (tmp_path / "ex" / "attention.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    label, probability = capsys.readouterr().out.splitlines()[0].split("\t")
+    # The page shades each token by the attention it receives: recompute it from the model's attend
+    _, trained, meta = load_trained(runs / model)
+    enc, seen = encode_texts(["Not awful at all, I loved it."], meta["vocab"], meta["config"]["model"]["max_len"])
+    with torch.no_grad():
+        attended = trained.attend(enc["ids"], enc["lengths"])
+    last = attended.attentions[-1][0].mean(0)  # (T, T): heads averaged
+    received = last.mean(0)  # each token's column, averaged over every query
+    p = torch.softmax(attended.output[0], -1)
+    assert label == meta["labels"][int(p.argmax())] and float(probability) == pytest.approx(float(p.max()), abs=1e-4)
     page = (tmp_path / "ex" / "attention.html").read_text()
-    assert "loved" in page and "rgba" in page
+    span = r'<span title="([0-9.]+)" style="background: rgba\(255, 120, 0, ([0-9.]+)\);[^>]*>([^<]*)</span>'
+    spans = re.findall(span, page)
+    assert [t for _, _, t in spans] == seen[0]
+    assert [float(v) for v, _, _ in spans] == pytest.approx(received.tolist(), abs=5e-5)  # 4 decimals
+    assert [float(a) for _, a, _ in spans] == pytest.approx((received / received.max()).tolist(), abs=5e-4)
 
 
 def stdin(monkeypatch, raw: bytes):
@@ -198,7 +211,6 @@ def test_explain_emoji_draws_without_font_warnings(runs, tmp_path, capsys):
 
 def test_explain_colorbar_is_labelled():
     import matplotlib.pyplot as plt
-    import torch
 
     from attnlab.commands.explain import _figure
 
