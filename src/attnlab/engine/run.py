@@ -2,7 +2,8 @@
 
 :func:`attnlab.engine.fit` is the loop; this object is everything the loop touches: the model
 (and its DDP wrapper), the optimizer, the learning-rate schedule, the gradient scaler, the
-weight average, the logger, the progress bar and :class:`TrainState`, where training stands.
+weight average, the logger, the progress bar and :class:`~attnlab.engine.state.TrainState`,
+where training stands (with its best validation so far, :class:`~attnlab.engine.state.BestSoFar`).
 Each step of the loop is one named method: :meth:`restore`, :meth:`optimizer_step`,
 :meth:`log_train`, :meth:`check_limits`, :meth:`evaluate_and_checkpoint`, :meth:`save` and
 :meth:`finish`.
@@ -15,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from attnlab.engine.evaluate import LossFn, StatSums, evaluate
 from attnlab.engine.logging import RunLogger
 from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
+from attnlab.engine.state import TrainState
 from attnlab.errors import AttnlabError
 from attnlab.files import write_json
 from attnlab.metrics import summarize
@@ -47,22 +49,6 @@ from attnlab.metrics import summarize
 __all__ = ["TrainState", "TrainingRun", "OnEval"]
 
 OnEval = Callable[[nn.Module, dict[str, float]], Any]  # called after each validation with its metrics
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved in ``training.pt`` so that ``--resume`` continues exactly."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # the epoch being trained
-    batch_in_epoch: int = 0  # micro-batches of `epoch` trained on (at the last optimizer step)
-    train_seconds: float = 0.0
-    best_value: float | None = None
-    best_step: int = -1
-    bad_evals: int = 0
-    last_eval_step: int = -1
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    last_train_loss: float | None = None
 
 
 class TrainingRun:
@@ -109,7 +95,6 @@ class TrainingRun:
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.train_sums = StatSums(self.device)  # training statistics since the last log line
-        self.best_weights: dict[str, torch.Tensor] | None = None
         self.saved_at: tuple[int, int, int] | None = None
         self.stop_reason: str | None = None
         self.bar: Any = None
@@ -132,17 +117,17 @@ class TrainingRun:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["scheduler"])
         self.scaler.load_state_dict(saved["scaler"])
-        self.state = TrainState(**saved["state"])
+        self.state = TrainState.from_dict(saved["state"])
         self._restore_rng(saved)
         self.resumed = True
         if self.resume_from is not None:  # an earlier checkpoint: the later ones are abandoned
-            best_kept = rewind(self.run_dir, ckpt.path, self.state.best_step) if self.dist.is_main else True
+            best_kept = rewind(self.run_dir, ckpt.path, self.state.best.step) if self.dist.is_main else True
             if not ddp.broadcast_flag(best_kept, self.dist, self.device):
-                self.note(f"note: the best checkpoint of step {self.state.best_step} is no longer kept; the next "
+                self.note(f"note: the best checkpoint of step {self.state.best.step} is no longer kept; the next "
                           "validation starts the search for the best afresh")
-                self.state.best_value, self.state.best_step, self.state.best_metrics = None, -1, {}
+                self.state.best.forget()
         self.ema = self._restore_ema(saved.get("ema"))
-        self.saved_at = self.position()
+        self.saved_at = self.state.position()
         self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) from {ckpt.path}")
 
     def _restore_rng(self, saved: dict[str, Any]) -> None:
@@ -222,7 +207,7 @@ class TrainingRun:
             write_json(self.run_dir / "config.json", self.meta["config"])
         if self.state.step >= self.total_steps:
             self.stop_reason = "done"
-        elif self.cfg.patience is not None and self.state.bad_evals >= self.cfg.patience:
+        elif self.state.best.out_of_patience(self.cfg.patience):
             self.stop_reason = "early_stopping"
 
     def _check_monitor(self) -> None:
@@ -344,15 +329,10 @@ class TrainingRun:
                 raise AttnlabError(f"training diverged: the validation loss is {metrics['val_loss']} at step "
                                    f"{self.state.step}; lower the learning rate (--set train.lr=...) or use "
                                    "--set train.precision=fp32")
-            value, state, best = metrics[self.cfg.monitor], self.state, self.state.best_value
-            improved = math.isfinite(value) and (best is None or (value < best if self.mode == "min" else value > best))
+            state = self.state
             state.last_eval_step = state.step
-            if improved:
-                state.best_value, state.best_step, state.bad_evals = value, state.step, 0
-                state.best_metrics = dict(metrics)
-                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            else:
-                state.bad_evals += 1
+            improved = state.best.update(metrics, state.step, monitor=self.cfg.monitor, mode=self.mode,
+                                         model=self.model)
             self.logger.log(state.step, metrics, epoch=self.epochs_done(), train_seconds=round(self.elapsed(), 3))
             self.save(("latest", "best") if improved else ("latest",))
             if self.on_eval is not None and self.dist.is_main:
@@ -360,18 +340,18 @@ class TrainingRun:
                 with preserved_rng(), torch.no_grad(), tqdm.external_write_mode(file=sys.stderr):
                     self.on_eval(self.model, {**metrics, "step": state.step})
                 self.model.train()
-        if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
+        if state.best.out_of_patience(self.cfg.patience):
             self.stop_reason = self.stop_reason or "early_stopping"
         self.window_t0 = time.perf_counter()  # throughput counts training time only
 
     def save(self, tags: tuple[str, ...]) -> None:
         """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
         with everything :meth:`restore` needs."""
-        self.saved_at = self.position()
+        self.saved_at = self.state.position()
         rng = ddp.gather_objects(rng_state(), self.dist)  # every process's streams (collective: all ranks)
         if self.dist.is_main:
             training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                        "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": rng[0],
+                        "scaler": self.scaler.state_dict(), "state": self.state.state_dict(), "rng": rng[0],
                         "world": self.dist.world}
             if self.dist.world > 1:
                 training["rng_ranks"] = rng
@@ -390,25 +370,26 @@ class TrainingRun:
         (the weight average, if any). Returns the best evaluation's validation metrics plus
         ``train_loss``, ``train_seconds``, ``steps``, ``epochs``, ``best_step``, ``stopped_early``.
         """
+        state, best = self.state, self.state.best
         self.log_train()
-        self.state.train_seconds = self.elapsed()
-        if self.val_batches is not None and self.state.last_eval_step != self.state.step:
+        state.train_seconds = self.elapsed()
+        if self.val_batches is not None and state.last_eval_step != state.step:
             self.evaluate_and_checkpoint()
-        elif self.saved_at != self.position():
+        elif self.saved_at != state.position():
             self.save(("latest",))
         final: dict[str, float] = {}
         if self.ema is not None:
             self.ema.copy_to_model()
         if self.val_batches is not None:
-            if self.best_weights is not None:
-                self.model.load_state_dict(self.best_weights)
-            elif self.state.best_step >= 0:  # resumed: the best weights are on disk
+            if best.weights is not None:
+                self.model.load_state_dict(best.weights)
+            elif best.step >= 0:  # resumed: the best weights are on disk
                 load_checkpoint(self.run_dir, which="best").load_into(self.model)
-            final.update(self.state.best_metrics)
-        if self.state.last_train_loss is not None:
-            final["train_loss"] = self.state.last_train_loss
-        final.update({"train_seconds": round(self.state.train_seconds, 3), "steps": self.state.step,
-                      "epochs": self.epochs_done(), "best_step": self.state.best_step,
+            final.update(best.metrics)
+        if state.last_train_loss is not None:
+            final["train_loss"] = state.last_train_loss
+        final.update({"train_seconds": round(state.train_seconds, 3), "steps": state.step,
+                      "epochs": self.epochs_done(), "best_step": best.step,
                       "stopped_early": float(self.stop_reason == "early_stopping"),
                       "time_limit_reached": float(self.stop_reason == "time_limit"), "world_size": self.dist.world})
         return final
@@ -424,12 +405,8 @@ class TrainingRun:
     def elapsed(self) -> float:
         return time.perf_counter() - self.clock0
 
-    def position(self) -> tuple[int, int, int]:
-        return self.state.step, self.state.epoch, self.state.batch_in_epoch
-
     def epochs_done(self) -> float:
-        """Epochs trained so far, as a fraction (2.5: half-way through the third epoch)."""
-        return round(self.state.epoch + self.state.batch_in_epoch / max(1, len(self.train_batches)), 4)
+        return self.state.epochs_done(len(self.train_batches))
 
     def note(self, message: str) -> None:
         """One line on stderr (main process only), printed above the progress bar."""
