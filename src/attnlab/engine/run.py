@@ -2,19 +2,17 @@
 
 :func:`attnlab.engine.fit` is the loop; this object is everything the loop touches: the model
 (and its DDP wrapper), the optimizer, the learning-rate schedule, the gradient scaler, the
-weight average, the logger, the progress bar and :class:`~attnlab.engine.state.TrainState`,
-where training stands (with its best validation so far, :class:`~attnlab.engine.state.BestSoFar`).
-Each step of the loop is one named method: :meth:`restore`, :meth:`optimizer_step`,
+weight average, the logger and :class:`~attnlab.engine.state.TrainState`, where training stands.
+Each step of the loop is one named method: :meth:`start`, :meth:`optimizer_step`,
 :meth:`log_train`, :meth:`check_limits`, :meth:`evaluate_and_checkpoint`, :meth:`save` and
-:meth:`finish`.
+:meth:`finish`, after :meth:`restore` when the run resumes. The console and the clocks are
+:class:`~attnlab.engine.progress.Progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from attnlab.data.batching import Batches
 from attnlab.engine import distributed as ddp
@@ -39,6 +36,7 @@ from attnlab.engine.device import (
 from attnlab.engine.ema import ModelEMA
 from attnlab.engine.evaluate import LossFn, StatSums, evaluate
 from attnlab.engine.logging import RunLogger
+from attnlab.engine.progress import Progress
 from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.engine.state import TrainState
@@ -66,10 +64,10 @@ class TrainingRun:
         self.device = training_device(cfg.device)
         self.dist = ddp.init_distributed(self.device.type)
         self.precision = resolve_precision(cfg.precision, self.device)
-        steps_per_epoch = math.ceil(len(train_batches) / cfg.grad_accum)
-        if steps_per_epoch == 0:
+        self.steps_per_epoch = math.ceil(len(train_batches) / cfg.grad_accum)
+        if self.steps_per_epoch == 0:
             raise AttnlabError("the training set yields no batches; check the data (or lower train.batch_size)")
-        self.total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+        self.total_steps = int(min(cfg.epochs * self.steps_per_epoch, cfg.max_steps or math.inf))
         if (self.run_dir / CHECKPOINTS / "latest").exists() and not resume:
             raise AttnlabError(f"{self.run_dir} already holds a training run; pass --resume to continue it, "
                                "or choose another --out directory")
@@ -80,13 +78,14 @@ class TrainingRun:
         model.to(self.device)
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings,
                                         beta2=cfg.beta2)
-        self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, total_steps=int(self.total_steps),
+        self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, total_steps=self.total_steps,
                                      warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         self.scaler = make_grad_scaler(self.device, self.precision.use_scaler)
         self.ema = ModelEMA(model, cfg.ema) if cfg.ema else None
         self.state = TrainState()
         seed_everything(cfg.seed + self.dist.rank)  # dropout and the like; the model is already built
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=tensorboard)
+        self.progress = Progress(self.total_steps, time_limit=cfg.time_limit, enabled=self.dist.is_main)
         # What the loss function calls: compiled and/or DDP-wrapped. Checkpoints, evaluation and the
         # weight average use `model` itself, so saved weights never carry a wrapper's prefix.
         self.net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
@@ -95,20 +94,15 @@ class TrainingRun:
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.train_sums = StatSums(self.device)  # training statistics since the last log line
-        self.saved_at: tuple[int, int, int] | None = None
+        self.saved_at: tuple[int, int, int] | None = None  # the position of the last checkpoint
         self.stop_reason: str | None = None
-        self.bar: Any = None
-        self.log_lines = False  # print log lines instead of a bar (stderr is not a terminal)
-        self.resumed = False
-        self.clock0 = self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
-        self.first_step = 0
 
     # ----------------------------------------------------------------- starting
     def restore(self) -> None:
         """Continue from the run directory's latest checkpoint (or ``resume_from``): weights,
         optimizer, schedule, scaler, weight average, position in the data and every random stream."""
         if self.resume_from is None and not (self.run_dir / CHECKPOINTS / "latest").exists():
-            self.note(f"note: nothing to resume in {self.run_dir}; starting from scratch")
+            self.progress.note(f"note: nothing to resume in {self.run_dir}; starting from scratch")
             return
         ckpt = load_checkpoint(self.resume_from or self.run_dir, task=self.meta.get("task"), which="latest")
         self._check_inputs(ckpt.meta.get("inputs") or {})
@@ -119,16 +113,16 @@ class TrainingRun:
         self.scaler.load_state_dict(saved["scaler"])
         self.state = TrainState.from_dict(saved["state"])
         self._restore_rng(saved)
-        self.resumed = True
         if self.resume_from is not None:  # an earlier checkpoint: the later ones are abandoned
             best_kept = rewind(self.run_dir, ckpt.path, self.state.best.step) if self.dist.is_main else True
             if not ddp.broadcast_flag(best_kept, self.dist, self.device):
-                self.note(f"note: the best checkpoint of step {self.state.best.step} is no longer kept; the next "
-                          "validation starts the search for the best afresh")
+                self.progress.note(f"note: the best checkpoint of step {self.state.best.step} is no longer kept; "
+                                   "the next validation starts the search for the best afresh")
                 self.state.best.forget()
         self.ema = self._restore_ema(saved.get("ema"))
         self.saved_at = self.state.position()
-        self.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) from {ckpt.path}")
+        self.progress.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) "
+                           f"from {ckpt.path}")
 
     def _restore_rng(self, saved: dict[str, Any]) -> None:
         """Each process's own random streams (dropout differs between ranks), when the run resumes
@@ -137,8 +131,8 @@ class TrainingRun:
         if len(per_rank) == self.dist.world:
             set_rng_state(per_rank[self.dist.rank])
             return
-        self.note(f"note: the checkpoint was written by {len(per_rank)} process(es) and resumes on "
-                  f"{self.dist.world}; the data order is the same, the dropout draws are not")
+        self.progress.note(f"note: the checkpoint was written by {len(per_rank)} process(es) and resumes on "
+                           f"{self.dist.world}; the data order is the same, the dropout draws are not")
         set_rng_state(per_rank[0])
         if self.dist.rank:
             torch.manual_seed(self.cfg.seed + self.dist.rank + self.state.step)
@@ -152,7 +146,8 @@ class TrainingRun:
             if before is None or before.get("checksum") == entry.get("checksum"):
                 continue
             if self.allow_changed_data:
-                self.note(f"note: the {name} ({entry.get('path')}) differs from the run's; continuing on it as asked")
+                self.progress.note(f"note: the {name} ({entry.get('path')}) differs from the run's; continuing on it "
+                                   "as asked")
                 continue
             raise AttnlabError(f"--resume: the {name} {entry.get('path')} is not the file this run was trained on "
                                f"({before.get('path')}; its checksum differs); resume with the original file, or "
@@ -163,12 +158,12 @@ class TrainingRun:
         weights in ``model.safetensors`` (now in the model) and the training weights in ``saved``."""
         if saved is None:
             if self.ema is not None:
-                self.note("note: train.ema is on but the resumed run had no average; it starts now")
+                self.progress.note("note: train.ema is on but the resumed run had no average; it starts now")
             return self.ema
         try:
             if self.ema is None:  # averaging switched off on resume: continue from the training weights
                 ModelEMA(self.model, float(saved["decay"])).load_state_dict(saved)
-                self.note("note: train.ema is off; resuming from the training weights, not the average")
+                self.progress.note("note: train.ema is off; resuming from the training weights, not the average")
                 return None
             decay = self.ema.decay
             self.ema.load_state_dict(saved)
@@ -179,35 +174,25 @@ class TrainingRun:
                                "retrain without --resume") from None
 
     def start(self, progress: bool | None) -> None:
-        """Say what the run will do, start the clock and the progress; a finished or early-stopped
-        run stops at once.
-
-        The bar shows on a terminal (or with ``progress=True``); otherwise, unless
-        ``progress=False``, a log line is printed every few seconds instead.
-        """
-        self.clock0 = time.perf_counter() - self.state.train_seconds
-        self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
-        self.first_step = self.state.step
-        on_terminal = sys.stderr.isatty()
-        show_bar = self.dist.is_main and (progress is True or (progress is None and on_terminal))
-        self.log_lines = self.dist.is_main and progress is None and not on_terminal
-        self.bar = tqdm(total=int(self.total_steps), initial=self.state.step, desc="train", unit="step",
-                        file=sys.stderr, disable=not show_bar, dynamic_ncols=True)
-        cap = f", time cap {self.cfg.time_limit:g} s" if self.cfg.time_limit else ", no time cap"
-        steps = (f"training {int(self.total_steps)} steps" if self.state.step == 0 else
-                 f"resuming at step {self.state.step} of {int(self.total_steps)}")
-        self.note(f"{steps} (at most {self.cfg.epochs} epochs of "
-                  f"{math.ceil(len(self.train_batches) / self.cfg.grad_accum)} steps){cap} on {self.device} "
-                  f"({self.precision.name}), {self.dist.world} process(es); run directory {self.run_dir}")
+        """Say what the run will do, start the clock and the progress (``fit(progress=...)``); a
+        finished or early-stopped run stops at once."""
+        state, cfg = self.state, self.cfg
+        self.progress.start(state.step, state.train_seconds, show=progress)
+        cap = f", time cap {cfg.time_limit:g} s" if cfg.time_limit else ", no time cap"
+        steps = (f"training {self.total_steps} steps" if state.step == 0 else
+                 f"resuming at step {state.step} of {self.total_steps}")
+        self.progress.note(f"{steps} (at most {cfg.epochs} epochs of {self.steps_per_epoch} steps){cap} on "
+                           f"{self.device} ({self.precision.name}), {self.dist.world} process(es); "
+                           f"run directory {self.run_dir}")
         self._check_monitor()
         # Every check passed: forget what an interrupted run logged past its checkpoint (a run
         # stopped before its first checkpoint starts its log afresh).
-        self.logger.truncate_after(self.state.step)
+        self.logger.truncate_after(state.step)
         if self.dist.is_main and "config" in self.meta:  # written once the run has really started
             write_json(self.run_dir / "config.json", self.meta["config"])
-        if self.state.step >= self.total_steps:
+        if state.step >= self.total_steps:
             self.stop_reason = "done"
-        elif self.state.best.out_of_patience(self.cfg.patience):
+        elif state.best.out_of_patience(cfg.patience):
             self.stop_reason = "early_stopping"
 
     def _check_monitor(self) -> None:
@@ -252,21 +237,8 @@ class TrainingRun:
             self.ema.update()
         self.state.step += 1
         self.state.epoch, self.state.batch_in_epoch = position
-        self.state.train_seconds = self.elapsed()
-        self.bar.update(1)
-        if self.state.step == self.first_step + 2:  # the first step pays one-off costs; the second one is typical
-            self._warn_if_long(time.perf_counter() - self.second_step_t0)
-        elif self.state.step == self.first_step + 1:
-            self.second_step_t0 = time.perf_counter()
-
-    def _warn_if_long(self, seconds_per_step: float) -> None:
-        """Say so at once when the run will take far longer than a laptop recipe (a typo in a size)."""
-        total = seconds_per_step * (self.total_steps - self.state.step)
-        if total > 3 * 3600 and (self.cfg.time_limit is None or self.cfg.time_limit > 3 * 3600):
-            self.note(f"warning: a step takes {seconds_per_step:.2f} s here, so the remaining "
-                      f"{int(self.total_steps - self.state.step):,} steps will take about {total / 3600:.1f} hours; "
-                      "press Ctrl-C and lower the model or batch sizes (or set train.max_steps) if that is not "
-                      "intended")
+        self.state.train_seconds = self.progress.elapsed()
+        self.progress.stepped(self.state.step)
 
     def check_limits(self) -> None:
         """Stop at ``max_steps`` (or the end of the epochs) and at ``time_limit`` (rank 0's clock
@@ -276,15 +248,15 @@ class TrainingRun:
             out_of_time = ddp.broadcast_flag(out_of_time, self.dist, self.device)
         if out_of_time:
             self.stop_reason = "time_limit"
-            self.note(f"time limit reached: train.time_limit={self.cfg.time_limit:g} s stopped the run after "
-                      f"{self.state.step} of {int(self.total_steps)} steps")
+            self.progress.note(f"time limit reached: train.time_limit={self.cfg.time_limit:g} s stopped the run "
+                               f"after {self.state.step} of {self.total_steps} steps")
         elif self.state.step >= self.total_steps:
             self.stop_reason = "max_steps"
 
     def log_train(self) -> None:
         """Log the mean training loss, the learning rate and the throughput since the last log
-        line: tokens/s when the loss counts tokens (language models), else examples/s; and on a
-        GPU the model-FLOPs utilisation when the model states its FLOPs per token."""
+        line (tokens/s or examples/s); on a GPU also the model-FLOPs utilisation when the model
+        states its FLOPs per token."""
         if not self.train_sums:
             return
         sums = self.train_sums.reduce(self.dist)
@@ -292,22 +264,16 @@ class TrainingRun:
         if not math.isfinite(loss):
             raise AttnlabError(f"training diverged: the train loss is {loss} at step {self.state.step}; lower the "
                                "learning rate (--set train.lr=...) or use --set train.precision=fp32")
-        seconds = max(time.perf_counter() - self.window_t0, 1e-9)
-        unit = "tokens" if "tokens" in sums else "examples"
-        rate = sums.get(unit, sums.get("count", 0.0)) / seconds
+        unit, rate = self.progress.throughput(sums)
         record = {"train_loss": loss, "lr": self.schedule.last_lr, f"{unit}_per_sec": rate}
         mfu = model_flops_utilization(self.model, rate, self.device, self.precision) if unit == "tokens" else None
         if mfu is not None:
             record["mfu"] = mfu
         self.state.last_train_loss = loss
         self.logger.log(self.state.step, record, epoch=self.epochs_done())
-        self.bar.set_postfix(loss=f"{loss:.4f}", **{f"{unit}/s": f"{rate:,.0f}"}, refresh=False)
-        if self.log_lines and (time.perf_counter() - self.last_line >= 10 or self.state.step >= self.total_steps):
-            eta = (self.total_steps - self.state.step) * self.elapsed() / max(1, self.state.step)
-            self.note(f"step {self.state.step}/{int(self.total_steps)}  train_loss {loss:.4f}  "
-                      f"{rate:,.0f} {unit}/s  elapsed {self.elapsed():.0f} s  eta {eta:.0f} s")
-            self.last_line = time.perf_counter()
-        self.train_sums, self.window_t0 = StatSums(self.device), time.perf_counter()
+        self.progress.trained(self.state.step, loss, unit, rate)
+        self.train_sums = StatSums(self.device)
+        self.progress.open_window()
 
     # ----------------------------------------------------------------- validation and checkpoints
     def averaged(self) -> contextlib.AbstractContextManager[Any]:
@@ -319,6 +285,7 @@ class TrainingRun:
         (and, if improved, ``best``) checkpoint, call ``on_eval``; stop early when patience runs out."""
         assert self.val_batches is not None
         self.log_train()  # train-loss windows end at evaluations, so a resumed run logs the same numbers
+        state = self.state
         with self.averaged():
             with preserved_rng():
                 metrics = evaluate(self.model, self.loss_fn, self.val_batches, device=self.device,
@@ -327,22 +294,22 @@ class TrainingRun:
             _require_monitor(self.cfg.monitor, list(metrics))
             if not math.isfinite(metrics["val_loss"]):
                 raise AttnlabError(f"training diverged: the validation loss is {metrics['val_loss']} at step "
-                                   f"{self.state.step}; lower the learning rate (--set train.lr=...) or use "
+                                   f"{state.step}; lower the learning rate (--set train.lr=...) or use "
                                    "--set train.precision=fp32")
-            state = self.state
             state.last_eval_step = state.step
             improved = state.best.update(metrics, state.step, monitor=self.cfg.monitor, mode=self.mode,
                                          model=self.model)
-            self.logger.log(state.step, metrics, epoch=self.epochs_done(), train_seconds=round(self.elapsed(), 3))
+            self.logger.log(state.step, metrics, epoch=self.epochs_done(),
+                            train_seconds=round(self.progress.elapsed(), 3))
             self.save(("latest", "best") if improved else ("latest",))
             if self.on_eval is not None and self.dist.is_main:
                 self.model.eval()
-                with preserved_rng(), torch.no_grad(), tqdm.external_write_mode(file=sys.stderr):
+                with preserved_rng(), torch.no_grad(), self.progress.writing():
                     self.on_eval(self.model, {**metrics, "step": state.step})
                 self.model.train()
         if state.best.out_of_patience(self.cfg.patience):
             self.stop_reason = self.stop_reason or "early_stopping"
-        self.window_t0 = time.perf_counter()  # throughput counts training time only
+        self.progress.open_window()  # throughput counts training time only
 
     def save(self, tags: tuple[str, ...]) -> None:
         """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
@@ -372,7 +339,7 @@ class TrainingRun:
         """
         state, best = self.state, self.state.best
         self.log_train()
-        state.train_seconds = self.elapsed()
+        state.train_seconds = self.progress.elapsed()
         if self.val_batches is not None and state.last_eval_step != state.step:
             self.evaluate_and_checkpoint()
         elif self.saved_at != state.position():
@@ -396,22 +363,13 @@ class TrainingRun:
 
     def close(self) -> None:
         """Close the progress bar, the logger and (if this run created it) the process group."""
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()
         self.logger.close()
         ddp.shutdown(self.dist)
 
     # ----------------------------------------------------------------- small helpers
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.clock0
-
     def epochs_done(self) -> float:
         return self.state.epochs_done(len(self.train_batches))
-
-    def note(self, message: str) -> None:
-        """One line on stderr (main process only), printed above the progress bar."""
-        if self.dist.is_main:
-            tqdm.write(message, file=sys.stderr)
 
 
 def _require_monitor(monitor: str, names: list[str]) -> None:
