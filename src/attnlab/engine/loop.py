@@ -3,8 +3,9 @@
 The loop reads like nanoGPT's: for each micro-batch, forward and backward; at the end of an
 accumulation group, an optimizer step; then logging, limits and validation when they are due.
 Everything the loop touches lives in a :class:`attnlab.engine.run.TrainingRun`, whose methods
-are the named steps; :func:`micro_batches` yields the data, each micro-batch with its position,
-which the optimizer step records.
+are the named steps; :func:`attnlab.engine.resume.restore` puts it back where a checkpoint left
+it; :func:`micro_batches` yields the data, each micro-batch with its position, which the
+optimizer step records.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch import nn
 
 from attnlab.config import validate
 from attnlab.data.batching import Batches
+from attnlab.device import move_to
 from attnlab.engine.config import TrainConfig
-from attnlab.engine.device import move_to
 from attnlab.engine.evaluate import LossFn
+from attnlab.engine.resume import restore
 from attnlab.engine.run import TrainingRun
 
 __all__ = ["fit", "MicroBatch", "micro_batches"]
@@ -96,10 +98,10 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     it stopped (bit-identical in fp32 when no ``time_limit`` is set); the files named in
     ``meta["inputs"]`` must have the checksums they had (unless ``allow_changed_data``).
     ``resume`` may also name an earlier checkpoint of the run to continue from instead of its
-    latest. Launched by ``torchrun``, the model is wrapped in DistributedDataParallel and only rank 0
-    writes files. With
-    ``cfg.ema`` set, validation, ``on_eval``, the checkpoints' weights and the returned model
-    use the running average of the weights (:mod:`attnlab.engine.ema`).
+    latest (:mod:`attnlab.engine.resume`). Launched by ``torchrun``, the model is wrapped in
+    DistributedDataParallel and only rank 0 writes files. With ``cfg.ema`` set, validation,
+    ``on_eval``, the checkpoints' weights and the returned model use the running average of the
+    weights (:mod:`attnlab.engine.ema`).
 
     Returns the validation metrics of the BEST evaluation (``val_loss``, ``val_accuracy``,
     ``val_perplexity`` with ``perplexity``) plus ``train_loss``, ``train_seconds``, ``steps``,
@@ -107,11 +109,10 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: 
     """
     validate(cfg, prefix="train.")
     run = TrainingRun(model, loss_fn, train_batches, val_batches, cfg, run_dir, meta=meta, resume=resume,
-                      perplexity=perplexity, on_eval=on_eval, tensorboard=tensorboard,
-                      allow_changed_data=allow_changed_data)
+                      perplexity=perplexity, on_eval=on_eval, tensorboard=tensorboard)
     try:
         if resume:
-            run.restore()
+            restore(run, resume, allow_changed_data=allow_changed_data)
         run.start(progress)
         model.train()
         start = (run.state.epoch, run.state.batch_in_epoch)

@@ -5,8 +5,8 @@
 weight average, the logger and :class:`~attnlab.engine.state.TrainState`, where training stands.
 Each step of the loop is one named method: :meth:`start`, :meth:`optimizer_step`,
 :meth:`log_train`, :meth:`check_limits`, :meth:`evaluate_and_checkpoint`, :meth:`save` and
-:meth:`finish`, after :meth:`restore` when the run resumes. The console and the clocks are
-:class:`~attnlab.engine.progress.Progress`.
+:meth:`finish`. The console and the clocks are :class:`~attnlab.engine.progress.Progress`;
+resuming is :mod:`attnlab.engine.resume` (``fit`` calls its ``restore`` before :meth:`start`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ import torch
 from torch import nn
 
 from attnlab.data.batching import Batches
-from attnlab.engine import distributed as ddp
-from attnlab.engine.checkpoint import CHECKPOINTS, load_checkpoint, rewind, save_checkpoint
-from attnlab.engine.config import TrainConfig, monitor_mode
-from attnlab.engine.device import (
+from attnlab.device import (
     autocast_context,
     make_grad_scaler,
     model_flops_utilization,
@@ -33,11 +30,16 @@ from attnlab.engine.device import (
     resolve_precision,
     training_device,
 )
+from attnlab.engine import distributed as ddp
+from attnlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from attnlab.engine.config import TrainConfig, monitor_mode
 from attnlab.engine.ema import ModelEMA
 from attnlab.engine.evaluate import LossFn, StatSums, evaluate
 from attnlab.engine.logging import RunLogger
 from attnlab.engine.progress import Progress
-from attnlab.engine.rng import preserved_rng, rng_state, seed_everything, set_rng_state
+from attnlab.engine.resume import resume_state
+from attnlab.engine.rng import preserved_rng, seed_everything
+from attnlab.engine.rundir import refuse_restart
 from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.engine.state import TrainState
 from attnlab.errors import AttnlabError
@@ -55,11 +57,10 @@ class TrainingRun:
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_batches: Batches, val_batches: Batches | None,
                  cfg: TrainConfig, run_dir: str | Path, *, meta: dict[str, Any] | None = None,
                  resume: bool | str | Path = False, perplexity: bool = False, on_eval: OnEval | None = None,
-                 tensorboard: bool = True, allow_changed_data: bool = False) -> None:
+                 tensorboard: bool = True) -> None:
         self.model, self.loss_fn, self.cfg, self.run_dir = model, loss_fn, cfg, Path(run_dir)
         self.train_batches, self.val_batches = train_batches, val_batches
-        self.perplexity, self.on_eval, self.allow_changed_data = perplexity, on_eval, allow_changed_data
-        self.resume_from = None if isinstance(resume, bool) else Path(resume)  # an earlier checkpoint
+        self.perplexity, self.on_eval = perplexity, on_eval
         self.mode = monitor_mode(cfg.monitor)
         self.device = training_device(cfg.device)
         self.dist = ddp.init_distributed(self.device.type)
@@ -68,9 +69,7 @@ class TrainingRun:
         if self.steps_per_epoch == 0:
             raise AttnlabError("the training set yields no batches; check the data (or lower train.batch_size)")
         self.total_steps = int(min(cfg.epochs * self.steps_per_epoch, cfg.max_steps or math.inf))
-        if (self.run_dir / CHECKPOINTS / "latest").exists() and not resume:
-            raise AttnlabError(f"{self.run_dir} already holds a training run; pass --resume to continue it, "
-                               "or choose another --out directory")
+        refuse_restart(self.run_dir, bool(resume))
         self.meta = {**(meta or {}), "train": asdict(cfg)}
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,81 +97,6 @@ class TrainingRun:
         self.stop_reason: str | None = None
 
     # ----------------------------------------------------------------- starting
-    def restore(self) -> None:
-        """Continue from the run directory's latest checkpoint (or ``resume_from``): weights,
-        optimizer, schedule, scaler, weight average, position in the data and every random stream."""
-        if self.resume_from is None and not (self.run_dir / CHECKPOINTS / "latest").exists():
-            self.progress.note(f"note: nothing to resume in {self.run_dir}; starting from scratch")
-            return
-        ckpt = load_checkpoint(self.resume_from or self.run_dir, task=self.meta.get("task"), which="latest")
-        self._check_inputs(ckpt.meta.get("inputs") or {})
-        ckpt.load_into(self.model)
-        saved = ckpt.training_state()
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.schedule.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
-        self.state = TrainState.from_dict(saved["state"])
-        self._restore_rng(saved)
-        if self.resume_from is not None:  # an earlier checkpoint: the later ones are abandoned
-            best_kept = rewind(self.run_dir, ckpt.path, self.state.best.step) if self.dist.is_main else True
-            if not ddp.broadcast_flag(best_kept, self.dist, self.device):
-                self.progress.note(f"note: the best checkpoint of step {self.state.best.step} is no longer kept; "
-                                   "the next validation starts the search for the best afresh")
-                self.state.best.forget()
-        self.ema = self._restore_ema(saved.get("ema"))
-        self.saved_at = self.state.position()
-        self.progress.note(f"resuming {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}) "
-                           f"from {ckpt.path}")
-
-    def _restore_rng(self, saved: dict[str, Any]) -> None:
-        """Each process's own random streams (dropout differs between ranks), when the run resumes
-        on as many processes as it was saved from; otherwise rank 0's, offset by rank, with a note."""
-        per_rank = saved.get("rng_ranks") or [saved["rng"]]
-        if len(per_rank) == self.dist.world:
-            set_rng_state(per_rank[self.dist.rank])
-            return
-        self.progress.note(f"note: the checkpoint was written by {len(per_rank)} process(es) and resumes on "
-                           f"{self.dist.world}; the data order is the same, the dropout draws are not")
-        set_rng_state(per_rank[0])
-        if self.dist.rank:
-            torch.manual_seed(self.cfg.seed + self.dist.rank + self.state.step)
-
-    def _check_inputs(self, saved: dict[str, Any]) -> None:
-        """The files a run was trained on must be the files it resumes on (``meta["inputs"]``: name ->
-        ``{"path", "checksum"}``), unless ``allow_changed_data``. Checked before anything is written."""
-        now: dict[str, Any] = self.meta.get("inputs") or {}
-        for name, entry in now.items():
-            before = saved.get(name)
-            if before is None or before.get("checksum") == entry.get("checksum"):
-                continue
-            if self.allow_changed_data:
-                self.progress.note(f"note: the {name} ({entry.get('path')}) differs from the run's; continuing on it "
-                                   "as asked")
-                continue
-            raise AttnlabError(f"--resume: the {name} {entry.get('path')} is not the file this run was trained on "
-                               f"({before.get('path')}; its checksum differs); resume with the original file, or "
-                               "pass --allow-changed-data to continue on the new one")
-
-    def _restore_ema(self, saved: dict[str, Any] | None) -> ModelEMA | None:
-        """The weight average after a resume. A checkpoint written with averaging holds the averaged
-        weights in ``model.safetensors`` (now in the model) and the training weights in ``saved``."""
-        if saved is None:
-            if self.ema is not None:
-                self.progress.note("note: train.ema is on but the resumed run had no average; it starts now")
-            return self.ema
-        try:
-            if self.ema is None:  # averaging switched off on resume: continue from the training weights
-                ModelEMA(self.model, float(saved["decay"])).load_state_dict(saved)
-                self.progress.note("note: train.ema is off; resuming from the training weights, not the average")
-                return None
-            decay = self.ema.decay
-            self.ema.load_state_dict(saved)
-            self.ema.decay = decay  # a changed train.ema applies from here on
-            return self.ema
-        except (KeyError, ValueError) as exc:
-            raise AttnlabError(f"the checkpoint's weight average cannot be restored ({exc}); "
-                               "retrain without --resume") from None
-
     def start(self, progress: bool | None) -> None:
         """Say what the run will do, start the clock and the progress (``fit(progress=...)``); a
         finished or early-stopped run stops at once."""
@@ -312,18 +236,11 @@ class TrainingRun:
         self.progress.open_window()  # throughput counts training time only
 
     def save(self, tags: tuple[str, ...]) -> None:
-        """Write a checkpoint (rank 0 only): the model (the average, if any) and ``training.pt``
-        with everything :meth:`restore` needs."""
+        """Write a checkpoint (rank 0 writes): the model (the average, if any) and ``training.pt``
+        with everything :func:`attnlab.engine.resume.restore` needs."""
         self.saved_at = self.state.position()
-        rng = ddp.gather_objects(rng_state(), self.dist)  # every process's streams (collective: all ranks)
-        if self.dist.is_main:
-            training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                        "scaler": self.scaler.state_dict(), "state": self.state.state_dict(), "rng": rng[0],
-                        "world": self.dist.world}
-            if self.dist.world > 1:
-                training["rng_ranks"] = rng
-            if self.ema is not None:
-                training["ema"] = self.ema.state_dict()
+        training = resume_state(self)  # gathers every process's random streams: all ranks call it
+        if training is not None:
             with self.averaged():
                 save_checkpoint(self.run_dir, self.model, meta={**self.meta, "epoch": self.state.epoch},
                                 training=training, step=self.state.step, tags=tags, keep_last=self.cfg.keep_last)
