@@ -69,7 +69,7 @@ class Interrupt:
         if model.training:
             self.calls += 1
             if self.calls == self.at_call:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt(f"interrupted at training call {self.at_call}")
         return self.loss_fn(model, batch)
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from attnlab.device import gpu_peak_flops, model_flops_utilization
 from attnlab.engine import fit, resolve_precision
-from attnlab.engine.device import gpu_peak_flops, model_flops_utilization
 
 
 def test_a_time_limit_that_does_not_fire_changes_nothing(tmp_path, tiny):

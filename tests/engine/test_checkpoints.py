@@ -65,7 +65,7 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(ck.torch, "save", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         _save(tmp_path, step=2)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path).path == good

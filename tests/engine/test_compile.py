@@ -49,7 +49,7 @@ def test_resume_across_the_switch(tmp_path, tiny):
     _, full = run(tiny, tmp_path / "full", compile=False, steps=12)
     for first, second in ((True, False), (False, True)):
         d = tmp_path / f"switch-{first}"
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt, match="interrupted at training call 9"):
             run(tiny, d, compile=first, steps=12, loss=tiny.interrupt(tiny.loss, at_call=9))  # checkpoint at step 8
         _, resumed = run(tiny, d, compile=second, steps=12, resume=True)
         assert resumed["steps"] == 12

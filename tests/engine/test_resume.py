@@ -24,7 +24,7 @@ def test_resume_is_bit_exact(tmp_path, tiny, grad_accum, eval_every, ema):
 
     torch.manual_seed(0)
     model_b = tiny.net()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted at training call 9"):
         fit(model_b, tiny.interrupt(tiny.loss, at_call=9), train, val, cfg, tmp_path / "b", meta={"task": "unit"},
             progress=False, tensorboard=False, on_eval=sample)
     torch.manual_seed(123)  # a differently initialised model: everything must come from the checkpoint
