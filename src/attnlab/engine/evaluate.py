@@ -1,5 +1,6 @@
-"""`evaluate`: a model's mean loss (and accuracy / perplexity) over a set of batches, and
-`StatSums`, the running sums behind it (and behind the logged training loss)."""
+"""`evaluate`: a model's mean loss (and accuracy / perplexity) over a set of batches,
+`StatSums`, the running sums behind it (and behind the logged training loss), and
+`check_monitor`, which makes sure before training that validation will report ``train.monitor``."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from torch import nn
 from attnlab.data.batching import Batches
 from attnlab.device import autocast_context, move_to
 from attnlab.engine import distributed as ddp
+from attnlab.engine.rng import preserved_rng
+from attnlab.errors import AttnlabError
 from attnlab.losses import Stats
 from attnlab.metrics import summarize
 
-__all__ = ["LossFn", "StatSums", "evaluate"]
+__all__ = ["LossFn", "StatSums", "evaluate", "check_monitor", "require_monitor"]
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Stats]"]
 
@@ -72,3 +75,26 @@ def evaluate(model: nn.Module, loss_fn: LossFn, batches: Batches, *, device: tor
     finally:
         model.train(was_training)
     return summarize(sums.reduce(dist), prefix, perplexity)
+
+
+def check_monitor(monitor: str, model: nn.Module, loss_fn: LossFn, batches: Batches, *, device: torch.device,
+                  autocast_dtype: torch.dtype | None, perplexity: bool, seed: int, dist: ddp.DistInfo) -> None:
+    """Fail before training, not after the first epoch, when ``monitor`` names a metric validation
+    will not produce: one validation batch shows which statistics the loss reports (the random
+    streams are left as they were)."""
+    batch = next(iter(batches.iter_epoch(0, seed, dist.rank, dist.world)), None)
+    if batch is None:
+        return
+    model.eval()
+    with torch.no_grad(), preserved_rng(), autocast_context(device, autocast_dtype):
+        _, stats = loss_fn(model, move_to(batch, device))
+    model.train()
+    sums = StatSums(device)
+    sums.add(stats)
+    require_monitor(monitor, list(summarize({**sums.reduce(ddp.DistInfo()), "count": 1.0}, "val_", perplexity)))
+
+
+def require_monitor(monitor: str, names: list[str]) -> None:
+    if monitor not in names:
+        raise AttnlabError(f"train.monitor '{monitor}' is not among the validation metrics ({', '.join(names)}); "
+                           "set --set train.monitor=<one of them>")

@@ -26,7 +26,6 @@ from attnlab.device import (
     autocast_context,
     make_grad_scaler,
     model_flops_utilization,
-    move_to,
     resolve_precision,
     training_device,
 )
@@ -34,7 +33,7 @@ from attnlab.engine import distributed as ddp
 from attnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from attnlab.engine.config import TrainConfig, monitor_mode
 from attnlab.engine.ema import ModelEMA
-from attnlab.engine.evaluate import LossFn, StatSums, evaluate
+from attnlab.engine.evaluate import LossFn, StatSums, check_monitor, evaluate, require_monitor
 from attnlab.engine.logging import RunLogger
 from attnlab.engine.progress import Progress
 from attnlab.engine.resume import resume_state
@@ -44,7 +43,6 @@ from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.engine.state import TrainState
 from attnlab.errors import AttnlabError
 from attnlab.files import write_json
-from attnlab.metrics import summarize
 
 __all__ = ["TrainState", "TrainingRun", "OnEval"]
 
@@ -108,7 +106,10 @@ class TrainingRun:
         self.progress.note(f"{steps} (at most {cfg.epochs} epochs of {self.steps_per_epoch} steps){cap} on "
                            f"{self.device} ({self.precision.name}), {self.dist.world} process(es); "
                            f"run directory {self.run_dir}")
-        self._check_monitor()
+        if self.val_batches is not None:
+            check_monitor(cfg.monitor, self.model, self.loss_fn, self.val_batches, device=self.device,
+                          autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity, seed=cfg.seed,
+                          dist=self.dist)
         # Every check passed: forget what an interrupted run logged past its checkpoint (a run
         # stopped before its first checkpoint starts its log afresh).
         self.logger.truncate_after(state.step)
@@ -118,23 +119,6 @@ class TrainingRun:
             self.stop_reason = "done"
         elif state.best.out_of_patience(cfg.patience):
             self.stop_reason = "early_stopping"
-
-    def _check_monitor(self) -> None:
-        """Fail before training, not after the first epoch, when ``train.monitor`` names a metric
-        validation will not produce: one validation batch shows which statistics the loss reports."""
-        if self.val_batches is None:
-            return
-        batch = next(iter(self.val_batches.iter_epoch(0, self.cfg.seed, self.dist.rank, self.dist.world)), None)
-        if batch is None:
-            return
-        self.model.eval()
-        with torch.no_grad(), preserved_rng(), self.autocast():
-            _, stats = self.loss_fn(self.model, move_to(batch, self.device))
-        self.model.train()
-        sums = StatSums(self.device)
-        sums.add(stats)
-        names = list(summarize({**sums.reduce(ddp.DistInfo()), "count": 1.0}, "val_", self.perplexity))
-        _require_monitor(self.cfg.monitor, names)
 
     # ----------------------------------------------------------------- one step
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -186,8 +170,7 @@ class TrainingRun:
         sums = self.train_sums.reduce(self.dist)
         loss = sums["loss_sum"] / max(sums.get("count", 0.0), 1e-12)
         if not math.isfinite(loss):
-            raise AttnlabError(f"training diverged: the train loss is {loss} at step {self.state.step}; lower the "
-                               "learning rate (--set train.lr=...) or use --set train.precision=fp32")
+            raise _diverged("train", loss, self.state.step)
         unit, rate = self.progress.throughput(sums)
         record = {"train_loss": loss, "lr": self.schedule.last_lr, f"{unit}_per_sec": rate}
         mfu = model_flops_utilization(self.model, rate, self.device, self.precision) if unit == "tokens" else None
@@ -215,11 +198,9 @@ class TrainingRun:
                 metrics = evaluate(self.model, self.loss_fn, self.val_batches, device=self.device,
                                    autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity,
                                    seed=self.cfg.seed, dist=self.dist)
-            _require_monitor(self.cfg.monitor, list(metrics))
+            require_monitor(self.cfg.monitor, list(metrics))
             if not math.isfinite(metrics["val_loss"]):
-                raise AttnlabError(f"training diverged: the validation loss is {metrics['val_loss']} at step "
-                                   f"{state.step}; lower the learning rate (--set train.lr=...) or use "
-                                   "--set train.precision=fp32")
+                raise _diverged("validation", metrics["val_loss"], state.step)
             state.last_eval_step = state.step
             improved = state.best.update(metrics, state.step, monitor=self.cfg.monitor, mode=self.mode,
                                          model=self.model)
@@ -289,7 +270,7 @@ class TrainingRun:
         return self.state.epochs_done(len(self.train_batches))
 
 
-def _require_monitor(monitor: str, names: list[str]) -> None:
-    if monitor not in names:
-        raise AttnlabError(f"train.monitor '{monitor}' is not among the validation metrics ({', '.join(names)}); "
-                           "set --set train.monitor=<one of them>")
+
+def _diverged(what: str, value: float, step: int) -> AttnlabError:
+    return AttnlabError(f"training diverged: the {what} loss is {value} at step {step}; lower the learning rate "
+                        "(--set train.lr=...) or use --set train.precision=fp32")
