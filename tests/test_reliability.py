@@ -217,3 +217,81 @@ def test_sigterm_keeps_the_checkpoint_and_exits_143(tmp_path):
     assert main(["train", "toy", "--resume", "--set", f"train.max_steps={step + 20}", "--out", str(run),
                  "--no-progress"]) == 0
     assert json.loads((run / "metrics.json").read_text())["steps"] == step + 20
+
+
+# ---- a run is always itself ----------------------------------------------------------------------
+@pytest.fixture
+def two_runs(tmp_path):
+    """Two finished tiny toy runs (28 steps each, a checkpoint every 4 kept): ``(run, other)``."""
+    runs = []
+    for name, seed in (("run", "0"), ("other", "1")):
+        args = [*TINY_TOY, "--set", "train.eval_every=4", "--set", "train.keep_last=10", "--set", f"train.seed={seed}"]
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+        runs.append(tmp_path / name)
+    return runs
+
+
+def test_a_pointer_out_of_the_run_is_refused(two_runs, capsys):
+    run, other = two_runs
+    pointer = run / "checkpoints" / "latest"
+    pointer.write_text("../../other/checkpoints/step-00000012\n")
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["train", "toy", "--resume", "--set", "train.max_steps=40", "--out", str(run), "--no-progress"]) == 2
+    err = err_of(capsys)
+    assert err.startswith("error: ") and "not a checkpoint of this run" in err and "Traceback" not in err
+    assert snapshot(run) == before  # nothing continued another run's weights
+    (run / "checkpoints" / "best").write_text(str(other / "checkpoints" / "step-00000012"))  # an absolute path
+    assert main(["eval", "toy", "--checkpoint", str(run), "--out", str(run.parent / "ev")]) == 2
+    assert "not a checkpoint of this run" in err_of(capsys)
+
+
+def test_a_renamed_checkpoint_is_refused_as_a_resume_point(two_runs, capsys):
+    run, _ = two_runs
+    (run / "checkpoints" / "step-00000012").rename(run / "checkpoints" / "step-99999999")
+    capsys.readouterr()
+    assert main(["train", "toy", "--resume-from", str(run / "checkpoints" / "step-99999999"), "--no-progress"]) == 2
+    assert "holds step 12, not the step its name says (99999999)" in err_of(capsys)
+
+
+def test_eval_refuses_to_write_into_a_checkpoint(two_runs, capsys):
+    run, _ = two_runs
+    ckpt = run / "checkpoints" / "step-00000012"
+    before = snapshot(run)
+    capsys.readouterr()
+    for out in (ckpt, run / "checkpoints", ckpt / "new-folder"):
+        assert main(["eval", "toy", "--checkpoint", str(run), "--out", str(out)]) == 2
+        assert "is a checkpoint of a training run" in err_of(capsys) or "holds a training run" in err_of(capsys)
+    assert snapshot(run) == before and not (ckpt / "new-folder").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--resume", "--resume-from", "CKPT"], "pass either --resume (the run's latest checkpoint) or --resume-from"),
+    (["--allow-changed-data"], "--allow-changed-data only applies when resuming"),
+])
+def test_flags_that_contradict_or_do_nothing_are_refused(two_runs, capsys, flags, message):
+    run, _ = two_runs
+    flags = [str(run / "checkpoints" / "step-00000012") if f == "CKPT" else f for f in flags]
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["train", "toy", *flags, "--out", str(run.parent / "new"), "--no-progress"]) == 2
+    assert message in err_of(capsys)
+    assert snapshot(run) == before and not (run.parent / "new").exists()
+
+
+def test_resume_from_another_run_continues_it_in_the_new_directory(two_runs, capsys):
+    run, _ = two_runs
+    before = snapshot(run)
+    new = run.parent / "continued"
+    capsys.readouterr()
+    assert main(["train", "toy", "--resume-from", str(run / "checkpoints" / "step-00000012"), "--out", str(new),
+                 "--no-progress"]) == 0
+    assert "continuing" in err_of(capsys)
+    assert snapshot(run) == before  # the original run is untouched
+    records = [json.loads(x) for x in (new / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [16, 20, 24, 28]
+    # the same steps as the original run took from step 12: same numbers (bit-exact resume)
+    original = {r["step"]: r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if "val_loss" in r}
+    assert all(r["val_loss"] == original[r["step"]] for r in records if "val_loss" in r)
+    assert (new / "checkpoints" / (new / "checkpoints" / "best").read_text().strip()).is_dir()

@@ -120,12 +120,19 @@ def owned(path: Path, *, created: bool = False) -> contextlib.AbstractContextMan
 
 
 def refuse_training_run(path: Path, option: str = "--out") -> None:
-    """A command other than ``train`` never writes into a training run's directory."""
+    """A command other than ``train`` never writes into a training run's directory, nor into its
+    checkpoints."""
+    from attnlab.engine.checkpoint import CHECKPOINTS, FILES
     from attnlab.engine.rundir import holds_training_run
 
     if path.is_dir() and holds_training_run(path):
         raise AttnlabError(f"{option} {path} holds a training run; choose another directory (this command "
                            "would overwrite the run's files)")
+    full = path.resolve()
+    inside = any(p.name == CHECKPOINTS and holds_training_run(p.parent) for p in (full, *full.parents))
+    if inside or any((path / f).exists() for f in FILES):
+        raise AttnlabError(f"{option} {path} is a checkpoint of a training run; choose another directory (this "
+                           "command would write its files among the checkpoint's)")
 
 
 def report(run_dir: Path, metrics: dict[str, Any]) -> None:

@@ -126,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.engine.checkpoint import latest
     from attnlab.engine.rundir import new_run_dir, refuse_restart
 
+    if args.resume and args.resume_from:
+        raise AttnlabError("pass either --resume (the run's latest checkpoint) or --resume-from CHECKPOINT (an "
+                           "earlier one), not both")
+    if args.allow_changed_data and not (args.resume or args.resume_from):
+        raise AttnlabError("--allow-changed-data only applies when resuming (--resume or --resume-from); drop it "
+                           "for a new run")
     if args.resume_from:
         args.resume = True
         args.out = args.out or str(run_of_checkpoint(Path(args.resume_from)))

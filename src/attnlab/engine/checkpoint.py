@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,6 +38,7 @@ from attnlab.files import file_digest, fsync_dir, fsync_file, write_atomic
 CHECKPOINTS = "checkpoints"
 FILES = ("model.safetensors", "training.pt", "meta.json")
 FORMAT = 1
+NAME = re.compile(r"step-(\d{8})(\.\d+)?")  # a checkpoint directory's name: its step, and a counter for repeats
 
 
 def attnlab_version() -> str:
@@ -59,11 +61,28 @@ def _write_pointer(root: Path, tag: str, name: str) -> None:
     write_atomic(root / tag, name + "\n")
 
 
+def follow(root: Path, tag: str) -> Path | None:
+    """The checkpoint the pointer ``root/tag`` names (None without one). A pointer names a
+    ``step-*`` directory of this very ``checkpoints/`` folder, or it is refused: a run never
+    continues another run's weights through an edited pointer."""
+    pointer = root / tag
+    if not pointer.exists():
+        return None
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AttnlabError(f"{pointer} is unreadable ({exc}); pass one of the checkpoint directories in {root} "
+                           "explicitly") from None
+    if not NAME.fullmatch(name):
+        raise AttnlabError(f"{pointer} names {name!r}, not a checkpoint of this run (a step-NNNNNNNN directory "
+                           f"beside it); pass one of the checkpoint directories in {root} explicitly")
+    return root / name
+
+
 def latest(run_dir: str | Path) -> Path | None:
     """This run's latest checkpoint: the directory ``run_dir/checkpoints/latest`` names, or None
     when the run has written no checkpoint yet (the one test of "is there a run to resume")."""
-    pointer = Path(run_dir) / CHECKPOINTS / "latest"
-    return pointer.parent / pointer.read_text().strip() if pointer.exists() else None
+    return follow(Path(run_dir) / CHECKPOINTS, "latest")
 
 
 def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, Any],
@@ -109,7 +128,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
 def _collect_garbage(root: Path, keep_last: int = 0) -> None:
     """Delete the checkpoints no pointer names, except the newest ``keep_last`` ones, and the
     leftovers of interrupted writes (the run directory's lock means no other writer is active)."""
-    keep = {(root / tag).read_text().strip() for tag in ("latest", "best") if (root / tag).exists()}
+    keep = {p.name for p in (follow(root, "latest"), follow(root, "best")) if p is not None}
     steps = sorted((e for e in root.iterdir() if e.is_dir() and e.name.startswith("step-")),
                    key=lambda e: (int(e.name[5:].split(".")[0]), e.name))
     keep |= {e.name for e in steps[max(0, len(steps) - keep_last):]} if keep_last else set()
@@ -202,11 +221,10 @@ def resolve_checkpoint_dir(path: str | Path, which: str = "best") -> Path:
         return path
     root = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
     for tag in ((which, "latest") if which != "latest" else ("latest",)):
-        pointer = root / tag
-        if pointer.exists():
-            target = root / pointer.read_text().strip()
+        target = follow(root, tag)
+        if target is not None:
             if not target.is_dir():
-                raise AttnlabError(f"{pointer} names {target.name}, which is missing; pass one of the "
+                raise AttnlabError(f"{root / tag} names {target.name}, which is missing; pass one of the "
                                    f"checkpoint directories in {root} explicitly")
             return target
     raise AttnlabError(f"no checkpoint found in {path} (expected model.safetensors, or checkpoints/latest "
@@ -228,7 +246,18 @@ def _read_meta(ckpt: Path) -> dict[str, Any]:
 
 def read_meta(path: str | Path, *, which: str = "best") -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint (task, model config, vocabulary, ...) without its weights."""
-    return _read_meta(resolve_checkpoint_dir(path, which))
+    ckpt = resolve_checkpoint_dir(path, which)
+    return _check_name(ckpt, _read_meta(ckpt))
+
+
+def _check_name(ckpt: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A ``step-N`` directory holds step N: a renamed one would resume at a step it never reached."""
+    named = NAME.fullmatch(ckpt.name)
+    if named and int(named.group(1)) != meta.get("step"):
+        raise AttnlabError(f"checkpoint {ckpt} holds step {meta.get('step')}, not the step its name says "
+                           f"({int(named.group(1))}): it was renamed; give it back its name "
+                           f"(step-{meta.get('step', 0):08d}) or pass another checkpoint")
+    return meta
 
 
 def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "best") -> Checkpoint:
@@ -238,7 +267,7 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, which: str = "
     by another task than ``task``.
     """
     ckpt = resolve_checkpoint_dir(path, which)
-    meta = _read_meta(ckpt)
+    meta = _check_name(ckpt, _read_meta(ckpt))
     if task is not None and meta.get("task") != task:
         other = meta.get("task")
         raise AttnlabError(f"checkpoint {ckpt} was trained by task '{other}', not '{task}'; "

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from attnlab.engine import distributed as ddp
-from attnlab.engine.checkpoint import latest, load_checkpoint, rewind
+from attnlab.engine.checkpoint import CHECKPOINTS, latest, load_checkpoint, rewind
 from attnlab.engine.ema import ModelEMA
 from attnlab.engine.rng import rng_state, set_rng_state
 from attnlab.engine.state import TrainState
@@ -76,7 +76,11 @@ def restore(run: TrainingRun, resume: bool | str | Path, *, allow_changed_data: 
     run.scaler.load_state_dict(saved["scaler"])
     run.state = TrainState.from_dict(saved["state"])
     _restore_rng(saved, run.dist, run.cfg.seed + run.dist.rank + run.state.step, note)
-    if resume_from is not None:  # an earlier checkpoint: the later ones are abandoned
+    if resume_from is not None and ckpt.path.parent.resolve() != (run.run_dir / CHECKPOINTS).resolve():
+        # another run's checkpoint: this directory continues it as a new run; its best stays there
+        note(f"note: continuing {ckpt.path} in {run.run_dir}; the search for the best starts afresh")
+        run.state.best.forget()
+    elif resume_from is not None:  # an earlier checkpoint of this run: the later ones are abandoned
         best_kept = rewind(run.run_dir, ckpt.path, run.state.best.step) if run.dist.is_main else True
         if not ddp.broadcast_flag(best_kept, run.dist, run.device):
             note(f"note: the best checkpoint of step {run.state.best.step} is no longer kept; the next "
