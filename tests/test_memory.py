@@ -23,3 +23,21 @@ def test_training_bytes_counts_frozen_weights_once():
 def test_require_refuses_with_the_fix():
     with pytest.raises(AttnlabError, match="lower model.dim"):
         require(10**18, device="cpu", what="training this", fix="lower model.dim")
+
+
+def test_the_process_address_space_limit_caps_what_is_available(monkeypatch):
+    """``ulimit -v`` (RLIMIT_AS): the room left is the limit less what the process already maps."""
+    import resource
+
+    from attnlab import memory
+
+    mapped = memory._read_number("/proc/self/status", "VmSize:")
+    assert mapped is not None and mapped > 0
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (mapped + 2**30, resource.RLIM_INFINITY))
+    left = memory._address_space_left()
+    assert left is not None and abs(left - 2**30) < 64 * 2**20  # the process grew a little in between
+    assert memory.available_bytes() <= left
+    with pytest.raises(AttnlabError, match=r"needs about 2.0 GiB, but [01]\.[0-9] GiB are available on cpu; fix it"):
+        memory.require(2 * 2**30, what="this", fix="fix it")
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert memory._address_space_left() is None

@@ -26,20 +26,72 @@ def gib(nbytes: float) -> str:
 
 
 def available_bytes(device: torch.device | str = "cpu") -> int | None:
-    """Memory a new allocation can use: free GPU memory on CUDA, ``MemAvailable`` on Linux; None
-    when unknown (the check is then skipped)."""
+    """Memory a new allocation can use: free GPU memory on CUDA; on the CPU the least of the
+    machine's ``MemAvailable``, what this process's address-space limit (``ulimit -v``,
+    ``RLIMIT_AS``) leaves and what its cgroup's ``memory.max`` leaves. None when none is known
+    (the check is then skipped)."""
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    known = [n for n in (_mem_available(), _address_space_left(), _cgroup_left()) if n is not None]
+    return min(known) if known else None
+
+
+def _read_number(path: str, key: str | None = None) -> int | None:
+    """A number from a /proc or /sys file: the whole file, or the line starting with ``key``
+    (in kB, as /proc writes it); None when absent or unlimited ('max')."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if key is None:
+                    return None if line.strip() == "max" else int(line)
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError):
         pass
+    return None
+
+
+def _mem_available() -> int | None:
+    found = _read_number("/proc/meminfo", "MemAvailable:")
+    if found is not None:
+        return found
     pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else -1
     return pages * os.sysconf("SC_PAGE_SIZE") if pages and pages > 0 else None
+
+
+def _address_space_left() -> int | None:
+    """What ``RLIMIT_AS`` leaves this process: the limit less the address space it already maps."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(0, soft - (_read_number("/proc/self/status", "VmSize:") or 0))
+
+
+def _cgroup_left() -> int | None:
+    """What this process's memory cgroup allows beyond what it already uses (cgroup v2's
+    ``memory.max``, or v1's ``memory.limit_in_bytes``, whose 'no limit' is a huge number)."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.strip().split(":", 2) for line in f]
+    except OSError:
+        return None
+    for _, controllers, group in (parts for parts in lines if len(parts) == 3):
+        if controllers == "":  # v2: one unified hierarchy
+            folder, limit_file, usage_file = "/sys/fs/cgroup" + group.rstrip("/"), "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own hierarchy
+            folder = "/sys/fs/cgroup/memory" + group.rstrip("/")
+            limit_file, usage_file = "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        limit = _read_number(f"{folder}/{limit_file}")
+        if limit is not None and limit < 2**60:  # v1 writes 'no limit' as ~2**63
+            return max(0, limit - (_read_number(f"{folder}/{usage_file}") or 0))
+    return None
 
 
 def require(nbytes: float, *, what: str, fix: str, device: torch.device | str = "cpu") -> None:
