@@ -43,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
     module = DATASETS.load(args.name)
     if not hasattr(module, "fetch"):
         raise AttnlabError(f"data set '{args.name}' cannot be downloaded by attnlab; pass --data-dir PATH to the task")
+    dest = Path(args.dest)
+    if dest.exists() and not dest.is_dir():
+        raise AttnlabError(f"--dest {dest} is a file, not a folder; pass the folder to download into")
     options = {}
     if args.vocab_size is not None:
         if "vocab_size" not in inspect.signature(module.fetch).parameters:
             raise AttnlabError(f"--vocab-size applies to glove only, not to '{args.name}'; leave it out")
         options["vocab_size"] = args.vocab_size
-    print(module.fetch(Path(args.dest), **options))
+    print(module.fetch(dest, **options))
     return 0

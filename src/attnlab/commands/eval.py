@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -16,7 +18,7 @@ attnlab eval gpt --checkpoint runs/gpt/checkpoints/step-00001200 --out runs/gpt-
 
 
 def configure_task(p: argparse.ArgumentParser, task: ModuleType) -> None:
-    from attnlab.engine.config import DEVICES  # the task module has imported torch already
+    from attnlab.engine.config import DEVICES
 
     p.add_argument("--checkpoint", required=True,
                    help="a run directory (its best checkpoint is used) or a checkpoints/step-* directory")
@@ -34,8 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
     add_dispatch(parser, argv, dest="task", metavar="TASK", registry=TASKS, configure=configure_task, example=example)
 
 
+def _own(stack: contextlib.ExitStack, run_dir: Path, created: bool) -> bool:
+    """Own ``run_dir`` for the rest of ``stack``; returns whether this made its ``.lock`` in a
+    directory that existed. If the lock cannot be written (a full disk), what this attempt made
+    (the directory, or its empty ``.lock``) is removed and the error is one line."""
+    from attnlab.engine.rundir import LOCK
+    from attnlab.files import write_error
+
+    lock = run_dir / LOCK
+    made_lock = not created and not lock.exists()
+    try:
+        stack.enter_context(owned(run_dir, created=created))
+    except OSError as exc:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif made_lock and lock.is_file() and lock.stat().st_size == 0:  # no owner's PID in it: ours
+            lock.unlink(missing_ok=True)
+        raise write_error(exc, run_dir) from None
+    return made_lock
+
+
 def run(args: argparse.Namespace) -> int:
-    from attnlab.engine.rundir import new_run_dir
+    from attnlab.engine.rundir import LOCK, new_run_dir
     from attnlab.files import write_json
 
     task: ModuleType = args._task_module
@@ -45,9 +67,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_dir, created = new_run_dir(args.task, "eval"), True
     inputs = make_inputs(task.INPUTS, args)
-    with owned(run_dir, created=created):  # a failed eval (wrong checkpoint, bad data) leaves no litter
-        write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
-                                             "device": args.device})
-        metrics = task.evaluate(args.checkpoint, inputs, device=args.device)
-        report(run_dir, metrics)
+    with contextlib.ExitStack() as stack:  # a failed eval (wrong checkpoint, bad data, full disk) leaves no litter
+        made_lock = _own(stack, run_dir, created)
+        try:
+            write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
+                                                 "device": args.device})
+            metrics = task.evaluate(args.checkpoint, inputs, device=args.device)
+            report(run_dir, metrics)
+        except BaseException:
+            if made_lock:  # a directory that was there before keeps nothing of this attempt
+                (run_dir / LOCK).unlink(missing_ok=True)
+            raise
     return 0

@@ -21,7 +21,7 @@ from typing import Any
 
 from attnlab.commands import add_inputs, make_inputs, owned
 from attnlab.errors import AttnlabError
-from attnlab.files import write_atomic, write_json
+from attnlab.files import make_folder, write_atomic, write_json
 from attnlab.tasks import TASKS
 
 HELP = "train a task over a grid of hyperparameters; write CSV, Markdown and TensorBoard hparams"
@@ -54,9 +54,13 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
     for item in items:
         key, sep, values = item.partition("=")
         key = key.strip()
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not vals:
+        vals = [v.strip() for v in values.split(",")]
+        if not sep or not key or not any(vals):
             raise AttnlabError(f"--grid expects KEY=V1,V2,... (e.g. train.lr=1e-3,3e-4), got {item!r}")
+        if not all(vals):
+            n = vals.index("") + 1
+            raise AttnlabError(f"--grid {item!r}: value {n} of '{key}' is empty (two commas in a row, or one at "
+                               "an end); remove the extra comma or write the value")
         if key in seen:
             raise AttnlabError(f"--grid names '{key}' twice; list all its values once: {key}=V1,V2")
         seen.add(key)
@@ -95,7 +99,6 @@ def _write_tables(out: Path, rows: list[dict], keys: list[str], metric: str, mod
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.commands.train import add_model_choice, config_for
-    from attnlab.engine.checkpoint import latest
     from attnlab.engine.config import monitor_mode
 
     task = TASKS.load(args.task)
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     grid = parse_grid(ns.grid)
     keys = [k for k, _ in grid]
     out = ns.out or Path("runs") / f"sweep-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise AttnlabError(f"--out {out} is a file, not a directory; choose a directory name for the sweep")
     combos = list(itertools.product(*[v for _, v in grid]))
     # Check every combination before training anything: a typo fails now, not after an hour.
     model = getattr(ns, "model", None)
@@ -126,8 +130,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = make_inputs(task.INPUTS, ns)
     metric = ns.metric or configs[0].train.monitor
     mode = monitor_mode(metric)
+    make_folder(out)  # only now: a refused grid or config leaves no empty sweep folder behind
 
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # torch: from here on, work starts
+
+    from attnlab.engine.checkpoint import latest
 
     writer = SummaryWriter(str(out / "tb"))
     rows: list[dict[str, Any]] = []

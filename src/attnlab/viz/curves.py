@@ -16,7 +16,12 @@ def run_records(run: Path) -> list[dict]:
     """The records of a run's ``metrics.jsonl``, with a clear error when there is none."""
     if not (run / METRICS_LOG).is_file():
         raise AttnlabError(f"{run} has no {METRICS_LOG}; pass the directory of an `attnlab train` run")
-    return read_records(run)
+    try:
+        records = read_records(run)
+    except UnicodeDecodeError as e:  # not a log attnlab wrote (random bytes, another program's file)
+        raise AttnlabError(f"{run}/{METRICS_LOG} is not a training log (byte {e.start} is not UTF-8 text); "
+                           "pass the directory of an `attnlab train` run") from None
+    return [r for r in records if isinstance(r, dict)]  # a line of JSON that is not a record is no point
 
 
 def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str] | None = None,
@@ -29,7 +34,8 @@ def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, run in enumerate(runs):
-        points = [(r[x], r[y]) for r in run_records(run) if x in r and isinstance(r.get(y), (int, float))]
+        points = [(r[x], r[y]) for r in run_records(run)
+                  if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))]
         if not points:
             raise AttnlabError(f"{run}/metrics.jsonl has no records with both {x!r} and {y!r}; try --y val_loss "
                                "or --x step")
