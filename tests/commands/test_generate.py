@@ -145,7 +145,7 @@ def test_bench_generate_and_lab_generation_time_a_trained_checkpoint(trained, tm
 
 
 def test_bad_data_file_is_a_one_line_error(tmp_path, capsys):
-    (tmp_path / "x.txt").write_bytes(b"\xff\xfe\x00bad")
+    (tmp_path / "x.txt").write_bytes(b"\xff\xfe\x00bad")  # a UTF-16 byte-order mark: named as such
     assert main(["train", "gpt", "--preset", "tiny", "--data", str(tmp_path / "x.txt"),
                  "--out", str(tmp_path / "r")]) == 2
-    assert "not UTF-8" in capsys.readouterr().err
+    assert "looks like UTF-16 text; convert it to UTF-8" in capsys.readouterr().err

@@ -23,6 +23,7 @@ EXAMPLE = """\
 attnlab predict --checkpoint runs/text-transformer "A warm, funny and moving film." "Dull."
 cat reviews.txt | attnlab predict --checkpoint runs/text-transformer --json"""
 SHOWN = 60  # characters of each review printed beside its prediction
+PART = 1024  # reviews encoded, classified and printed at a time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_texts(args: argparse.Namespace) -> list[tuple[int, str]]:
     """(id, review) pairs: the argument's position, or the line number on stdin."""
-    from attnlab.data.imdb import decode_text
+    from attnlab.data.decoding import decode_text
 
     texts = list(args.texts)
     if texts and texts != ["-"]:
@@ -68,14 +69,17 @@ def run(args: argparse.Namespace) -> int:
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     reviews = _read_texts(args)
     labels = meta.get("labels", list(LABELS))
-    enc, _ = encode_texts([text for _, text in reviews], meta["vocab"], meta["config"]["model"]["max_len"])
-    probs = torch.softmax(predict_logits(model, enc), dim=-1)  # (N, classes), in batches
-    for (i, text), p in zip(reviews, probs):
-        k = int(p.argmax())
-        if args.json:
-            print(json.dumps({"id": i, "label": labels[k], "probability": round(float(p[k]), 6),
-                              "probabilities": {n: round(float(v), 6) for n, v in zip(labels, p)},
-                              "text": text[:200]}))
-        else:
-            print(f"{i}\t{labels[k]}\t{float(p[k]):.4f}\t{_shown(text)}")
+    for start in range(0, len(reviews), PART):
+        part = reviews[start:start + PART]
+        enc, _ = encode_texts([text for _, text in part], meta["vocab"], meta["config"]["model"]["max_len"])
+        probs = torch.softmax(predict_logits(model, enc), dim=-1)  # (n, classes), in batches
+        for (i, text), p in zip(part, probs):
+            k = int(p.argmax())
+            if args.json:
+                print(json.dumps({"id": i, "label": labels[k], "probability": round(float(p[k]), 6),
+                                  "probabilities": {n: round(float(v), 6) for n, v in zip(labels, p)},
+                                  "text": text[:200]}))
+            else:
+                print(f"{i}\t{labels[k]}\t{float(p[k]):.4f}\t{_shown(text)}")
+        sys.stdout.flush()  # a reader that left (`| head -1`) stops the work here: BrokenPipeError, a quiet exit
     return 0

@@ -181,12 +181,13 @@ def write_batch(path: str | Path, images: torch.Tensor, labels, *, batch_label: 
 def fetch(dest: Path) -> Path:
     """Download ``cifar-10-python.tar.gz`` (md5-checked) into `dest` and extract it; returns the folder."""
     from attnlab.data.download import extract_archive, fetch_url
+    from attnlab.files import removing_new_folders_on_failure
 
     dest = Path(dest)
     folder = dest / FOLDER
     if all((folder / n).is_file() for n in TRAIN_FILES + TEST_FILES):
         return folder
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = fetch_url(URL, dest / ARCHIVE, md5=MD5, desc="CIFAR-10")
-    extract_archive(archive, dest)
+    with removing_new_folders_on_failure(dest):  # offline, or a refused archive: no empty --dest left behind
+        archive = fetch_url(URL, dest / ARCHIVE, md5=MD5, desc="CIFAR-10")
+        extract_archive(archive, dest)
     return folder

@@ -6,7 +6,8 @@ if it has another size, and the whole set is kept as one uint8 tensor (`ImageSet
 
 An image of more than :data:`MAX_PIXELS` pixels is refused from its header, before it is
 decoded (a small file can claim 30000 x 30000 pixels and need gigabytes once decoded). Training
-needs images in at least two classes; an empty class folder beside them is a warning.
+needs images in at least two classes; an empty class folder beside them is a warning, on the
+training side and on the test side.
 """
 
 from __future__ import annotations
@@ -107,4 +108,16 @@ def load_image_folder(path: str | Path, image_size: int = 32) -> tuple[ImageSet,
         raise AttnlabError(f"test classes {unknown} do not appear in '{train_dir}'; use the same class folders")
     train = _load_split(train_dir, classes, image_size)
     _check_classes(train, train_dir)
-    return train, _load_split(test_dir, classes, image_size)
+    test = _load_split(test_dir, classes, image_size)
+    _warn_untested(test, test_dir)
+    return train, test
+
+
+def _warn_untested(test: ImageSet, test_dir: Path) -> None:
+    """Warn about classes without test images (an empty or missing ``test/<class>/``), as the
+    training side does: the test accuracy says nothing about them."""
+    counts = torch.bincount(test.labels, minlength=len(test.classes)).tolist()
+    empty = [name for name, n in zip(test.classes, counts) if n == 0]
+    if empty:
+        print(f"warning: the class folder(s) {', '.join(empty)} of '{test_dir}' hold no images; the test "
+              "accuracy says nothing about them (add images, or remove the classes)", file=sys.stderr)

@@ -22,7 +22,6 @@ extracts it: :func:`fetch`.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 import re
@@ -33,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.data.decoding import HEAD, decode_text, refuse_wide, wide_encoding
 from attnlab.errors import AttnlabError
 
 __all__ = [
     "URL", "SHA256", "MD5", "LABELS", "Review", "Splits",
-    "fetch", "read_tsv", "read_acl_imdb", "load_splits", "split_train_val", "wide_encoding", "decode_text",
+    "fetch", "read_tsv", "read_acl_imdb", "load_splits", "split_train_val",
+    "wide_encoding", "decode_text",  # defined in attnlab.data.decoding
 ]
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -97,50 +98,7 @@ def fetch(dest: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def wide_encoding(head: bytes) -> str | None:
-    """``"UTF-16"`` or ``"UTF-32"`` (with a byte-order mark), ``"UTF-16LE"`` ... ``"UTF-32BE"``
-    (without one, judged from where mostly-ASCII text in that encoding has its NUL bytes) when
-    ``head``, the first bytes of some text, is not UTF-8 but a wide encoding; else ``None``."""
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
-        return "UTF-32"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "UTF-16"
-    n = len(head) // 4 * 4
-    if n == 0:
-        return None
-    # The share of NUL bytes at each offset modulo 4: ASCII "ab" is 61 00 62 00 in UTF-16LE,
-    # 61 00 00 00 62 00 00 00 in UTF-32LE.
-    nul = [head[i:n:4].count(0) / (n // 4) > 0.75 for i in range(4)]
-    for name, pattern in (("UTF-32LE", (False, True, True, True)), ("UTF-32BE", (True, True, True, False)),
-                          ("UTF-16LE", (False, True, False, True)), ("UTF-16BE", (True, False, True, False))):
-        if tuple(nul) == pattern:
-            return name
-    return None
-
-
-def _refuse_wide(head: bytes, what: str) -> None:
-    """Raise the one message for text in UTF-16/UTF-32: what it is and the command converting it."""
-    wide = wide_encoding(head)
-    if wide is not None:
-        family = wide[:6]  # "UTF-16" or "UTF-32"
-        raise AttnlabError(f"{what} looks like {family} text; convert it to UTF-8, e.g. with "
-                           f"`iconv -f {wide.lower()} -t utf-8`")
-
-
-def decode_text(data: bytes, what: str) -> str:
-    """``data`` as UTF-8 text (a leading byte-order mark dropped), or an error naming ``what``
-    when it is UTF-16/UTF-32, holds NUL bytes (binary data) or is not valid UTF-8."""
-    _refuse_wide(data[:4096], what)
-    if b"\0" in data:
-        raise AttnlabError(f"{what} holds NUL bytes, so it is binary data, not text; pass UTF-8 text")
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise AttnlabError(f"{what} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); convert it "
-                           "to UTF-8, e.g. with `iconv -f latin1 -t utf-8`") from None
+# (a person's text as a whole: attnlab.data.decoding; here, one TSV line at a time)
 
 
 def _decode(data: bytes, where: str, bad: list[str]) -> str:
@@ -206,7 +164,7 @@ def read_tsv(path: str | Path) -> list[Review]:
     bad: list[str] = []
     try:
         with open(path, "rb") as f:
-            _refuse_wide(f.peek(4096)[:4096], f"TSV file '{path}'")
+            refuse_wide(f.peek(HEAD)[:HEAD], f"TSV file '{path}'")
             for lineno, raw in enumerate(f, start=1):
                 reviews += _tsv_line(path, lineno, _decode(raw, f"{path}:{lineno}", bad).rstrip("\r\n"))
     except OSError as e:

@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from attnlab.data.decoding import decode_text
 from attnlab.errors import AttnlabError
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
 def load_text(path: str | Path | None = None) -> str:
-    """The text of ``path`` (UTF-8), or the embedded Tiny Shakespeare when ``path`` is ``None``."""
+    """The text of ``path`` (UTF-8, :func:`attnlab.data.decoding.decode_text`), or the embedded Tiny
+    Shakespeare when ``path`` is ``None``."""
     if path is None:
         return _bundled().read_text(encoding="utf-8")
     path = Path(path)
@@ -50,13 +52,7 @@ def load_text(path: str | Path | None = None) -> str:
         raise AttnlabError(f"data file '{path}' does not exist; pass an existing text file with --data")
     if not path.is_file():
         raise AttnlabError(f"data path '{path}' is not a file; pass a plain-text file with --data")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise AttnlabError(
-            f"data file '{path}' is not UTF-8 text (byte {e.start}: {e.reason}); "
-            "convert it, e.g. with `iconv -t utf-8`"
-        ) from None
+    text = decode_text(path.read_bytes(), f"data file '{path}'")  # no BOM; UTF-16 and NUL bytes refused
     if not text.strip():
         raise AttnlabError(f"data file '{path}' is empty; pass a file with some text in it")
     return text

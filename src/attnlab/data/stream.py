@@ -12,7 +12,6 @@ straddles two chunks), so its text must fit in memory as a list of words.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from attnlab.data.batching import epoch_generator, shard
+from attnlab.data.decoding import decode_blocks
 from attnlab.data.features import default_cache_dir
 from attnlab.data.shakespeare import EMBEDDED
 from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
@@ -48,19 +48,13 @@ class TokenStream:
 
 
 def _chunks(path: Path | None) -> Iterator[str]:
-    """The text in pieces of at most :data:`CHUNK` characters (UTF-8 decoded incrementally)."""
+    """The text in pieces of at most :data:`CHUNK` characters (UTF-8 decoded incrementally, as
+    :func:`attnlab.data.decoding.decode_blocks` does: no BOM; UTF-16 and NUL bytes refused)."""
     if path is None:
         yield resources.files("attnlab.data").joinpath(EMBEDDED).read_text(encoding="utf-8")
         return
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                yield decoder.decode(block)
-            yield decoder.decode(b"", final=True)
-    except UnicodeDecodeError as e:
-        raise AttnlabError(f"data file '{path}' is not UTF-8 text ({e.reason}); convert it, "
-                           "e.g. with `iconv -t utf-8`") from None
+    with open(path, "rb") as f:
+        yield from decode_blocks(iter(lambda: f.read(CHUNK), b""), f"data file '{path}'")
 
 
 def file_md5(path: Path | None) -> str:
