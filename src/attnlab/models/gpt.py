@@ -12,41 +12,21 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from attnlab.attended import Attended
 from attnlab.attention import causal_mask, combine_masks, padding_mask
-from attnlab.config import Count, Layers, NonNegative, Range, Rate, Seed, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
 from attnlab.memory import count_parameters
+from attnlab.models.configs import GPTConfig, SampleConfig
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
 __all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate", "SampleConfig", "random_gpt"]
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: NonNegative = 0  # set from the tokenizer when training; 0 = not known yet
-    context: Annotated[int, Range(ge=2, le=2**20)] = 256  # maximum positions seen at once (learned
-    # positional embedding size); 256 lets a 256-word generation run on the KV cache without a window jump
-    dim: Size = 128  # model width
-    num_heads: Size = 4  # attention heads; each is dim // num_heads wide
-    num_layers: Layers = 4  # Transformer blocks
-    mlp_dim: Size = 512  # hidden width of the feed-forward layers (4 * dim, as in GPT-2)
-    dropout: Rate = 0.1  # on the embeddings and the residual branches
-    attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
-    tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
-    bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's recipes drop them)
-
-    def check(self) -> None:
-        if self.dim % self.num_heads:
-            raise AttnlabError(f"model.dim={self.dim} must be divisible by model.num_heads={self.num_heads}")
 
 
 class DialogueGPT(nn.Module):
@@ -292,18 +272,6 @@ def iter_generate(
             yield nxt
     finally:
         model.train(was_training)
-
-
-@dataclass
-class SampleConfig:
-    """How a language model's samples are drawn: a task config's ``sample`` section (printed
-    during training) and the defaults of ``attnlab generate``."""
-
-    prompt: str = ""  # text the sample continues ("" = from the start token, or a new line in stream mode)
-    num_tokens: Annotated[int, Range(ge=0, le=10_000)] = 50  # tokens per sample
-    temperature: Annotated[float, Range(ge=0)] = 0.8  # 0 = greedy
-    top_k: Count | None = 40  # sample among the k most likely tokens (None: all)
-    seed: Seed = 0  # sampling seed, so samples are reproducible
 
 
 def random_gpt(shape: GPTConfig, *, seed: int = 0) -> DialogueGPT:

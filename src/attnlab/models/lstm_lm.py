@@ -9,29 +9,13 @@ example never reach its real positions, and the loss skips pad targets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-
 from torch import Tensor, nn
 
-from attnlab.config import Layers, NonNegative, Range, Rate, Size
 from attnlab.errors import AttnlabError
-from attnlab.models.gpt import GPTConfig
+from attnlab.models.configs import LSTMConfig
 from attnlab.models.rnn_autocast import run_rnn
 
 __all__ = ["LSTMConfig", "LSTMLanguageModel"]
-
-
-@dataclass
-class LSTMConfig:
-    vocab_size: NonNegative = 0  # set from the tokenizer when training
-    context: Annotated[int, Range(ge=2, le=2**20)] = GPTConfig.context  # training window (DialogueGPT's)
-    # and generation window
-    dim: Size = 256  # word embedding size
-    hidden: Size = 512  # LSTM state size
-    num_layers: Layers = 2  # stacked LSTM layers
-    dropout: Rate = 0.3  # on embeddings, between layers and before the output layer
-    tie_weights: bool = True  # output layer shares the embedding matrix (via a hidden -> dim projection)
 
 
 class LSTMLanguageModel(nn.Module):

@@ -21,8 +21,7 @@ padding never changes a prediction. Models with attention also answer ``attend(i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, cast
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -30,50 +29,18 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.attended import Attended
 from attnlab.attention import padding_mask
-from attnlab.config import Count, Layers, Rate, Size
-from attnlab.errors import AttnlabError
 from attnlab.layers import AttentionHead, TransformerBlock, masked_mean
+from attnlab.models.configs import MODELS, NEEDS_VECTORS, POOLING, TextModelConfig, TextModelName
 from attnlab.models.rnn_autocast import run_rnn
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, UNK_ID
 
 __all__ = [
-    "TextModelConfig", "build_text_classifier", "token_mask", "masked_mean", "AveragedVectors",
-    "LogisticRegressionClassifier", "FFNN", "Attention", "AttentionClassifier",
-    "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length", "predict_logits",
+    "TextModelConfig", "TextModelName", "MODELS", "NEEDS_VECTORS", "POOLING", "build_text_classifier",
+    "token_mask", "masked_mean", "AveragedVectors", "LogisticRegressionClassifier", "FFNN", "Attention",
+    "AttentionClassifier", "TextClassificationTransformer", "TextClassificationRNN", "reverse_within_length",
+    "predict_logits",
 ]
-
-TextModelName = Literal["logreg", "ffnn", "attention", "transformer", "rnn"]
-MODELS: tuple[TextModelName, ...] = ("logreg", "ffnn", "attention", "transformer", "rnn")
-NEEDS_VECTORS = ("logreg", "ffnn", "attention")  # built on frozen pretrained word vectors
-POOLING = {"transformer": ("mean", "max", "meanmax"), "rnn": ("last", "max")}  # first = default
-
-
-@dataclass
-class TextModelConfig:
-    name: TextModelName = "logreg"
-    max_len: Size = 400  # tokens kept per review (the first ones); longer reviews are truncated
-    vocab_size: Count = 50000  # words read from --embeddings, or kept from the training data
-    min_count: Count = 2  # without --embeddings: keep training words seen at least this often
-    hidden_size: Size = 20  # ffnn hidden units; rnn hidden size per direction
-    query_key_size: Size = 32  # attention: d_k
-    dim: Size = 64  # transformer / rnn embedding width (the first 50 start from --embeddings)
-    num_heads: Size = 2  # transformer
-    mlp_dim: Size = 128  # transformer feed-forward width
-    num_layers: Layers = 1  # transformer blocks / rnn layers
-    dropout: Rate = 0.1
-    pooling: Literal["mean", "max", "meanmax", "last"] | None = None  # None: the model's default;
-    # transformer: mean (default) | max | meanmax; rnn: max (default) | last
-    cell: Literal["lstm", "gru"] = "lstm"  # rnn
-    bidirectional: bool = True  # rnn
-    packed: bool = False  # rnn: run over PackedSequences (same numbers, many times slower on a CPU)
-
-    def check(self) -> None:
-        """Rules across fields (run by :func:`attnlab.config.validate`, before any data is read)."""
-        choices = POOLING.get(self.name)
-        if self.pooling is not None and (choices is None or self.pooling not in choices):
-            fits = f"use one of {', '.join(choices)} (or none for {choices[0]})" if choices else "leave it none"
-            raise AttnlabError(f"model.pooling={self.pooling} does not apply to the {self.name} model; {fits}")
 
 
 def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor | None, *,

@@ -8,33 +8,16 @@ name the most frequent token of a sequence (:mod:`attnlab.data.toy`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-
 from torch import Tensor, nn
 
 from attnlab.attended import Attended
 from attnlab.attention import padding_mask
-from attnlab.config import Layers, Range, Rate, Size
 from attnlab.layers import Transformer, masked_mean
+from attnlab.models.configs import ToyModelConfig
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID
 
 __all__ = ["ToyModelConfig", "ToyClassifier"]
-
-
-@dataclass
-class ToyModelConfig:
-    vocab_size: Annotated[int, Range(ge=2, le=2**16)] = 8  # real tokens are 1..vocab_size (0 pads); also
-    # the number of classes
-    seq_len: Annotated[int, Range(ge=2, le=2**16)] = 24  # maximum length; each sequence has between
-    # seq_len/2 and seq_len tokens
-    dim: Size = 32  # model width
-    head_dim: Size = 16  # per-head width
-    mlp_dim: Size = 64
-    num_heads: Size = 2
-    num_layers: Layers = 2
-    dropout: Rate = 0.0
 
 
 class ToyClassifier(nn.Module):

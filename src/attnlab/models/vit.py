@@ -12,16 +12,13 @@ hours. With an empty stem the model is the plain ViT.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-
 import torch
 from torch import Tensor, nn
 
 from attnlab.attended import Attended
-from attnlab.config import Layers, Range, Rate, Size
 from attnlab.errors import AttnlabError
 from attnlab.layers import Transformer
+from attnlab.models.configs import ViTConfig
 from attnlab.positional import LearnedPositionalEmbedding, interpolate_pos_2d
 
 
@@ -75,31 +72,6 @@ class ConvStem(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)  # (B, C_out, H / reduction, W / reduction)
-
-
-@dataclass
-class ViTConfig:
-    image_size: Size = 32  # training image side; other sizes work by interpolating positions
-    patch_size: Size = 4  # side of a square patch (in stem-output pixels when a stem is used)
-    in_channels: Size = 3
-    num_classes: Annotated[int, Range(ge=2, le=2**20)] = 10
-    dim: Size = 128  # token width
-    num_layers: Layers = 6
-    num_heads: Size = 4
-    head_dim: Size = 32  # per-head width
-    mlp_dim: Size = 256  # hidden width of each block's feed-forward network
-    head_hidden: Annotated[int, Range(ge=0, le=2**20)] = 0  # hidden width of the MLP head on the class
-    # token; 0 = one linear layer
-    dropout: Rate = 0.0  # on the token embeddings and the residual branches
-    attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
-    drop_path: Rate = 0.0  # stochastic depth of the last block (earlier blocks: linearly less)
-    stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
-
-    def check(self) -> None:
-        cut = 2 ** len(self.stem_channels) * self.patch_size
-        if self.image_size % cut:
-            raise AttnlabError(f"model.image_size={self.image_size} is not divisible by the stem's down-sampling "
-                               f"times the patch size ({cut}); change model.patch_size or model.stem_channels")
 
 
 class VisionTransformer(nn.Module):
