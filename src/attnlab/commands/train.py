@@ -22,7 +22,7 @@ torchrun --nproc-per-node 2 -m attnlab.cli train toy --out runs/toy-ddp"""
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    from attnlab.engine.config import DEVICES  # called once the task module has imported torch
+    from attnlab.engine.config import DEVICES
 
     p.add_argument("--preset", help="named preset of the task's config (see --list-presets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -88,17 +88,18 @@ def list_presets(cls: type) -> str:
 def resolve_config(task: ModuleType, args: argparse.Namespace, out: Path | None) -> Any:
     """The config of this run: the resumed checkpoint's own (plus ``--set``), or preset +
     ``--model`` + ``--set``."""
-    from attnlab.engine.checkpoint import latest, read_meta
-
     source = Path(args.resume_from) if args.resume_from else out
-    if args.resume and source is not None and ((source / "meta.json").is_file() or latest(source) is not None):
-        if args.preset:
-            print("note: --resume uses the run's own config; --preset is ignored", file=sys.stderr)
-        saved = read_meta(source, which="latest").get("config")
-        if not isinstance(saved, dict):
-            raise AttnlabError(f"the checkpoint in {source} holds no config (an older attnlab?); retrain without "
-                               "--resume")
-        return apply_overrides(config_from_dict(task.CONFIG, saved), args.overrides)
+    if args.resume and source is not None:
+        from attnlab.engine.checkpoint import latest, read_meta  # torch: only a resume reads a checkpoint
+
+        if (source / "meta.json").is_file() or latest(source) is not None:
+            if args.preset:
+                print("note: --resume uses the run's own config; --preset is ignored", file=sys.stderr)
+            saved = read_meta(source, which="latest").get("config")
+            if not isinstance(saved, dict):
+                raise AttnlabError(f"the checkpoint in {source} holds no config (an older attnlab?); retrain "
+                                   "without --resume")
+            return apply_overrides(config_from_dict(task.CONFIG, saved), args.overrides)
     return config_for(task, args.preset, getattr(args, "model", None), args.overrides)
 
 
@@ -123,9 +124,6 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         print(list_presets(task.CONFIG))
         return 0
-    from attnlab.engine.checkpoint import latest
-    from attnlab.engine.rundir import new_run_dir, refuse_restart
-
     if args.resume and args.resume_from:
         raise AttnlabError("pass either --resume (the run's latest checkpoint) or --resume-from CHECKPOINT (an "
                            "earlier one), not both")
@@ -143,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(describe(cfg))
         return 0
+    from attnlab.engine.checkpoint import latest  # torch: from here on, work starts (config errors came first)
+    from attnlab.engine.rundir import new_run_dir, refuse_restart
+
     if out is not None:
         refuse_restart(out, args.resume)
     run_dir, created = (out, not out.exists()) if out is not None else (new_run_dir(args.task), True)

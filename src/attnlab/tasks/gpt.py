@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from attnlab.engine import TrainConfig
-from attnlab.models.gpt import DialogueGPT, GPTConfig, SampleConfig
+from attnlab.engine.config import TrainConfig
+from attnlab.models.configs import GPTConfig, SampleConfig
 from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, LMReader, evaluate_lm, load_lm, train_lm
+
+if TYPE_CHECKING:
+    from attnlab.models.gpt import DialogueGPT
 
 # What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
@@ -70,6 +73,8 @@ CONFIG, INPUTS = GPTTaskConfig, LMInputs
 
 
 def build_model(model_cfg: GPTConfig) -> DialogueGPT:
+    from attnlab.models.gpt import DialogueGPT
+
     return DialogueGPT(model_cfg)
 
 

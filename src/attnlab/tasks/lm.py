@@ -13,24 +13,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from attnlab.config import Count, Fraction, Range, Seed, config_from_dict, config_to_dict
-from attnlab.data.batching import Batches
-from attnlab.data.dialogue import lm_batches, prepare_lm_data
-from attnlab.data.shakespeare import bundled_path, load_text
-from attnlab.data.stream import WindowBatches, file_md5, prepare_stream
-from attnlab.data.tokenizer import MyTokenizer, prompt_ids
-from attnlab.engine import evaluate as evaluate_batches
-from attnlab.engine import fit, load_checkpoint, seed_everything, training_device
-from attnlab.engine.distributed import is_main_process
 from attnlab.errors import AttnlabError
-from attnlab.losses import DialogueLoss
-from attnlab.memory import count_parameters, require, training_bytes
-from attnlab.models.gpt import SampleConfig, generate
 from attnlab.tasks import resumed_meta
+
+if TYPE_CHECKING:  # the work imports torch, tokenizers and data pipelines when it starts (fast --help)
+    from torch import nn
+
+    from attnlab.data.batching import Batches
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.models.configs import SampleConfig
 
 
 @dataclass
@@ -66,6 +60,9 @@ LSTM_STEPS = {"default": 750, "cpu-20min": 5200}
 def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream: bool, seed: int,
                  label: str = "sample") -> str:
     """Generate ``s.num_tokens`` tokens after ``s.prompt`` and print them; returns the text."""
+    from attnlab.data.tokenizer import prompt_ids
+    from attnlab.models.gpt import generate
+
     prefix = prompt_ids(tok, s.prompt, stream)
     ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=seed)
     text = tok.decode(prefix + ids)
@@ -76,6 +73,10 @@ def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream:
 def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple[MyTokenizer, Batches, Batches, str]:
     """``(tokenizer, train batches, validation batches, description)`` of ``inputs.data`` as
     ``cfg.data`` reads it. A saved ``tok`` (evaluating a checkpoint) is used, never rebuilt."""
+    from attnlab.data.dialogue import lm_batches, prepare_lm_data
+    from attnlab.data.shakespeare import load_text
+    from attnlab.data.stream import WindowBatches, prepare_stream
+
     d, context, bs = cfg.data, cfg.model.context, cfg.train.batch_size
     if d.mode == "stream":
         s = prepare_stream(inputs.data, tokenizer=d.tokenizer, val_fraction=d.val_fraction, min_freq=d.min_freq,
@@ -98,6 +99,14 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
 
     Resuming, the tokenizer is the checkpoint's (a changed text is encoded with the old
     vocabulary, and the engine refuses it unless ``allow_changed_data``)."""
+    from attnlab.data.shakespeare import bundled_path
+    from attnlab.data.stream import file_md5
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.engine import fit, seed_everything, training_device
+    from attnlab.engine.distributed import is_main_process
+    from attnlab.losses import DialogueLoss
+    from attnlab.memory import count_parameters, require, training_bytes
+
     saved = resumed_meta(run_dir, resume)
     tok, train_batches, val_batches, what = lm_data(cfg, inputs, MyTokenizer.from_dict(saved["tokenizer"])
                                                     if saved else None)
@@ -138,6 +147,9 @@ def load_lm(task: str, config_cls: type, checkpoint: str | Path,
             build: Callable[[Any], nn.Module]) -> tuple[Any, dict[str, Any]]:
     """The trained model of a ``task`` checkpoint (eval mode), rebuilt from the run's own config
     (``meta["config"]``), and its meta (with the tokenizer)."""
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.engine import load_checkpoint
+
     ckpt = load_checkpoint(checkpoint, task=task)
     tok = MyTokenizer.from_dict(ckpt.meta.get("tokenizer"))
     if not isinstance(ckpt.meta.get("config"), dict):
@@ -155,6 +167,12 @@ def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMI
                 build: Callable[[Any], nn.Module], device: str = "auto") -> dict[str, float]:
     """Validation loss and perplexity of a checkpoint on the validation part of ``inputs.data``,
     split and tokenized as the checkpoint was trained."""
+    from attnlab.data.stream import file_md5
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.engine import training_device
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
+    from attnlab.losses import DialogueLoss
+
     model, meta = load_lm(task, config_cls, checkpoint, build)
     cfg: Any = config_from_dict(config_cls, meta["config"])
     if file_md5(inputs.data) != meta.get("inputs", {}).get("text", {}).get("checksum"):
@@ -173,6 +191,8 @@ class LMReader:
     image_size = 0
 
     def __init__(self, meta: dict[str, Any], title: str) -> None:
+        from attnlab.data.tokenizer import MyTokenizer
+
         self.tok = MyTokenizer.from_dict(meta["tokenizer"])
         self.stream = meta.get("config", {}).get("data", {}).get("mode") == "stream"
         self.title = title
@@ -182,6 +202,7 @@ class LMReader:
         import torch
 
         from attnlab.attended import Encoded
+        from attnlab.data.tokenizer import prompt_ids
 
         ids = prompt_ids(self.tok, text, self.stream)
         words = self.tok.tokenize(text) if text else []

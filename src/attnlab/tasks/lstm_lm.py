@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from attnlab.engine import TrainConfig
-from attnlab.models.gpt import SampleConfig
-from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
+from attnlab.engine.config import TrainConfig
+from attnlab.models.configs import LSTMConfig, SampleConfig
 from attnlab.tasks.lm import LSTM_STEPS, LMDataConfig, LMInputs, evaluate_lm, load_lm, train_lm
+
+if TYPE_CHECKING:
+    from attnlab.models.lstm_lm import LSTMLanguageModel
 
 
 @dataclass
@@ -40,6 +42,8 @@ CONFIG, INPUTS = LSTMTaskConfig, LMInputs
 
 
 def build_model(model_cfg: LSTMConfig) -> LSTMLanguageModel:
+    from attnlab.models.lstm_lm import LSTMLanguageModel
+
     return LSTMLanguageModel(model_cfg)
 
 

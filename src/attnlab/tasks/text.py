@@ -20,31 +20,20 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attnlab.config import Fraction, Seed, config_from_dict, config_to_dict
-from attnlab.data.batching import TensorBatches
-from attnlab.data.imdb import LABELS, load_splits
-from attnlab.data.sentiment import EncodedReviews, encode_reviews, prepare_reviews
-from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
-from attnlab.engine.distributed import is_main_process
+from attnlab.engine.config import TrainConfig
 from attnlab.errors import AttnlabError
-from attnlab.files import file_digest
-from attnlab.losses import Stats, classification_loss
-from attnlab.memory import require, training_bytes
-from attnlab.metrics import classification_report, expected_calibration_error, fit_temperature, reliability_diagram
-from attnlab.models.text import MODELS as MODEL_NAMES
-from attnlab.models.text import (
-    NEEDS_VECTORS,
-    AveragedVectors,
-    TextModelConfig,
-    build_text_classifier,
-    predict_logits,
-)
+from attnlab.models.configs import MODELS as MODEL_NAMES
+from attnlab.models.configs import NEEDS_VECTORS, TextModelConfig
 from attnlab.tasks import resumed_meta
+
+if TYPE_CHECKING:  # the work imports torch and the review pipeline when it starts (a fast --help)
+    from torch import Tensor, nn
+
+    from attnlab.data.sentiment import EncodedReviews
+    from attnlab.losses import Stats
 
 EXAMPLE = """\
 attnlab data fetch imdb --dest data && attnlab data fetch glove --vocab-size 50000 --dest data
@@ -120,6 +109,8 @@ MODELS = MODEL_NAMES  # `attnlab train text --model NAME` picks the model and th
 
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
+    from attnlab.losses import classification_loss
+
     if "features" in batch:  # averaged word vectors, computed once (logreg, ffnn)
         logits = model(features=batch["features"])
     else:
@@ -128,6 +119,8 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
 
 
 def _prepare(cfg: TextConfig, inputs: TextInputs, vocab: list[str] | None = None) -> EncodedReviews:
+    from attnlab.data.sentiment import prepare_reviews
+
     m = cfg.model
     if m.name in NEEDS_VECTORS and inputs.embeddings is None:
         raise AttnlabError(f"model '{m.name}' needs pretrained word vectors: pass --embeddings PATH "
@@ -144,6 +137,12 @@ def calibration(model: nn.Module, val: dict[str, Tensor], test: dict[str, Tensor
     """How far the test probabilities are from the accuracies they claim: expected calibration
     error before and after temperature scaling fitted on the validation reviews, and a reliability
     diagram (``run_dir/reliability.png``, drawn by the main process)."""
+    import torch
+
+    from attnlab.engine.distributed import is_main_process
+    from attnlab.metrics import expected_calibration_error, fit_temperature, reliability_diagram
+    from attnlab.models.text import predict_logits
+
     temperature = fit_temperature(predict_logits(model, val), val["label"])
     logits = predict_logits(model, test)
     raw, table = expected_calibration_error(torch.softmax(logits, -1), test["label"])
@@ -162,6 +161,17 @@ def _review_files(inputs: TextInputs) -> dict[str, str]:
 
 def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    import torch
+
+    from attnlab.data.batching import TensorBatches
+    from attnlab.data.imdb import LABELS
+    from attnlab.engine import fit, seed_everything, training_device
+    from attnlab.engine.distributed import is_main_process
+    from attnlab.files import file_digest
+    from attnlab.memory import require, training_bytes
+    from attnlab.metrics import classification_report
+    from attnlab.models.text import AveragedVectors, build_text_classifier, predict_logits
+
     saved = resumed_meta(run_dir, resume)
     data = _prepare(cfg, inputs, saved["vocab"] if saved else None)  # resuming: the run's own vocabulary
     files = _review_files(inputs)
@@ -208,6 +218,10 @@ def train(cfg: TextConfig, inputs: TextInputs, run_dir: Path, *, resume: bool | 
 
 def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The trained classifier (eval mode) and its meta; ``meta["config"]`` is the full TextConfig."""
+    from attnlab.data.imdb import LABELS
+    from attnlab.engine import load_checkpoint
+    from attnlab.models.text import build_text_classifier
+
     ckpt = load_checkpoint(checkpoint, task="text")
     cfg = config_from_dict(TextConfig, ckpt.meta["config"])
     model = build_text_classifier(cfg.model, len(ckpt.meta["vocab"]), None, emb_dim=ckpt.meta.get("embedding_dim"),
@@ -217,6 +231,14 @@ def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def evaluate(checkpoint: str | Path, inputs: TextInputs, *, device: str = "auto") -> dict[str, float]:
+    import torch
+
+    from attnlab.data.imdb import LABELS, load_splits
+    from attnlab.data.sentiment import encode_reviews
+    from attnlab.engine import training_device
+    from attnlab.metrics import classification_report, expected_calibration_error
+    from attnlab.models.text import predict_logits
+
     model, meta = load_model(checkpoint)
     recorded = meta.get("inputs", {}).get("reviews", {}).get("files") or {}
     if not _review_files(inputs) and recorded and all(Path(p).exists() for p in recorded.values()):
@@ -243,6 +265,8 @@ class ReviewReader:
     image_size = 0
 
     def __init__(self, meta: dict[str, Any]) -> None:
+        from attnlab.data.imdb import LABELS
+
         self.vocab: list[str] = meta["vocab"]
         self.max_len = int(meta["config"]["model"]["max_len"])
         self.labels = list(meta.get("labels", LABELS))

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
-
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from attnlab.config import Range, Seed, config_from_dict, config_to_dict
-from attnlab.data.batching import TensorBatches
-from attnlab.data.toy import make_toy_data
-from attnlab.engine import TrainConfig, fit, load_checkpoint, seed_everything, training_device
-from attnlab.engine import evaluate as evaluate_batches
-from attnlab.losses import Stats, classification_loss
-from attnlab.memory import require, training_bytes
-from attnlab.models.toy import ToyClassifier, ToyModelConfig
+from attnlab.engine.config import TrainConfig
+from attnlab.models.configs import ToyModelConfig
+
+if TYPE_CHECKING:  # the work imports torch when it starts (a fast --help)
+    from torch import Tensor, nn
+
+    from attnlab.data.batching import TensorBatches
+    from attnlab.losses import Stats
+    from attnlab.models.toy import ToyClassifier
 
 
 @dataclass
@@ -60,11 +60,16 @@ CONFIG, INPUTS = ToyConfig, ToyInputs
 
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Stats]:
+    from attnlab.losses import classification_loss
+
     logits = model(batch["tokens"])
     return classification_loss(logits, batch["labels"])
 
 
 def _splits(cfg: ToyConfig) -> dict[str, TensorBatches]:
+    from attnlab.data.batching import TensorBatches
+    from attnlab.data.toy import make_toy_data
+
     d, m, bs = cfg.data, cfg.model, cfg.train.batch_size
     sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
     return {name: TensorBatches(make_toy_data(n, vocab_size=m.vocab_size, seq_len=m.seq_len, seed=d.seed + i),
@@ -74,6 +79,11 @@ def _splits(cfg: ToyConfig) -> dict[str, TensorBatches]:
 
 def train(cfg: ToyConfig, inputs: ToyInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    from attnlab.engine import fit, seed_everything, training_device
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
+    from attnlab.memory import require, training_bytes
+    from attnlab.models.toy import ToyClassifier
+
     require(training_bytes(lambda: ToyClassifier(cfg.model)), what="training this toy model",
             fix="lower model.dim or model.num_layers", device=training_device(cfg.train.device))
     seed_everything(cfg.train.seed)
@@ -87,6 +97,9 @@ def train(cfg: ToyConfig, inputs: ToyInputs, run_dir: Path, *, resume: bool | Pa
 
 
 def load_model(checkpoint: str | Path) -> tuple[ToyClassifier, dict[str, Any]]:
+    from attnlab.engine import load_checkpoint
+    from attnlab.models.toy import ToyClassifier
+
     ckpt = load_checkpoint(checkpoint, task="toy")
     cfg = config_from_dict(ToyConfig, ckpt.meta["config"])
     model = ToyClassifier(cfg.model)
@@ -95,6 +108,9 @@ def load_model(checkpoint: str | Path) -> tuple[ToyClassifier, dict[str, Any]]:
 
 
 def evaluate(checkpoint: str | Path, inputs: ToyInputs, *, device: str = "auto") -> dict[str, float]:
+    from attnlab.engine import training_device
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
+
     model, meta = load_model(checkpoint)
     data = _splits(config_from_dict(ToyConfig, meta["config"]))
     model.to(training_device(device))

@@ -11,21 +11,19 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
-
-import numpy as np
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from attnlab.config import Count, Range, Rate, Seed, config_from_dict, config_to_dict
-from attnlab.data.augment import Augment
-from attnlab.data.images import ImageBatches, ImageSet, load_images, split
-from attnlab.engine import TrainConfig, fit, load_checkpoint, resolve_precision, seed_everything, training_device
-from attnlab.engine import evaluate as evaluate_batches
-from attnlab.engine.distributed import is_main_process
+from attnlab.engine.config import TrainConfig
 from attnlab.errors import AttnlabError
-from attnlab.losses import Stats, classification_loss
-from attnlab.memory import count_parameters, require, training_bytes
-from attnlab.models.vit import VisionTransformer, ViTConfig
+from attnlab.models.configs import ViTConfig
+
+if TYPE_CHECKING:  # the work imports torch and the image pipeline when it starts (a fast --help)
+    from torch import Tensor, nn
+
+    from attnlab.data.images import ImageSet
+    from attnlab.losses import Stats
+    from attnlab.models.vit import VisionTransformer
 
 
 @dataclass
@@ -96,6 +94,8 @@ CONFIG, INPUTS = VitTaskConfig, VitInputs
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> tuple[Tensor, Stats]:
     """Cross-entropy, label-smoothed while training; the stats sum the plain loss."""
+    from attnlab.losses import classification_loss
+
     return classification_loss(model(batch["images"]), batch["labels"], targets=batch.get("targets"),
                                label_smoothing=label_smoothing if model.training else 0.0)
 
@@ -111,6 +111,16 @@ def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
 
 def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
+    import numpy as np
+
+    from attnlab.data.augment import Augment
+    from attnlab.data.images import ImageBatches, load_images, split
+    from attnlab.engine import fit, resolve_precision, seed_everything, training_device
+    from attnlab.engine.distributed import is_main_process
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
+    from attnlab.memory import count_parameters, require, training_bytes
+    from attnlab.models.vit import VisionTransformer
+
     train_all, test = load_images(inputs.data_dir, cfg.model.image_size)
     if cfg.model.num_classes != len(train_all.classes) and cfg.model.num_classes == ViTConfig.num_classes:
         cfg.model.num_classes = len(train_all.classes)  # an image folder with another class count
@@ -159,6 +169,9 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
 
 def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any]]:
     """The trained model (best weights, eval mode) and the checkpoint's meta."""
+    from attnlab.engine import load_checkpoint
+    from attnlab.models.vit import VisionTransformer
+
     ckpt = load_checkpoint(checkpoint, task="vit")
     model = VisionTransformer(config_from_dict(VitTaskConfig, ckpt.meta["config"]).model)
     ckpt.load_into(model)
@@ -166,6 +179,10 @@ def load_model(checkpoint: str | Path) -> tuple[VisionTransformer, dict[str, Any
 
 
 def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto") -> dict[str, float]:
+    from attnlab.data.images import ImageBatches, load_images
+    from attnlab.engine import training_device
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
+
     model, meta = load_model(checkpoint)
     _, test = load_images(inputs.data_dir, model.config.image_size)
     _check_classes(test, model.config)
