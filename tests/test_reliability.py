@@ -295,3 +295,32 @@ def test_resume_from_another_run_continues_it_in_the_new_directory(two_runs, cap
                 if "val_loss" in r}
     assert all(r["val_loss"] == original[r["step"]] for r in records if "val_loss" in r)
     assert (new / "checkpoints" / (new / "checkpoints" / "best").read_text().strip()).is_dir()
+
+
+def test_train_in_a_read_only_current_directory_is_one_error(tmp_path, monkeypatch, capsys):
+    import errno
+
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if Path(os.path.abspath(self)).is_relative_to(tmp_path):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(TINY_TOY) == 2
+    err = err_of(capsys)
+    assert err.startswith("error: cannot write runs/toy-") and "is on a read-only file system" in err
+    assert "pass --out DIR" in err and "Traceback" not in err
+
+
+def test_a_full_disk_at_the_lock_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    assert main([*TINY_TOY, "--out", str(tmp_path / "run")]) == 2
+    assert "cannot write" in err_of(capsys) and not (tmp_path / "run").exists()

@@ -111,3 +111,29 @@ def test_meta_is_plain_json(tmp_path):
     path = _save(tmp_path)
     meta = json.loads((path / "meta.json").read_text())
     assert meta["task"] == "toy" and meta["step"] == 3 and set(meta["sha256"]) == {"model.safetensors", "training.pt"}
+
+
+@pytest.mark.parametrize("where", ["weights", "training state"])
+def test_a_full_disk_is_one_error_and_the_last_checkpoint_stays_latest(tmp_path, monkeypatch, where):
+    import errno
+
+    import safetensors
+
+    import attnlab.engine.checkpoint as ck
+
+    good = _save(tmp_path, step=1)
+    if where == "weights":  # safetensors reports the OS error as its own type
+        def full(*a, **k):
+            raise safetensors.SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                              'message: "No space left on device" })')
+        monkeypatch.setattr(ck, "save_model", full)
+    else:
+        def full(*a, **k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(AttnlabError, match=r"cannot write .*step-00000002: no space left on the disk holding .*; "
+                                           r"the last complete checkpoint \(step-00000001\) is still the run's latest"):
+        _save(tmp_path, step=2)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path).path == good
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000001"]  # no scratch

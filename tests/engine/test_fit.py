@@ -289,3 +289,11 @@ def test_a_diverged_run_stops_with_the_fix_and_keeps_its_last_good_checkpoint(tm
             cfg, tmp_path, meta={"task": "unit"}, progress=False, tensorboard=False)
     latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
     assert torch.load(tmp_path / "checkpoints" / latest / "training.pt", weights_only=True)["state"]["step"] == 4
+
+
+def test_a_training_log_with_garbage_lines_is_read_around_them(tmp_path):
+    from attnlab.engine.logging import METRICS_LOG, read_records
+
+    (tmp_path / METRICS_LOG).write_bytes(b'{"step": 1, "train_loss": 2.0}\n\xff\xfe\x00garbage\n[1, 2]\n'
+                                         b'{"step": 2, "train_loss": 1.5}\n{"step": 3, "tr')
+    assert read_records(tmp_path) == [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.5}]

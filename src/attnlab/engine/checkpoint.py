@@ -17,6 +17,7 @@ checkpoint intact and the pointers naming complete directories.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -33,7 +34,7 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from attnlab.errors import AttnlabError
-from attnlab.files import file_digest, fsync_dir, fsync_file, write_atomic
+from attnlab.files import WRITE_ERRNOS, file_digest, fsync_dir, fsync_file, write_atomic, write_error
 
 CHECKPOINTS = "checkpoints"
 FILES = ("model.safetensors", "training.pt", "meta.json")
@@ -101,8 +102,8 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
         name, n = f"step-{step:08d}.{n}", n + 1
     tmp = root / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         save_model(unwrap(model), str(tmp / "model.safetensors"), force_contiguous=True)
         buf = io.BytesIO()
         torch.save(training or {}, buf)
@@ -114,15 +115,38 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
             fsync_file(tmp / f)
         fsync_dir(tmp)
         os.rename(tmp, root / name)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(root)
-    for tag in tags:
-        _write_pointer(root, tag, name)
-    fsync_dir(root)
+        refusal = _write_refusal(exc)
+        if refusal is None:
+            raise
+        raise _unsaved(write_error(refusal, root / name), root) from None
+    try:
+        fsync_dir(root)
+        for tag in tags:
+            _write_pointer(root, tag, name)
+        fsync_dir(root)
+    except AttnlabError as exc:  # a pointer could not be replaced: it still names a complete checkpoint
+        raise _unsaved(exc, root) from None
     _collect_garbage(root, keep_last)
     return root / name
+
+
+def _write_refusal(exc: BaseException) -> OSError | None:
+    """The operating system's refusal behind a failed checkpoint write, if that is what it was
+    (safetensors reports a full disk as its own error type, with the OS message inside)."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return exc
+    if type(exc).__name__ == "SafetensorError" and "No space left on device" in str(exc):
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
+def _unsaved(exc: AttnlabError, root: Path) -> AttnlabError:
+    last = follow(root, "latest")
+    kept = (f"the last complete checkpoint ({last.name}) is still the run's latest, so the same command with "
+            "--resume continues from it" if last is not None else "no checkpoint of this run was written yet")
+    return AttnlabError(f"{exc}; {kept}")
 
 
 def _collect_garbage(root: Path, keep_last: int = 0) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.files import write_atomic
+from attnlab.files import write_atomic, write_error
 
 
 def _plain(value: Any) -> Any:
@@ -27,11 +27,13 @@ METRICS_LOG = "metrics.jsonl"
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
     """The records of ``run_dir/metrics.jsonl``, in order (a line cut short by a crash is skipped)."""
     records = []
-    for line in (Path(run_dir) / METRICS_LOG).read_text().splitlines():
+    for line in (Path(run_dir) / METRICS_LOG).read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # cut short (or overwritten): not a record
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -70,8 +72,11 @@ class RunLogger:
             self._open_tensorboard()
         record = {"step": step, "time": round(time.time(), 3), **extra,
                   **{k: _plain(v) for k, v in metrics.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise write_error(exc, self.path) from None
         if self.writer is not None:
             for key, value in record.items():
                 if key not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -19,6 +19,7 @@ from pathlib import Path
 from attnlab.engine.checkpoint import CHECKPOINTS, latest
 from attnlab.engine.logging import METRICS_LOG
 from attnlab.errors import AttnlabError
+from attnlab.files import make_folder, write_error
 
 try:  # POSIX; on Windows there is no fcntl, and runs are not locked
     import fcntl
@@ -34,14 +35,18 @@ def new_run_dir(task: str, kind: str = "", root: Path = Path("runs")) -> Path:
     """A fresh ``runs/<task>[-<kind>]-<YYYYmmdd-HHMMSS>`` directory, created now. Two runs started
     in the same second get ``...-2``, ``...-3`` (the creation itself is the atomic check)."""
     base = f"{task}{'-' + kind if kind else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-    root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         path = root / (base if n == 1 else f"{base}-{n}")
         try:
+            make_folder(root, named=path)
             path.mkdir()
             return path
         except FileExistsError:
             continue
+        except AttnlabError as exc:
+            raise AttnlabError(f"{exc}; or pass --out DIR") from None
+        except OSError as exc:
+            raise AttnlabError(f"{write_error(exc, path)}; or pass --out DIR") from None
     raise AttnlabError(f"could not create a new run directory under {root}; pass --out DIR")
 
 
@@ -99,8 +104,13 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise AttnlabError(f"run directory {path} is in use by another attnlab process (PID {owner}); "
                                    "wait for it to finish, or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it (a full disk fails here first)
+        except OSError as exc:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise write_error(exc, path / LOCK) from None
         try:
             yield path
         except BaseException:
