@@ -62,7 +62,7 @@ CASES = [
     Case("curves-out-below-a-file", "curves {toy} --y val_loss --out {file}/sub/c.png", 2,
          "cannot write {file}/sub/c.png: {file} is a file, not a folder"),
     Case("curves-metrics-random-bytes", "curves {junk}", 2,
-         "{junk}/metrics.jsonl is not a training log (byte "),
+         "{junk}/metrics.jsonl is not a training log (no line of it is a record)"),
     Case("curves-metrics-not-records", "curves {nonrecords} --x step", 2, "has no records with both 'step'"),
     Case("fetch-shakespeare-full-disk", "data fetch shakespeare --dest {tmp}/d", 2,
          "cannot write {tmp}/d/tinyshakespeare/input.txt: no space left on the disk holding {tmp}", "full_disk",

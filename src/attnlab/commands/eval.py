@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -37,22 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
 
 
 def _own(stack: contextlib.ExitStack, run_dir: Path, created: bool) -> bool:
-    """Own ``run_dir`` for the rest of ``stack``; returns whether this made its ``.lock`` in a
-    directory that existed. If the lock cannot be written (a full disk), what this attempt made
-    (the directory, or its empty ``.lock``) is removed and the error is one line."""
+    """Own ``run_dir`` for the rest of ``stack`` (a lock that cannot be written is one error, and
+    leaves nothing: :func:`attnlab.engine.rundir.run_directory`); returns whether this made its
+    ``.lock`` in a directory that existed, to remove again if the evaluation fails."""
     from attnlab.engine.rundir import LOCK
-    from attnlab.files import write_error
 
-    lock = run_dir / LOCK
-    made_lock = not created and not lock.exists()
-    try:
-        stack.enter_context(owned(run_dir, created=created))
-    except OSError as exc:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif made_lock and lock.is_file() and lock.stat().st_size == 0:  # no owner's PID in it: ours
-            lock.unlink(missing_ok=True)
-        raise write_error(exc, run_dir) from None
+    made_lock = not created and not (run_dir / LOCK).exists()
+    stack.enter_context(owned(run_dir, created=created))
     return made_lock
 
 

@@ -90,6 +90,7 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
     created = created or not path.exists()
     _prepare(path)
     lock = path / LOCK
+    new_lock = not lock.exists()
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -107,10 +108,12 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it (a full disk fails here first)
-        except OSError as exc:
+        except OSError as exc:  # what this attempt made goes again: the directory, or the empty lock file
             if created:
                 shutil.rmtree(path, ignore_errors=True)
-            raise write_error(exc, path / LOCK) from None
+            elif new_lock:
+                lock.unlink(missing_ok=True)
+            raise write_error(exc, path) from None
         try:
             yield path
         except BaseException:

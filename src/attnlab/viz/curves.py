@@ -16,12 +16,11 @@ def run_records(run: Path) -> list[dict]:
     """The records of a run's ``metrics.jsonl``, with a clear error when there is none."""
     if not (run / METRICS_LOG).is_file():
         raise AttnlabError(f"{run} has no {METRICS_LOG}; pass the directory of an `attnlab train` run")
-    try:
-        records = read_records(run)
-    except UnicodeDecodeError as e:  # not a log attnlab wrote (random bytes, another program's file)
-        raise AttnlabError(f"{run}/{METRICS_LOG} is not a training log (byte {e.start} is not UTF-8 text); "
-                           "pass the directory of an `attnlab train` run") from None
-    return [r for r in records if isinstance(r, dict)]  # a line of JSON that is not a record is no point
+    records = read_records(run)  # lines that are not records (cut short, overwritten) are skipped
+    if not records and (run / METRICS_LOG).stat().st_size:  # not a log attnlab wrote (random bytes, ...)
+        raise AttnlabError(f"{run}/{METRICS_LOG} is not a training log (no line of it is a record); pass the "
+                           "directory of an `attnlab train` run")
+    return records
 
 
 def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str] | None = None,
