@@ -7,8 +7,18 @@ unknown word. The language models add a start token at id 2.
 
 from __future__ import annotations
 
-__all__ = ["PAD", "UNK", "START", "PAD_ID", "UNK_ID", "START_ID", "SPECIALS"]
+from attnlab.errors import AttnlabError
+
+__all__ = ["PAD", "UNK", "START", "PAD_ID", "UNK_ID", "START_ID", "SPECIALS", "require_words"]
 
 PAD, UNK, START = "<pad>", "<unk>", "<start>"
 PAD_ID, UNK_ID, START_ID = 0, 1, 2
 SPECIALS = (PAD, UNK, START)  # index == id
+
+
+def require_words(count: int, *, fix: str) -> None:
+    """A vocabulary built from training text needs at least two words besides the specials: with
+    fewer, every word of every text (but one) is ``<unk>`` and the model learns nothing."""
+    if count < 2:
+        raise AttnlabError(f"the vocabulary would hold {count} word{'s' * (count != 1)} besides the special tokens, "
+                           f"so every other word becomes {UNK}; {fix}")

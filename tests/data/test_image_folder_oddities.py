@@ -93,3 +93,12 @@ def test_an_empty_class_folder_is_a_warning(tmp_path, run_cli):
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: the class folder(s) bird of '{root}/train' hold no images; the model will "
                         "never predict them (add images, or remove the folders)"]
+
+
+def test_an_image_size_the_memory_cannot_hold_is_refused_before_resizing(tmp_path, run_cli):
+    """model.image_size=1048576 made Pillow's resize raise MemoryError: the resized images are counted first."""
+    root = make_folder(tmp_path / "imgs")
+    code, err = run_cli(lambda: train_vit(root, tmp_path / "r", "--set", "model.image_size=1048576",
+                                          "--set", "model.patch_size=1024"))
+    assert code == 2 and "images of" in err and "at 1048576x1048576 needs about" in err
+    assert "lower model.image_size (the images are resized to it)" in err and not (tmp_path / "r").exists()

@@ -87,6 +87,15 @@ CASES = [
          absent=("{tmp}/run",)),
     Case("gpt-stream-data-latin1", GPT + " --set data.mode=stream --data {latin1}", 2,
          "data file '{latin1}' is not UTF-8 text (byte 0xc6 on line 2)", absent=("{tmp}/run",)),
+    Case("gpt-vocab-only-specials-max-vocab", GPT + " --set data.max_vocab=4", 2,
+         "the vocabulary would hold 1 word besides the special tokens, so every other word becomes <unk>; "
+         "lower data.min_freq (now 2) or raise data.max_vocab (now 4)", absent=("{tmp}/run",)),
+    Case("gpt-vocab-only-specials-min-freq", GPT + " --set data.min_freq=1000000", 2,
+         "the vocabulary would hold 0 words besides the special tokens", absent=("{tmp}/run",)),
+    Case("gpt-stream-vocab-only-specials", GPT + " --set data.mode=stream --set data.min_freq=1000000", 2,
+         "lower data.min_freq (now 1000000)", absent=("{tmp}/run",)),
+    Case("vit-cutout-larger-than-the-image", "train vit --preset tiny --set data.cutout=64 --out {tmp}/run", 2,
+         "data.cutout=64 is larger than the 32x32 images (model.image_size)", absent=("{tmp}/run",)),
     Case("fetch-cifar10-offline", "data fetch cifar10 --dest {tmp}/cf/deeper", 2, "could not reach URL", "offline",
          absent=("{tmp}/cf",)),
     # ---- earlier rounds (fast ones) ----------------------------------------------------------------

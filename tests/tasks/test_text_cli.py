@@ -325,3 +325,11 @@ def test_print_config_shows_the_preset_that_model_picks(capsys):
     assert "model.name = 'rnn'" in out and "model.max_len = 320" in out  # the rnn preset's, not logreg's 1000
     assert main(["train", "text", "--model", "rnn", "--preset", "logreg", "--print-config"]) == 0
     assert "model.max_len = 1000" in capsys.readouterr().out  # an explicit --preset wins
+
+
+def test_a_vocabulary_of_special_tokens_only_is_refused(data, tmp_path, capsys):
+    rc = main(["train", "text", "--model", "transformer", "--preset", "tiny", *tsv_files(data), "--set",
+               "model.vocab_size=1", "--out", str(tmp_path / "bad"), "--no-progress"])  # a vocabulary of its own
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: the vocabulary would hold 1 word besides the special tokens")
+    assert "raise model.vocab_size (now 1)" in err and not (tmp_path / "bad").exists()

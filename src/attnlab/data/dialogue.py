@@ -21,7 +21,7 @@ from torch import Tensor
 from attnlab.data.batching import DatasetBatches
 from attnlab.data.shakespeare import all_dialogues, split_dialogues
 from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
-from attnlab.vocab import PAD_ID, SPECIALS
+from attnlab.vocab import PAD_ID, SPECIALS, require_words
 
 __all__ = ["DialogueDataset", "collate", "lm_batches", "LMData", "prepare_lm_data", "windows"]
 
@@ -105,6 +105,14 @@ def prepare_lm_data(
     splitter = tokenizer or make(list(SPECIALS), lowercase=lowercase)
     train_words = [splitter.tokenize(t) for t in train_txt]  # tokenized once, used twice
     tok = tokenizer or make.from_words(train_words, min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
+    if tokenizer is None:
+        require_words(len(tok) - len(SPECIALS), fix=lm_vocab_fix(min_freq, max_vocab))
     train = DialogueDataset([tok.encode_words(w) for w in train_words], context=context)
     val = DialogueDataset([tok.encode(t) for t in val_txt], context=context)
     return LMData(tok, train, val)
+
+
+def lm_vocab_fix(min_freq: int, max_vocab: int | None) -> str:
+    """What to change when the training text leaves too few words in the vocabulary."""
+    cap = f"raise data.max_vocab (now {max_vocab})" if max_vocab is not None else "pass a longer --data text"
+    return f"lower data.min_freq (now {min_freq}) or {cap}"

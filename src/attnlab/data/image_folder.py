@@ -63,9 +63,15 @@ def _read_image(file: Path, image_size: int) -> np.ndarray:
 
 
 def _load_split(folder: Path, classes: tuple[str, ...], image_size: int) -> ImageSet:
+    from attnlab.memory import require
+
+    listed = [sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in EXTENSIONS) for name in classes]
+    count = sum(len(files) for files in listed)
+    # each image held at image_size, then all of them stacked: twice the images' bytes at the peak
+    require(2 * count * 3 * image_size**2, what=f"{count:,} images of {folder} at {image_size}x{image_size}",
+            fix="lower model.image_size (the images are resized to it)")
     images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in EXTENSIONS)
+    for label, files in enumerate(listed):
         for file in files:
             images.append(_read_image(file, image_size))
             labels.append(label)

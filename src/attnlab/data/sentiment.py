@@ -22,7 +22,7 @@ from attnlab.data.features import build_vocab, encode, tokenize_texts
 from attnlab.data.imdb import Review, digest, load_splits
 from attnlab.errors import AttnlabError
 from attnlab.memory import require
-from attnlab.vocab import PAD, UNK
+from attnlab.vocab import PAD, UNK, require_words
 
 __all__ = ["EncodedReviews", "prepare_reviews", "encode_reviews", "encode_texts"]
 
@@ -65,6 +65,8 @@ def prepare_reviews(*, data_dir: Path | None, train: Path | None, dev: Path | No
         vocab = words
     elif vocab is None:
         vocab = build_vocab(tok, rows["train"], max_size=vocab_size, min_count=min_count, specials=(PAD, UNK))
+        require_words(len(vocab) - 2, fix=f"raise model.vocab_size (now {vocab_size}) or lower model.min_count "
+                                          f"(now {min_count})")
     word_to_id = {w: i for i, w in enumerate(vocab)}
     tensors = {}
     for name, reviews in parts.items():

@@ -25,12 +25,13 @@ from torch import Tensor
 
 from attnlab.data.batching import epoch_generator, shard
 from attnlab.data.decoding import decode_blocks
+from attnlab.data.dialogue import lm_vocab_fix
 from attnlab.data.features import default_cache_dir
 from attnlab.data.shakespeare import EMBEDDED
 from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
 from attnlab.errors import AttnlabError
 from attnlab.files import writing_atomically
-from attnlab.vocab import SPECIALS
+from attnlab.vocab import SPECIALS, require_words
 
 __all__ = ["TokenStream", "prepare_stream", "WindowBatches", "MEMMAP_ABOVE", "file_md5"]
 
@@ -124,7 +125,9 @@ def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char"], val
     splitter = tok or MyTokenizer(list(SPECIALS), lowercase=lowercase)
     words = splitter.tokenize("".join(_chunks(path)))
     cut = int(len(words) * (1 - val_fraction))
-    tok = tok or MyTokenizer.from_words([words[:cut]], min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
+    if tok is None:
+        tok = MyTokenizer.from_words([words[:cut]], min_freq=min_freq, max_size=max_vocab, lowercase=lowercase)
+        require_words(len(tok) - len(SPECIALS), fix=lm_vocab_fix(min_freq, max_vocab))
     ids = tok.encode_stream(words).astype(_dtype(tok))
     return TokenStream(tok, ids[:cut], ids[cut:])
 

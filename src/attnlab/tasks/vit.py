@@ -80,6 +80,13 @@ class VitTaskConfig:
     }
     DEFAULT_PRESET: ClassVar[str] = "cifar10-cpu"
 
+    def check(self) -> None:
+        """Rules across sections (run by :func:`attnlab.config.validate`)."""
+        if self.data.cutout > self.model.image_size:
+            raise AttnlabError(f"data.cutout={self.data.cutout} is larger than the {self.model.image_size}x"
+                               f"{self.model.image_size} images (model.image_size); use a side of at most "
+                               f"{self.model.image_size}, or 0 for no cutout")
+
 
 @dataclass
 class VitInputs:
