@@ -11,6 +11,10 @@ PyTorch's CPU allocator with a timestamp and a signed size; replaying them in ti
 the live bytes at every instant, and the peak is their maximum *above the level at the start*
 (tensors alive before the call, such as parameters and inputs, are not counted). On a GPU the
 CUDA allocator's own peak counter does the same job.
+
+Load: a timing is only as good as the machine was quiet. :class:`LoadWatch` records the 1-minute
+load average before and after a measurement and the threads it ran on; a load above the thread
+count means other work shared the cores, and every benchmark and lab figure then says so.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["peak_memory_bytes", "peak_cuda_memory_bytes", "peak_bytes", "time_interleaved", "median"]
+__all__ = ["peak_memory_bytes", "peak_cuda_memory_bytes", "peak_bytes", "time_interleaved", "median",
+           "load_average", "LoadWatch"]
 
 
 @contextlib.contextmanager
@@ -119,3 +125,64 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: the processes running or waiting for a core (None where the
+    system has none, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+@dataclass
+class LoadWatch:
+    """The load average before and after a measurement, and the CPU threads it ran on.
+
+    ``LoadWatch.start()`` when the measurement begins (after any ``torch.set_num_threads``),
+    ``stop()`` when it ends. ``busy`` is true when either load exceeded the thread count: other
+    work then competed for the cores and the timings are slower and noisier than the machine's.
+    """
+
+    before: float | None
+    threads: int
+    after: float | None = None
+
+    @classmethod
+    def start(cls) -> LoadWatch:
+        return cls(before=load_average(), threads=torch.get_num_threads())
+
+    def stop(self) -> LoadWatch:
+        self.after = load_average()
+        return self
+
+    @property
+    def highest(self) -> float | None:
+        known = [x for x in (self.before, self.after) if x is not None]
+        return max(known) if known else None
+
+    @property
+    def busy(self) -> bool:
+        return self.highest is not None and self.highest > self.threads
+
+    def record(self) -> dict[str, Any]:
+        """The JSON form: ``{"load_before", "load_after", "threads", "busy"}``."""
+        return {"load_before": self.before, "load_after": self.after, "threads": self.threads, "busy": self.busy}
+
+    def summary(self) -> str:
+        """``load average 0.52 before, 2.10 after; 2 threads``."""
+        def fmt(x: float | None) -> str:
+            return "unknown" if x is None else f"{x:.2f}"
+        return f"load average {fmt(self.before)} before, {fmt(self.after)} after; {self._threads()}"
+
+    def _threads(self) -> str:
+        return f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+
+    def warning(self) -> str | None:
+        """One line saying the machine was busy (None when it was not)."""
+        if not self.busy:
+            return None
+        return (f"warning: the load average ({self.highest:.2f}) exceeded the {self._threads()} this "
+                "measurement used: other work shared the CPU, so these timings are slower and noisier "
+                "than this machine's; re-run on a quiet machine before quoting them")

@@ -5,7 +5,8 @@ model's loss on that batch as a function; :func:`compare_training` does the rest
 both: AdamW (same settings), train mode, one timed step = forward + loss (under the device's
 autocast, :func:`attnlab.device.autocast_for`) + backward + optimizer step, interleaved rounds
 (:mod:`attnlab.measure`) and their medians, peak memory, then one table: parameters (which must
-match), ms per step, throughput, peak MiB, and the ratio ours / Hugging Face.
+match), ms per step, throughput, peak MiB, and the ratio ours / Hugging Face against its bar of 1
+(``MISSED`` when below), with the load average before and after.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.bench._common import bar_verdict, report_load
 from attnlab.device import autocast_for, describe_device
 from attnlab.errors import AttnlabError
-from attnlab.measure import median, peak_bytes, time_interleaved
+from attnlab.measure import LoadWatch, median, peak_bytes, time_interleaved
 from attnlab.memory import count_parameters
+
+RATIO_BAR = 1.0  # ours must train at least as fast as Hugging Face
 
 __all__ = ["Contender", "compare_training", "training_step", "transformers_or_error"]
 
@@ -69,6 +73,7 @@ def compare_training(ours: Contender, theirs: Contender, *, device: torch.device
     ``per_step`` is the number of ``unit`` (tokens, images) one step trains on, ``rate_format``
     the format of that rate (``",.0f"``), ``name_width`` the width of the model column.
     """
+    load = LoadWatch.start()
     counts = {c.name: count_parameters(c.model) for c in (ours, theirs)}
     steps: dict[str, Callable[[], object]] = {c.name: training_step(c, device) for c in (ours, theirs)}
     samples = time_interleaved(steps, repeats=repeats, warmup=2, device=device)
@@ -79,6 +84,8 @@ def compare_training(ours: Contender, theirs: Contender, *, device: torch.device
     for name, s in samples.items():
         print(f"{name:<{name_width}} {counts[name]:>12,} {1000 * median(s):>9.1f} {rate[name]:>10{rate_format}} "
               f"{peak[name]:>9.1f}")
-    print(f"ratio ours/HF {unit}/s: {rate[ours.name] / rate[theirs.name]:.3f} (bar: >= 1.0)")
+    print(bar_verdict(f"ratio ours/HF {unit}/s", rate[ours.name] / rate[theirs.name], RATIO_BAR, unit="",
+                      digits=3))
     if counts[ours.name] != counts[theirs.name]:
         print(f"warning: parameter counts differ ({counts[ours.name]} vs {counts[theirs.name]})")
+    report_load(load)

@@ -7,7 +7,8 @@ token for token (the benchmark fails otherwise). The uncached path is nanoGPT's:
 re-runs the model over the whole window and applies the output layer to the last position only.
 With ``--checkpoint`` the trained model is used; without it, a model of the default GPT preset's
 shape (context 256) with random weights (the timing depends on the shape, not on the weights;
-the tokens then are gibberish, but still compared).
+the tokens then are gibberish, but still compared). The bar is a 5x speed-up; a miss is printed
+as ``MISSED``, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 
 import torch
 
+from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
-from attnlab.measure import median, time_interleaved
+from attnlab.measure import LoadWatch, median, time_interleaved
 from attnlab.vocab import START_ID
+
+SPEEDUP_BAR = 5.0  # the KV cache must make greedy decoding at least this much faster
 
 HELP = "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)"
 EXAMPLE = """\
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    load = LoadWatch.start()
     model, prefix, what = _model(args)
     outputs: dict[bool, list[int]] = {}
 
@@ -94,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<10} {median(s):>8.3f} {1000 * median(s) / args.num_tokens:>9.2f}")
     same = outputs[True] == outputs[False]
     ratio = median(samples["no cache"]) / median(samples["KV cache"])
-    print(f"speed-up with the KV cache: {ratio:.2f}x (bar: >= 5x); identical tokens: {'yes' if same else 'NO'}")
+    print(bar_verdict("speed-up with the KV cache", ratio, SPEEDUP_BAR))
+    print(f"identical tokens: {'yes' if same else 'NO'}")
+    report_load(load)
     if not same:
         raise AttnlabError("the cached and uncached paths generated different tokens; this is a bug, "
                            "please report it with the command line above")

@@ -1,4 +1,7 @@
-"""What every lab experiment shares: the ``--out`` option, writing the PNG and JSON, fitting slopes."""
+"""What every lab experiment shares: the ``--out`` option, writing the PNG and JSON, fitting slopes,
+and the load average (:func:`begin` ... :func:`write_results`): recorded in the JSON, and, for an
+experiment whose numbers are timings, a warning on the terminal and a red note on the figure when
+the load exceeded the thread count."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-__all__ = ["add_out_argument", "write_results", "loglog_slope", "plt", "machine", "figure", "label_log_x",
-           "label_log_y", "plain_labels", "threads"]
+from attnlab.measure import LoadWatch  # noqa: E402
+
+__all__ = ["add_out_argument", "begin", "Started", "write_results", "loglog_slope", "plt", "machine", "figure",
+           "label_log_x", "label_log_y", "plain_labels", "threads"]
 
 
 def add_out_argument(p: argparse.ArgumentParser, name: str) -> None:
@@ -95,19 +102,51 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+@dataclass
+class Started:
+    """When an experiment began: the clock, the load average then, and whether its numbers are
+    timings (then a busy machine is flagged on its figure)."""
+
+    clock: float
+    load: LoadWatch
+    timed: bool
+
+
+def begin(*, timed: bool) -> Started:
+    """Call first thing in ``run``; hand the result to :func:`write_results`."""
+    return Started(time.perf_counter(), LoadWatch.start(), timed)
+
+
+def busy_note(fig: Any, load: LoadWatch) -> None:
+    """A red note under the figure: the machine was busy, so the timings are not the machine's."""
+    fig.text(0.5, 0, f"BUSY MACHINE: {load.summary()} (above the thread count);\n"
+             "the timings are slower and noisier than this machine's: re-run on a quiet machine before quoting them",
+             ha="center", va="top", fontsize=9, color="#c5221f")
+
+
 def write_results(
-    out: Path, name: str, fig: Any, *, config: dict, results: dict, headline: dict, started: float
+    out: Path, name: str, fig: Any, *, config: dict, results: dict, headline: dict, started: Started
 ) -> tuple[Path, Path]:
-    """Save ``fig`` as ``out/name.png`` and the numbers as ``out/name.json``; print both paths."""
+    """Save ``fig`` as ``out/name.png`` and the numbers as ``out/name.json`` with the load average
+    before and after; print both paths, and a warning if a timed experiment ran on a busy machine."""
     out.mkdir(parents=True, exist_ok=True)
     png, js = out / f"{name}.png", out / f"{name}.json"
+    load = started.load.stop()
+    warning = load.warning() if started.timed else None
+    if warning is not None:
+        busy_note(fig, load)
     fig.savefig(png, dpi=110, bbox_inches="tight")
     plt.close(fig)
     doc = {"experiment": name, "config": config, "headline": headline, "results": results,
-           "machine": machine(), "seconds": round(time.perf_counter() - started, 3)}
+           "machine": machine(), "load": load.record(), "load_warning": warning,
+           "seconds": round(time.perf_counter() - started.clock, 3)}
     js.write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n")
     for key, value in headline.items():
         print(f"  {key}: {_fmt(value)}")
+    print(f"  {load.summary()}")
+    if warning is not None:
+        sys.stdout.flush()  # the warning after the lines it is about, even when both are piped
+        print(warning, file=sys.stderr)
     print(f"wrote {png} and {js}")
     return png, js
 

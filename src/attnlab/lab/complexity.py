@@ -18,7 +18,6 @@ for attention, whose linear projections still weigh in at short lengths.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
@@ -27,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import (
     add_out_argument,
+    begin,
     figure,
     label_log_x,
     label_log_y,
@@ -73,7 +73,7 @@ def count_flops(dim: int, heads: int, T: int) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+    started = begin(timed=True)
     if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
     if len(args.lengths) < 2 or min(args.lengths) < 1:

@@ -30,7 +30,16 @@ import numpy as np
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, figure, label_log_x, label_log_y, loglog_slope, threads, write_results
+from attnlab.lab._common import (
+    add_out_argument,
+    begin,
+    figure,
+    label_log_x,
+    label_log_y,
+    loglog_slope,
+    threads,
+    write_results,
+)
 
 HELP = "time per generated token with and without the KV cache as the sequence grows (DialogueGPT)"
 EXAMPLE = "attnlab lab generation --lengths 16 64 256 1024 --tokens 16"
@@ -107,7 +116,7 @@ def _ms(xs: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
 
-    started = time.perf_counter()
+    started = begin(timed=True)
     lengths = sorted(set(args.lengths))
     if lengths[0] < 1 or args.tokens < 1 or args.repeats < 1:
         raise AttnlabError("--lengths, --tokens and --repeats must all be >= 1")

@@ -12,11 +12,10 @@ backwards. For ``T`` steps there are ``T (T + 1) / 2`` such paths, because each 
 from __future__ import annotations
 
 import argparse
-import time
 from collections import defaultdict
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, plt, write_results
+from attnlab.lab._common import add_out_argument, begin, plt, write_results
 
 HELP = "draw an RNN unrolled over T steps (PNG and SVG) with the paths its gradient takes into W_hh"
 EXAMPLE = "attnlab lab graph --steps 3 --out runs/lab/graph"
@@ -110,7 +109,7 @@ def draw(nodes, edges, on_path: set[tuple[str, str]], T: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+    started = begin(timed=False)
     T = args.steps
     if not 1 <= T <= 6:
         raise AttnlabError(f"--steps must be between 1 and 6 (a readable drawing), got {T}")

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
 
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import (
     add_out_argument,
+    begin,
     figure,
     label_log_x,
     label_log_y,
@@ -132,7 +132,7 @@ def crossover(rows: list[dict]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+    started = begin(timed=True)
     if args.dim % args.heads:
         raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
     ks = sorted(set(args.ks))

@@ -147,6 +147,8 @@ def render(entries: list[dict], *, tiny: bool) -> str:
         if e["error"]:
             parts.append(f"<pre class=err>{html.escape(e['error'])}</pre>")
             continue
+        if e["json"].get("load_warning"):
+            parts.append(f"<p class=err>{html.escape(e['json']['load_warning'])}</p>")
         parts.append(f"<img alt='{e['name']} plot' src='data:image/png;base64,{e['png']}'>")
         rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_value(v))}</td></tr>"
                        for k, v in e["json"]["headline"].items())

@@ -12,14 +12,13 @@ rho. The right-hand plot repeats this with psi = tanh, whose saturation can only
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from attnlab.errors import AttnlabError
-from attnlab.lab._common import add_out_argument, figure, write_results
+from attnlab.lab._common import add_out_argument, begin, figure, write_results
 from attnlab.lab.rnn import ElmanRNN
 
 HELP = "influence of x_1 on y_T vs T for several spectral radii of W_hh (vanishing/exploding gradients)"
@@ -69,7 +68,7 @@ def growth_per_step(values: list[float]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+    started = begin(timed=False)
     if args.max_steps < 4:
         raise AttnlabError(f"--max-steps must be >= 4 to fit a growth rate, got {args.max_steps}")
     if min(args.radii) <= 0:
