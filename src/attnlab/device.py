@@ -10,10 +10,13 @@ precision a training run would use. :func:`describe_device` names both for a tab
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -163,15 +166,54 @@ def gpu_peak_flops(name: str) -> float | None:
     return GPU_PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as ``lscpu`` shows it (``/proc/cpuinfo`` on Linux, else the platform's)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def peak_path() -> Path:
+    """Where ``attnlab bench peak`` saves this machine's measured peak:
+    ``$XDG_CACHE_HOME/attnlab/peak.json`` (``~/.cache`` when unset)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "attnlab" / "peak.json"
+
+
+def cpu_peak_flops(precision: str) -> float | None:
+    """The peak FLOP/s in ``precision`` (``fp32``, ``bf16``) that ``attnlab bench peak`` measured on
+    this CPU at the current thread count, or None: no saved peak, an unreadable one, one measured
+    on another CPU or with another number of threads, or none in that precision."""
+    try:
+        saved = json.loads(peak_path().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("cpu") != cpu_name() or saved.get("threads") != torch.get_num_threads():
+        return None
+    peak = (saved.get("peak_flops") or {}).get(precision)
+    return float(peak) if isinstance(peak, (int, float)) and peak > 0 else None
+
+
 def model_flops_utilization(model: Any, tokens_per_sec: float, device: torch.device,
                             precision: Precision) -> float | None:
     """nanoGPT's MFU: the FLOP/s that training at ``tokens_per_sec`` needs (the model's
-    ``flops_per_token()``: 6 per parameter plus the attention term), divided by the GPU's peak.
+    ``flops_per_token()``: 6 per parameter plus the attention term), divided by the peak: on CUDA
+    the GPU's bf16/fp16 data-sheet peak, on the CPU the peak ``attnlab bench peak`` measured in the
+    run's precision (:func:`cpu_peak_flops`).
 
-    None off CUDA, for fp32 training, for an unknown GPU, or when the model does not state its FLOPs.
+    None when the model does not state its FLOPs, for fp32 training on CUDA, for an unknown GPU,
+    on a CPU without a saved peak for its name, thread count and precision, and on other devices.
     """
     per_token = getattr(model, "flops_per_token", None)
-    if device.type != "cuda" or precision.autocast_dtype is None or not callable(per_token):
+    if not callable(per_token):
         return None
-    peak = gpu_peak_flops(torch.cuda.get_device_name(device))
+    peak: float | None = None
+    if device.type == "cuda" and precision.autocast_dtype is not None:
+        peak = gpu_peak_flops(torch.cuda.get_device_name(device))
+    elif device.type == "cpu":
+        peak = cpu_peak_flops(precision.name)
     return None if peak is None else per_token() * tokens_per_sec / peak

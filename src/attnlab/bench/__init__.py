@@ -7,4 +7,5 @@ BENCHMARKS = Registry("benchmark", "attnlab.bench", {
     "gpt": "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size",
     "vit": "training images/s of our ViT vs Hugging Face ViT of identical size",
     "generate": "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)",
+    "peak": "this CPU's matmul GFLOP/s at the models' shapes and its memory bandwidth (MFU's peak)",
 })
