@@ -324,3 +324,15 @@ def test_a_full_disk_at_the_lock_leaves_no_run_directory(tmp_path, monkeypatch, 
     monkeypatch.setattr(os, "pwrite", full)
     assert main([*TINY_TOY, "--out", str(tmp_path / "run")]) == 2
     assert "cannot write" in err_of(capsys) and not (tmp_path / "run").exists()
+
+
+def test_a_very_long_step_is_announced_before_it_starts(tmp_path, monkeypatch, capsys):
+    import attnlab.tasks.lm as lm
+
+    monkeypatch.setattr(lm, "SLOW_STEP_FLOPS", 1.0)  # every step counts as long
+    assert main(["train", "gpt", "--preset", "tiny", "--set", "train.max_steps=1", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    err = err_of(capsys)
+    warning = next(line for line in err.splitlines() if line.startswith("warning: one training step"))
+    assert "model.context=32, train.batch_size=16): expect minutes per step" in warning
+    assert err.index("warning: one training step") < err.index("training 1 steps")  # before the work starts

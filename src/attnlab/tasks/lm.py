@@ -54,6 +54,7 @@ class LMInputs:
 # README command 1; "cpu-20min" compares DialogueGPT with the LSTM baseline at equal wall time:
 # each model's step count was chosen from its measured steps per second (README, language model).
 GPT_STEPS = {"default": 1000, "cpu-20min": 5500}
+SLOW_STEP_FLOPS = 2e12  # a training step above this warns up front (tens of seconds or more on a laptop CPU)
 LSTM_STEPS = {"default": 750, "cpu-20min": 5200}
 
 
@@ -105,7 +106,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     from attnlab.engine import fit, seed_everything, training_device
     from attnlab.engine.distributed import is_main_process
     from attnlab.losses import DialogueLoss
-    from attnlab.memory import count_parameters, require, training_bytes
+    from attnlab.memory import count_parameters, gib, require, training_bytes
 
     saved = resumed_meta(run_dir, resume)
     tok, train_batches, val_batches, what = lm_data(cfg, inputs, MyTokenizer.from_dict(saved["tokenizer"])
@@ -114,12 +115,21 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     m, bs = cfg.model, cfg.train.batch_size
     width = getattr(m, "hidden", m.dim)
     activations = 4 * bs * m.context * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
-    require(training_bytes(lambda: build(m)) + activations, device=training_device(cfg.train.device),
+    needed = training_bytes(lambda: build(m)) + activations
+    require(needed, device=training_device(cfg.train.device),
             what=f"training this {task} (model.dim={m.dim}, model.context={m.context:,}, vocabulary {len(tok):,}, "
                  f"train.batch_size={bs})", fix="lower model.context, model.dim or train.batch_size")
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
     n_params = count_parameters(model)
+    # FLOPs of one step, as nanoGPT counts them: 6 per parameter and token, plus attention's T^2 term
+    step_flops = bs * m.context * (6 * n_params + (12 * m.num_layers * m.dim * m.context if hasattr(m, "num_heads")
+                                                   else 0))
+    if step_flops > SLOW_STEP_FLOPS and is_main_process():
+        print(f"warning: one training step of this {task} is about {step_flops / 1e12:,.1f} TFLOP and needs about "
+              f"{gib(needed)} (model.context={m.context:,}, train.batch_size={bs}): expect minutes per step on a CPU "
+              "before the first progress line; lower model.context or train.batch_size for a quicker run",
+              file=sys.stderr, flush=True)
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     if is_main_process():
         shown = inputs.data or f"bundled Tiny Shakespeare ({bundled_path()})"
