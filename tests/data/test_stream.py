@@ -47,12 +47,12 @@ def test_word_stream_builds_its_vocabulary_from_the_training_part(text_file):
 
 def test_word_stream_splits_by_words_and_never_inside_a_word(tmp_path, monkeypatch):
     path = tmp_path / "w.txt"
-    path.write_text("alpha " * 90 + "omega " * 10, encoding="utf-8")  # 100 words; the last 10 validate
+    path.write_text("alpha " * 80 + "beta " * 10 + "omega " * 10, encoding="utf-8")  # 100 words; the last 10 validate
     monkeypatch.setattr(stream, "CHUNK", 7)  # chunks end inside words
     s = prepare_stream(path, tokenizer="word", val_fraction=0.1, min_freq=1)
-    alpha = s.tokenizer.index["alpha"]
+    alpha, beta = s.tokenizer.index["alpha"], s.tokenizer.index["beta"]
     assert "omega" not in s.tokenizer.vocab  # the vocabulary is the first 90 % of the words'
-    assert s.train.tolist() == [alpha] * 90 and s.val.tolist() == [UNK_ID] * 10
+    assert s.train.tolist() == [alpha] * 80 + [beta] * 10 and s.val.tolist() == [UNK_ID] * 10
 
 
 def test_big_files_are_memory_mapped_and_equal_the_in_memory_ids(text_file, tmp_path, monkeypatch):
