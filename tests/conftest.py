@@ -33,6 +33,21 @@ def write_cifar(root: Path, per_batch: int = 10, *, seed: int = 0, named_batches
     return folder
 
 
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """The tests' own cache folder (``$XDG_CACHE_HOME``): never the user's ``~/.cache/attnlab``, where
+    ``attnlab bench peak`` saves the CPU's measured peak and the data caches live."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"])
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
 @pytest.fixture(scope="session")
 def make_cifar() -> Callable[..., Path]:
     """:func:`write_cifar`, for tests and fixtures of any scope: ``make_cifar(root, per_batch=10)``."""

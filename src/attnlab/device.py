@@ -178,10 +178,11 @@ def cpu_name() -> str:
 
 
 def peak_path() -> Path:
-    """Where ``attnlab bench peak`` saves this machine's measured peak:
-    ``$XDG_CACHE_HOME/attnlab/peak.json`` (``~/.cache`` when unset)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "attnlab" / "peak.json"
+    """Where ``attnlab bench peak`` saves this machine's measured peak: ``peak.json`` in attnlab's
+    cache folder (:func:`attnlab.files.cache_dir`, by default ``~/.cache/attnlab``)."""
+    from attnlab.files import cache_dir
+
+    return cache_dir() / "peak.json"
 
 
 def cpu_peak_flops(precision: str) -> float | None:

@@ -24,8 +24,8 @@ from typing import Any, BinaryIO
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["write_error", "make_folder", "removing_new_folders_on_failure", "writing_atomically", "write_atomic",
-           "write_json", "save_figure", "file_digest", "fsync_file", "fsync_dir"]
+__all__ = ["cache_dir", "write_error", "make_folder", "removing_new_folders_on_failure", "writing_atomically",
+           "write_atomic", "write_json", "save_figure", "file_digest", "fsync_file", "fsync_dir"]
 
 CHUNK = 1 << 20
 
@@ -33,6 +33,15 @@ _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 _IN_THE_WAY = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
 WRITE_ERRNOS = frozenset(_FULL | _DENIED | _IN_THE_WAY)  # the refusals write_error explains
+
+
+def cache_dir() -> Path:
+    """attnlab's cache folder: ``$ATTNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnlab`` (by default
+    ``~/.cache/attnlab``). Tokenized texts, token streams and the measured CPU peak live there."""
+    env = os.environ.get("ATTNLAB_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnlab"
 
 
 def _nearest_folder(path: Path) -> Path:

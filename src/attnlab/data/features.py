@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from attnlab.data.tokenize import clean_review, word_tokenize
-from attnlab.files import writing_atomically
+from attnlab.files import cache_dir, writing_atomically
 from attnlab.vocab import PAD, UNK, UNK_ID
 
 __all__ = [
@@ -58,10 +58,8 @@ class TokenizedTexts:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("ATTNLAB_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attnlab"
+    """Where tokenized texts are cached by default (:func:`attnlab.files.cache_dir`)."""
+    return cache_dir()
 
 
 def _tokenize_chunk(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
