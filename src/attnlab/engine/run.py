@@ -163,8 +163,8 @@ class TrainingRun:
 
     def log_train(self) -> None:
         """Log the mean training loss, the learning rate and the throughput since the last log
-        line (tokens/s or examples/s); on a GPU also the model-FLOPs utilisation when the model
-        states its FLOPs per token."""
+        line (tokens/s or examples/s); also the model-FLOPs utilisation when the model states its
+        FLOPs per token and the device's peak is known (a GPU's, or the CPU's from `bench peak`)."""
         if not self.train_sums:
             return
         sums = self.train_sums.reduce(self.dist)
