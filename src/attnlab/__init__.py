@@ -57,6 +57,9 @@ _EXPORTS = {
     "bptt": "attnlab.lab.rnn",
     "TrainConfig": "attnlab.engine",
     "fit": "attnlab.engine",
+    # in a notebook
+    "explore": "attnlab.viz.notebook",
+    "curves": "attnlab.viz.notebook",
 }
 
 

@@ -1,6 +1,7 @@
 """`Progress`: a training run as seen on the console, and its clocks.
 
-On a terminal, a progress bar whose postfix shows the last logged loss and throughput; otherwise a
+On a terminal, and in a Jupyter notebook (``tqdm.auto`` picks the notebook's widget bar there), a
+progress bar whose postfix shows the last logged loss and throughput; otherwise a
 log line (step, loss, throughput, elapsed, ETA) every :attr:`Progress.LINE_EVERY` seconds. Notes
 are printed above the bar, and after the second step of a session a warning says so when the run
 will take hours (a typo in a size). Only the main process prints.
@@ -22,6 +23,9 @@ from tqdm.auto import tqdm
 
 __all__ = ["Progress"]
 
+# tqdm.auto chose the notebook's widget bar: this runs in a Jupyter kernel with ipywidgets, where stderr
+# is no terminal but a bar is what a person watches
+IN_NOTEBOOK = tqdm.__module__.startswith("tqdm.notebook")
 LONG_RUN_SECONDS = 3 * 3600  # warn when the rest of a run will take longer (a laptop recipe takes minutes)
 
 
@@ -40,15 +44,15 @@ class Progress:
     def start(self, step: int, train_seconds: float, show: bool | None) -> None:
         """Start the clocks (``train_seconds`` were trained before) and the bar at ``step``.
 
-        The bar shows on a terminal (or with ``show=True``); otherwise, unless ``show=False``,
-        a log line is printed every few seconds instead.
+        The bar shows on a terminal or in a notebook (or with ``show=True``); otherwise, unless
+        ``show=False``, a log line is printed every few seconds instead.
         """
         self.clock0 = time.perf_counter() - train_seconds
         self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
         self.first_step = step
-        on_terminal = sys.stderr.isatty()
-        show_bar = self.enabled and (show is True or (show is None and on_terminal))
-        self.log_lines = self.enabled and show is None and not on_terminal
+        watched = sys.stderr.isatty() or IN_NOTEBOOK  # a terminal or a notebook: a person watches a bar
+        show_bar = self.enabled and (show is True or (show is None and watched))
+        self.log_lines = self.enabled and show is None and not watched
         self.bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", file=sys.stderr,
                         disable=not show_bar, dynamic_ncols=True)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from attnlab.engine.logging import METRICS_LOG, read_records
 from attnlab.errors import AttnlabError
 from attnlab.files import save_figure
 
-__all__ = ["run_records", "plot_curves"]
+__all__ = ["run_records", "plot_curves", "curves_figure"]
 
 
 def run_records(run: Path) -> list[dict]:
@@ -26,12 +27,18 @@ def run_records(run: Path) -> list[dict]:
 def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str] | None = None,
                 title: str | None = None) -> Path:
     """Draw ``y`` against ``x`` (``train_seconds``, ``step`` or ``epoch``) for every run; write ``out``."""
-    import matplotlib
+    save_figure(curves_figure(runs, y=y, x=x, labels=labels, title=title), out, dpi=110)
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+def curves_figure(runs: list[Path], *, y: str, x: str, labels: list[str] | None = None,
+                  title: str | None = None) -> Any:
+    """The figure of :func:`plot_curves`: a matplotlib ``Figure`` of its own, outside pyplot (no
+    backend is chosen, none is left open; a notebook displays it, ``savefig`` writes it)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for i, run in enumerate(runs):
         points = [(r[x], r[y]) for r in run_records(run)
                   if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))]
@@ -46,6 +53,4 @@ def plot_curves(runs: list[Path], *, y: str, x: str, out: Path, labels: list[str
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
