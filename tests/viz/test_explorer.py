@@ -369,16 +369,16 @@ def test_content_length_and_header_bounds(server):
 
 
 def test_slow_and_vanishing_clients_cost_one_log_line_each(toy_run, capfd):
-    app = ExplorerApp(Explorer.load(toy_run), ServeOptions(timeout=0.5))
+    app = ExplorerApp(Explorer.load(toy_run), ServeOptions(timeout=0.2))
     httpd = make_server(app, 0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         with socket.create_connection((HOST, httpd.server_port)) as slow:  # 10 of 1,000 bytes, then silence
             slow.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789")
-            time.sleep(1.0)
+            time.sleep(0.5)
         with socket.create_connection((HOST, httpd.server_port)) as gone:  # hangs up mid-body
             gone.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n01234")
-        time.sleep(0.5)
+        time.sleep(0.2)
         assert answered_quickly(httpd) < 2
     finally:
         httpd.shutdown()
