@@ -242,7 +242,7 @@ def test_vit_patch_click_changes_the_heatmap(browser, pages, tmp_path):
     cls_map = canvas(page)
     page.tab.click("#main", position={"x": 300, "y": 60})  # row 0, column 3 of the 4 x 4 grid
     assert page.tab.evaluate("window.explorer.state") == {
-        "image": 0, "layer": len(data["layers"]) - 1, "head": -1, "mode": "patch", "patch": 3}
+        "image": 0, "layer": len(data["layers"]) - 1, "head": -1, "mode": "patch", "patch": 3, "opacity": 0.6}
     patch_map = canvas(page)
     assert patch_map != cls_map
     assert "Attention of patch 3" in page.tab.inner_text("#what")

@@ -1,16 +1,21 @@
 // Generation steps of a language model: a slider over the generated tokens (state.step); at each step
 // the earlier tokens shaded by the attention of the position that chose the new token (state.layer,
-// state.heads averaged), and the model's most likely next tokens. Its buttons redraw the whole page.
-function generationSteps(parent, text, state, redrawPage) {
+// state.heads averaged), and the model's most likely next tokens. Its buttons redraw the whole page, and
+// follow(query) lets the head view show the step's query.
+function generationSteps(parent, text, state, redrawPage, follow) {
   const g = text.generation;
   const steps = g.steps, n = steps.length;
   parent.append(el("h2", { text: "Generation, step by step" }),
     el("p", { class: "hint", text: "Generated with " + g.how + ". At each step, the position that chose the new " +
       "token (framed) attended to the earlier tokens as shaded (the layer and heads chosen above, " +
-      "heads averaged); the table gives the model's most likely next tokens." }));
+      "heads averaged), and the head view shows its lines; the table gives the model's most likely next tokens." }));
   const range = el("input", { type: "range", id: "step", min: "1", max: String(n), value: "1" });
   const label = el("span", { id: "step-label" });
-  const go = (s) => { state.step = Math.min(Math.max(s, 1), n); range.value = String(state.step); redrawPage(); };
+  const go = (s) => {
+    state.step = Math.min(Math.max(s, 1), n); range.value = String(state.step);
+    follow(steps[state.step - 1].query);
+    redrawPage();
+  };
   range.addEventListener("input", () => go(Number(range.value)));
   parent.append(el("div", { class: "controls" }, [
     el("button", { type: "button", id: "prev", text: "\u25c0 previous", onclick: () => go(state.step - 1) }),

@@ -1,12 +1,15 @@
 // Head view: tokens down both sides, one line per (query, key) weight above the threshold, in the
-// colour of its head; hovering a token shows only its lines. Reads state.layer, .heads, .threshold
-// and .focus (the hovered token, which it sets itself); api.lineCount is the number of lines drawn.
+// colour of its head; hovering a token shows only its lines and, per head, what it attends to and what
+// attends to it; hovering a line shows its weight (#line-readout). Reads state.layer, .heads,
+// .threshold, .focus (the hovered token, which it sets itself) and .pinned (the query the generation
+// step-through chose); api.lineCount is the number of lines drawn. It scrolls within its own pane.
 function headView(parent, text, state) {
   const ROW = 20, LX = 200, RX = 380, TOP = 30;
   const width = 580, height = TOP + text.T * ROW + 10;
   parent.append(el("h2", { text: "Head view" }),
     el("p", { class: "hint", text: "Each line joins a query token (left) to a key token (right); its opacity " +
-      "is the attention weight, its colour the head. Hover a token to see only its lines." }));
+      "is the attention weight, its colour the head. Hover a line for its weight, a token for its lines and " +
+      "its weights per head." }));
   const svg = svgEl("svg", { class: "headview", id: "headview", width: width, height: height,
                              viewBox: "0 0 " + width + " " + height });
   const header = (x, anchor, label) => {
@@ -17,6 +20,12 @@ function headView(parent, text, state) {
   svg.append(header(LX - 8, "end", "query"), header(RX + 8, "start", "key"));
   const lines = svgEl("g", { id: "lines" });
   const qText = [], kText = [];
+  const hover = (side, i) => {
+    if (state.hoverBlocked) return;  // a click moved the page under a still pointer (textPage)
+    if (state.focus && state.focus.side === side && state.focus.i === i) return;
+    state.focus = { side: side, i: i };
+    redraw();
+  };
   text.tokens.forEach((tok, i) => {
     const y = TOP + i * ROW + 14;
     for (const [side, x, anchor, list] of [["q", LX - 8, "end", qText], ["k", RX + 8, "start", kText]]) {
@@ -27,37 +36,99 @@ function headView(parent, text, state) {
       const title = svgEl("title", {});
       title.textContent = tok + " (position " + i + ")";
       t.append(title);
-      t.addEventListener("mouseenter", () => { state.focus = { side: side, i: i }; redraw(); });
-      t.addEventListener("mouseleave", () => { state.focus = null; redraw(); });
+      t.addEventListener("mouseover", () => hover(side, i));
+      t.addEventListener("mousemove", () => hover(side, i));
+      t.addEventListener("mouseleave", () => { if (state.focus) { state.focus = null; redraw(); } });
       svg.append(t);
       list.push(t);
     }
   });
   svg.append(lines);
-  parent.append(el("div", { id: "headview-wrap" }, [svg]));
+  const lineReadout = el("p", { class: "readout", id: "line-readout", text: "Hover a line for its weight." });
+  lines.addEventListener("mouseover", (e) => {
+    const line = e.target;
+    if (!line.dataset || line.dataset.q === undefined) return;
+    const q = Number(line.dataset.q), k = Number(line.dataset.k), h = Number(line.dataset.h);
+    const w = text.at(state.layer, h, q, k), words = weightWords(text, state.layer, h, q, k, w);
+    if (!line.firstChild) line.append(Object.assign(svgEl("title", {}), { textContent: words }));
+    lineReadout.textContent = words;
+    Object.assign(lineReadout.dataset, { layer: String(state.layer), head: String(h), q: String(q), k: String(k),
+                                         weight: String(w) });
+  });
+  const hidden = el("p", { class: "readout", id: "hidden" });
+  const unpin = el("button", { type: "button", id: "unpin", text: "show every query", onclick: () => {
+    state.pinned = null; redraw();
+  } });
+  const tokenReadout = el("div", { id: "token-readout" });
+  const wrap = el("div", { id: "headview-wrap" }, [svg]);
+  parent.append(el("div", { class: "readouts" }, [hidden, unpin, lineReadout]), wrap, tokenReadout);
 
   function redraw() {
     lines.textContent = "";
-    const f = state.focus, T = text.T;
-    let count = 0;
+    const f = state.focus || state.pinned, T = text.T;
+    let count = 0, kept = 0, all = 0;
     for (const h of [...state.heads].sort((a, b) => a - b)) {
-      const color = PALETTE[h % PALETTE.length];
+      const color = headColor(h), dash = headDash(h);
       for (let i = 0; i < T; i++) {
         if (f && f.side === "q" && f.i !== i) continue;
         for (let j = 0; j < T; j++) {
           if (f && f.side === "k" && f.i !== j) continue;
           const w = text.at(state.layer, h, i, j);
+          all += w;
           if (w <= 0 || w < state.threshold) continue;
-          lines.append(svgEl("line", { x1: LX, y1: TOP + i * ROW + 10, x2: RX, y2: TOP + j * ROW + 10,
+          kept += w;
+          const line = svgEl("line", { x1: LX, y1: TOP + i * ROW + 10, x2: RX, y2: TOP + j * ROW + 10,
             stroke: color, "stroke-opacity": w.toFixed(4), "data-q": String(i), "data-k": String(j),
-            "data-h": String(h) }));
+            "data-h": String(h) });
+          if (dash) line.setAttribute("stroke-dasharray", dash);
+          lines.append(line);
           count++;
         }
       }
     }
     qText.forEach((t, i) => t.classList.toggle("active", !!f && f.side === "q" && f.i === i));
     kText.forEach((t, j) => t.classList.toggle("active", !!f && f.side === "k" && f.i === j));
+    const share = all > 0 ? (all - kept) / all : 0;
+    hidden.textContent = "Lines under " + state.threshold + " hidden: " + pct(share) + " of the weight" +
+      (f ? " of " + (f.side === "q" ? "query" : "key") + " \u201c" + shown(text.tokens[f.i]) + "\u201d" : "") +
+      " (" + count + " lines drawn" + (state.pinned && !state.focus ? ", the generation step's query" : "") + ").";
+    hidden.dataset.hidden = String(share);
+    unpin.hidden = !state.pinned;
+    tokenTable(tokenReadout, text, state, f);
     api.lineCount = count;
   }
-  return { svg: svg, redraw: redraw };
+
+  function scrollTo(i) {  // bring row i to the middle of the pane (the page itself does not move)
+    wrap.scrollTop = Math.max(0, TOP + i * ROW - wrap.clientHeight / 2);
+  }
+  return { svg: svg, redraw: redraw, scrollTo: scrollTo };
+}
+
+function weightWords(text, l, h, q, k, w) {
+  return "layer " + text.layers[l] + ", head " + text.heads[h] + ": query \u201c" + shown(text.tokens[q]) + "\u201d (" +
+    q + ") \u2192 key \u201c" + shown(text.tokens[k]) + "\u201d (" + k + "): weight " + w.toFixed(4);
+}
+
+function tokenTable(parent, text, state, f) {
+  // Per head of the layer: the three keys token f.i attends to most, and the three queries attending to it most.
+  parent.textContent = "";
+  if (!f) return;
+  const i = f.i, T = text.T, top3 = (pairs) => pairs.sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const cells = (pairs) => el("td", {}, pairs.map(([j, w]) => el("span", { class: "pick" }, [
+    el("span", { class: "bar", style: "width:" + Math.round(w * 60) + "px" }),
+    " " + shown(text.tokens[j]) + " (" + j + ") " + w.toFixed(3)])));
+  const rows = text.heads.map((name, h) => {
+    const to = [], from = [];
+    for (let j = 0; j < T; j++) {
+      to.push([j, text.at(state.layer, h, i, j)]);
+      from.push([j, text.at(state.layer, h, j, i)]);
+    }
+    return el("tr", { class: state.heads.has(h) ? "on" : "off", "data-head": String(h) }, [
+      el("td", {}, [el("span", { class: "swatch", style: "background:" + headColor(h) }), "head " + name]),
+      cells(top3(to)), cells(top3(from))]);
+  });
+  parent.append(el("p", { class: "hint", text: "\u201c" + shown(text.tokens[i]) + "\u201d (" + i + "), layer " +
+    text.layers[state.layer] + ", every head (the checked ones in bold):" }),
+    el("table", { class: "top token-table" }, [el("tr", {}, [el("th", { text: "head" }),
+      el("th", { text: "attends to most" }), el("th", { text: "attended to most by" })]), ...rows]));
 }

@@ -5,8 +5,11 @@
 // window.explorer reaches the page's globals.
 // No libraries and no network: plain DOM, SVG and canvas, so the page works offline as one file.
 const SVG_NS = "http://www.w3.org/2000/svg";
-const PALETTE = ["#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c", "#5c940d",
-                 "#364fc7", "#a61e4d", "#087f5b", "#862e9c", "#e67700", "#1864ab", "#2b8a3e", "#9c36b5"];
+// Head colours: the Okabe-Ito palette (distinct under the common colour-vision deficiencies), yellow last;
+// heads past the eighth repeat a colour with a dashed line (headDash).
+const PALETTE = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442"];
+function headColor(h) { return PALETTE[h % PALETTE.length]; }
+function headDash(h) { return h >= PALETTE.length ? "5 3" : ""; }
 const api = {};  // window.explorer: the data and the state, for the tests and the curious
 window.explorer = api;
 
@@ -45,13 +48,32 @@ function shown(token) {
   return token.length > 28 ? token.slice(0, 27) + "\u2026" : token;
 }
 
-const TURBO = [[48, 18, 59], [70, 134, 251], [26, 228, 182], [162, 252, 60], [250, 186, 57], [228, 70, 10],
-               [122, 4, 3]];
-function turbo(t) {
-  // A perceptual rainbow (an approximation of Google's Turbo): 0 dark blue -> 1 dark red.
-  const x = Math.min(Math.max(t, 0), 1) * (TURBO.length - 1);
-  const i = Math.min(Math.floor(x), TURBO.length - 2), f = x - i;
-  return TURBO[i].map((c, k) => Math.round(c + f * (TURBO[i + 1][k] - c)));
+// Viridis (matplotlib's perceptually uniform map), sampled at nine evenly spaced points: 0 dark purple -> 1 yellow.
+const VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
+                 [53, 183, 121], [110, 206, 88], [253, 231, 37]];
+function viridis(t) {
+  const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
+  const i = Math.min(Math.floor(x), VIRIDIS.length - 2), f = x - i;
+  return VIRIDIS[i].map((c, k) => Math.round(c + f * (VIRIDIS[i + 1][k] - c)));
+}
+const VIRIDIS_CSS = "linear-gradient(to right, " +
+  VIRIDIS.map((c, i) => "rgb(" + c.join(",") + ") " + (100 * i / (VIRIDIS.length - 1)) + "%").join(", ") + ")";
+
+function colorBar(id) {
+  // A labelled colour bar: set(lo, hi, what) shows the range a heatmap's colours stand for; the range is
+  // also in data-lo and data-hi (the numbers themselves, for the tests and the curious).
+  const lo = el("span", { class: "cb-lo" }), hi = el("span", { class: "cb-hi" }), what = el("span", { class: "hint" });
+  const node = el("div", { class: "colorbar", id: id }, [
+    lo, el("span", { class: "cb-ramp", style: "background: " + VIRIDIS_CSS }), hi, what]);
+  return {
+    node: node,
+    set(a, b, text) {
+      lo.textContent = typeof a === "number" ? a.toFixed(3) : a;
+      hi.textContent = typeof b === "number" ? b.toFixed(3) : b;
+      node.dataset.lo = String(a); node.dataset.hi = String(b);
+      what.textContent = text;
+    },
+  };
 }
 
 function pct(p) { return (100 * p).toFixed(1) + "%"; }

@@ -14,7 +14,8 @@ function imageData(data) {
 
 function imagePage(app, data) {
   const vit = imageData(data);
-  const state = { image: 0, layer: data.initial.layer, head: data.initial.head ?? -1, mode: "cls", patch: null };
+  const state = { image: 0, layer: data.initial.layer, head: data.initial.head ?? -1, mode: "cls", patch: null,
+                  opacity: 0.6 };
   api.state = state;
   const views = [];
   const redraw = () => { for (const v of views) v.redraw(); };
@@ -32,8 +33,9 @@ function imagePage(app, data) {
   }
 }
 
-function drawHeatmap(canvas, vit, state, im, l, h) {
-  // Image im with its patches' scores over it (layer l, head h; -1: the mean of the heads).
+function drawHeatmap(canvas, vit, state, im, l, h, top) {
+  // Image im under its patches' scores (layer l, head h; -1: the mean of the heads) in viridis from 0 to top,
+  // the one scale of every map of the image (mapScale), at the opacity the reader set.
   const s = scores(vit, state, im, l, h);
   const ctx = canvas.getContext("2d"), size = canvas.width, { rows, cols, N } = vit;
   ctx.imageSmoothingEnabled = false;
@@ -41,21 +43,38 @@ function drawHeatmap(canvas, vit, state, im, l, h) {
   const heat = document.createElement("canvas");
   heat.width = cols; heat.height = rows;
   const hctx = heat.getContext("2d"), data = hctx.createImageData(cols, rows);
-  let lo = Infinity, hi = -Infinity;  // min-max scaled, as attnlab attention-map draws it
-  for (let p = 0; p < N; p++) { lo = Math.min(lo, s[p]); hi = Math.max(hi, s[p]); }
-  const span = Math.max(hi - lo, 1e-12);
+  const alpha = Math.round(255 * state.opacity);
   for (let p = 0; p < N; p++) {
-    const t = (s[p] - lo) / span, [r, g, b] = turbo(t);
-    data.data.set([r, g, b, Math.round(255 * (0.05 + 0.6 * t))], 4 * p);  // translucent: the image shows
+    const [r, g, b] = viridis(s[p] / top);
+    data.data.set([r, g, b, alpha], 4 * p);
   }
   hctx.putImageData(data, 0, 0);
-  ctx.imageSmoothingEnabled = true;
-  ctx.drawImage(heat, 0, 0, size, size);
+  ctx.drawImage(heat, 0, 0, size, size);  // patches stay sharp squares: no smoothing hides where a patch ends
   if (state.mode === "patch") {
     const pr = Math.floor(state.patch / cols), pc = state.patch % cols;
     ctx.strokeStyle = "#ffffff"; ctx.lineWidth = Math.max(1, size / 128);
     ctx.strokeRect(pc * size / cols, pr * size / rows, size / cols, size / rows);
   }
+}
+
+function mapScale(vit, state, im) {
+  // The top of the colour scale shared by every map of image im: the largest patch score in any layer
+  // and head for the chosen query (rollout and the mean: their own largest).
+  let top = 0;
+  const layers = state.mode === "rollout" || state.mode === "mean" ? [0] : [...Array(vit.L).keys()];
+  for (const l of layers) {
+    for (let h = -1; h < vit.H; h++) for (const v of scores(vit, state, im, l, h)) top = Math.max(top, v);
+  }
+  return Math.max(top, 1e-12);
+}
+
+function classShare(vit, state, im) {
+  // What the map leaves out: the chosen query's weight on the class token (layer and heads chosen).
+  const { T, H } = vit, q = state.mode === "patch" ? 1 + state.patch : 0;
+  const heads = state.head < 0 ? [...Array(H).keys()] : [state.head];
+  let w = 0;
+  for (const h of heads) w += im.A.values[((state.layer * H + h) * T + q) * T] / heads.length;
+  return w;
 }
 
 function scores(vit, state, im, l, h) {

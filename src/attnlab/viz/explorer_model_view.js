@@ -1,47 +1,107 @@
-// Model view of a text model: one small matrix per layer and head; pick(layer, head) runs on a
-// click (the page opens that head in the head view). Redraw frames the matrices the state selects.
+// Model view of a text model: one small matrix per layer and head, all on one colour scale (0 to the
+// largest weight on the page; each row scaled to its own largest weight only when state.rowScale is
+// chosen), a colour bar, a read-out of the cell under the pointer, and the per-head statistics.
+// pick(layer, head) runs on a click (the page opens that head in the head view).
 function modelView(parent, text, state, pick) {
+  let top = 0;
+  for (let l = 0; l < text.L; l++) for (let h = 0; h < text.H; h++) top = Math.max(top, matrixMax(text, l, h));
+  top = Math.max(top, 1e-12);
   parent.append(el("h2", { text: "Model view" }),
-    el("p", { class: "hint", text: "Row i of a matrix is query i, column j key j; darker = more attention (each row " +
-      "scaled to its largest weight). Click a matrix to open it in the head view." }));
+    el("p", { class: "hint", text: "Row i of a matrix is query i, column j key j; every matrix is drawn on the " +
+      "colour bar's scale, so colours compare across heads. Hover a matrix for a weight; click it to open it in " +
+      "the head view." }));
+  const scale = select("scale", [[0, "one scale: 0 to the largest weight on the page"],
+                                 [1, "row scaling: each row to its own largest weight"]], 0, (v) => {
+    state.rowScale = v === 1; draw();
+  });
+  const bar = colorBar("mv-colorbar");
+  const readout = el("p", { class: "readout", id: "cell-readout", text: "Hover a matrix for a weight." });
+  parent.append(el("div", { class: "controls" }, [el("label", {}, ["Colours ", scale]), bar.node]), readout);
   const grid = el("div", { class: "modelview", id: "modelview",
                            style: "grid-template-columns: auto repeat(" + text.H + ", 92px)" });
   const cells = [];
   for (let l = 0; l < text.L; l++) {
     grid.append(el("div", { class: "rowlabel", text: "layer " + text.layers[l] }));
     for (let h = 0; h < text.H; h++) {
+      const canvas = el("canvas", { width: String(text.T), height: String(text.T) });
+      canvas.addEventListener("mousemove", (e) => {
+        const r = canvas.getBoundingClientRect();
+        const i = Math.min(text.T - 1, Math.floor((e.clientY - r.top) / r.height * text.T));
+        const j = Math.min(text.T - 1, Math.floor((e.clientX - r.left) / r.width * text.T));
+        const w = text.at(l, h, i, j);
+        readout.textContent = weightWords(text, l, h, i, j, w);
+        canvas.title = readout.textContent;
+        Object.assign(readout.dataset, { layer: String(l), head: String(h), q: String(i), k: String(j),
+                                         weight: String(w) });
+      });
       const cell = el("div", { class: "cell", "data-layer": String(l), "data-head": String(h),
-                               onclick: () => pick(l, h) }, [attentionMatrix(text, l, h), "head " + text.heads[h]]);
-      cells.push(cell);
+                               onclick: () => pick(l, h) }, [canvas, "head " + text.heads[h]]);
+      cells.push([cell, canvas, l, h]);
       grid.append(cell);
     }
   }
   parent.append(grid);
+
+  parent.append(el("h2", { text: "Heads at a glance" }), el("p", { class: "hint", text: statsWords(text.causal) }));
+  const columns = [
+    { key: "entropy", label: "entropy (bits)", title: "spread of a query's attention: 0 = all on one key" },
+    { key: "distance", label: "mean distance", title: "how far back or ahead a query looks, in tokens" },
+    { key: "first", label: "to first token", title: "share of the attention on the first token" }];
+  if (text.causal) columns.push({ key: "previous", label: "to previous token", title: "share on the token before" });
+  columns.push({ key: "punctuation", label: "to punctuation", title: "share on punctuation tokens" });
+  const table = statsTable(parent, columns, pick);
+  const punct = text.tokens.map(isPunctuation), rows = [];
+  for (let l = 0; l < text.L; l++) {
+    for (let h = 0; h < text.H; h++) {
+      rows.push(Object.assign({ l: l, h: h, layer: text.layers[l], head: text.heads[h] },
+        headStatistics((i, j) => text.at(l, h, i, j), text.T, { causal: text.causal, punct: punct })));
+    }
+  }
+  table.show(rows);
+  api.headStats = rows;
+
+  function draw() {
+    for (const [, canvas, l, h] of cells) attentionMatrix(canvas, text, l, h, state.rowScale ? null : top);
+    if (state.rowScale) bar.set(0, "row max", "row scaling: each row is drawn from 0 to its own largest weight, " +
+      "so colours do not compare across rows or heads");
+    else bar.set(0, top, "one scale for every matrix: 0 to the largest weight on the page");
+  }
+  draw();
   return {
     redraw() {
-      for (const c of cells) {
-        const l = Number(c.dataset.layer), h = Number(c.dataset.head);
-        c.classList.toggle("selected", l === state.layer && state.heads.has(h));
-      }
+      for (const [cell, , l, h] of cells) cell.classList.toggle("selected", l === state.layer && state.heads.has(h));
     },
   };
 }
 
-function attentionMatrix(text, l, h) {
-  // A T x T canvas, one pixel per weight, white -> dark blue, each row scaled to its largest weight.
+function statsWords(causal) {
+  return "Per head, means over the queries" + (causal ? " after the first (which can only attend to itself)" : "") +
+    ": the entropy of a query's weights in bits, the mean distance from a query to the keys it attends to, in " +
+    "tokens, and the share of its attention on the first token" + (causal ? ", on the previous token" : "") +
+    " and on punctuation. Click a column to sort by it, a row to open that head.";
+}
+
+function matrixMax(text, l, h) {
+  let top = 0;
+  for (let i = 0; i < text.T; i++) for (let j = 0; j < text.T; j++) top = Math.max(top, text.at(l, h, i, j));
+  return top;
+}
+
+function attentionMatrix(canvas, text, l, h, top) {
+  // A T x T canvas, one pixel per weight, in viridis from 0 to top (null: each row to its largest weight).
   const T = text.T;
-  const canvas = el("canvas", { width: String(T), height: String(T) });
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(T, T);
   for (let i = 0; i < T; i++) {
-    let top = 1e-12;
-    for (let j = 0; j < T; j++) top = Math.max(top, text.at(l, h, i, j));
+    let scale = top;
+    if (scale === null) {
+      scale = 1e-12;
+      for (let j = 0; j < T; j++) scale = Math.max(scale, text.at(l, h, i, j));
+    }
     for (let j = 0; j < T; j++) {
-      const s = text.at(l, h, i, j) / top, p = 4 * (i * T + j);
-      img.data[p] = Math.round(255 - s * 227); img.data[p + 1] = Math.round(255 - s * 190);
-      img.data[p + 2] = Math.round(255 - s * 95); img.data[p + 3] = 255;
+      const [r, g, b] = viridis(text.at(l, h, i, j) / scale), p = 4 * (i * T + j);
+      img.data[p] = r; img.data[p + 1] = g; img.data[p + 2] = b; img.data[p + 3] = 255;
     }
   }
   ctx.putImageData(img, 0, 0);
-  return canvas;
 }

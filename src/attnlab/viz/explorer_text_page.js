@@ -13,27 +13,49 @@ function textData(data) {
 function textPage(app, data) {
   const text = textData(data);
   const state = { layer: text.initial.layer, heads: new Set([text.initial.head ?? 0]), threshold: 0.02,
-                  focus: null, step: 1 };
+                  focus: null, pinned: null, hoverBlocked: false, rowScale: false, step: 1 };
   api.state = state;
   api.weight = text.at;
   const views = [];
   const redraw = () => { for (const v of views) v.redraw(); };
+  followPointer(state);
 
   views.push(textControls(app, text, state, redraw));
   const left = el("div", { class: "left" }), side = el("div", { class: "side", id: "side" });
   app.append(el("div", { class: "split" }, [left, side]));
   const head = headView(left, text, state);
   views.push(head, modelView(app, text, state, (l, h) => {  // a click on a matrix opens it in the head view
-    state.layer = l; state.heads = new Set([h]); redraw();
-    head.svg.scrollIntoView({ behavior: "auto", block: "start" });
+    state.layer = l; state.heads = new Set([h]); state.focus = null;
+    state.hoverBlocked = true;  // the scroll below moves tokens under a pointer that did not move
+    redraw();
+    head.svg.parentNode.scrollIntoView({ behavior: "auto", block: "start" });
   }));
   if (text.kind === "lm") {
-    if (text.generation) views.push(generationSteps(side, text, state, redraw));
+    if (text.generation) {
+      views.push(generationSteps(side, text, state, redraw, (q) => {  // a step selects its query in the head view
+        state.pinned = { side: "q", i: q };
+        head.scrollTo(q);
+      }));
+    }
   } else if (text.prediction) {
     views.push(predictionPanel(side, text));
   }
   redraw();
   document.body.dataset.ready = "1";
+}
+
+function followPointer(state) {
+  // Hovering is ignored while state.hoverBlocked, until the pointer itself moves: the browser sends a
+  // hover to whatever a scroll brings under a still pointer, which is not the reader's choice.
+  let x = null, y = null;
+  const seen = (e) => {
+    if (state.hoverBlocked && x !== null && Math.abs(e.clientX - x) + Math.abs(e.clientY - y) > 2) {
+      state.hoverBlocked = false;
+    }
+    x = e.clientX; y = e.clientY;
+  };
+  document.addEventListener("mousemove", seen, true);
+  document.addEventListener("mousedown", seen, true);
 }
 
 function textControls(parent, text, state, redraw) {
@@ -62,7 +84,7 @@ function textControls(parent, text, state, redraw) {
   parent.append(el("div", { class: "controls", id: "controls" }, [
     el("label", {}, ["Layer ", layerSelect]),
     el("span", {}, boxes.map((box, i) => el("label", { class: "head-box",
-      style: "border-color:" + PALETTE[i % PALETTE.length] }, [box, "head " + text.heads[i]]))),
+      style: "border-color:" + headColor(i) }, [box, "head " + text.heads[i]]))),
     allHeads, el("label", {}, ["hide weights below ", threshold]),
   ]));
   return {
