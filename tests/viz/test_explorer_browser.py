@@ -267,3 +267,246 @@ def test_screenshot_png_is_a_png(browser, pages):
     with Image.open(io.BytesIO(raw)) as im:
         assert im.format == "PNG"
     page.check_clean()
+
+
+# ---------------------------------------------------------------------- issue 23: honest scales, numbers, statistics
+def vit_scores(data, image: int, layer: int, head: int, query: int = 0) -> torch.Tensor:
+    """The patch scores a ViT map shows: the query's weights on the patches (head -1: the heads' mean)."""
+    a = unpack(data["images"][image]["attention"])[layer]  # (H, T, T)
+    return (a.mean(0) if head < 0 else a[head])[query, 1:]
+
+
+def test_colour_bars_show_the_datas_range(browser, pages):
+    for name in ("gpt", "text"):
+        path, data = pages[name]
+        page = Page(browser, path)
+        bar = page.tab.locator("#mv-colorbar")
+        assert bar.get_attribute("data-lo") == "0"
+        assert float(bar.get_attribute("data-hi")) == float(unpack(data["attention"]).max())
+        assert "0 to the largest weight on the page" in bar.inner_text()
+        page.tab.select_option("#scale", "1")  # row scaling: a named option, and the bar says so
+        assert page.tab.locator("#mv-colorbar").get_attribute("data-hi") == "row max"
+        assert "row scaling" in page.tab.inner_text("#mv-colorbar")
+        assert "turbo" not in path.read_text().lower()
+        page.check_clean()
+    path, data = pages["vit"]
+    page = Page(browser, path)
+    top = max(float(vit_scores(data, 0, layer, head).max())
+              for layer in range(len(data["layers"])) for head in range(-1, len(data["heads"])))
+    for bar in ("#map-colorbar", "#mv-colorbar"):
+        assert page.tab.locator(bar).get_attribute("data-lo") == "0"
+        assert float(page.tab.locator(bar).get_attribute("data-hi")) == pytest.approx(top, rel=1e-6)
+    page.tab.check("#mode-rollout")
+    rollout = max(data["images"][0]["rollout"])
+    assert float(page.tab.locator("#map-colorbar").get_attribute("data-hi")) == pytest.approx(rollout, rel=1e-6)
+    page.check_clean()
+
+
+def test_hovering_a_line_shows_its_exact_weight(browser, pages):
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    layer = data["initial"]["layer"]
+    page.tab.click("#all-heads")
+    boxes = page.tab.eval_on_selector_all("#lines line", "ls => ls.map(l => [l.x1.baseVal.value, l.y1.baseVal.value, "
+                                          "l.x2.baseVal.value, l.y2.baseVal.value])")
+    origin = page.tab.eval_on_selector("#headview", "s => { const r = s.getBoundingClientRect(); "
+                                       "return [r.left, r.top]; }")
+    seen = set()
+    for x1, y1, x2, y2 in boxes[:: max(1, len(boxes) // 12)]:
+        page.tab.mouse.move(origin[0] + x1 + 0.3 * (x2 - x1), origin[1] + y1 + 0.3 * (y2 - y1))
+        readout = page.tab.locator("#line-readout")
+        h, q, k = (int(readout.get_attribute(f"data-{a}")) for a in ("head", "q", "k"))
+        weight = float(w[layer, h, q, k])
+        assert float(readout.get_attribute("data-weight")) == weight  # the page's weight is the tensor's, exactly
+        text = readout.inner_text()
+        assert f"head {data['heads'][h]}" in text and f"layer {data['layers'][layer]}" in text
+        assert f"({q}) \u2192 key" in text and f"({k}): weight {weight:.4f}" in text
+        title = page.tab.eval_on_selector(f"#lines line[data-h='{h}'][data-q='{q}'][data-k='{k}']",
+                                          "l => l.querySelector('title').textContent")
+        assert title == text
+        seen.add((h, q, k))
+    assert len(seen) >= 3
+    page.check_clean()
+
+
+def test_hovering_a_model_view_cell_shows_its_weight(browser, pages):
+    path, data = pages["text"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    T = len(data["tokens"])
+    cell = page.tab.locator(".modelview .cell[data-layer='1'][data-head='0'] canvas")
+    cell.scroll_into_view_if_needed()
+    box = cell.bounding_box()
+    border = 2  # the canvas's CSS border
+    side = box["width"] - 2 * border
+    for q, k in ((0, 0), (T - 1, 2), (3, T - 1)):
+        page.tab.mouse.move(box["x"] + border + (k + 0.5) * side / T, box["y"] + border + (q + 0.5) * side / T)
+        readout = page.tab.locator("#cell-readout")
+        assert (readout.get_attribute("data-q"), readout.get_attribute("data-k")) == (str(q), str(k))
+        assert float(readout.get_attribute("data-weight")) == float(w[1, 0, q, k])
+        assert f"weight {float(w[1, 0, q, k]):.4f}" in readout.inner_text()
+    page.check_clean()
+
+
+def test_hovering_a_token_reads_out_every_head(browser, pages):
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    layer = data["initial"]["layer"]
+    page.tab.hover("text.tok-q[data-i='5']")
+    rows = page.tab.locator("#token-readout tr[data-head]")
+    assert rows.count() == len(data["heads"])
+    for h in range(len(data["heads"])):
+        to, by = rows.nth(h).locator("td").nth(1).inner_text(), rows.nth(h).locator("td").nth(2).inner_text()
+        k = int(w[layer, h, 5].argmax())
+        q = int(w[layer, h, :, 5].argmax())
+        assert to.splitlines()[0].strip().endswith(f"({k}) {float(w[layer, h, 5, k]):.3f}")
+        assert by.splitlines()[0].strip().endswith(f"({q}) {float(w[layer, h, q, 5]):.3f}")
+    page.check_clean()
+
+
+def head_statistics(w: torch.Tensor, *, causal: bool, tokens: list[str] | None = None,
+                    grid: tuple[int, int] | None = None) -> dict[str, float]:
+    """The page's per-head statistics recomputed in NumPy from one head's (T, T) weights."""
+    import unicodedata
+
+    import numpy as np
+
+    a = w.double().numpy()
+    T = a.shape[0]
+    q0 = 1 if causal or grid else 0
+    rows = a[q0:]
+    i = np.arange(q0, T)[:, None]
+    j = np.arange(T)[None, :]
+    if grid:
+        cols = grid[1]
+        pr, pc = (i - 1) // cols, (i - 1) % cols
+        kr, kc = (j - 1) // cols, (j - 1) % cols
+        dist = np.where((i == 0) | (j == 0), 0.0, np.hypot(pr - kr, pc - kc))
+    else:
+        dist = np.abs(i - j).astype(float)
+    logs = np.log2(np.where(rows > 0, rows, 1.0))
+    out = {"entropy": float(np.mean(-(rows * logs).sum(1))), "distance": float(np.mean((rows * dist).sum(1))),
+           "first": float(np.mean(rows[:, 0]))}
+    if causal:
+        out["previous"] = float(np.mean(a[np.arange(1, T), np.arange(0, T - 1)]))
+    if tokens is not None:
+        punct = np.array([bool(t.strip()) and all(unicodedata.category(c).startswith("P") for c in t.strip())
+                          for t in tokens])
+        out["punctuation"] = float(np.mean(rows[:, punct].sum(1)))
+    return out
+
+
+def table(page: Page) -> list[dict]:
+    return page.tab.eval_on_selector_all("#head-stats tbody tr", "trs => trs.map(tr => Object.assign("
+        "{l: +tr.dataset.layer, h: +tr.dataset.head}, Object.fromEntries([...tr.querySelectorAll('td[data-key]')]"
+        ".map(td => [td.dataset.key, +td.dataset.value]))))")
+
+
+@pytest.mark.parametrize("name", ["gpt", "text"])
+def test_head_statistics_equal_a_numpy_recomputation(browser, pages, name):
+    path, data = pages[name]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    rows = table(page)
+    assert len(rows) == w.shape[0] * w.shape[1]
+    keys = {"entropy", "distance", "first", "punctuation"} | ({"previous"} if data["causal"] else set())
+    if name == "text":
+        assert any(t in {",", "."} for t in data["tokens"])  # so the punctuation share is not trivially 0
+    for row in rows:
+        want = head_statistics(w[row["l"], row["h"]], causal=data["causal"], tokens=data["tokens"])
+        assert set(want) == keys and {k for k in row if k not in ("l", "h")} == keys
+        for key, value in want.items():
+            assert row[key] == pytest.approx(value, abs=1e-9), (row["l"], row["h"], key)
+    page.tab.click("#head-stats th[data-key='entropy']")  # sortable: largest first, then smallest first
+    assert [r["entropy"] for r in table(page)] == sorted((r["entropy"] for r in rows), reverse=True)
+    page.tab.click("#head-stats th[data-key='entropy']")
+    assert [r["entropy"] for r in table(page)] == sorted(r["entropy"] for r in rows)
+    page.tab.click("#head-stats tbody tr[data-layer='0'][data-head='1']")  # a row opens its head
+    assert page.tab.input_value("#layer") == "0" and page.tab.is_checked("#head-1")
+    page.check_clean()
+
+
+def test_vit_head_statistics_equal_a_numpy_recomputation(browser, pages):
+    path, data = pages["vit"]
+    page = Page(browser, path)
+    for image in (0, 2):
+        page.tab.click(f".thumbs img[data-i='{image}']")
+        a = unpack(data["images"][image]["attention"])
+        rows = table(page)
+        assert len(rows) == a.shape[0] * a.shape[1]
+        for row in rows:
+            want = head_statistics(a[row["l"], row["h"]], causal=False, grid=tuple(data["grid"]))
+            assert set(want) == {k for k in row if k not in ("l", "h")}
+            for key, value in want.items():
+                assert row[key] == pytest.approx(value, abs=1e-9), (image, row["l"], row["h"], key)
+    page.check_clean()
+
+
+def test_the_threshold_says_how_much_weight_it_hides(browser, pages):
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"]).double()
+    layer = data["initial"]["layer"]
+    page.tab.fill("#threshold", "0.2")
+    W = w[layer, 0]
+    kept = float(W[(W > 0) & (W >= 0.2)].sum())
+    share = (float(W.sum()) - kept) / float(W.sum())
+    assert float(page.tab.get_attribute("#hidden", "data-hidden")) == pytest.approx(share, abs=1e-9)
+    assert f"Lines under 0.2 hidden: {100 * share:.1f}% of the weight" in page.tab.inner_text("#hidden")
+    page.check_clean()
+
+
+def test_the_generation_step_drives_the_head_view(browser, pages):
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    layer = data["initial"]["layer"]
+    steps = data["generation"]["steps"]
+    assert not page.tab.is_visible("#unpin")
+    page.tab.click("#next")
+    q = steps[1]["query"]
+    assert page.lines() == {p for p in expected(w, layer, [0]) if p[1] == q}
+    assert page.tab.locator("text.tok-q.active").get_attribute("data-i") == str(q)
+    page.tab.click("#prev")
+    assert page.lines() == {p for p in expected(w, layer, [0]) if p[1] == steps[0]["query"]}
+    page.tab.click("#unpin")
+    assert page.lines() == expected(w, layer, [0]) and not page.tab.is_visible("#unpin")
+    page.check_clean()
+
+
+def test_a_model_view_click_leaves_no_hover_behind(browser, pages):
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    cell = page.tab.locator(".modelview .cell[data-layer='0'][data-head='1']")
+    cell.scroll_into_view_if_needed()
+    box = cell.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.tab.mouse.click(x, y)
+    # What the browser sends when the scroll brings a token under the still pointer: ignored.
+    for event in ("mouseover", "mouseenter", "mousemove"):
+        page.tab.dispatch_event("text.tok-q[data-i='3']", event, {"clientX": x, "clientY": y})
+    assert page.tab.evaluate("window.explorer.state.focus") is None
+    assert page.lines() == expected(w, 0, [1])
+    page.tab.hover("text.tok-q[data-i='3']")  # the pointer really moves: hovering works again
+    assert page.lines() == {p for p in expected(w, 0, [1]) if p[1] == 3}
+    page.check_clean()
+
+
+def test_vit_map_opacity_original_and_what_is_left_out(browser, pages):
+    path, data = pages["vit"]
+    page = Page(browser, path)
+    main, original = (page.tab.locator(c).bounding_box() for c in ("#main", "#original"))
+    assert original["width"] >= main["width"] and original["height"] >= main["height"]
+    before = canvas(page)
+    page.tab.fill("#opacity", "0.2")
+    assert page.tab.evaluate("window.explorer.state.opacity") == 0.2 and canvas(page) != before
+    page.tab.fill("#opacity", "0")  # no map at all: the original image
+    assert canvas(page) == page.tab.eval_on_selector("#original", "c => c.toDataURL()")
+    a = unpack(data["images"][0]["attention"])[len(data["layers"]) - 1]
+    share = float(a[:, 0, 0].mean())
+    assert (f"the class token's attention to itself, {100 * share:.1f}% of its attention"
+            in page.tab.inner_text("#excluded"))
+    page.check_clean()

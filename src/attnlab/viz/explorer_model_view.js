@@ -25,9 +25,9 @@ function modelView(parent, text, state, pick) {
     for (let h = 0; h < text.H; h++) {
       const canvas = el("canvas", { width: String(text.T), height: String(text.T) });
       canvas.addEventListener("mousemove", (e) => {
-        const r = canvas.getBoundingClientRect();
-        const i = Math.min(text.T - 1, Math.floor((e.clientY - r.top) / r.height * text.T));
-        const j = Math.min(text.T - 1, Math.floor((e.clientX - r.left) / r.width * text.T));
+        // offsetX/Y and clientWidth/Height are inside the border: the weights' own pixels
+        const i = Math.min(text.T - 1, Math.max(0, Math.floor(e.offsetY / canvas.clientHeight * text.T)));
+        const j = Math.min(text.T - 1, Math.max(0, Math.floor(e.offsetX / canvas.clientWidth * text.T)));
         const w = text.at(l, h, i, j);
         readout.textContent = weightWords(text, l, h, i, j, w);
         canvas.title = readout.textContent;
