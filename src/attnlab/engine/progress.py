@@ -25,7 +25,7 @@ __all__ = ["Progress"]
 
 # tqdm.auto chose the notebook's widget bar: this runs in a Jupyter kernel with ipywidgets, where stderr
 # is no terminal but a bar is what a person watches
-IN_NOTEBOOK = tqdm.__module__.startswith("tqdm.notebook")
+IN_NOTEBOOK = any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
 LONG_RUN_SECONDS = 3 * 3600  # warn when the rest of a run will take longer (a laptop recipe takes minutes)
 
 
