@@ -358,11 +358,13 @@ def test_hovering_a_token_reads_out_every_head(browser, pages):
     rows = page.tab.locator("#token-readout tr[data-head]")
     assert rows.count() == len(data["heads"])
     for h in range(len(data["heads"])):
-        to, by = rows.nth(h).locator("td").nth(1).inner_text(), rows.nth(h).locator("td").nth(2).inner_text()
+        to, by = (rows.nth(h).locator("td").nth(n).locator(".pick").first for n in (1, 2))
         k = int(w[layer, h, 5].argmax())
         q = int(w[layer, h, :, 5].argmax())
-        assert to.splitlines()[0].strip().endswith(f"({k}) {float(w[layer, h, 5, k]):.3f}")
-        assert by.splitlines()[0].strip().endswith(f"({q}) {float(w[layer, h, q, 5]):.3f}")
+        assert to.get_attribute("data-j") == str(k) and float(to.get_attribute("data-w")) == float(w[layer, h, 5, k])
+        assert to.inner_text().strip() == f"{data['tokens'][k]} {float(w[layer, h, 5, k]):.3f}"
+        assert by.get_attribute("data-j") == str(q) and float(by.get_attribute("data-w")) == float(w[layer, h, q, 5])
+        assert by.inner_text().strip() == f"{data['tokens'][q]} {float(w[layer, h, q, 5]):.3f}"
     page.check_clean()
 
 

@@ -59,16 +59,19 @@ function headView(parent, text, state) {
   const unpin = el("button", { type: "button", id: "unpin", text: "show every query", onclick: () => {
     state.pinned = null; redraw();
   } });
-  const tokenReadout = el("div", { id: "token-readout" });
+  // The token read-out keeps its height (a line per head), so hovering never moves the tokens under the pointer.
+  const tokenReadout = el("div", { id: "token-readout", style: "min-height:" + (1.6 * (text.H + 2)).toFixed(1) + "em" });
   const wrap = el("div", { id: "headview-wrap" }, [svg]);
-  parent.append(el("div", { class: "readouts" }, [hidden, unpin, lineReadout]), wrap, tokenReadout);
+  parent.append(el("div", { class: "readouts" }, [hidden, unpin, lineReadout]), tokenReadout, wrap);
 
   function redraw() {
     lines.textContent = "";
     const f = state.focus || state.pinned, T = text.T;
     let count = 0, kept = 0, all = 0;
-    for (const h of [...state.heads].sort((a, b) => a - b)) {
-      const color = headColor(h), dash = headDash(h);
+    const shownHeads = [...state.heads].sort((a, b) => a - b);
+    shownHeads.forEach((h, n) => {
+      // Several heads: each head's lines a little apart, so that their colours sit side by side, never mixed.
+      const color = headColor(h), dash = headDash(h), dy = (n - (shownHeads.length - 1) / 2) * headGap(shownHeads.length);
       for (let i = 0; i < T; i++) {
         if (f && f.side === "q" && f.i !== i) continue;
         for (let j = 0; j < T; j++) {
@@ -77,7 +80,7 @@ function headView(parent, text, state) {
           all += w;
           if (w <= 0 || w < state.threshold) continue;
           kept += w;
-          const line = svgEl("line", { x1: LX, y1: TOP + i * ROW + 10, x2: RX, y2: TOP + j * ROW + 10,
+          const line = svgEl("line", { x1: LX, y1: TOP + i * ROW + 10 + dy, x2: RX, y2: TOP + j * ROW + 10 + dy,
             stroke: color, "stroke-opacity": w.toFixed(4), "data-q": String(i), "data-k": String(j),
             "data-h": String(h) });
           if (dash) line.setAttribute("stroke-dasharray", dash);
@@ -85,7 +88,7 @@ function headView(parent, text, state) {
           count++;
         }
       }
-    }
+    });
     qText.forEach((t, i) => t.classList.toggle("active", !!f && f.side === "q" && f.i === i));
     kText.forEach((t, j) => t.classList.toggle("active", !!f && f.side === "k" && f.i === j));
     const share = all > 0 ? (all - kept) / all : 0;
@@ -109,14 +112,21 @@ function weightWords(text, l, h, q, k, w) {
     q + ") \u2192 key \u201c" + shown(text.tokens[k]) + "\u201d (" + k + "): weight " + w.toFixed(4);
 }
 
+function headGap(n) { return n > 1 ? Math.min(3, 14 / (n - 1)) : 0; }
+
 function tokenTable(parent, text, state, f) {
   // Per head of the layer: the three keys token f.i attends to most, and the three queries attending to it most.
   parent.textContent = "";
-  if (!f) return;
+  if (!f) {
+    parent.append(el("p", { class: "hint", text: "Hover a token: per head, the keys it attends to most and the " +
+      "queries that attend to it most, with their weights." }));
+    return;
+  }
   const i = f.i, T = text.T, top3 = (pairs) => pairs.sort((a, b) => b[1] - a[1]).slice(0, 3);
-  const cells = (pairs) => el("td", {}, pairs.map(([j, w]) => el("span", { class: "pick" }, [
-    el("span", { class: "bar", style: "width:" + Math.round(w * 60) + "px" }),
-    " " + shown(text.tokens[j]) + " (" + j + ") " + w.toFixed(3)])));
+  const cells = (pairs, h) => el("td", {}, pairs.map(([j, w]) => el("span", { class: "pick", "data-j": String(j),
+    "data-w": String(w), title: "position " + j + ": weight " + w.toFixed(4) }, [
+    el("span", { class: "bar", style: "width:" + Math.max(1, Math.round(w * 40)) + "px; background:" + headColor(h) }),
+    " " + shown(text.tokens[j]) + " " + w.toFixed(3)])));
   const rows = text.heads.map((name, h) => {
     const to = [], from = [];
     for (let j = 0; j < T; j++) {
@@ -125,10 +135,9 @@ function tokenTable(parent, text, state, f) {
     }
     return el("tr", { class: state.heads.has(h) ? "on" : "off", "data-head": String(h) }, [
       el("td", {}, [el("span", { class: "swatch", style: "background:" + headColor(h) }), "head " + name]),
-      cells(top3(to)), cells(top3(from))]);
+      cells(top3(to), h), cells(top3(from), h)]);
   });
-  parent.append(el("p", { class: "hint", text: "\u201c" + shown(text.tokens[i]) + "\u201d (" + i + "), layer " +
-    text.layers[state.layer] + ", every head (the checked ones in bold):" }),
-    el("table", { class: "top token-table" }, [el("tr", {}, [el("th", { text: "head" }),
-      el("th", { text: "attends to most" }), el("th", { text: "attended to most by" })]), ...rows]));
+  parent.append(el("table", { class: "top token-table" }, [el("tr", {}, [
+    el("th", { text: "\u201c" + shown(text.tokens[i]) + "\u201d (" + i + "), layer " + text.layers[state.layer] }),
+    el("th", { text: "attends to most" }), el("th", { text: "attended to most by" })]), ...rows]));
 }
