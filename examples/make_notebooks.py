@@ -15,21 +15,22 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-# The first cell of every notebook: the budget, attnlab installed where it is missing (Colab), the imports.
+# The first cell of every notebook: the budget, and attnlab installed where it is missing (Colab).
 SETUP = '''\
-# BUDGET: "smoke" trains for seconds (tiny models, small or generated data) to see every step work;
-#         "full" runs the README's recipes and reproduces its numbers (minutes to half an hour on 2 CPU cores).
-import os
-
-BUDGET = os.environ.get("ATTNLAB_BUDGET", "smoke")
-
 import importlib.util
+import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("attnlab") is None:  # Colab, or a kernel without attnlab: install it first
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "attnlab[notebook]"])
+# BUDGET: "smoke" trains for seconds (tiny models, small or generated data) to see every step work;
+#         "full" runs the README's recipes and reproduces its numbers (minutes to half an hour on 2 CPU cores).
+BUDGET = os.environ.get("ATTNLAB_BUDGET", "smoke")
 
+if importlib.util.find_spec("attnlab") is None:  # Colab, or a kernel without attnlab: install it first
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "attnlab[notebook]"])'''
+
+# The second cell: attnlab's imports (after the install above) and the places runs and data go.
+IMPORTS = '''\
 from pathlib import Path
 
 import torch
@@ -49,6 +50,7 @@ RUNS = Path("runs")  # every training run gets a fresh folder here
 def transformers_vit_gpt() -> list:
     return [
         new_code_cell(SETUP),
+        new_code_cell(IMPORTS),
         new_markdown_cell('''\
 # 2. Transformers: a Vision Transformer, and a GPT on Shakespeare
 
@@ -169,7 +171,8 @@ else:  # README command (1), and the LSTM's default
 gpt_run, lstm_run = new_run_dir("gpt", root=RUNS), new_run_dir("lstm-lm", root=RUNS)
 gpt_metrics = gpt.train(gpt_cfg, gpt.INPUTS(), gpt_run)
 lstm_metrics = lstm.train(lstm_cfg, lstm.INPUTS(), lstm_run)
-{"gpt perplexity": round(gpt_metrics["val_perplexity"], 2), "lstm perplexity": round(lstm_metrics["val_perplexity"], 2)}'''),
+{"gpt perplexity": round(gpt_metrics["val_perplexity"], 2),
+ "lstm perplexity": round(lstm_metrics["val_perplexity"], 2)}'''),
         new_code_cell('attnlab.curves([gpt_run, lstm_run], y="val_perplexity", labels=["DialogueGPT", "LSTM"])'),
         new_markdown_cell('''\
 ### Generation, step by step
@@ -188,11 +191,153 @@ A model in memory works the same way, given its tokenizer: here the trained GPT,
 run, reading a line of Hamlet. Which words does the last position attend to?'''),
         new_code_cell('''\
 model, meta = gpt.load_model(gpt_run)
-attnlab.explore(model, "to be , or not to be : that is the question", tokenizer=MyTokenizer.from_dict(meta["tokenizer"]))'''),
+tokenizer = MyTokenizer.from_dict(meta["tokenizer"])
+attnlab.explore(model, "to be , or not to be : that is the question", tokenizer=tokenizer)'''),
     ]
 
 
-NOTEBOOKS = {"02-transformers-vit-gpt.ipynb": transformers_vit_gpt}
+def self_attention_sentiment() -> list:
+    return [
+        new_code_cell(SETUP),
+        new_code_cell(IMPORTS),
+        new_markdown_cell("""\
+# 1. Self-attention, and sentiment from word vectors to attention
+
+This notebook builds self-attention from its formula, checks it against PyTorch, then classifies
+movie reviews three ways with attnlab's text task: the average of the words' vectors with
+**logistic regression**, the same average through a small **feed-forward network**, and an
+**attention classifier** that first lets every word look at every other. Last, it shows what the
+attention classifier attends to in a review of your own.
+
+Run all cells. `BUDGET = "smoke"` (the first cell) trains on a few hundred generated reviews in
+seconds; `"full"` trains the README's recipes on IMDB (minutes each on 2 CPU cores)."""),
+        new_markdown_cell("""\
+## 1. Self-attention by hand
+
+For an input of `n` word vectors `x` (`n x e`): queries `Q = x W_Q`, keys `K = x W_K`, values
+`V = x W_V`, then `softmax(Q K^T / sqrt(d_k)) V`. Row `i` of the softmax says how much word `i`
+takes from each word. `attnlab.numpy_attention` is that formula in NumPy; below it is computed by
+hand and by PyTorch's `scaled_dot_product_attention`, and the three agree."""),
+        new_code_cell("""\
+import numpy as np
+
+rng = np.random.default_rng(0)
+n, e, d_k = 5, 4, 3
+x = rng.normal(size=(n, e))
+W_Q, W_K, W_V = rng.normal(size=(e, d_k)), rng.normal(size=(e, d_k)), rng.normal(size=(e, e))
+
+scores = (x @ W_Q) @ (x @ W_K).T / np.sqrt(d_k)  # (n, n)
+weights = np.exp(scores - scores.max(1, keepdims=True))
+weights /= weights.sum(1, keepdims=True)  # each row sums to 1
+by_hand = weights @ (x @ W_V)  # (n, e)
+
+ours = attnlab.numpy_attention(x, e, d_k, weights=(W_Q, W_K, W_V))
+q, k, v = (torch.from_numpy(x @ W) for W in (W_Q, W_K, W_V))
+torchs = torch.nn.functional.scaled_dot_product_attention(q[None], k[None], v[None])[0].numpy()
+print(np.abs(ours - by_hand).max(), np.abs(torchs - by_hand).max())  # both ~1e-16
+weights.round(2)"""),
+        new_markdown_cell("""\
+## 2. The reviews and the word vectors
+
+With the smoke budget the reviews are generated: short sentences of filler words with a few
+positive or negative words mixed in, in the course's TSV format (`id<TAB>label<TAB>text`), and
+50-d word vectors in GloVe's text format in which the sentiment words lean along one direction
+(standing in for GloVe, whose vectors carry that direction from real text). The full budget
+fetches IMDB (`attnlab data fetch imdb`) and GloVe's 50-d vectors (`attnlab data fetch glove`),
+or uses the README's word2vec vectors when they are in `DATA/embeddings`."""),
+        new_code_cell("""\
+import random
+
+POSITIVE = "great wonderful superb loved amazing brilliant moving funny".split()
+NEGATIVE = "awful boring terrible hated worst dull waste poor".split()
+FILLER = "the movie was a film plot actor and it i this not story scene really very".split()
+
+
+def write_reviews(root: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
+    \"\"\"The course's TSV files root/NAME.tsv, labels alternating neg/pos.\"\"\"
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, count in sizes.items():
+        lines = []
+        for i in range(count):
+            positive = i % 2 == 1
+            words = [rng.choice(POSITIVE if positive else NEGATIVE) if rng.random() < 0.2 else rng.choice(FILLER)
+                     for _ in range(rng.randint(5, 30))]
+            lines.append(f"{name}{i}\\t{'pos' if positive else 'neg'}\\t{' '.join(words)} .\\n")
+        files[name] = root / f"{name}.tsv"
+        files[name].write_text("".join(lines))
+    return files
+
+
+def write_vectors(path: Path, dim: int = 50, seed: int = 0) -> Path:
+    \"\"\"GloVe-format vectors: noise, plus +1 (positive words) or -1 (negative) along the first axis.\"\"\"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for word in POSITIVE + NEGATIVE + FILLER + ["."]:
+        vector = rng.normal(0, 0.5, dim)
+        vector[0] += 1.0 if word in POSITIVE else -1.0 if word in NEGATIVE else 0.0
+        rows.append(word + " " + " ".join(f"{v:.4f}" for v in vector))
+    path.write_text("\\n".join(rows) + "\\n")
+    return path
+
+
+text = TASKS.load("text")
+if SMOKE:
+    files = write_reviews(Path("reviews"), {"train": 400, "dev": 100, "test": 100})
+    text_inputs = text.INPUTS(train=files["train"], dev=files["dev"], test=files["test"],
+                              embeddings=write_vectors(Path("reviews/vectors.txt")), workers=1)
+else:
+    from attnlab.data import glove, imdb
+
+    word2vec = DATA / "embeddings" / "imdb-w2v-50d.txt"  # the README's vectors, where present
+    vectors = word2vec if word2vec.is_file() else glove.fetch(DATA, vocab_size=50000)
+    text_inputs = text.INPUTS(data_dir=imdb.fetch(DATA), embeddings=vectors)
+text_inputs"""),
+        new_markdown_cell("""\
+## 3. Three classifiers
+
+Each trains through the text task's `train`, as `attnlab train text --model NAME` does. The
+averaging models see a review as one vector, the mean of its words' vectors, so word order and
+context are lost. The attention classifier first replaces each word's vector by an
+attention-weighted mix of the review's words, then averages: a word can take meaning from its
+neighbours ("not" next to "good")."""),
+        new_code_cell("""\
+runs, results = {}, {}
+for name in ("logreg", "ffnn", "attention"):
+    if SMOKE:  # the tiny preset with this model, a few epochs
+        cfg = build_config(text.CONFIG, "tiny", [f"model.name={name}", "train.epochs=8", "train.lr=1e-2"])
+    else:  # the README's recipe of this model (README, "Sentiment")
+        cfg = build_config(text.CONFIG, name)
+    runs[name] = new_run_dir("text", name, root=RUNS)
+    metrics = text.train(cfg, text_inputs, runs[name])
+    results[name] = {"val_accuracy": round(metrics["val_accuracy"], 3),
+                     "test_accuracy": round(metrics.get("test_accuracy", float("nan")), 3)}
+results"""),
+        new_code_cell('attnlab.curves(list(runs.values()), y="val_accuracy", labels=list(runs))'),
+        new_markdown_cell("""\
+## 4. What the attention classifier attends to
+
+The explorer below reads one review with the trained attention classifier. **Look at**: the
+prediction, and under it the attention each word *receives* (the mean of its column: the share
+of each word that goes into the average the classifier reads). Sentiment words should receive
+more than fillers. The head view draws every word's attention row: hover a word to see whom it
+looks at."""),
+        new_code_cell("""\
+review = "the plot was dull and the actor was awful , but the film was really moving" if SMOKE else \\
+    "The plot was thin and the acting wooden, but the ending was wonderful and moving."
+attnlab.explore(runs["attention"], review)"""),
+        new_markdown_cell("""\
+The model in memory works too, given the vocabulary its embedding rows belong to (a checkpoint
+keeps it in its `meta`). Try your own review here:"""),
+        new_code_cell("""\
+model, meta = text.load_model(runs["attention"])
+attnlab.explore(model, "not boring at all , a great story", vocab=meta["vocab"])"""),
+    ]
+
+
+NOTEBOOKS = {"01-self-attention-sentiment.ipynb": self_attention_sentiment,
+             "02-transformers-vit-gpt.ipynb": transformers_vit_gpt}
 
 
 def main() -> None:
