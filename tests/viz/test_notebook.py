@@ -78,6 +78,8 @@ def test_a_model_in_memory_with_its_checkpoints_meta_gives_the_same_page(gpt_run
     for page, want in zip(got["images"], expected["images"]):  # the same model on the same pixels
         assert page["attention"] == want["attention"] and page["pred"] == want["pred"]
         assert page["rollout"] == want["rollout"]
+    with pytest.raises(AttnlabError, match=r"uint8 images \(n, 3, 32, 32\)"):
+        attnlab.explore(model, images=found.images.float())
 
 
 def test_a_random_dialogue_gpt_with_a_small_tokenizer():

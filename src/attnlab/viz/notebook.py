@@ -105,6 +105,7 @@ def explore(model_or_checkpoint: Any, text: str | None = None, *, prompt: str | 
         if tensor_images:
             if request.text is not None:
                 raise AttnlabError("pass images or a text, not both")
+            images = _checked_images(images, explorer.reader.image_size)
             n = len(images)
             found = ImageInputs(images, [f"image {i}" for i in range(n)], [None] * n, [])
             data = explorer.images(found, layer=layer, head=head)
@@ -122,6 +123,18 @@ def _is_tensor(x: Any) -> bool:
     import torch
 
     return isinstance(x, torch.Tensor)
+
+
+def _checked_images(images: Any, size: int) -> Any:
+    """uint8 (n, 3, size, size) images (one image (3, size, size) gets its batch axis), or one clear error."""
+    import torch
+
+    if images.dim() == 3:
+        images = images[None]
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1:] != (3, size, size):
+        raise AttnlabError(f"images= takes uint8 images (n, 3, {size}, {size}) for this model, got "
+                           f"{images.dtype} {tuple(images.shape)}")
+    return images
 
 
 def _add_images(request: Any, images: Any) -> None:
