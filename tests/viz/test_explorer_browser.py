@@ -5,6 +5,9 @@ page (the page must work offline). Checked: the head view draws one line per (qu
 whose weight passes the threshold, with the weight as its opacity; the layer and head selectors,
 hovering and the model view change that drawing as they should; the generation steps and the
 classifier's prediction show; clicking a ViT patch changes the heatmap; screenshots are not blank.
+And what a reader reads off the page (issue 23): the colour bars span the data's range, a hovered line
+or matrix cell shows the exported tensor's exact weight, the per-head statistics equal a NumPy
+recomputation, the threshold says what it hides, and the step-through drives the head view.
 
 Needs Chromium (Debian: ``apt-get install -y chromium``) and ``pip install playwright``
 (``.ci/run`` installs both). Without them these tests are skipped, and the reason is printed.
