@@ -336,8 +336,192 @@ attnlab.explore(model, "not boring at all , a great story", vocab=meta["vocab"])
     ]
 
 
+def rnn_bptt_lowrank() -> list:
+    return [
+        new_code_cell(SETUP),
+        new_code_cell(IMPORTS),
+        new_markdown_cell("""\
+# 4. From RNNs to attention: gradients through time, cost, low rank, masks and scaling
+
+No big training here: small computations you can check by hand.
+
+1. Backpropagation through time written out for an Elman RNN, against autograd.
+2. Vanishing and exploding gradients: how far back an RNN's output still feels its first input.
+3. Attention's O(n²) cost, measured.
+4. Low-rank attention: a truncated SVD of the attention matrix, and Linformer's projected keys.
+5. Masks: causal and padding, and what they do to the weights.
+6. Why the scores are divided by sqrt(d_k).
+7. A tiny Transformer trained in seconds, explored inline.
+
+`BUDGET` (the first cell) only changes the sizes: `"smoke"` keeps every cell to a second or so."""),
+        new_markdown_cell("""\
+## 1. Backpropagation through time, by hand
+
+`attnlab.lab.rnn.ElmanRNN` is the course's RNN: `z_t = W_hx x_t + W_hh h_{t-1}`, `h_t = psi(z_t)`,
+`y_t = softmax(W_yh h_t)`, and the loss `J` sums each step's cross-entropy. Its `bptt` computes
+the gradients with the running delta `dJ/dh_i = dJ_i/dh_i + W_hh^T (psi'(z_{i+1}) * dJ/dh_{i+1})`,
+no autograd anywhere. They equal autograd's to float64 precision."""),
+        new_code_cell("""\
+from attnlab.lab.rnn import ElmanRNN
+
+torch.manual_seed(0)
+rnn = ElmanRNN(activation="tanh", dtype=torch.float64)
+xs, ys = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+by_hand = rnn.bptt(xs, ys)
+rnn.zero_grad()
+rnn.loss(xs, ys).backward()
+{name: float((getattr(by_hand, "d" + name) - getattr(rnn, name).grad).abs().max())
+ for name in ("W_hh", "W_hx", "W_yh")}"""),
+        new_markdown_cell("""\
+`dJt_dh[t, i]` is how the loss at step `t` depends on the state at step `i <= t`. **Look at** how
+it shrinks as `i` moves back from `t`: the gradient reaching early states is small."""),
+        new_code_cell("""\
+import matplotlib.pyplot as plt
+
+norms = by_hand.dJt_dh.norm(dim=-1)  # (T, T): |dJ_t / dh_i|
+fig, ax = plt.subplots(figsize=(4, 3.5))
+shown = ax.imshow(norms.numpy(), cmap="viridis")
+ax.set(xlabel="state i", ylabel="loss at step t", title="|dJ_t / dh_i| (zero for i > t)")
+fig.colorbar(shown)
+plt.show()"""),
+        new_markdown_cell("""\
+## 2. Vanishing and exploding gradients
+
+For a linear RNN `h_T = sum_t W_hh^(T-t) W_hx x_t`, so the first input's influence on the last
+output is `W_yh W_hh^(T-1) W_hx`: it scales like `rho^(T-1)`, where `rho` is the spectral radius
+of `W_hh`. Below, autograd measures `|d o_T / d x_1|` for recurrent matrices of chosen radii.
+**Look at**: straight lines on the log scale, falling for `rho < 1`, rising for `rho > 1`.
+Attention has no such chain: every position reaches every other in one step."""),
+        new_code_cell("""\
+steps = range(1, 31 if SMOKE else 61)
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for rho in (0.5, 0.9, 1.0, 1.1):
+    torch.manual_seed(0)
+    rnn = ElmanRNN(activation="identity", dtype=torch.float64)
+    with torch.no_grad():  # rescale W_hh to spectral radius rho
+        rnn.W_hh *= rho / torch.linalg.eigvals(rnn.W_hh).abs().max()
+    influence = []
+    for T in steps:
+        xs = torch.randn(T, 3, dtype=torch.float64, requires_grad=True)
+        _, hs = rnn.states(xs)
+        out = hs[-1] @ rnn.W_yh.T  # o_T, before the softmax
+        rows = [torch.autograd.grad(out[j], xs, retain_graph=True)[0][0] for j in range(out.numel())]
+        influence.append(float(torch.stack(rows).norm()))
+    ax.semilogy(list(steps), influence, label=f"rho = {rho}")
+ax.set(xlabel="sequence length T", ylabel="|d o_T / d x_1|", title="the first input's influence on the last output")
+ax.legend()
+plt.show()"""),
+        new_markdown_cell("""\
+## 3. The O(n²) cost of attention
+
+Every query scores every key: `n` queries times `n` keys. Doubling the length quadruples the
+score matrix, and past a few hundred tokens the time grows the same way. **Look at** the slope
+of the log-log line: near 2 at long lengths (at short ones, fixed overheads flatten it)."""),
+        new_code_cell("""\
+import time
+
+import numpy as np
+
+from attnlab import scaled_dot_product_attention
+
+lengths = [128, 256, 512, 1024] if SMOKE else [128, 256, 512, 1024, 2048, 4096]
+seconds = []
+for n in lengths:
+    q = k = v = torch.randn(1, 2, n, 32)
+    scaled_dot_product_attention(q, k, v)  # warm up
+    start = time.perf_counter()
+    for _ in range(3):
+        scaled_dot_product_attention(q, k, v)
+    seconds.append((time.perf_counter() - start) / 3)
+slope = np.polyfit(np.log(lengths[-3:]), np.log(seconds[-3:]), 1)[0]
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.loglog(lengths, seconds, "o-")
+ax.minorticks_off()
+ax.set_xticks(lengths, labels=[str(n) for n in lengths])
+ax.set(xlabel="sequence length n", ylabel="seconds per call", title=f"attention time; slope {slope:.2f} at the end")
+plt.show()"""),
+        new_markdown_cell("""\
+## 4. Low-rank attention
+
+If the `n x n` attention matrix is close to a matrix of rank `k`, it can be stored and applied
+in `O(nk)`. `attnlab.svd_attention` keeps the top `k` singular values of the exact matrix (the
+best rank-`k` approximation, for reference); Linformer (`attnlab.LinformerAttention`) gets there
+without forming it, by projecting the `n` keys and values down to `k` learned rows. **Look at**
+how fast the SVD's error falls with `k` for smooth attention (queries and keys that vary slowly
+along the sequence) compared with random attention."""),
+        new_code_cell("""\
+from attnlab import svd_attention
+
+n, d = 128, 16
+torch.manual_seed(0)
+random_qkv = [torch.randn(n, d) for _ in range(3)]
+walk = torch.cumsum(torch.randn(n, d) * 0.3, dim=0)  # slowly varying along the sequence
+smooth_qkv = [walk, walk + 0.1 * torch.randn(n, d), torch.randn(n, d)]
+ranks = [1, 2, 4, 8, 16, 32, 64]
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for name, (q, k, v) in (("random", random_qkv), ("smooth", smooth_qkv)):
+    exact, _ = scaled_dot_product_attention(q, k, v)
+    errors = [float((svd_attention(q, k, v, r)[0] - exact).norm() / exact.norm()) for r in ranks]
+    ax.semilogy(ranks, errors, "o-", label=name)
+ax.set(xlabel="rank k", ylabel="relative error of the output", title="truncated-SVD attention")
+ax.legend()
+plt.show()
+
+linformer = attnlab.LinformerAttention(dim=32, num_heads=2, seq_len=n, k=16)
+out, weights = linformer(torch.randn(1, n, 32), need_weights=True)
+print("Linformer:", tuple(out.shape), "output;", tuple(weights.shape), "weights over k = 16 projected keys")"""),
+        new_markdown_cell("""\
+## 5. Masks
+
+One convention everywhere in attnlab: a bool mask, `True` = *may attend*. A causal mask keeps a
+language model's position `i` from seeing later tokens; a padding mask keeps every query off the
+padding of a shorter sequence in the batch. **Look at** the zeros: above the diagonal, and in the
+last two columns of the padded row."""),
+        new_code_cell("""\
+from attnlab import causal_mask, combine_masks, padding_mask
+
+T = 5
+q = k = v = torch.randn(2, 1, T, 4)  # (B, H, T, d): two sequences, one head
+real = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])  # the second has 3 tokens and 2 of padding
+mask = combine_masks(causal_mask(T), padding_mask(real))  # (B, 1, T, T)
+_, weights = scaled_dot_product_attention(q, k, v, mask)
+weights[1, 0].round(decimals=2)"""),
+        new_markdown_cell("""\
+## 6. Why divide by sqrt(d_k)?
+
+For random queries and keys with unit-variance entries, `q . k` sums `d_k` products, so its
+variance is `d_k`. Unscaled, wide heads give scores so spread out that the softmax puts almost
+all weight on one key and its gradient vanishes. Dividing by `sqrt(d_k)` keeps the scores at
+unit variance whatever the width. **Look at** the largest weight per row: near 1 without the
+scaling at large `d_k`, moderate with it."""),
+        new_code_cell("""\
+rows = {}
+for d_k in (4, 16, 64, 256):
+    q, k = torch.randn(1000, d_k), torch.randn(32, d_k)
+    scores = q @ k.T  # (1000, 32)
+    rows[d_k] = {"var(q.k)": round(float(scores.var()), 1),
+                 "max weight, unscaled": round(float(torch.softmax(scores, -1).max(-1).values.mean()), 3),
+                 "max weight, scaled": round(float(torch.softmax(scores / d_k**0.5, -1).max(-1).values.mean()), 3)}
+rows"""),
+        new_markdown_cell("""\
+## 7. A tiny Transformer, explored
+
+The `toy` task: sequences of tokens 1 to 8, and the class is the most frequent token. A 2-layer
+Transformer learns it in seconds. **Look at** the head view: to count, the heads attend from each
+token to the other copies of the same token."""),
+        new_code_cell("""\
+toy = TASKS.load("toy")
+toy_cfg = build_config(toy.CONFIG, "tiny", ["model.num_layers=2", "train.epochs=3" if SMOKE else "train.epochs=20"])
+toy_run = new_run_dir("toy", root=RUNS)
+toy_metrics = toy.train(toy_cfg, toy.INPUTS(), toy_run)
+print({k: round(v, 3) for k, v in toy_metrics.items() if k.startswith("val_")})
+attnlab.explore(toy_run, "3 1 4 1 5 3 3 2 3")"""),
+    ]
+
+
 NOTEBOOKS = {"01-self-attention-sentiment.ipynb": self_attention_sentiment,
-             "02-transformers-vit-gpt.ipynb": transformers_vit_gpt}
+             "02-transformers-vit-gpt.ipynb": transformers_vit_gpt,
+             "04-rnn-bptt-lowrank-attention.ipynb": rnn_bptt_lowrank}
 
 
 def main() -> None:
