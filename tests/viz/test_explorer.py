@@ -104,7 +104,7 @@ def test_toy_weights_and_prediction(toy_run):
                for j in range(8)]
     assert data["prediction"]["received"] == pytest.approx(by_hand, abs=1e-6)
     p = torch.softmax(logits, -1)[0]
-    assert data["prediction"]["label"] == f"token {int(p.argmax()) + 1}"
+    assert data["prediction"]["label"] == f"token value {int(p.argmax()) + 1}"  # a value, not a position
     assert data["prediction"]["probability"] == pytest.approx(float(p.max()), abs=1e-6)
 
 
@@ -474,3 +474,38 @@ def test_each_script_part_defines_its_own_top_level_names():
     names = Counter(m.group(2) for part in _SCRIPT_PARTS
                     for m in re.finditer(r"^(function|const|let|var|class) (\w+)", _asset(part), re.M))
     assert len(names) > 20 and {n for n, c in names.items() if c > 1} == set()
+
+
+def test_the_page_reads_as_far_as_the_model_as_predict_does(text_runs, toy_run):
+    """No --max-tokens: the reader's own limit (the review model's max_len, 32 in the tiny preset), the
+    first max_len tokens, which is what `attnlab predict` reads (encode_texts with max_len)."""
+
+    ex = Explorer.load(text_runs / "transformer")
+    assert ex.limits.max_tokens is None
+    review = " ".join(["great", "boring"] * 30)  # 60 tokens
+    data = ex.text(review)
+    max_len = ex.meta["config"]["model"]["max_len"]
+    enc, _ = encode_texts([review], ex.meta["vocab"], max_len)  # predict's encoding
+    assert len(data["tokens"]) == max_len == enc["ids"].shape[1]
+    assert any(f"the model's max_len {max_len}" in n for n in data["notes"])
+    with torch.no_grad():
+        p = torch.softmax(ex.model(enc["ids"], enc["lengths"]).float(), -1)[0]
+    assert data["prediction"]["probability"] == pytest.approx(float(p.max()), abs=1e-6)
+
+
+def test_the_toy_page_states_its_task_and_the_right_answer(toy_run):
+    data = Explorer.load(toy_run).text("3 1 4 1 5 3 3")
+    assert any("most frequent token value" in n and "right answer for these tokens: token value 3 (3 of 7)" in n
+               for n in data["notes"])
+    assert all(label.startswith("token value ") for label, _ in data["prediction"]["probabilities"])
+    tie = Explorer.load(toy_run).text("2 2 5 5")
+    assert any("no single right answer: values 2, 5 tie" in n for n in tie["notes"])
+
+
+def test_served_errors_speak_in_form_words(gpt_run):
+    app = ExplorerApp(Explorer.load(gpt_run))
+    status, html = app.page({"text": "to be", "generate": "40"})
+    assert status == 400 and "error: Generate 40 leaves no room for the prompt" in html
+    assert "--generate" not in html.split('id="error"')[1].split("</p>")[0]
+    status, html = app.page({"text": "", "generate": "0"})
+    assert status == 400 and "type a prompt, or a number of tokens to Generate" in html

@@ -122,15 +122,34 @@ def evaluate(checkpoint: str | Path, inputs: ToyInputs, *, device: str = "auto")
 
 class ToyReader:
     """How the toy classifier reads its input (:class:`attnlab.attended.Reader`, kind ``classifier``):
-    token ids 1 to ``vocab_size`` separated by spaces; the classes are the tokens."""
+    token ids 1 to ``vocab_size`` separated by spaces; the classes are the token values (class ``c`` is
+    value ``c + 1``), named "token value 3" so that no one reads them as positions. Its notes state the
+    task and the right answer for the tokens typed."""
 
     kind = "classifier"
     title = "toy Transformer classifier"
     image_size = 0
+    task = "the task: name the most frequent token value of the sequence"
 
     def __init__(self, model: ToyClassifier) -> None:
         self.config = model.config
-        self.labels = [f"token {c + 1}" for c in range(self.config.vocab_size)]
+        self.labels = [self.label(c + 1) for c in range(self.config.vocab_size)]
+
+    @staticmethod
+    def label(value: int) -> str:
+        return f"token value {value}"
+
+    def answer(self, ids: list[int]) -> str:
+        """The right answer for ``ids`` in words: the most frequent value, or the tie (no single answer)."""
+        from collections import Counter
+
+        counts = Counter(ids).most_common()
+        top = [v for v, n in counts if n == counts[0][1]]
+        if len(top) > 1:
+            tied = ", ".join(str(v) for v in sorted(top))
+            return (f"no single right answer: values {tied} tie at {counts[0][1]} each (training sequences "
+                    "never tie)")
+        return f"the right answer for these tokens: {self.label(top[0])} ({counts[0][1]} of {len(ids)})"
 
     def text(self, text: str, limit: int) -> Any:
         import torch
@@ -151,6 +170,9 @@ class ToyReader:
         if len(ids) > limit:
             notes.append(f"{len(ids)} tokens given; the model reads the first {limit}")
             ids = ids[:limit]
+        if not ids:
+            raise AttnlabError(f"the toy model reads token ids 1 to {c.vocab_size} separated by spaces; got none")
+        notes = [f"{self.task}; {self.answer(ids)}", *notes]
         return Encoded((torch.tensor([ids]),), [str(i) for i in ids], notes)
 
 

@@ -53,12 +53,14 @@ class Limits:
 
     max_layers: int = 12  # layers shown: evenly spaced, the first and last always among them
     max_heads: int = 12  # heads shown: the first ones
-    max_tokens: int = 256  # tokens the model reads (a longer text is cut, and the page says so)
+    # tokens the model reads (a longer text is cut, and the page says so); None: the model's own limit
+    # (its max_len or context), so the page reads a review exactly as `attnlab predict` does
+    max_tokens: int | None = None
     max_images: int = 16  # images on one ViT page
 
     def check(self) -> None:
         for name in ("max_layers", "max_heads", "max_tokens", "max_images"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise AttnlabError(f"{flag} must be >= 1, got {getattr(self, name)}")
 
@@ -227,6 +229,11 @@ class Explorer:
         params = count_parameters(self.model)
         return f"{self.reader.title}: {self.num_layers} layer(s), {self.num_heads} head(s), {params:,} parameters"
 
+    def token_limit(self) -> int:
+        """The most tokens a page reads: --max-tokens, or (None) no limit of the page's own, so the
+        reader's (the model's max_len or context) decides, as it does for `attnlab predict`."""
+        return self.limits.max_tokens if self.limits.max_tokens is not None else 1 << 30
+
     def _attend(self, inputs: tuple[Tensor, ...]) -> Attended:
         with torch.no_grad():
             return self.model.attend(*inputs)
@@ -279,7 +286,7 @@ class Explorer:
         if self.kind == "lm":
             return self.generation(text, 0, layer=layer, head=head)
         layers, heads = self.selection(layer, head)
-        encoded = self.reader.text(text, self.limits.max_tokens)
+        encoded = self.reader.text(text, self.token_limit())
         attended = self._attend(encoded.inputs)
         labels = self.reader.labels
         probs = torch.softmax(attended.output.float(), -1)[0]
@@ -310,10 +317,11 @@ class Explorer:
             raise AttnlabError("the text is empty; pass a text, or --prompt and --generate N")
         layers, heads = self.selection(layer, head)
         sampling = sampling or Sampling()
-        room = min(int(self.model.config.context), self.limits.max_tokens)
+        room = min(int(self.model.config.context), self.token_limit())
         if num_tokens >= room:
+            why = "the model's context" if room == int(self.model.config.context) else "--max-tokens"
             raise AttnlabError(f"--generate {num_tokens} leaves no room for the prompt: the page holds at most "
-                               f"{room} tokens (the model's context or --max-tokens)")
+                               f"{room} tokens ({why})")
         encoded = self.reader.text(prompt, room - num_tokens)
         prefix: list[int] = encoded.inputs[0][0].tolist()
         new = list(iter_generate(self.model, prefix, num_tokens, temperature=sampling.temperature,

@@ -30,7 +30,7 @@ from attnlab.errors import AttnlabError
 from attnlab.viz.explorer import Explorer, Request, Sampling
 from attnlab.viz.explorer_page import render, render_form
 
-__all__ = ["ServeOptions", "ExplorerApp", "ExplorerServer", "make_server", "serve", "HOST"]
+__all__ = ["ServeOptions", "ExplorerApp", "ExplorerServer", "make_server", "serve", "form_words", "HOST"]
 
 HOST = "127.0.0.1"
 
@@ -85,7 +85,7 @@ class ExplorerApp:
         except TooLarge:
             raise
         except AttnlabError as exc:
-            return 400, render(None, form=self.form(fields, str(exc)))
+            return 400, render(None, form=self.form(fields, form_words(str(exc))))
         return 200, render(data, form=self.form(fields))
 
     def explore(self, fields: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
@@ -113,6 +113,32 @@ class ExplorerApp:
         if data is None:
             raise AttnlabError("choose an image to upload")
         return data
+
+
+# The explorer's errors name the command line's flags; a served request was typed into the form, so its
+# error names the form's fields instead (the most specific phrases first). Flags the form has no field for
+# (--max-tokens, --max-images) are the server's settings, and say so.
+_FORM_WORDS = (
+    ("pass a text, or --prompt and --generate N", "type a prompt, or a number of tokens to Generate"),
+    ("pass --images, --image-file or --image-dir", "upload an image or type test image indices"),
+    ("--images, --image-file and --image-dir", "images"),
+    ("--prompt and --generate", "a prompt and Generate"),
+    ("--generate", "Generate"),
+    ("--images", "test images"),
+    ("--prompt", "the prompt"),
+    ("pass a TEXT", "type a text"),
+    ("pass a smaller image", "upload a smaller image"),
+    ("pass a PNG or JPEG file", "upload a PNG or JPEG file"),
+    ("--max-tokens", "the server's --max-tokens setting"),
+    ("--max-images", "the server's --max-images setting"),
+)
+
+
+def form_words(message: str) -> str:
+    """An explorer error in the words of the form it answers (:data:`_FORM_WORDS`)."""
+    for flag, words in _FORM_WORDS:
+        message = message.replace(flag, words)
+    return message
 
 
 def parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
