@@ -47,6 +47,60 @@ RUNS = Path("runs")  # every training run gets a fresh folder here
 %matplotlib inline'''
 
 
+# Notebooks 1 and 3: the reviews and word vectors (generated at the smoke budget, IMDB and GloVe at full).
+REVIEWS = """\
+import random
+
+import numpy as np
+
+POSITIVE = "great wonderful superb loved amazing brilliant moving funny".split()
+NEGATIVE = "awful boring terrible hated worst dull waste poor".split()
+FILLER = "the movie was a film plot actor and it i this not story scene really very".split()
+
+
+def write_reviews(root: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
+    \"\"\"The course's TSV files root/NAME.tsv, labels alternating neg/pos.\"\"\"
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, count in sizes.items():
+        lines = []
+        for i in range(count):
+            positive = i % 2 == 1
+            words = [rng.choice(POSITIVE if positive else NEGATIVE) if rng.random() < 0.2 else rng.choice(FILLER)
+                     for _ in range(rng.randint(5, 30))]
+            lines.append(f"{name}{i}\\t{'pos' if positive else 'neg'}\\t{' '.join(words)} .\\n")
+        files[name] = root / f"{name}.tsv"
+        files[name].write_text("".join(lines))
+    return files
+
+
+def write_vectors(path: Path, dim: int = 50, seed: int = 0) -> Path:
+    \"\"\"GloVe-format vectors: noise, plus +1 (positive words) or -1 (negative) along the first axis.\"\"\"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for word in POSITIVE + NEGATIVE + FILLER + ["."]:
+        vector = rng.normal(0, 0.5, dim)
+        vector[0] += 1.0 if word in POSITIVE else -1.0 if word in NEGATIVE else 0.0
+        rows.append(word + " " + " ".join(f"{v:.4f}" for v in vector))
+    path.write_text("\\n".join(rows) + "\\n")
+    return path
+
+
+text = TASKS.load("text")
+if SMOKE:
+    files = write_reviews(Path("reviews"), {"train": 400, "dev": 100, "test": 100})
+    text_inputs = text.INPUTS(train=files["train"], dev=files["dev"], test=files["test"],
+                              embeddings=write_vectors(Path("reviews/vectors.txt")), workers=1)
+else:
+    from attnlab.data import glove, imdb
+
+    word2vec = DATA / "embeddings" / "imdb-w2v-50d.txt"  # the README's vectors, where present
+    vectors = word2vec if word2vec.is_file() else glove.fetch(DATA, vocab_size=50000)
+    text_inputs = text.INPUTS(data_dir=imdb.fetch(DATA), embeddings=vectors)
+text_inputs"""
+
+
 def transformers_vit_gpt() -> list:
     return [
         new_code_cell(SETUP),
@@ -245,55 +299,7 @@ positive or negative words mixed in, in the course's TSV format (`id<TAB>label<T
 (standing in for GloVe, whose vectors carry that direction from real text). The full budget
 fetches IMDB (`attnlab data fetch imdb`) and GloVe's 50-d vectors (`attnlab data fetch glove`),
 or uses the README's word2vec vectors when they are in `DATA/embeddings`."""),
-        new_code_cell("""\
-import random
-
-POSITIVE = "great wonderful superb loved amazing brilliant moving funny".split()
-NEGATIVE = "awful boring terrible hated worst dull waste poor".split()
-FILLER = "the movie was a film plot actor and it i this not story scene really very".split()
-
-
-def write_reviews(root: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
-    \"\"\"The course's TSV files root/NAME.tsv, labels alternating neg/pos.\"\"\"
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, count in sizes.items():
-        lines = []
-        for i in range(count):
-            positive = i % 2 == 1
-            words = [rng.choice(POSITIVE if positive else NEGATIVE) if rng.random() < 0.2 else rng.choice(FILLER)
-                     for _ in range(rng.randint(5, 30))]
-            lines.append(f"{name}{i}\\t{'pos' if positive else 'neg'}\\t{' '.join(words)} .\\n")
-        files[name] = root / f"{name}.tsv"
-        files[name].write_text("".join(lines))
-    return files
-
-
-def write_vectors(path: Path, dim: int = 50, seed: int = 0) -> Path:
-    \"\"\"GloVe-format vectors: noise, plus +1 (positive words) or -1 (negative) along the first axis.\"\"\"
-    rng = np.random.default_rng(seed)
-    rows = []
-    for word in POSITIVE + NEGATIVE + FILLER + ["."]:
-        vector = rng.normal(0, 0.5, dim)
-        vector[0] += 1.0 if word in POSITIVE else -1.0 if word in NEGATIVE else 0.0
-        rows.append(word + " " + " ".join(f"{v:.4f}" for v in vector))
-    path.write_text("\\n".join(rows) + "\\n")
-    return path
-
-
-text = TASKS.load("text")
-if SMOKE:
-    files = write_reviews(Path("reviews"), {"train": 400, "dev": 100, "test": 100})
-    text_inputs = text.INPUTS(train=files["train"], dev=files["dev"], test=files["test"],
-                              embeddings=write_vectors(Path("reviews/vectors.txt")), workers=1)
-else:
-    from attnlab.data import glove, imdb
-
-    word2vec = DATA / "embeddings" / "imdb-w2v-50d.txt"  # the README's vectors, where present
-    vectors = word2vec if word2vec.is_file() else glove.fetch(DATA, vocab_size=50000)
-    text_inputs = text.INPUTS(data_dir=imdb.fetch(DATA), embeddings=vectors)
-text_inputs"""),
+        new_code_cell(REVIEWS),
         new_markdown_cell("""\
 ## 3. Three classifiers
 
@@ -333,6 +339,109 @@ keeps it in its `meta`). Try your own review here:"""),
         new_code_cell("""\
 model, meta = text.load_model(runs["attention"])
 attnlab.explore(model, "not boring at all , a great story", vocab=meta["vocab"])"""),
+    ]
+
+
+def transformer_vs_rnn() -> list:
+    return [
+        new_code_cell(SETUP),
+        new_code_cell(IMPORTS),
+        new_markdown_cell("""\
+# 3. Self-attention, the Transformer block, and a Transformer against an RNN on reviews
+
+1. Multi-head self-attention and the Transformer block, as attnlab's modules, checked against the
+   formula.
+2. The same sentiment task as notebook 1, read by a Transformer and by a bidirectional LSTM.
+3. A small sweep over the Transformer's heads and learning rate, and the runs in TensorBoard.
+
+`BUDGET = "smoke"` (the first cell) trains on generated reviews in seconds; `"full"` runs the
+README's recipes on IMDB."""),
+        new_markdown_cell("""\
+## 1. Multi-head self-attention and the Transformer block
+
+`attnlab.MultiHeadedAttention(dim, num_heads, head_dim)` projects the input to queries, keys and
+values for every head at once, runs `softmax(Q K^T / sqrt(head_dim)) V` per head, and mixes the
+heads' outputs with `W_O`. Below, its output is rebuilt from its own weights by hand.
+`attnlab.TransformerBlock` is the post-norm block of "Attention is all you need":
+`x = norm1(x + attn(x)); x = norm2(x + mlp(x))`."""),
+        new_code_cell("""\
+torch.manual_seed(0)
+B, T, dim, heads, head_dim = 2, 5, 16, 4, 4
+x = torch.randn(B, T, dim)
+mha = attnlab.MultiHeadedAttention(dim, heads, head_dim).eval()
+out, weights = mha(x, need_weights=True)  # (B, T, dim), (B, heads, T, T)
+
+# by hand, from the module's own weights
+for name, param in mha.named_parameters():
+    print(f"{name:12s} {tuple(param.shape)}")"""),
+        new_code_cell("""\
+qkv = mha.qkv(x).view(B, T, 3, heads, head_dim)  # (B, T, 3, H, hd)
+q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
+w = torch.softmax(q @ k.transpose(-1, -2) / head_dim**0.5, dim=-1)  # (B, H, T, T)
+by_hand = mha.W_O((w @ v).transpose(1, 2).reshape(B, T, heads * head_dim))  # (B, T, dim)
+float((by_hand - out).abs().max()), float((w - weights).abs().max())"""),
+        new_code_cell("""\
+block = attnlab.TransformerBlock(dim=dim, num_heads=heads, mlp_dim=4 * dim).eval()
+y, block_weights = block(x, need_weights=True)
+print(tuple(y.shape), tuple(block_weights.shape))  # the shape is kept: blocks stack
+# post-norm: each position's features have mean ~0 and standard deviation ~1
+print([round(float(v), 3) for v in (y.mean(-1).abs().max(), y.std(-1).mean())])"""),
+        new_markdown_cell("""\
+## 2. The reviews, as in notebook 1"""),
+        new_code_cell(REVIEWS),
+        new_markdown_cell("""\
+## 3. A Transformer against an RNN
+
+Both read the review's tokens in order (the Transformer through learned positions, the LSTM
+through its recurrence, in both directions), both start their embeddings from the word vectors.
+**Look at** the accuracies, the time each took, and the curves below."""),
+        new_code_cell("""\
+runs, results = {}, {}
+for name in ("transformer", "rnn"):
+    if SMOKE:  # the tiny preset with this model, a few epochs
+        cfg = build_config(text.CONFIG, "tiny", [f"model.name={name}", "train.epochs=6", "train.lr=5e-3"])
+    else:  # the README's recipe of this model (README, "Sentiment")
+        cfg = build_config(text.CONFIG, name)
+    runs[name] = new_run_dir("text", name, root=RUNS)
+    metrics = text.train(cfg, text_inputs, runs[name])
+    results[name] = {k: round(metrics[k], 3) for k in ("val_accuracy", "test_accuracy", "train_seconds")}
+results"""),
+        new_code_cell('attnlab.curves(list(runs.values()), y="val_accuracy", x="train_seconds", labels=list(runs))'),
+        new_markdown_cell("""\
+What does the Transformer attend to? Every layer and head, for one review (the model view shows
+them all at once):"""),
+        new_code_cell("""\
+review = "not boring at all , the story was really moving and the actor superb" if SMOKE else \\
+    "Not boring at all: the story was moving and the lead superb, though the ending dragged."
+attnlab.explore(runs["transformer"], review)"""),
+        new_markdown_cell("""\
+## 4. A small sweep
+
+A sweep is a loop over configs, one run directory each (`attnlab sweep text --grid ...` does the
+same from the command line and writes a table). **Look at** how much the learning rate matters
+next to the number of heads."""),
+        new_code_cell("""\
+sweep = []
+for heads in (1, 2, 4):
+    for lr in (1e-3, 5e-3):
+        if SMOKE:
+            cfg = build_config(text.CONFIG, "tiny", ["model.name=transformer", "train.epochs=4",
+                                                     f"model.num_heads={heads}", f"train.lr={lr}"])
+        else:
+            cfg = build_config(text.CONFIG, "transformer", [f"model.num_heads={heads}", f"train.lr={lr}"])
+        run = new_run_dir("text", f"sweep-h{heads}-lr{lr:g}", root=RUNS)
+        metrics = text.train(cfg, text_inputs, run, progress=False)
+        sweep.append({"num_heads": heads, "lr": lr, "val_accuracy": round(metrics["val_accuracy"], 3)})
+sweep"""),
+        new_markdown_cell("""\
+Every run also wrote TensorBoard logs (`RUN/tb/`). The cell below shows them inline with the full
+budget (it starts a TensorBoard server); at any budget, `tensorboard --logdir runs` in a terminal
+shows the same."""),
+        new_code_cell("""\
+if not SMOKE:
+    get_ipython().run_line_magic("load_ext", "tensorboard")
+    get_ipython().run_line_magic("tensorboard", f"--logdir {RUNS}")
+sorted(str(p.relative_to(RUNS)) for p in RUNS.glob("*/tb"))"""),
     ]
 
 
@@ -521,6 +630,7 @@ attnlab.explore(toy_run, "3 1 4 1 5 3 3 2 3")"""),
 
 NOTEBOOKS = {"01-self-attention-sentiment.ipynb": self_attention_sentiment,
              "02-transformers-vit-gpt.ipynb": transformers_vit_gpt,
+             "03-transformer-vs-rnn.ipynb": transformer_vs_rnn,
              "04-rnn-bptt-lowrank-attention.ipynb": rnn_bptt_lowrank}
 
 
