@@ -26,8 +26,11 @@ import sys
 #         "full" runs the README's recipes and reproduces its numbers (minutes to half an hour on 2 CPU cores).
 BUDGET = os.environ.get("ATTNLAB_BUDGET", "smoke")
 
+# Where attnlab comes from when this kernel lacks it (Colab): a package name, a clone's folder, or a git URL
+# such as "attnlab[notebook] @ git+https://github.com/OWNER/attnlab".
+ATTNLAB_SOURCE = os.environ.get("ATTNLAB_SOURCE", "attnlab[notebook]")
 if importlib.util.find_spec("attnlab") is None:  # Colab, or a kernel without attnlab: install it first
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "attnlab[notebook]"])'''
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", ATTNLAB_SOURCE])'''
 
 # The second cell: attnlab's imports (after the install above) and the places runs and data go.
 IMPORTS = '''\
