@@ -22,6 +22,7 @@ from attnlab.data.augment import normalize
 from attnlab.data.images import load_images
 from attnlab.data.sentiment import encode_texts
 from attnlab.data.tokenizer import MyTokenizer
+from attnlab.errors import AttnlabError
 from attnlab.models.gpt import generate
 from attnlab.viz.explorer import Explorer, Limits, Request, Sampling, images_from_test_set, pack, spread, unpack
 from attnlab.viz.explorer_page import render, script_json
@@ -242,7 +243,6 @@ def test_image_past_pillows_own_limit_is_refused_without_a_traceback(tmp_path):
     import struct
     import zlib
 
-    from attnlab.errors import AttnlabError
     from attnlab.viz.explorer import read_image
 
     def chunk(kind, data):
@@ -509,3 +509,40 @@ def test_served_errors_speak_in_form_words(gpt_run):
     assert "--generate" not in html.split('id="error"')[1].split("</p>")[0]
     status, html = app.page({"text": "", "generate": "0"})
     assert status == 400 and "type a prompt, or a number of tokens to Generate" in html
+
+
+def test_compare_holds_both_texts_with_one_selection_and_their_alignment(text_runs, gpt_run, vit_run, tmp_path):
+    ex = Explorer.load(text_runs / "transformer")
+    a_text, b_text = "a great film , not boring at all .", "a great film , boring"
+    data = ex.answer(Request(text=a_text, compare=b_text, layer=0))
+    alone_a, alone_b = ex.text(a_text, layer=0), ex.text(b_text, layer=0)
+    c = data["compare"]
+    assert data["attention"] == alone_a["attention"] and c["attention"] == alone_b["attention"]  # each its own page's
+    assert data["layers"] == alone_b["layers"] and data["initial"] == alone_b["initial"]
+    assert c["tokens"] == alone_b["tokens"] and c["prediction"] == alone_b["prediction"]
+    a, b = unpack(data["attention"]), unpack(c["attention"])
+    n = min(a.shape[-1], b.shape[-1])
+    assert c["aligned"] == n == 5 and c["common_prefix"] == 4
+    assert "position by position over positions 0 to 4" in c["alignment"] and "first 4 tokens" in c["alignment"]
+    torch.testing.assert_close(torch.tensor(c["largest"]), (a[..., :n, :n] - b[..., :n, :n]).abs().amax((-2, -1)))
+    # the command line and a language model: the same request path
+    out = tmp_path / "ab.html"
+    assert explore("--checkpoint", str(text_runs / "transformer"), a_text, "--compare", b_text, "--layer", "0",
+                   "--out", str(out)) == 0
+    assert page_data(out.read_text()) == data
+    lm = Explorer.load(gpt_run).answer(Request(text="to be or not", compare="to be", generate=2))
+    assert lm["compare"]["generation"] is not None and len(lm["compare"]["tokens"]) == len(lm["tokens"]) - 2
+    with pytest.raises(AttnlabError, match="--compare needs a first text"):
+        ex.answer(Request(compare="a film"))
+    with pytest.raises(AttnlabError, match="a ViT explores images"):
+        Explorer.load(vit_run[0]).answer(Request(images=[0], compare="a film"))
+
+
+def test_the_form_sends_the_text_to_compare_with(toy_run):
+    app = ExplorerApp(Explorer.load(toy_run))
+    status, html = app.page({"text": "3 1 4", "compare": "3 1 5 5"})
+    c = page_data(html)["compare"]
+    assert status == 200 and c["tokens"] == ["3", "1", "5", "5"] and c["aligned"] == 3
+    assert '<textarea name="compare">3 1 5 5</textarea>' in html
+    status, html = app.page({"text": "", "compare": "3 1"})
+    assert status == 400 and "Compare with needs a first text" in html and "type a text above it too" in html

@@ -15,16 +15,19 @@ Needs Chromium (Debian: ``apt-get install -y chromium``) and ``pip install playw
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from attnlab.viz.explorer import Explorer, Sampling, images_from_test_set, unpack
+from attnlab.viz.explorer import Explorer, Request, Sampling, images_from_test_set, unpack
 from attnlab.viz.explorer_page import write
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -83,7 +86,7 @@ class Page:
 
     def _route(self, route) -> None:
         url = route.request.url
-        if url.startswith(("file:", "data:")):
+        if url.startswith(("file:", "data:", "blob:")):  # the page itself, its images and its downloads
             route.continue_()
         else:
             self.requests.append(url)
@@ -135,6 +138,8 @@ def pages(gpt_run, text_runs, vit_run, tmp_path_factory):
         "text": Explorer.load(text_runs / "transformer").text("a great film , not boring at all . i loved it"),
         "vit": Explorer.load(run).images(images_from_test_set(data_dir, [0, 1, 2], 32)),
         "hostile": Explorer.load(text_runs / "transformer").text('</script><img src=x onerror="alert(1)"> great'),
+        "compare": Explorer.load(text_runs / "transformer").answer(
+            Request(text="a great film , not boring at all . i loved it", compare="a great film , boring and dull")),
     }
     return {name: (write(d, out / f"{name}.html"), d) for name, d in data.items()}
 
@@ -514,4 +519,85 @@ def test_vit_map_opacity_original_and_what_is_left_out(browser, pages):
     share = float(a[:, 0, 0].mean())
     assert (f"the class token's attention to itself, {100 * share:.1f}% of its attention"
             in page.tab.inner_text("#excluded"))
+    page.check_clean()
+
+
+def cell_center(page: Page, selector: str, i: int, j: int, size: int) -> tuple[float, float]:
+    """The page coordinates of row i, column j of a size x size canvas drawn inside a 2 px border."""
+    page.tab.locator(selector).scroll_into_view_if_needed()
+    box = page.tab.locator(selector).bounding_box()
+    inner_w, inner_h = box["width"] - 4, box["height"] - 4
+    return box["x"] + 2 + (j + 0.5) * inner_w / size, box["y"] + 2 + (i + 0.5) * inner_h / size
+
+
+def test_compare_view_difference_is_a_minus_b(browser, pages, tmp_path):
+    """--compare: the page's A - B equals the two exported tensors' difference over the aligned positions,
+    the diverging colour bar spans the largest |A - B| shown, and a hovered cell reads out A, B and A - B."""
+    path, data = pages["compare"]
+    page = Page(browser, path)
+    a, b = unpack(data["attention"]), unpack(data["compare"]["attention"])
+    n = data["compare"]["aligned"]
+    assert n == min(a.shape[-1], b.shape[-1]) and a.shape[-1] != b.shape[-1]
+    want = (a[..., :n, :n] - b[..., :n, :n]).double()  # (L, H, n, n)
+    L, H = want.shape[:2]
+    got = page.tab.evaluate("""([L, H, n]) => { const c = window.explorer.compare, out = [];
+        for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) for (let i = 0; i < n; i++)
+          for (let j = 0; j < n; j++) out.push(c.diff(l, h, i, j));
+        return [c.n, out]; }""", [L, H, n])
+    assert got[0] == n
+    torch.testing.assert_close(torch.tensor(got[1], dtype=torch.float64).reshape(want.shape), want, atol=1e-7, rtol=0)
+    torch.testing.assert_close(torch.tensor(data["compare"]["largest"], dtype=torch.float64),
+                               want.abs().amax((-2, -1)), atol=1e-6, rtol=0)
+    layer = data["initial"]["layer"]
+    assert page.tab.locator("#compare-rows .compare-row").count() == 1  # the one head chosen
+    assert float(page.tab.get_attribute("#diff-colorbar", "data-hi")) == pytest.approx(
+        float(want[layer, 0].abs().max()), abs=1e-7)
+    assert float(page.tab.get_attribute("#diff-colorbar", "data-lo")) == -float(
+        page.tab.get_attribute("#diff-colorbar", "data-hi"))
+    assert "position by position" in page.tab.text_content("#alignment")
+    i, j = n - 1, 1
+    page.tab.mouse.move(*cell_center(page, "#compare-rows .compare-row canvas >> nth=2", i, j, n))
+    shown = page.tab.eval_on_selector("#diff-readout", "r => Object.assign({}, r.dataset)")
+    assert (int(shown["q"]), int(shown["k"])) == (i, j)
+    assert float(shown["diff"]) == pytest.approx(float(want[layer, 0, i, j]), abs=1e-7)
+    assert float(shown["a"]) == float(a[layer, 0, i, j]) and float(shown["b"]) == float(b[layer, 0, i, j])
+    page.tab.check("#head-1")  # the head selection is shared: a second row, and the bar spans both heads
+    assert page.tab.locator("#compare-rows .compare-row").count() == 2
+    assert float(page.tab.get_attribute("#diff-colorbar", "data-hi")) == pytest.approx(
+        float(want[layer, :2].abs().max()), abs=1e-7)
+    page.screenshot_is_drawn(tmp_path / "compare.png")
+    page.check_clean()
+
+
+def download(page: Page, button: str) -> Path:
+    with page.tab.expect_download() as info:
+        page.tab.click(button)
+    return Path(info.value.path())
+
+
+def test_exported_files_equal_the_pages_data(browser, pages):
+    """The export buttons: JSON and CSV hold exactly the page's weights of the chosen layer and heads (tokens
+    with commas quoted), the PNG is the chosen head's matrix, the SVG the head view's lines."""
+    path, data = pages["gpt"]
+    page = Page(browser, path)
+    w = unpack(data["attention"])
+    page.tab.select_option("#layer", "0")
+    page.tab.check("#head-1")  # layer 0, heads 0 and 1
+    exported = json.loads(download(page, "#export-json").read_text())
+    assert exported["layer"] == data["layers"][0] and exported["heads"] == [data["heads"][0], data["heads"][1]]
+    assert exported["tokens"] == data["tokens"] and "," in exported["tokens"]
+    assert torch.equal(torch.tensor(exported["weights"], dtype=torch.float32), w[0, :2])
+    with download(page, "#export-csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    T = len(data["tokens"])
+    assert len(rows) == 2 * T * T
+    for row in rows:
+        h, q, k = int(row["head"]), int(row["query"]), int(row["key"])
+        assert int(row["layer"]) == data["layers"][0] and row["query_token"] == data["tokens"][q]
+        assert row["key_token"] == data["tokens"][k] and float(row["weight"]) == float(w[0, h, q, k])
+    with Image.open(download(page, "#export-png")) as im:
+        assert im.format == "PNG" and im.size == (T, T)
+    svg = ET.parse(download(page, "#export-svg")).getroot()
+    drawn = svg.findall(".//{http://www.w3.org/2000/svg}line")
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg" and len(drawn) == len(page.lines()) > 0
     page.check_clean()

@@ -29,6 +29,7 @@ attnlab explore --checkpoint runs/gpt --prompt "ROMEO :" --generate 20 --out gpt
 attnlab explore --checkpoint runs/text-transformer "Not bad at all, I loved it." --out review.html
 attnlab explore --checkpoint runs/vit --images 0 5 7 --data-dir data --out vit.html
 attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --out toy.html
+attnlab explore --checkpoint runs/text-transformer "A good film." --compare "Not a good film." --out ab.html
 attnlab explore --checkpoint runs/gpt --serve 8000"""
 
 BIG_PAGE_MB = 5  # above this, say how to make the page smaller
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "attention: gpt, text (--model attention or transformer), vit or toy")
     parser.add_argument("text", nargs="?", metavar="INPUT",
                         help="the text to explore (toy: token ids separated by spaces)")
+    parser.add_argument("--compare", default=None, metavar="TEXT",
+                        help="a second text (a language model: a second prompt, with the same --generate), shown "
+                             "beside INPUT with the same layer and head, and their difference A - B")
     parser.add_argument("--out", type=Path, default=None, help="the HTML page to write (default explore.html)")
     lm = parser.add_argument_group("language models")
     lm.add_argument("--prompt", default=None, help="text to continue (instead of INPUT)")
@@ -98,7 +102,7 @@ def request(args: argparse.Namespace) -> Any:
 
     return Request(text=args.prompt if args.prompt is not None else args.text, generate=args.generate,
                    images=args.images, image_files=args.image_file, image_dir=args.image_dir,
-                   layer=args.layer, head=args.head)
+                   layer=args.layer, head=args.head, compare=args.compare)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ inputs. It never asks which task a model came from: what it shows follows the re
   weights, and for a classifier the prediction and the attention each token receives;
 * :meth:`Explorer.generation`: a prompt continued by ``n`` tokens -> the same, plus each step's
   query row and top-k next-token probabilities;
+* :meth:`Explorer.compare`: two texts' data (a ``Request`` with ``compare``) as one page's, B beside A with
+  the same layers and heads, aligned position by position up to the shorter (the page draws A - B);
 * :meth:`Explorer.images`: uint8 images -> per image the weights, the class token's attention,
   attention rollout, and the true and predicted labels.
 
@@ -153,6 +155,7 @@ class Request:
     upload_name: str = "the upload"
     layer: int | None = None  # shown first
     head: int | None = None
+    compare: str | None = None  # a text model: a second text, shown beside ``text`` with their difference
 
     def has_images(self) -> bool:
         return any(x is not None for x in (self.images, self.image_files, self.image_dir, self.upload))
@@ -245,7 +248,7 @@ class Explorer:
         test set of image indices (default: where the model was trained, else ``./data``)."""
         where = {"layer": request.layer, "head": request.head}
         if self.kind == "image":
-            if request.text is not None:
+            if request.text is not None or request.compare is not None:
                 raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
             if not request.has_images():
                 return None
@@ -254,11 +257,45 @@ class Explorer:
         if request.has_images():
             raise AttnlabError(f"--images, --image-file and --image-dir are for a ViT; this is a "
                                f"{self.reader.title}: pass a text")
+        if request.generate and self.kind != "lm":
+            raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {self.reader.title}")
+        if request.compare is not None:
+            if request.text is None or not request.text.strip():
+                raise AttnlabError("--compare needs a first text to compare with: pass INPUT (or --prompt) too")
+            first = self._one_text(request.text, request.generate, sampling, where)
+            return self.compare(first, self._one_text(request.compare, request.generate, sampling, where))
         if self.kind == "lm" and (request.text is not None or request.generate):
             return self.generation(request.text or "", request.generate, sampling, **where)
-        if request.generate:
-            raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {self.reader.title}")
         return None if request.text is None else self.text(request.text, **where)
+
+    def _one_text(self, text: str, generate: int, sampling: Sampling | None, where: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "lm":
+            return self.generation(text, generate, sampling, **where)
+        return self.text(text, **where)
+
+    def compare(self, first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+        """Two pages' data (the same layers and heads) as one: ``first`` with ``second`` under
+        ``"compare"``, aligned position by position up to the shorter; the page draws A - B there.
+        ``compare["largest"]`` is, per shown layer and head, the largest |A - B| over the aligned part."""
+        assert first["layers"] == second["layers"] and first["heads"] == second["heads"], "one selection"
+        a, b = unpack(first["attention"]), unpack(second["attention"])  # (L, H, T, T) each, as the page has them
+        ta, tb = a.shape[-1], b.shape[-1]
+        n = min(ta, tb)
+        prefix = 0
+        while prefix < n and first["tokens"][prefix] == second["tokens"][prefix]:
+            prefix += 1
+        how = (f"A has {ta} tokens, B {tb}: the difference A \u2212 B is taken position by position over "
+               f"positions 0 to {n - 1}" + (f" (B's last {tb - n} positions are left out)" if tb > n else "")
+               + (f" (A's last {ta - n} positions are left out)" if ta > n else "")
+               + f"; the two share their first {prefix} token{'s' * (prefix != 1)}")
+        largest = (a[..., :n, :n] - b[..., :n, :n]).abs().amax((-2, -1))  # (L, H)
+        data = dict(first)
+        data["compare"] = {
+            "tokens": second["tokens"], "attention": second["attention"], "notes": second["notes"],
+            "prediction": second.get("prediction"), "generation": second.get("generation"),
+            "aligned": n, "common_prefix": prefix, "alignment": how, "largest": largest.tolist(),
+        }
+        return data
 
     def collect_images(self, request: Request, data_dir: str | Path | None = None) -> ImageInputs:
         """The images ``request`` names, at the model's size, with their true labels where known."""

@@ -67,6 +67,7 @@ class ExplorerApp:
         return render_form({
             "TEXTOFF": off[kind != "image"], "TEXTLABEL": "Prompt" if kind == "lm" else "Text",
             "TEXT": fields.get("text", ""),
+            "COMPARE": fields.get("compare", ""),
             "LMOFF": off[kind == "lm"], "GENERATE": fields.get("generate", str(o.generate)),
             "IMAGEOFF": off[kind == "image"],
             "INDICESOFF": off[kind == "image" and o.data_dir is not None], "IMAGES": fields.get("images", ""),
@@ -91,9 +92,10 @@ class ExplorerApp:
     def explore(self, fields: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
         """The page's data for a submitted form: its fields as the explorer's one :class:`Request`."""
         e, o = self.explorer, self.options
-        text = fields.get("text", "")
-        if len(text.encode("utf-8")) > o.max_text_bytes:
-            raise TooLarge(f"the text is {len(text.encode('utf-8')):,} bytes; the limit is {o.max_text_bytes:,}")
+        text, compare = fields.get("text", ""), fields.get("compare", "")
+        for what, typed in (("the text", text), ("the text to compare with", compare)):
+            if len(typed.encode("utf-8")) > o.max_text_bytes:
+                raise TooLarge(f"{what} is {len(typed.encode('utf-8')):,} bytes; the limit is {o.max_text_bytes:,}")
         if e.kind == "image":
             request = Request()
             if files.get("image"):
@@ -108,7 +110,7 @@ class ExplorerApp:
                 n = int(fields.get("generate") or 0) if e.kind == "lm" else 0
             except ValueError:
                 raise AttnlabError("generate must be a whole number of tokens") from None
-            request = Request(text=text, generate=n)
+            request = Request(text=text, generate=n, compare=compare if compare.strip() else None)
         data = e.answer(request, sampling=o.sampling, data_dir=o.data_dir)
         if data is None:
             raise AttnlabError("choose an image to upload")
@@ -123,6 +125,8 @@ _FORM_WORDS = (
     ("pass --images, --image-file or --image-dir", "upload an image or type test image indices"),
     ("--images, --image-file and --image-dir", "images"),
     ("--prompt and --generate", "a prompt and Generate"),
+    ("pass INPUT (or --prompt) too", "type a text above it too"),
+    ("--compare", "Compare with"),
     ("--generate", "Generate"),
     ("--images", "test images"),
     ("--prompt", "the prompt"),

@@ -24,12 +24,14 @@ function textPage(app, data) {
   const left = el("div", { class: "left" }), side = el("div", { class: "side", id: "side" });
   app.append(el("div", { class: "split" }, [left, side]));
   const head = headView(left, text, state);
+  if (text.compare) views.push(compareView(app, text, state));  // --compare: B beside A, and A - B
   views.push(head, modelView(app, text, state, (l, h) => {  // a click on a matrix opens it in the head view
     state.layer = l; state.heads = new Set([h]); state.focus = null;
     state.hoverBlocked = true;  // the scroll below moves tokens under a pointer that did not move
     redraw();
     head.svg.parentNode.scrollIntoView({ behavior: "auto", block: "start" });
   }));
+  exportButtons(document.getElementById("controls"), text, state);  // after the model view: its canvases
   if (text.kind === "lm") {
     if (text.generation) {
       views.push(generationSteps(side, text, state, redraw, (q) => {  // a step selects its query in the head view

@@ -1,0 +1,72 @@
+// Export, offline: the weights of the current view (the layer and heads chosen above) as JSON or CSV, the
+// chosen layer's heatmap of the first chosen head as PNG (the model view's own canvas, one pixel per weight),
+// and the head view as SVG. Each is a download made in the page (a Blob or data URL): nothing is sent anywhere.
+// The numbers are the page's own (api.weight), so a file equals what the page shows.
+function selectionWeights(text, state) {
+  // {layer, heads, tokens, weights[head][query][key]} of the current view; layer and heads as numbered in the model
+  const heads = [...state.heads].sort((a, b) => a - b);
+  const weights = heads.map((h) => text.tokens.map((_, i) => text.tokens.map((_, j) => text.at(state.layer, h, i, j))));
+  return { layer: text.layers[state.layer], heads: heads.map((h) => text.heads[h]), tokens: text.tokens,
+           weights: weights, what: "weights[head][query][key]: the attention of each query token on each key token" };
+}
+
+function csvCell(value) {
+  const s = String(value);
+  return /[",\n\r]/.test(s) ? "\"" + s.replace(/"/g, "\"\"") + "\"" : s;
+}
+
+function selectionCsv(sel) {
+  const lines = ["layer,head,query,query_token,key,key_token,weight"];
+  sel.heads.forEach((head, n) => {
+    sel.weights[n].forEach((row, i) => row.forEach((w, j) => {
+      lines.push([sel.layer, head, i, csvCell(sel.tokens[i]), j, csvCell(sel.tokens[j]), w].join(","));
+    }));
+  });
+  return lines.join("\n") + "\n";
+}
+
+function download(name, href) {
+  const a = el("a", { href: href, download: name, style: "display:none" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function downloadBlob(name, type, content) {
+  const url = URL.createObjectURL(new Blob([content], { type: type }));
+  download(name, url);
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function exportButtons(parent, text, state) {
+  const stem = () => "attention-layer" + text.layers[state.layer] + "-head" +
+    [...state.heads].sort((a, b) => a - b).map((h) => text.heads[h]).join("_");
+  const none = () => {
+    if (state.heads.size) return false;
+    alert("Choose at least one head to export.");
+    return true;
+  };
+  const button = (id, label, title, onclick) => el("button", { type: "button", id: id, text: label, title: title,
+                                                               onclick: onclick });
+  parent.append(el("span", { class: "export", id: "export" }, ["Save ",
+    button("export-json", "JSON", "the weights of the chosen layer and heads, with the tokens", () => {
+      if (!none()) downloadBlob(stem() + ".json", "application/json", JSON.stringify(selectionWeights(text, state)));
+    }),
+    button("export-csv", "CSV", "the weights of the chosen layer and heads, one row per (head, query, key)", () => {
+      if (!none()) downloadBlob(stem() + ".csv", "text/csv", selectionCsv(selectionWeights(text, state)));
+    }),
+    button("export-png", "heatmap PNG", "the first chosen head's matrix, one pixel per weight, on the page's scale",
+      () => {
+        if (none()) return;
+        const h = Math.min(...state.heads);
+        const canvas = document.querySelector("#modelview .cell[data-layer='" + state.layer + "'][data-head='" + h +
+                                              "'] canvas");
+        download("attention-layer" + text.layers[state.layer] + "-head" + text.heads[h] + ".png",
+                 canvas.toDataURL("image/png"));
+      }),
+    button("export-svg", "head view SVG", "the head view as drawn now", () => {
+      const svg = document.getElementById("headview").cloneNode(true);
+      svg.setAttribute("xmlns", SVG_NS);
+      downloadBlob(stem() + ".svg", "image/svg+xml", new XMLSerializer().serializeToString(svg));
+    })]));
+}
