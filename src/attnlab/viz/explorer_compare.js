@@ -59,8 +59,11 @@ function compareView(parent, text, state) {
   section.append(rows);
 
   function matrix(size, color, l, h, what) {
+    // one cell size for all three, so that position i sits at the same height in A, B and A - B
+    const side = (240 * size / Math.max(text.T, cmp.T) + 4).toFixed(1) + "px";
     const canvas = el("canvas", { width: String(size), height: String(size), "data-what": what,
-                                  "data-layer": String(l), "data-head": String(h) });
+                                  "data-layer": String(l), "data-head": String(h),
+                                  style: "width:" + side + ";height:" + side });
     const ctx = canvas.getContext("2d"), img = ctx.createImageData(size, size);
     for (let i = 0; i < size; i++) {
       for (let j = 0; j < size; j++) {
