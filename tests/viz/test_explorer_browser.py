@@ -601,3 +601,30 @@ def test_exported_files_equal_the_pages_data(browser, pages):
     drawn = svg.findall(".//{http://www.w3.org/2000/svg}line")
     assert svg.tag == "{http://www.w3.org/2000/svg}svg" and len(drawn) == len(page.lines()) > 0
     page.check_clean()
+
+
+def test_a_1024_token_page_loads_cleanly(browser, tmp_path):
+    """Issue 23: the page works up to 1,024 tokens (a toy classifier with seq_len 1024, random weights, read to
+    its own limit: no --max-tokens). The load time is printed as a measurement, not asserted."""
+    import time
+
+    from attnlab.models.configs import ToyModelConfig
+    from attnlab.models.toy import ToyClassifier
+    from attnlab.tasks import load_reader
+
+    torch.manual_seed(0)
+    model = ToyClassifier(ToyModelConfig(seq_len=1024, num_layers=1)).eval()
+    ex = Explorer(model, {}, load_reader("toy", model, {}))
+    data = ex.text(" ".join(str(1 + (i * 7) % 8) for i in range(1024)))
+    assert len(data["tokens"]) == 1024 and unpack(data["attention"]).shape == (1, 2, 1024, 1024)
+    path = write(data, tmp_path / "long.html")
+    start = time.monotonic()
+    page = Page(browser, path)
+    print(f"\n1,024-token page ({path.stat().st_size / 1e6:.1f} MB): ready in {time.monotonic() - start:.2f} s")
+    w = unpack(data["attention"])
+    assert page.lines() == expected(w, 0, [0])
+    page.tab.locator("text.tok-q[data-i='1000']").scroll_into_view_if_needed()
+    page.tab.hover("text.tok-q[data-i='1000']")
+    assert page.lines() == {p for p in expected(w, 0, [0]) if p[1] == 1000}
+    assert page.tab.eval_on_selector_all("table.stats tbody tr", "r => r.length") == 2  # 1 layer x 2 heads
+    page.check_clean()
