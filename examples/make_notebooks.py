@@ -26,10 +26,15 @@ import sys
 #         "full" runs the README's recipes and reproduces its numbers (minutes to half an hour on 2 CPU cores).
 BUDGET = os.environ.get("ATTNLAB_BUDGET", "smoke")
 
-# Where attnlab comes from when this kernel lacks it (Colab): a package name, a clone's folder, or a git URL
-# such as "attnlab[notebook] @ git+https://github.com/OWNER/attnlab".
-ATTNLAB_SOURCE = os.environ.get("ATTNLAB_SOURCE", "attnlab[notebook]")
+# Where attnlab comes from when this kernel lacks it (Colab): set ATTNLAB_SOURCE to a clone's folder
+# ("/content/attnlab[notebook]") or a git URL ("attnlab[notebook] @ git+https://github.com/OWNER/attnlab").
+# No default: a bare package name could install somebody else's package of that name.
+ATTNLAB_SOURCE = os.environ.get("ATTNLAB_SOURCE")
 if importlib.util.find_spec("attnlab") is None:  # Colab, or a kernel without attnlab: install it first
+    if not ATTNLAB_SOURCE:
+        raise ModuleNotFoundError("attnlab is not installed in this kernel: set ATTNLAB_SOURCE to a clone's "
+                                  "folder or a git URL of attnlab (see this cell), or run `pip install -e "
+                                  "'.[notebook]'` in a clone, then run this cell again")
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", ATTNLAB_SOURCE])'''
 
 # The second cell: attnlab's imports (after the install above) and the places runs and data go.
