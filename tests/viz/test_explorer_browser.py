@@ -628,3 +628,26 @@ def test_a_1024_token_page_loads_cleanly(browser, tmp_path):
     assert page.lines() == {p for p in expected(w, 0, [0]) if p[1] == 1000}
     assert page.tab.eval_on_selector_all("table.stats tbody tr", "r => r.length") == 2  # 1 layer x 2 heads
     page.check_clean()
+
+
+def test_vit_export_equals_the_map_shown(browser, pages):
+    """The ViT page's export: the map's patch scores (layer 0, head 1, the class token's query) as JSON and CSV
+    equal the exported tensor's, and the PNG is the image under its map at the canvas's size."""
+    path, data = pages["vit"]
+    page = Page(browser, path)
+    page.tab.select_option("#layer", "0")
+    page.tab.select_option("#head", "1")
+    want = vit_scores(data, 0, 0, 1)
+    rows, cols = data["grid"]
+    exported = json.loads(download(page, "#export-json").read_text())
+    assert (exported["layer"], exported["head"], exported["mode"]) == (data["layers"][0], data["heads"][1], "cls")
+    assert exported["image"] == data["images"][0]["name"] and (exported["rows"], exported["cols"]) == (rows, cols)
+    assert torch.equal(torch.tensor(exported["scores"], dtype=torch.float32), want.reshape(rows, cols))
+    with download(page, "#export-csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["patch"]) for r in table] == list(range(rows * cols))
+    assert torch.equal(torch.tensor([float(r["score"]) for r in table], dtype=torch.float32), want)
+    with Image.open(download(page, "#export-png")) as im:
+        size = page.tab.eval_on_selector("#main", "c => c.width")
+        assert im.format == "PNG" and im.size == (size, size)
+    page.check_clean()

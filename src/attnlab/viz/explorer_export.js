@@ -1,6 +1,7 @@
 // Export, offline: the weights of the current view (the layer and heads chosen above) as JSON or CSV, the
 // chosen layer's heatmap of the first chosen head as PNG (the model view's own canvas, one pixel per weight),
-// and the head view as SVG. Each is a download made in the page (a Blob or data URL): nothing is sent anywhere.
+// and the head view as SVG; on a ViT page, the map's patch scores as JSON or CSV and the image under its map
+// as PNG. Each is a download made in the page (a Blob or data URL): nothing is sent anywhere.
 // The numbers are the page's own (api.weight), so a file equals what the page shows.
 function selectionWeights(text, state) {
   // {layer, heads, tokens, weights[head][query][key]} of the current view; layer and heads as numbered in the model
@@ -68,5 +69,35 @@ function exportButtons(parent, text, state) {
       const svg = document.getElementById("headview").cloneNode(true);
       svg.setAttribute("xmlns", SVG_NS);
       downloadBlob(stem() + ".svg", "image/svg+xml", new XMLSerializer().serializeToString(svg));
+    })]));
+}
+
+function mapExport(vit, state) {
+  // The map shown now: one score per patch of the chosen image, as a rows x cols grid, and what it is.
+  const im = vit.images[state.image], s = scores(vit, state, im, state.layer, state.head);
+  const what = state.mode === "rollout" ? "attention rollout" : state.mode === "mean" ? "mean over all layers and heads"
+    : (state.mode === "patch" ? "patch " + state.patch : "the class token") + "'s attention to each patch";
+  return { image: im.name, layer: vit.layers[state.layer], head: state.head < 0 ? "mean" : vit.heads[state.head],
+           mode: state.mode, patch: state.patch, what: what, rows: vit.rows, cols: vit.cols,
+           scores: [...Array(vit.rows).keys()].map((r) => Array.from(s.slice(r * vit.cols, (r + 1) * vit.cols))) };
+}
+
+function imageExportButtons(parent, vit, state) {
+  // The ViT page's export: the map's patch scores as JSON or CSV, the image under its map as PNG.
+  const stem = () => "attention-map-image" + state.image + "-layer" + vit.layers[state.layer] + "-" +
+    (state.head < 0 ? "mean" : "head" + vit.heads[state.head]) + "-" + state.mode;
+  const button = (id, label, title, onclick) => el("button", { type: "button", id: id, text: label, title: title,
+                                                               onclick: onclick });
+  parent.append(el("span", { class: "export", id: "export" }, ["Save ",
+    button("export-json", "JSON", "the patch scores of the map shown", () => {
+      downloadBlob(stem() + ".json", "application/json", JSON.stringify(mapExport(vit, state)));
+    }),
+    button("export-csv", "CSV", "the patch scores of the map shown, one row per patch", () => {
+      const m = mapExport(vit, state), lines = ["row,col,patch,score"];
+      m.scores.forEach((row, r) => row.forEach((v, c) => lines.push([r, c, r * m.cols + c, v].join(","))));
+      downloadBlob(stem() + ".csv", "text/csv", lines.join("\n") + "\n");
+    }),
+    button("export-png", "map PNG", "the image under its map, as drawn", () => {
+      download(stem() + ".png", document.getElementById("main").toDataURL("image/png"));
     })]));
 }

@@ -26,6 +26,7 @@ function imagePage(app, data) {
   };
   views.push(imageControls(app, vit, state, choose, redraw), imagePicker(app, vit, state, redraw),
              imageView(app, vit, state, redraw), imageModelView(app, vit, state, choose));
+  imageExportButtons(document.getElementById("controls"), vit, state);
   let waiting = vit.images.length;
   for (const im of vit.images) {
     im.img.onload = () => { if (--waiting === 0) { redraw(); document.body.dataset.ready = "1"; } };
