@@ -89,8 +89,9 @@ results = {task: {
     "sweep_help": main("sweep", task, "--help"),
     "sweep_unknown_key": main("sweep", task, "--set", "nonsense=1", "--grid", "train.lr=1e-3,3e-4", "--out", "sweep"),
 } for task in TASKS}
+helps = {name: main(name, "--help") for name in ("predict", "explain", "attention-map", "generate", "explore")}
 heavy = [name for name in ("torch", "numpy", "nltk") if name in sys.modules]
-print(json.dumps({"results": results, "heavy": heavy}))
+print(json.dumps({"results": results, "helps": helps, "heavy": heavy}))
 """
 
 
@@ -124,4 +125,6 @@ def test_task_commands_start_without_torch(tmp_path):
             assert code == 0 and out.startswith(f"usage: attnlab {command} {task} "), (task, command, err)
         code, out, err = got["sweep_unknown_key"]
         assert code == 2 and err.startswith("error: unknown config key 'nonsense'"), (task, err)
+    for name, (code, out, err) in report["helps"].items():  # the commands that load a model, before they do
+        assert code == 0 and out.startswith(f"usage: attnlab {name} "), (name, err)
     assert not (tmp_path / "runs").exists()  # nothing was written for what only asked or was refused

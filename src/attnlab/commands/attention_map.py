@@ -11,10 +11,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from attnlab.errors import AttnlabError
+
+if TYPE_CHECKING:
+    import torch
 
 HELP = ("draw a trained Vision Transformer's class-token attention (or attention rollout) beside and over "
         "validation images, as a PNG; for any other model's attention use `attnlab explore`")
@@ -56,6 +58,8 @@ def _out_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # here, not at the top: `attention-map --help` answers without it
+
     from attnlab.config import config_from_dict
     from attnlab.data.augment import normalize
     from attnlab.data.images import validation_images
@@ -115,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
 def _select(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: list[str],
             args: argparse.Namespace) -> torch.Tensor:
     """Positions of the validation images to draw from: all, one true class, and/or the misclassified."""
+    import torch
+
     from attnlab.data.augment import normalize
 
     keep = torch.ones(len(labels), dtype=torch.bool)

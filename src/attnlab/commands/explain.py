@@ -14,13 +14,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from attnlab.commands import require_utf8
 from attnlab.errors import AttnlabError
 from attnlab.files import save_figure, write_atomic
 
 if TYPE_CHECKING:
+    import torch
     from matplotlib.figure import Figure
 
 HELP = "draw a sentiment model's attention over a review: per-token heatmap as PNG and HTML"
@@ -90,6 +89,8 @@ def _html(received: torch.Tensor, tokens: list[str], title: str, path: Path) -> 
 
 def run(args: argparse.Namespace) -> int:
     import sys
+
+    import torch  # here, not at the top: `explain --help` answers without it
 
     from attnlab.tasks import load_reader, load_trained
 

@@ -12,8 +12,6 @@ import argparse
 import json
 import sys
 
-import torch
-
 from attnlab.commands import require_utf8
 from attnlab.errors import AttnlabError
 
@@ -61,6 +59,8 @@ def _shown(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # here, not at the top: `predict --help` answers without it
+
     from attnlab.data.imdb import LABELS
     from attnlab.data.sentiment import encode_texts
     from attnlab.models.text import predict_logits
