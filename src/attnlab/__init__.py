@@ -60,6 +60,7 @@ _EXPORTS = {
     # in a notebook
     "explore": "attnlab.viz.notebook",
     "curves": "attnlab.viz.notebook",
+    "attention_map": "attnlab.viz.notebook",
 }
 
 

@@ -149,3 +149,31 @@ def test_a_notebook_shows_a_bar_not_log_lines(monkeypatch, tmp_path):
     assert logged.bar.disable and logged.log_lines
     logged.close()
     log.close()
+
+
+def test_attention_map_is_a_figure_of_the_models_own_maps(vit_run):
+    import numpy as np
+
+    from attnlab.data.augment import normalize
+    from attnlab.data.images import load_images
+    from attnlab.tasks import load_trained
+    from attnlab.viz.attention_map import attention_rollout, cls_attention, upsample
+
+    run, data_dir = vit_run
+    _, test = load_images(data_dir, 32)
+    images, labels = test.images[:3], test.labels[:3].tolist()
+    _, model, meta = load_trained(run)
+    with torch.no_grad():
+        seen = model.attend(normalize(images))
+    preds = seen.output.argmax(-1).tolist()
+    for rollout, summary in ((False, cls_attention), (True, attention_rollout)):
+        fig = attnlab.attention_map(run, images, labels=labels, rollout=rollout)
+        drawn = [ax.get_images()[1].get_array() for ax in fig.axes if ax.get_title() == "attention"]
+        expected = upsample(summary(seen.attentions), seen.grid, (32, 32))  # (3, 32, 32)
+        assert len(drawn) == 3
+        for got, want in zip(drawn, expected):
+            np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-6)
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("true")]
+        assert titles == [f"true: {meta['classes'][t]}\npred: {meta['classes'][p]}" for t, p in zip(labels, preds)]
+    with pytest.raises(AttnlabError, match="give one label per image: 3 images, 1 labels"):
+        attnlab.attention_map(run, images, labels=[0])

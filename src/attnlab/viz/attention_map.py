@@ -80,19 +80,17 @@ def _translucent(name: str = "inferno") -> Any:
     return ListedColormap(colours)
 
 
-def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, *, colors: list[str] | None = None,
-              cols: int = 5, suptitle: str | None = None) -> Path:
+def grid_figure(images: Tensor, maps: Tensor, titles: list[str], *, colors: list[str] | None = None,
+                cols: int = 5, suptitle: str | None = None) -> Any:
     """Each of the uint8 ``images`` (B, 3, H, W) beside its attention ``maps`` (B, H, W, in [0, 1])
-    laid over it in a translucent colour map; a labelled colour bar; one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    laid over it in a translucent colour map, with a labelled colour bar: a matplotlib ``Figure`` of
+    its own, outside pyplot (no backend is chosen; a notebook displays it, ``savefig`` writes it)."""
+    from matplotlib.figure import Figure
 
     n = images.shape[0]
     rows, cols = grid_shape(n, cols)
     width, height = figure_pixels(n, cols)
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     grid = fig.add_gridspec(rows, 2 * cols + 1, width_ratios=[CELL_INCHES] * (2 * cols) + [COLORBAR_INCHES])
     cmap, shown = _translucent(), None
     for i in range(n):
@@ -112,7 +110,13 @@ def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, 
         bar.ax.tick_params(labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def save_grid(images: Tensor, maps: Tensor, titles: list[str], out: str | Path, *, colors: list[str] | None = None,
+              cols: int = 5, suptitle: str | None = None) -> Path:
+    """:func:`grid_figure` written to one PNG (atomically)."""
+    fig = grid_figure(images, maps, titles, colors=colors, cols=cols, suptitle=suptitle)
     with writing_atomically(out) as f:
         fig.savefig(f, dpi=DPI, format="png")
-    plt.close(fig)
     return Path(out)

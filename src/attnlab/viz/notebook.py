@@ -32,7 +32,7 @@ from typing import Any
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["ExplorerView", "explore", "curves", "task_of"]
+__all__ = ["ExplorerView", "explore", "curves", "attention_map", "task_of"]
 
 _NEEDS = {  # what a reader takes from a checkpoint's meta -> the keyword that gives it
     "tokenizer": "tokenizer=MyTokenizer (the one its vocabulary was built by)",
@@ -247,3 +247,42 @@ def curves(run: str | Path | list[str | Path], *, y: str = "val_loss", x: str = 
 
     runs = [Path(r) for r in run] if isinstance(run, list) else [Path(run)]
     return curves_figure(runs, y=y, x=x, labels=labels, title=title)
+
+
+def attention_map(model_or_checkpoint: Any, images: Any, *, labels: list[int] | None = None, rollout: bool = False,
+                  classes: list[str] | None = None, cols: int = 5) -> Any:
+    """An image model's attention over uint8 ``images`` (n, 3, S, S) as a matplotlib Figure (what
+    ``attnlab attention-map`` draws): each image beside the class token's attention (mean over heads
+    and layers) or, with ``rollout``, attention rollout, titled with the prediction (and the true
+    class when ``labels`` are given). ``model_or_checkpoint``: a run directory or a model in memory
+    that answers ``attend`` with a patch grid (``classes`` name its outputs)."""
+    import torch
+
+    from attnlab.viz.attention_map import attention_rollout, cls_attention, grid_figure, upsample
+    from attnlab.viz.explorer import Explorer
+
+    if isinstance(model_or_checkpoint, (str, Path)):
+        explorer = Explorer.load(model_or_checkpoint)
+    else:
+        explorer = Explorer(*_in_memory(model_or_checkpoint, None, None, classes, None, None))
+    if explorer.kind != "image":
+        raise AttnlabError(f"attention_map draws an image model's attention; this is a {explorer.reader.title}: "
+                           "use attnlab.explore for text")
+    images = _checked_images(images, explorer.reader.image_size)
+    if labels is not None and len(labels) != len(images):
+        raise AttnlabError(f"give one label per image: {len(images)} images, {len(labels)} labels")
+    training = explorer.model.training
+    explorer.model.eval()
+    try:
+        with torch.no_grad():
+            attended = explorer.model.attend(*explorer.reader.images(images))
+    finally:
+        explorer.model.train(training)
+    scores = (attention_rollout if rollout else cls_attention)(attended.attentions)  # (n, patches)
+    maps = upsample(scores, attended.grid, (images.shape[-2], images.shape[-1]))  # (n, H, W)
+    names, preds = explorer.reader.labels, attended.output.argmax(-1).tolist()
+    titles = [f"pred: {names[p]}" if labels is None else f"true: {names[t]}\npred: {names[p]}"
+              for p, t in zip(preds, labels or preds)]
+    colors = None if labels is None else ["green" if t == p else "red" for t, p in zip(labels, preds)]
+    what = "attention rollout" if rollout else "class-token attention, mean over heads and layers"
+    return grid_figure(images, maps, titles, colors=colors, cols=cols, suptitle=what)
