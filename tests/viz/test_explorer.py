@@ -24,7 +24,17 @@ from attnlab.data.sentiment import encode_texts
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.errors import AttnlabError
 from attnlab.models.gpt import generate
-from attnlab.viz.explorer import Explorer, Limits, Request, Sampling, images_from_test_set, pack, spread, unpack
+from attnlab.viz.explorer import (
+    Explorer,
+    Limits,
+    Request,
+    Sampling,
+    images_from_test_set,
+    pack,
+    spread,
+    unpack,
+    window_starts,
+)
 from attnlab.viz.explorer_page import render, script_json
 from attnlab.viz.explorer_server import HOST, ExplorerApp, ServeOptions, make_server
 
@@ -213,7 +223,9 @@ def test_image_file_of_another_size_is_resized_with_a_note(vit_run, tmp_path, ca
     ("gpt_run", [], "nothing to explore"),
     ("gpt_run", ["to be", "--layer", "2"], "--layer 2 is out of range: this model has 2 layers"),
     ("gpt_run", ["to be", "--head", "-1"], "--head -1 is out of range"),
-    ("gpt_run", ["--prompt", "to be", "--generate", "40"], "--generate 40 leaves no room"),
+    ("gpt_run", ["--prompt", "to be", "--generate", "40", "--max-tokens", "10"],
+     "--generate 40 leaves no room for the prompt: the page holds at most 10 tokens (--max-tokens)"),
+    ("gpt_run", ["--prompt", "to be", "--generate", "1024"], "at most 1,024 tokens (a page's limit)"),
     ("gpt_run", ["x", "--images", "0"], "--images, --image-file and --image-dir are for a ViT"),
     ("toy_run", ["3 1 99"], "the toy model's tokens are 1 to 8"),
     ("toy_run", ["--prompt", "x", "--generate", "3"], "--generate needs a language model"),
@@ -504,8 +516,8 @@ def test_the_toy_page_states_its_task_and_the_right_answer(toy_run):
 
 def test_served_errors_speak_in_form_words(gpt_run):
     app = ExplorerApp(Explorer.load(gpt_run))
-    status, html = app.page({"text": "to be", "generate": "40"})
-    assert status == 400 and "error: Generate 40 leaves no room for the prompt" in html
+    status, html = app.page({"text": "to be", "generate": "2000"})
+    assert status == 400 and "error: Generate 2000 leaves no room for the prompt" in html
     assert "--generate" not in html.split('id="error"')[1].split("</p>")[0]
     status, html = app.page({"text": "", "generate": "0"})
     assert status == 400 and "type a prompt, or a number of tokens to Generate" in html
@@ -546,3 +558,34 @@ def test_the_form_sends_the_text_to_compare_with(toy_run):
     assert '<textarea name="compare">3 1 5 5</textarea>' in html
     status, html = app.page({"text": "", "compare": "3 1"})
     assert status == 400 and "Compare with needs a first text" in html and "type a text above it too" in html
+
+
+def test_generation_past_the_context_slides_a_window_as_generate_does(gpt_run):
+    """Past the model's context (32 in the tiny preset) the page is not refused: the tokens are `attnlab
+    generate`'s (iter_generate slides its window), each position's row is its own window's attention (by
+    hand: attend over that window), zero before the window, and the page says so."""
+    assert window_starts(3, 6, 4) == [0, 0, 0, 0, 3, 3] and window_starts(3, 5, 8) == [0] * 5
+    ex = Explorer.load(gpt_run)
+    context = ex.model.config.context
+    data = ex.generation("to be", 40)
+    prefix_len = data["generation"]["prompt_length"]
+    ids = ex.reader.text("to be", context).inputs[0][0].tolist()
+    ids += generate(ex.model, ids, 40)  # greedy, as Sampling() asks
+    assert data["tokens"][prefix_len:] == [ex.reader.token(i) for i in ids[prefix_len:]]
+    assert len(ids) == len(data["tokens"]) > context
+    assert any("more than the model's context of 32: generation slides a window" in n for n in data["notes"])
+    shown = unpack(data["attention"])  # (L, H, T, T)
+    starts = window_starts(prefix_len, len(ids), context)
+    assert len(set(starts)) > 1
+    for q in range(len(ids)):
+        start = starts[q]
+        with torch.no_grad():
+            window = ex.model.attend(torch.tensor([ids[start:q + 1]]))
+        mine = torch.stack([a[0, :, -1] for a in window.attentions])  # (L, H, window)
+        torch.testing.assert_close(shown[:, :, q, start:q + 1], mine, atol=QUANT_TOL, rtol=0)
+        assert not shown[:, :, q, :start].any()  # keys before the window: not seen
+    for step in data["generation"]["steps"]:
+        q = step["query"]
+        with torch.no_grad():
+            p = torch.softmax(ex.model(torch.tensor([ids[starts[q]:q + 1]]))[0, -1].float(), -1)
+        assert step["probability"] == pytest.approx(float(p[ids[q + 1]]), abs=1e-5)

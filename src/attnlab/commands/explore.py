@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "(default 12)")
     view.add_argument("--max-heads", type=int, default=12, help="show at most the first this-many heads (default 12)")
     view.add_argument("--max-tokens", type=int, default=None, help="the model reads at most this many tokens "
-                      "(default: the model's own limit, its max_len or context, as `attnlab predict` reads)")
+                      "(default: the model's own limit, its max_len, as `attnlab predict` reads; a language model's "
+                      "page holds 1,024 tokens, prompt and generated, and past its context generation slides a "
+                      "window as `attnlab generate` does)")
     view.add_argument("--max-images", type=int, default=16, help="at most this many images (default 16)")
     serve = parser.add_argument_group("local server")
     serve.add_argument("--serve", type=int, nargs="?", const=8000, default=None, metavar="PORT",

@@ -41,9 +41,11 @@ from attnlab.errors import AttnlabError
 from attnlab.memory import count_parameters
 
 __all__ = ["Limits", "Sampling", "Request", "Explorer", "ImageInputs", "pack", "unpack", "spread", "read_image",
-           "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "attention_shape"]
+           "images_from_test_set", "image_files", "image_folder", "empty_images", "data_dir_of", "attention_shape",
+           "window_starts", "PAGE_TOKENS"]
 
 QUANT = 65535  # weights are sent as round(w * QUANT) in uint16
+PAGE_TOKENS = 1024  # a language model's page (prompt and generated tokens) holds at most this many by default
 RECEIVED_WHAT = ("attention each token receives: the mean of its column over every query, last layer, heads "
                  "averaged, which is what a classifier that averages its tokens takes from it; what "
                  "`attnlab explain` shows")
@@ -65,6 +67,20 @@ class Limits:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise AttnlabError(f"{flag} must be >= 1, got {getattr(self, name)}")
+
+
+def window_starts(prompt: int, total: int, context: int) -> list[int]:
+    """Per position ``q`` of a prompt of ``prompt`` tokens continued to ``total``, the first position of the
+    window it attended over when it chose token ``q + 1``, as :func:`attnlab.models.gpt.iter_generate` slides
+    it: the prompt's last ``context`` tokens first, and when the sequence outgrows the context, its last
+    ``context // 2``. All 0 while the sequence fits the context."""
+    start = max(0, prompt - context)
+    starts = [start] * max(prompt - 1, 0)  # the prompt's positions: the first window
+    for n in range(max(prompt, 1), total + 1):  # n ids before a step: query n - 1 chooses token n
+        if n - start > context:
+            start = n - max(1, context // 2)
+        starts.append(start)
+    return starts
 
 
 def spread(n: int, most: int) -> list[int]:
@@ -354,16 +370,26 @@ class Explorer:
             raise AttnlabError("the text is empty; pass a text, or --prompt and --generate N")
         layers, heads = self.selection(layer, head)
         sampling = sampling or Sampling()
-        room = min(int(self.model.config.context), self.token_limit())
-        if num_tokens >= room:
-            why = "the model's context" if room == int(self.model.config.context) else "--max-tokens"
+        context = int(self.model.config.context)
+        most = self.limits.max_tokens if self.limits.max_tokens is not None else PAGE_TOKENS
+        if num_tokens >= most:
+            why = "--max-tokens" if self.limits.max_tokens is not None else "a page's limit"
             raise AttnlabError(f"--generate {num_tokens} leaves no room for the prompt: the page holds at most "
-                               f"{room} tokens ({why})")
-        encoded = self.reader.text(prompt, room - num_tokens)
+                               f"{most:,} tokens ({why})")
+        encoded = self.reader.text(prompt, min(context, most - num_tokens))
         prefix: list[int] = encoded.inputs[0][0].tolist()
         new = list(iter_generate(self.model, prefix, num_tokens, temperature=sampling.temperature,
                                  top_k=sampling.top_k, seed=sampling.seed))
-        attended = self._attend((torch.tensor([prefix + new]),))
+        starts = window_starts(len(prefix), len(prefix) + len(new), context)
+        if any(starts):  # past the context: each position's row is what it saw in its own window
+            attended = self._windowed(prefix + new, starts)
+            encoded.notes.append(
+                f"{len(prefix) + len(new)} tokens are more than the model's context of {context}: generation slides "
+                f"a window, as `attnlab generate` does (when the sequence outgrows the context, the window "
+                f"restarts at its last {max(1, context // 2)} tokens), so each position attended only to the "
+                "keys of its own window; the keys before it have weight 0 in its row")
+        else:
+            attended = self._attend((torch.tensor([prefix + new]),))
         probs = torch.softmax(attended.output[0].float(), -1)  # (T, V)
         token = self.reader.token
         steps = []
@@ -379,6 +405,29 @@ class Explorer:
             "generation": {"prompt_length": len(prefix), "steps": steps, "how": sampling.describe()} if new else None,
         })
         return data
+
+    def _windowed(self, ids: list[int], starts: list[int]) -> Attended:
+        """``attend`` over each sliding window (:func:`window_starts`): one (1, H, T, T) tensor per layer whose
+        row ``q`` holds query ``q``'s weights over keys ``starts[q]..q`` of its window (0 elsewhere), and the
+        (1, T, V) logits each position had in its window."""
+        T = len(ids)
+        weights: list[Tensor] = []
+        logits: Tensor | None = None
+        q0 = 0
+        while q0 < T:  # one attend per window: the queries that share a start
+            start, q1 = starts[q0], q0
+            while q1 + 1 < T and starts[q1 + 1] == start:
+                q1 += 1
+            part = self._attend((torch.tensor([ids[start:q1 + 1]]),))  # causal: its rows q0.. are the queries'
+            if logits is None:
+                weights = [a.new_zeros(1, a.size(1), T, T) for a in part.attentions]
+                logits = part.output.new_zeros(1, T, part.output.size(-1))
+            for w, a in zip(weights, part.attentions):
+                w[0, :, q0:q1 + 1, start:q1 + 1] = a[0, :, q0 - start:, :]  # (H, rows, window keys)
+            logits[0, q0:q1 + 1] = part.output[0, q0 - start:]
+            q0 = q1 + 1
+        assert logits is not None, "a sequence has at least one position"
+        return Attended(logits, weights, causal=True)
 
     # ------------------------------------------------------------------ images
     def images(self, inputs: ImageInputs, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
