@@ -589,3 +589,27 @@ def test_generation_past_the_context_slides_a_window_as_generate_does(gpt_run):
         with torch.no_grad():
             p = torch.softmax(ex.model(torch.tensor([ids[starts[q]:q + 1]]))[0, -1].float(), -1)
         assert step["probability"] == pytest.approx(float(p[ids[q + 1]]), abs=1e-5)
+
+
+def test_compare_checkpoint_reads_the_text_with_a_second_model(toy_run, gpt_run, tmp_path):
+    """--compare-checkpoint: B is the second model's page for the same text (or for --compare), A - B over it."""
+    other = tmp_path / "toy-seed1"
+    assert main(["train", "toy", "--preset", "tiny", "--set", "model.num_layers=2", "--set", "train.epochs=1",
+                 "--set", "train.seed=1", "--out", str(other), "--no-progress"]) == 0
+    a, b = Explorer.load(toy_run), Explorer.load(other)
+    data = a.answer(Request(text="3 1 4 1 5 3 3"), other=b)
+    c = data["compare"]
+    assert data["attention"] == a.text("3 1 4 1 5 3 3")["attention"]
+    assert c["attention"] == b.text("3 1 4 1 5 3 3")["attention"] and c["attention"] != data["attention"]
+    assert c["checkpoint"] == str(other) and c["aligned"] == 7 and c["common_prefix"] == 7
+    diff = unpack(data["attention"]) - unpack(c["attention"])
+    torch.testing.assert_close(torch.tensor(c["largest"]), diff.abs().amax((-2, -1)))
+    assert a.answer(Request(text="3 1", compare="3 3 3"), other=b)["compare"]["tokens"] == ["3", "3", "3"]
+    out = tmp_path / "two.html"
+    assert explore("--checkpoint", str(toy_run), "3 1 4 1 5 3 3", "--compare-checkpoint", str(other),
+                   "--out", str(out)) == 0
+    assert page_data(out.read_text()) == data
+    with pytest.raises(AttnlabError, match="--compare-checkpoint needs a model of the same kind and shape"):
+        a.answer(Request(text="3 1"), other=Explorer.load(gpt_run))
+    with pytest.raises(AttnlabError, match="--compare-checkpoint needs a first text"):
+        a.answer(Request(), other=b)

@@ -30,6 +30,7 @@ attnlab explore --checkpoint runs/text-transformer "Not bad at all, I loved it."
 attnlab explore --checkpoint runs/vit --images 0 5 7 --data-dir data --out vit.html
 attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --out toy.html
 attnlab explore --checkpoint runs/text-transformer "A good film." --compare "Not a good film." --out ab.html
+attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --compare-checkpoint runs/toy-seed1 --out two-models.html
 attnlab explore --checkpoint runs/gpt --serve 8000"""
 
 BIG_PAGE_MB = 5  # above this, say how to make the page smaller
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default=None, metavar="TEXT",
                         help="a second text (a language model: a second prompt, with the same --generate), shown "
                              "beside INPUT with the same layer and head, and their difference A - B")
+    parser.add_argument("--compare-checkpoint", default=None, metavar="RUN",
+                        help="a second model of the same kind and shape: B is its reading of --compare, or of INPUT "
+                             "when there is no --compare")
     parser.add_argument("--out", type=Path, default=None, help="the HTML page to write (default explore.html)")
     lm = parser.add_argument_group("language models")
     lm.add_argument("--prompt", default=None, help="text to continue (instead of INPUT)")
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     limits.check()
     explorer = Explorer.load(args.checkpoint, limits=limits)
     how = sampling(args, explorer.meta) if explorer.kind == "lm" else None
-    data = explorer.answer(request(args), sampling=how, data_dir=args.data_dir)
+    other = Explorer.load(args.compare_checkpoint, limits=limits) if args.compare_checkpoint else None
+    data = explorer.answer(request(args), sampling=how, data_dir=args.data_dir, other=other)
     for note in data["notes"] if data else []:
         print(f"note: {note}", file=sys.stderr)
     if data is None and args.serve is None:

@@ -259,13 +259,16 @@ class Explorer:
 
     # ------------------------------------------------------------------ one request, one page
     def answer(self, request: Request, *, sampling: Sampling | None = None,
-               data_dir: str | Path | None = None) -> dict[str, Any] | None:
+               data_dir: str | Path | None = None, other: Explorer | None = None) -> dict[str, Any] | None:
         """The page's data for ``request``, or None when it asks for nothing. ``data_dir`` holds the
-        test set of image indices (default: where the model was trained, else ``./data``)."""
+        test set of image indices (default: where the model was trained, else ``./data``). ``other``
+        (``--compare-checkpoint``) is a second model of the same shape: B is its page for
+        ``request.compare``, or for the same text when there is none."""
         where = {"layer": request.layer, "head": request.head}
         if self.kind == "image":
-            if request.text is not None or request.compare is not None:
-                raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text")
+            if request.text is not None or request.compare is not None or other is not None:
+                raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text "
+                                   "(--compare and --compare-checkpoint are for text models)")
             if not request.has_images():
                 return None
             found = self.collect_images(request, data_dir)
@@ -275,11 +278,17 @@ class Explorer:
                                f"{self.reader.title}: pass a text")
         if request.generate and self.kind != "lm":
             raise AttnlabError(f"--generate needs a language model (a gpt checkpoint); this is a {self.reader.title}")
-        if request.compare is not None:
+        if request.compare is not None or other is not None:
+            flag = "--compare" if request.compare is not None else "--compare-checkpoint"
             if request.text is None or not request.text.strip():
-                raise AttnlabError("--compare needs a first text to compare with: pass INPUT (or --prompt) too")
+                raise AttnlabError(f"{flag} needs a first text to compare with: pass INPUT (or --prompt) too")
+            second = other or self
+            if (second.kind, second.num_layers, second.num_heads) != (self.kind, self.num_layers, self.num_heads):
+                raise AttnlabError(f"--compare-checkpoint needs a model of the same kind and shape: this is a "
+                                   f"{self.describe()}, the other a {second.describe()}")
             first = self._one_text(request.text, request.generate, sampling, where)
-            return self.compare(first, self._one_text(request.compare, request.generate, sampling, where))
+            text_b = request.compare if request.compare is not None else request.text
+            return self.compare(first, second._one_text(text_b, request.generate, sampling, where))
         if self.kind == "lm" and (request.text is not None or request.generate):
             return self.generation(request.text or "", request.generate, sampling, **where)
         return None if request.text is None else self.text(request.text, **where)
@@ -310,6 +319,7 @@ class Explorer:
             "tokens": second["tokens"], "attention": second["attention"], "notes": second["notes"],
             "prediction": second.get("prediction"), "generation": second.get("generation"),
             "aligned": n, "common_prefix": prefix, "alignment": how, "largest": largest.tolist(),
+            "model": second["model"], "checkpoint": second["checkpoint"],
         }
         return data
 

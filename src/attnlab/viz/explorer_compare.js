@@ -39,6 +39,10 @@ function compareView(parent, text, state) {
     el("p", { class: "hint", id: "alignment", text: c.alignment + ". A and B are drawn on one scale (0 to the " +
       "largest weight of either), A \u2212 B on its own, symmetric about 0: orange where A attends more, purple " +
       "where B does. Row i is query i, column j key j; the layer and heads are those chosen above." }));
+  if (c.checkpoint !== text.checkpoint) {  // --compare-checkpoint: B is another model's reading
+    section.append(el("p", { id: "compare-model", text: "A: " + text.model + (text.checkpoint ? " \u2014 " +
+      text.checkpoint : "") + ". B: " + c.model + (c.checkpoint ? " \u2014 " + c.checkpoint : "") + "." }));
+  }
   section.append(el("div", { class: "tokens", id: "compare-tokens" }, [el("b", { text: "B: " }),
     ...cmp.tokens.map((t, i) => el("span", { class: "tok" + (i >= c.common_prefix ? " differs" : ""),
                                             title: "position " + i, text: shown(t) }))]));
