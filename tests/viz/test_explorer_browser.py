@@ -565,6 +565,11 @@ def test_compare_view_difference_is_a_minus_b(browser, pages, tmp_path):
     assert page.tab.locator("#compare-rows .compare-row").count() == 2
     assert float(page.tab.get_attribute("#diff-colorbar", "data-hi")) == pytest.approx(
         float(want[layer, :2].abs().max()), abs=1e-7)
+    exported = json.loads(download(page, "#export-json").read_text())["compare"]  # B and A - B, as shown
+    assert exported["aligned"] == n and exported["tokens"] == data["compare"]["tokens"]
+    assert torch.equal(torch.tensor(exported["weights"], dtype=torch.float32), b[layer, :2])
+    torch.testing.assert_close(torch.tensor(exported["difference"], dtype=torch.float64), want[layer, :2],
+                               atol=1e-7, rtol=0)
     page.screenshot_is_drawn(tmp_path / "compare.png")
     page.check_clean()
 

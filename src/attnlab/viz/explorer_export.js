@@ -7,8 +7,15 @@ function selectionWeights(text, state) {
   // {layer, heads, tokens, weights[head][query][key]} of the current view; layer and heads as numbered in the model
   const heads = [...state.heads].sort((a, b) => a - b);
   const weights = heads.map((h) => text.tokens.map((_, i) => text.tokens.map((_, j) => text.at(state.layer, h, i, j))));
-  return { layer: text.layers[state.layer], heads: heads.map((h) => text.heads[h]), tokens: text.tokens,
-           weights: weights, what: "weights[head][query][key]: the attention of each query token on each key token" };
+  const out = { layer: text.layers[state.layer], heads: heads.map((h) => text.heads[h]), tokens: text.tokens,
+                weights: weights, what: "weights[head][query][key]: the attention of each query token on each key token" };
+  if (text.compare) {  // --compare: B's weights too, and A - B over the aligned positions (JSON only)
+    const cmp = compareData(text), n = cmp.n, range = (m) => [...Array(m).keys()];
+    const grid = (m, f) => heads.map((h) => range(m).map((i) => range(m).map((j) => f(state.layer, h, i, j))));
+    out.compare = { tokens: cmp.tokens, alignment: text.compare.alignment, aligned: n,
+                    weights: grid(cmp.T, cmp.b), difference: grid(n, cmp.diff) };
+  }
+  return out;
 }
 
 function csvCell(value) {
