@@ -96,7 +96,9 @@ function compareView(parent, text, state) {
     const l = state.layer, heads = [...state.heads].sort((x, y) => x - y);
     let range = 0;  // the largest |A - B| over the aligned part of what is shown
     for (const h of heads) {
-      for (let i = 0; i < cmp.n; i++) for (let j = 0; j < cmp.n; j++) range = Math.max(range, Math.abs(cmp.diff(l, h, i, j)));
+      for (let i = 0; i < cmp.n; i++) {
+        for (let j = 0; j < cmp.n; j++) range = Math.max(range, Math.abs(cmp.diff(l, h, i, j)));
+      }
     }
     const span = Math.max(range, 1e-12);
     api.compare.range = range;

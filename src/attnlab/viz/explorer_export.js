@@ -8,7 +8,8 @@ function selectionWeights(text, state) {
   const heads = [...state.heads].sort((a, b) => a - b);
   const weights = heads.map((h) => text.tokens.map((_, i) => text.tokens.map((_, j) => text.at(state.layer, h, i, j))));
   const out = { layer: text.layers[state.layer], heads: heads.map((h) => text.heads[h]), tokens: text.tokens,
-                weights: weights, what: "weights[head][query][key]: the attention of each query token on each key token" };
+                weights: weights,
+                what: "weights[head][query][key]: the attention of each query token on each key token" };
   if (text.compare) {  // --compare: B's weights too, and A - B over the aligned positions (JSON only)
     const cmp = compareData(text), n = cmp.n, range = (m) => [...Array(m).keys()];
     const grid = (m, f) => heads.map((h) => range(m).map((i) => range(m).map((j) => f(state.layer, h, i, j))));
