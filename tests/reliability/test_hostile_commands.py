@@ -78,6 +78,9 @@ CASES = [
          "value 2 of 'train.lr' is empty", absent=("{tmp}/sw",)),
     Case("gpt-data-nul", GPT + " --data {nul}", 2, "data file '{nul}' holds NUL bytes, so it is binary data",
          absent=("{tmp}/run",)),
+    Case("gpt-data-nul-into-an-existing-folder",
+         "train gpt --preset tiny --set train.max_steps=1 --no-progress --data {nul} --out {empty}", 2,
+         "holds NUL bytes"),  # the folder stays, without the lock the attempt made in it
     Case("gpt-stream-data-nul", GPT + " --set data.mode=stream --data {nul}", 2, "holds NUL bytes",
          absent=("{tmp}/run",)),
     Case("gpt-data-utf16", GPT + " --data {utf16}", 2,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 from types import ModuleType
 
@@ -35,19 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
     add_dispatch(parser, argv, dest="task", metavar="TASK", registry=TASKS, configure=configure_task, example=example)
 
 
-def _own(stack: contextlib.ExitStack, run_dir: Path, created: bool) -> bool:
-    """Own ``run_dir`` for the rest of ``stack`` (a lock that cannot be written is one error, and
-    leaves nothing: :func:`attnlab.engine.rundir.run_directory`); returns whether this made its
-    ``.lock`` in a directory that existed, to remove again if the evaluation fails."""
-    from attnlab.engine.rundir import LOCK
-
-    made_lock = not created and not (run_dir / LOCK).exists()
-    stack.enter_context(owned(run_dir, created=created))
-    return made_lock
-
-
 def run(args: argparse.Namespace) -> int:
-    from attnlab.engine.rundir import LOCK, new_run_dir
+    from attnlab.engine.rundir import new_run_dir
     from attnlab.files import write_json
 
     task: ModuleType = args._task_module
@@ -57,15 +45,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_dir, created = new_run_dir(args.task, "eval"), True
     inputs = make_inputs(task.INPUTS, args)
-    with contextlib.ExitStack() as stack:  # a failed eval (wrong checkpoint, bad data, full disk) leaves no litter
-        made_lock = _own(stack, run_dir, created)
-        try:
-            write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
-                                                 "device": args.device})
-            metrics = task.evaluate(args.checkpoint, inputs, device=args.device)
-            report(run_dir, metrics)
-        except BaseException:
-            if made_lock:  # a directory that was there before keeps nothing of this attempt
-                (run_dir / LOCK).unlink(missing_ok=True)
-            raise
+    # a failed eval (wrong checkpoint, bad data, full disk) leaves no directory it made, nor its lock
+    with owned(run_dir, created=created):
+        write_json(run_dir / "config.json", {"task": args.task, "checkpoint": str(args.checkpoint),
+                                             "device": args.device})
+        metrics = task.evaluate(args.checkpoint, inputs, device=args.device)
+        report(run_dir, metrics)
     return 0

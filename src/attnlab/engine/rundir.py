@@ -83,9 +83,9 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
     """Own ``path`` for the block: create it if needed and hold its lock.
 
     A second process gets a clear error naming the owner's PID. If the block fails before the
-    run wrote anything (no log, no checkpoint), and this call (or the caller, ``created=True``)
-    created the directory, it is removed again, so a failed command leaves no half-made run
-    behind; a run that has started is always kept.
+    run wrote anything (no log, no checkpoint), what this call made goes again: the directory, if
+    it (or the caller, ``created=True``) created it, else the lock file it added to a folder that
+    existed. So a failed command leaves no half-made run behind; a run that has started is kept.
     """
     created = created or not path.exists()
     _prepare(path)
@@ -117,8 +117,11 @@ def run_directory(path: Path, *, created: bool = False) -> Iterator[Path]:
         try:
             yield path
         except BaseException:
-            if created and not holds_training_run(path):
-                shutil.rmtree(path, ignore_errors=True)
+            if not holds_training_run(path):  # nothing of a run was written: take back what this made
+                if created:
+                    shutil.rmtree(path, ignore_errors=True)
+                elif new_lock:
+                    lock.unlink(missing_ok=True)
             raise
     finally:
         os.close(fd)  # releases the lock
