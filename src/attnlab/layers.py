@@ -188,20 +188,33 @@ class MultiHeadedAttention(nn.Module):
         return self.W_O(out), weights
 
 
+ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}  # name -> F.gelu's `approximate`
+
+
+def gelu_approximation(activation: str) -> str:
+    """``F.gelu``'s ``approximate`` argument for an activation name (``gelu`` or ``gelu_tanh``)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
 class FFN(nn.Module):
     """Position-wise feed-forward network: ``Linear -> GELU -> Linear -> dropout``.
 
-    The blocks normalise before (pre-norm) or after (post-norm) calling it.
+    The blocks normalise before (pre-norm) or after (post-norm) calling it. ``activation`` is
+    ``"gelu"`` (exact, the default) or ``"gelu_tanh"`` (the tanh approximation GPT-2 was trained with).
     """
 
-    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, bias: bool = True,
+                 activation: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, mlp_dim, bias=bias)
         self.fc2 = nn.Linear(mlp_dim, dim, bias=bias)
         self.drop = nn.Dropout(dropout)
+        self.approximate = gelu_approximation(activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.fc2(F.gelu(self.fc1(x)))
+        x = self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
         return self.drop(x) if self.training else x  # (an eval-mode Dropout call still costs ~5 us)
 
 
@@ -229,6 +242,7 @@ class AttentionResidual(nn.Module):
     ``attn_dropout`` on the attention weights (inside PyTorch's fused kernel, which takes ``dropout_p``).
     ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can), and
     ``drop_path`` drops each residual branch for a random share of the samples (stochastic depth).
+    ``activation`` is the FFN's GELU (``"gelu"`` or ``"gelu_tanh"``) and ``norm_eps`` the LayerNorms' eps.
     """
 
     def __init__(
@@ -243,13 +257,15 @@ class AttentionResidual(nn.Module):
         drop_path: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
+        activation: str = "gelu",
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, bias=bias)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, bias=bias, rotary=rotary)
         self.drop = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(dim, bias=bias)
-        self.mlp = FFN(dim, mlp_dim, dropout=dropout, bias=bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
+        self.mlp = FFN(dim, mlp_dim, dropout=dropout, bias=bias, activation=activation)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(
@@ -297,13 +313,15 @@ class Transformer(nn.Module):
         drop_path: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
+        activation: str = "gelu",
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         # stochastic depth grows linearly with depth, from 0 to `drop_path` in the last block (timm's rule)
         rates = [drop_path * i / max(1, num_layers - 1) for i in range(num_layers)]
         self.layers = nn.ModuleList(
             AttentionResidual(dim, head_dim, mlp_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout,
-                              drop_path=rate, bias=bias, rotary=rotary)
+                              drop_path=rate, bias=bias, rotary=rotary, activation=activation, norm_eps=norm_eps)
             for rate in rates
         )
 
@@ -340,15 +358,19 @@ class TransformerBlock(nn.Module):
     ``x = norm2(x + mlp(x))``.
 
     ``forward(x, attn_mask=None, *, need_weights=False) -> (x, weights (B, H, T, T) or None)``.
+    Every head is as wide as the model unless ``head_dim`` is given (BERT: ``dim // num_heads``);
+    ``activation`` and ``norm_eps`` as in :class:`AttentionResidual` (BERT: ``norm_eps=1e-12``).
     """
 
     def __init__(self, *, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0,
-                 attn_dropout: float = 0.0) -> None:
+                 attn_dropout: float = 0.0, head_dim: int | None = None, activation: str = "gelu",
+                 norm_eps: float = 1e-5) -> None:
         super().__init__()
-        self.attn = SelfAttention(dim=dim, num_heads=num_heads, dropout=attn_dropout)
-        self.norm1 = nn.LayerNorm(dim)
-        self.mlp = FFN(dim, mlp_dim, dropout=dropout)
-        self.norm2 = nn.LayerNorm(dim)
+        self.attn = (SelfAttention(dim=dim, num_heads=num_heads, dropout=attn_dropout) if head_dim is None
+                     else MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout))
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = FFN(dim, mlp_dim, dropout=dropout, activation=activation)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, *,
