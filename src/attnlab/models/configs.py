@@ -20,6 +20,9 @@ __all__ = [
 ]
 
 
+Activation = Literal["gelu", "gelu_tanh"]  # attnlab.layers.ACTIVATIONS: exact GELU or its tanh approximation
+
+
 # --------------------------------------------------------------------------- toy (models/toy.py)
 @dataclass
 class ToyModelConfig:
@@ -49,6 +52,8 @@ class GPTConfig:
     attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
     tie_weights: bool = True  # LM head shares the token-embedding matrix (fewer parameters)
     bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's recipes drop them)
+    activation: Activation = "gelu"  # the feed-forward GELU: exact, or gelu_tanh (GPT-2's approximation)
+    norm_eps: Annotated[float, Range(gt=0, le=1)] = 1e-5  # LayerNorm eps (GPT-2: 1e-5)
 
     def check(self) -> None:
         if self.dim % self.num_heads:
@@ -98,6 +103,8 @@ class ViTConfig:
     attn_dropout: Rate = 0.0  # on the attention weights (inside the fused kernel, as dropout_p)
     drop_path: Rate = 0.0  # stochastic depth of the last block (earlier blocks: linearly less)
     stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
+    activation: Activation = "gelu"  # the feed-forward GELU: exact (ViT's), or gelu_tanh
+    norm_eps: Annotated[float, Range(gt=0, le=1)] = 1e-5  # LayerNorm eps (Hugging Face ViT: 1e-12, timm: 1e-6)
 
     def check(self) -> None:
         cut = 2 ** len(self.stem_channels) * self.patch_size

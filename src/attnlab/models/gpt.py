@@ -52,8 +52,9 @@ class DialogueGPT(nn.Module):
         self.pos = LearnedPositionalEmbedding(max_len=c.context, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers,
-                                       dropout=c.dropout, attn_dropout=c.attn_dropout, bias=c.bias)
-        self.norm = nn.LayerNorm(c.dim, bias=c.bias)
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout, bias=c.bias,
+                                       activation=c.activation, norm_eps=c.norm_eps)
+        self.norm = nn.LayerNorm(c.dim, eps=c.norm_eps, bias=c.bias)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.tok.weight

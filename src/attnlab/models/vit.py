@@ -91,8 +91,9 @@ class VisionTransformer(nn.Module):
         self.pos_embed = LearnedPositionalEmbedding(max_len=1 + self.patch_embed.num_patches, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.head_dim, c.mlp_dim, c.num_heads, c.num_layers,
-                                       dropout=c.dropout, attn_dropout=c.attn_dropout, drop_path=c.drop_path)
-        self.norm = nn.LayerNorm(c.dim)
+                                       dropout=c.dropout, attn_dropout=c.attn_dropout, drop_path=c.drop_path,
+                                       activation=c.activation, norm_eps=c.norm_eps)
+        self.norm = nn.LayerNorm(c.dim, eps=c.norm_eps)
         self.head: nn.Module
         if c.head_hidden:
             self.head = nn.Sequential(nn.Linear(c.dim, c.head_hidden), nn.GELU(),
