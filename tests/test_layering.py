@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "attnlab"
 
 # group -> level
 LEVELS = {
-    "core": 0, "layers": 1, "models": 2, "data": 2, "engine": 3, "tasks": 4,
+    "core": 0, "layers": 1, "models": 2, "data": 2, "pretrained": 2.5, "engine": 3, "tasks": 4,
     "bench": 5, "lab": 5, "viz": 5, "commands": 6, "cli": 7,
 }
 CORE = {"__init__", "errors", "config", "registry", "vocab", "files", "attention", "attended", "losses", "metrics",
