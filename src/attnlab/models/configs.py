@@ -145,3 +145,40 @@ class TextModelConfig:
         if self.pooling is not None and (choices is None or self.pooling not in choices):
             fits = f"use one of {', '.join(choices)} (or none for {choices[0]})" if choices else "leave it none"
             raise AttnlabError(f"model.pooling={self.pooling} does not apply to the {self.name} model; {fits}")
+        if self.name == "bert":
+            if self.dim % self.num_heads:
+                raise AttnlabError(f"model.dim={self.dim} must be divisible by model.num_heads={self.num_heads}")
+            if self.max_len > self.max_positions:
+                raise AttnlabError(f"model.max_len={self.max_len} exceeds model.max_positions={self.max_positions} "
+                                   f"(the BERT's position table); set model.max_len <= {self.max_positions}")
+
+
+# --------------------------------------------------------------------------- translation (models/seq2seq.py,
+# models/rnn_seq2seq.py; the task is tasks/translate.py)
+Seq2SeqModelName = Literal["transformer", "rnn"]
+SEQ2SEQ_MODELS: tuple[Seq2SeqModelName, ...] = ("transformer", "rnn")
+
+
+@dataclass
+class Seq2SeqConfig:
+    """An encoder-decoder translation model: the Transformer (pre-norm blocks, cross-attention)
+    or the RNN baseline (GRU/LSTM encoder-decoder with Luong attention)."""
+
+    name: Seq2SeqModelName = "transformer"
+    dim: Size = 256  # embedding width (and the Transformer's model width)
+    num_heads: Size = 4  # transformer
+    mlp_dim: Size = 1024  # transformer feed-forward width
+    encoder_layers: Layers = 3  # transformer encoder blocks (rnn: layers of the encoder and decoder)
+    decoder_layers: Layers = 3  # transformer decoder blocks
+    dropout: Rate = 0.1
+    attn_dropout: Rate = 0.0  # transformer: dropout on the attention weights
+    max_len: Size = 48  # BPE pieces kept per sentence (longer ones are cut), and the decoding limit
+    shared_embeddings: bool = True  # one embedding table for source and target (needs data.shared_vocab)
+    tie_output: bool = True  # the output projection is the target embedding table
+    hidden_size: Size = 256  # rnn: hidden units (the encoder has this many per direction)
+    cell: Literal["gru", "lstm"] = "gru"  # rnn
+
+    def check(self) -> None:
+        if self.name == "transformer" and self.dim % self.num_heads:
+            raise AttnlabError(f"model.dim={self.dim} is not divisible by model.num_heads={self.num_heads}; "
+                               "change one of them")
