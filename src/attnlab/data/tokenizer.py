@@ -115,6 +115,10 @@ class MyTokenizer:
     @classmethod
     def from_dict(cls, d: Any) -> MyTokenizer:
         """The tokenizer :meth:`to_dict` described: a :class:`MyTokenizer` or a :class:`CharTokenizer`."""
+        if isinstance(d, dict) and d.get("type") == "pretrained":  # a pretrained model's own (GPT-2's BPE...)
+            from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
+
+            return PretrainedTokenizer.from_saved(d)
         if not isinstance(d, dict) or not isinstance(d.get("vocab"), list):
             raise AttnlabError("the checkpoint has no valid tokenizer vocabulary; it may be corrupted")
         kind = d.get("type", "word")
