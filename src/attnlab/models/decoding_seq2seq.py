@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Decoded", "greedy_decode", "beam_search", "strip"]
+__all__ = ["Decoded", "greedy_decode", "beam_search", "strip", "translate_ids"]
 
 
 @dataclass
@@ -104,4 +104,28 @@ def strip(row: list[int], *, eos: int, pad: int) -> list[int]:
             break
         if t != pad:
             out.append(t)
+    return out
+
+
+def translate_ids(model: Any, sources: list[list[int]], *, bos: int, eos: int, pad: int, max_len: int,
+                  beam: int = 4, length_penalty: float = 0.6, batch_size: int = 64,
+                  device: torch.device | str = "cpu") -> list[list[int]]:
+    """Decode each source (a list of ids) and return the output ids (eos and padding dropped), in
+    order. Sentences are batched by length (little padding); ``beam`` 1 decodes greedily."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    out: list[list[int]] = [[] for _ in sources]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(1, max(len(sources[i]) for i in chunk))
+        src = torch.full((len(chunk), width), pad, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            src[row, : len(sources[i])] = torch.tensor(sources[i], dtype=torch.long)
+        src = src.to(device)
+        if beam == 1:
+            found = greedy_decode(model, src, bos=bos, eos=eos, pad=pad, max_len=max_len)
+        else:
+            found = beam_search(model, src, bos=bos, eos=eos, pad=pad, max_len=max_len, beam=beam,
+                                length_penalty=length_penalty)
+        for row, i in enumerate(chunk):
+            out[i] = strip(found.tokens[row].tolist(), eos=eos, pad=pad)
     return out

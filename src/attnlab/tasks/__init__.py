@@ -41,6 +41,7 @@ TASKS = Registry("task", "attnlab.tasks", {
     "lstm-lm": "LSTM language model baseline",
     "vit": "Vision Transformer on CIFAR-10",
     "text": "sentiment classification on IMDB (--model NAME)",
+    "translate": "English -> French translation on Tatoeba (--model transformer|rnn)",
 })
 
 
