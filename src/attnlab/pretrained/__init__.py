@@ -1,29 +1,29 @@
 """Pretrained models in and out (issue 21): Hugging Face / timm / nanoGPT weights in attnlab's
 own model classes, and attnlab models written back in Hugging Face layout.
 
-This package sits between ``models`` / ``data`` and ``engine``: it builds models and tokenizers
-from files, and the tasks use it. One module per family, each mapping tensors both ways::
+This package sits between ``models`` / ``data`` and ``engine``: it builds models from files, and
+the tasks use it. One module per family, each mapping tensors both ways::
 
-    TASK: str                                         # the attnlab task its models belong to
-    def load(source: Source) -> tuple[nn.Module, dict]  # model (eval mode, CPU) and a task meta
-    def export(model, meta, out: Path) -> None        # optional: write config.json + model.safetensors
+    TASK: str                                     # the attnlab task its models belong to
+    def build(source: Source) -> nn.Module        # the model holding the source's weights (eval, CPU)
+    def export(model, meta, out: Path) -> list[Path]  # optional: config.json + model.safetensors (+ tokenizer)
 
 ``FAMILIES`` picks the module from ``config.json``'s ``model_type``; ``EXPORTERS`` from an
-attnlab task's name. :func:`load_pretrained` is what ``attnlab.tasks.load_trained`` calls for a
-pretrained source (``--checkpoint DIR|hf:NAME|ckpt.pt``).
+attnlab task's name. The task module ``attnlab.tasks.<TASK>`` turns a source into ``(model,
+meta)`` with ``load_pretrained(source)`` (its own config, tokenizer and labels in the meta it
+reads everywhere else), which :func:`attnlab.tasks.load_trained` calls for ``--checkpoint
+DIR|hf:NAME|ckpt.pt``; :func:`family` names an unsupported architecture.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from attnlab.errors import AttnlabError
 from attnlab.pretrained.source import HF_PREFIX, Source, is_pretrained, resolve
 
-__all__ = ["FAMILIES", "EXPORTERS", "family", "load_pretrained", "exporter", "is_pretrained", "resolve",
+__all__ = ["FAMILIES", "EXPORTERS", "family", "exporter", "is_pretrained", "resolve",
            "Source", "HF_PREFIX"]
 
 # config.json's model_type -> the module that loads it
@@ -59,14 +59,6 @@ def _module(name: str, what: str) -> ModuleType:
             raise AttnlabError(f"{what} models are not supported in this version of attnlab ({name} is "
                                f"missing); supported: {SUPPORTED}") from exc
         raise
-
-
-def load_pretrained(spec: str | Path) -> tuple[str, Any, dict[str, Any]]:
-    """``(task, model, meta)`` of a pretrained source, as :func:`attnlab.tasks.load_trained` returns them."""
-    source = resolve(spec)
-    module = family(source)
-    model, meta = module.load(source)
-    return str(module.TASK), model, meta
 
 
 def exporter(task: str) -> ModuleType:
