@@ -16,7 +16,7 @@ from attnlab.errors import AttnlabError
 
 __all__ = [
     "ToyModelConfig", "GPTConfig", "SampleConfig", "LSTMConfig", "ViTConfig",
-    "TextModelName", "MODELS", "NEEDS_VECTORS", "POOLING", "TextModelConfig",
+    "TextModelName", "MODELS", "NEEDS_VECTORS", "PRETRAINED", "POOLING", "TextModelConfig",
 ]
 
 
@@ -114,10 +114,12 @@ class ViTConfig:
 
 
 # --------------------------------------------------------------------------- sentiment (models/text.py)
-TextModelName = Literal["logreg", "ffnn", "attention", "transformer", "rnn"]
-MODELS: tuple[TextModelName, ...] = ("logreg", "ffnn", "attention", "transformer", "rnn")
+TextModelName = Literal["logreg", "ffnn", "attention", "transformer", "rnn", "bert"]
+MODELS: tuple[TextModelName, ...] = ("logreg", "ffnn", "attention", "transformer", "rnn", "bert")
 NEEDS_VECTORS = ("logreg", "ffnn", "attention")  # built on frozen pretrained word vectors
-POOLING = {"transformer": ("mean", "max", "meanmax"), "rnn": ("last", "max")}  # first = default
+PRETRAINED = ("bert",)  # start from pretrained weights and their WordPiece tokenizer (--init DIR or hf:NAME)
+POOLING = {"transformer": ("mean", "max", "meanmax"), "rnn": ("last", "max"),
+           "bert": ("pooler", "pre_classifier")}  # first = default
 
 
 @dataclass
@@ -133,11 +135,19 @@ class TextModelConfig:
     mlp_dim: Size = 128  # transformer feed-forward width
     num_layers: Layers = 1  # transformer blocks / rnn layers
     dropout: Rate = 0.1
-    pooling: Literal["mean", "max", "meanmax", "last"] | None = None  # None: the model's default;
-    # transformer: mean (default) | max | meanmax; rnn: max (default) | last
+    pooling: Literal["mean", "max", "meanmax", "last", "pooler", "pre_classifier"] | None = None  # None: the
+    # model's default; transformer: mean (default) | max | meanmax; rnn: max (default) | last; bert: pooler
+    # (default: dense + tanh on [CLS]) | pre_classifier (DistilBERT's dense + ReLU on [CLS])
     cell: Literal["lstm", "gru"] = "lstm"  # rnn
     bidirectional: bool = True  # rnn
     packed: bool = False  # rnn: run over PackedSequences (same numbers, many times slower on a CPU)
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"  # transformer / bert feed-forward GELU (exact, or tanh)
+    norm_eps: Annotated[float, Range(gt=0, le=1)] | None = None  # LayerNorm eps; None: the model's own
+    # (transformer 1e-5, bert 1e-12)
+    # bert only (set from the checkpoint's config.json by --init):
+    max_positions: Size = 512  # learned position table; model.max_len must fit in it
+    type_vocab_size: Annotated[int, Range(ge=0, le=2**10)] = 2  # token types (segments A/B); 0 = none (DistilBERT)
+    pad_id: NonNegative = 0  # the tokenizer's [PAD] id (its embedding row gets no gradient)
 
     def check(self) -> None:
         """Rules across fields (run by :func:`attnlab.config.validate`, before any data is read)."""

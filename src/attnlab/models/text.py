@@ -17,6 +17,8 @@ padding never changes a prediction. Models with attention also answer ``attend(i
   :class:`attnlab.layers.TransformerBlock` s + pooling + head.
 * :class:`TextClassificationRNN`: embeddings + (bi)LSTM/GRU that never reads padding (packed
   sequences, or an equal and faster length-aware padded path) + head.
+* ``bert``: :class:`attnlab.models.bert.BertClassifier` (BERT / DistilBERT from pretrained weights),
+  which also takes ``token_type_ids``.
 """
 
 from __future__ import annotations
@@ -57,11 +59,16 @@ def build_text_classifier(m: TextModelConfig, vocab_size: int, vectors: Tensor |
         return AttentionClassifier(embeddings=table, query_key_size=m.query_key_size, num_classes=num_classes)
     m.check()
     pooling = m.pooling or POOLING[m.name][0]
+    if m.name == "bert":
+        from attnlab.models.bert import build_bert
+
+        return build_bert(m, vocab_size, num_classes=num_classes)
     if m.name == "transformer":
         return TextClassificationTransformer(
             vocab_size=vocab_size, max_len=m.max_len, dim=m.dim, num_heads=m.num_heads,
             mlp_dim=m.mlp_dim, num_layers=m.num_layers, dropout=m.dropout, pooling=pooling,
-            num_classes=num_classes, pretrained=vectors)
+            num_classes=num_classes, pretrained=vectors, activation=m.activation,
+            norm_eps=m.norm_eps if m.norm_eps is not None else 1e-5)
     return TextClassificationRNN(
         vocab_size=vocab_size, dim=m.dim, hidden_size=m.hidden_size, num_layers=m.num_layers,
         cell=m.cell, bidirectional=m.bidirectional, dropout=m.dropout, pooling=pooling,
@@ -191,18 +198,21 @@ class TextClassificationTransformer(nn.Module):
 
     ``pooling``: ``mean`` over real tokens, ``max`` over real tokens, or ``meanmax`` (both,
     concatenated). ``pretrained`` (V, e) initialises the first ``e`` embedding columns.
+    ``activation`` (``gelu`` | ``gelu_tanh``) and ``norm_eps`` go to the blocks.
     """
 
     def __init__(self, *, vocab_size: int, max_len: int, dim: int = 64, num_heads: int = 2,
                  mlp_dim: int = 128, num_layers: int = 1, dropout: float = 0.1,
-                 pooling: str = "mean", num_classes: int = 2, pretrained: Tensor | None = None) -> None:
+                 pooling: str = "mean", num_classes: int = 2, pretrained: Tensor | None = None,
+                 activation: str = "gelu", norm_eps: float = 1e-5) -> None:
         super().__init__()
         assert pooling in ("mean", "max", "meanmax"), f"unknown pooling {pooling!r}"
         self.embedding = _trainable(vocab_size, dim, pretrained)
         self.positions = LearnedPositionalEmbedding(max_len=max_len, dim=dim)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, attn_dropout=dropout)
+            TransformerBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, attn_dropout=dropout,
+                             activation=activation, norm_eps=norm_eps)
             for _ in range(num_layers)
         )
         self.pooling = pooling
@@ -308,13 +318,14 @@ class TextClassificationRNN(nn.Module):
 @torch.no_grad()
 def predict_logits(model: nn.Module, tensors: dict[str, Tensor], batch_size: int = 256, *,
                    num_classes: int = 2) -> Tensor:
-    """Logits (N, classes) of every row of ``tensors`` (``ids``, ``lengths``), in eval mode, in
-    length-sorted batches, returned in the original order (``num_classes`` columns when N is 0)."""
+    """Logits (N, classes) of every row of ``tensors`` (``ids``, ``lengths``, and ``token_type_ids``
+    when present: a BERT's segments), in eval mode, in length-sorted batches, returned in the
+    original order (``num_classes`` columns when N is 0)."""
     model.eval()
     device = next(model.parameters()).device
     order = torch.argsort(tensors["lengths"])
-    parts = [model(tensors["ids"][idx].to(device), tensors["lengths"][idx].to(device)).float().cpu()
-             for idx in order.split(batch_size)]
+    names = ("ids", "lengths", "token_type_ids") if "token_type_ids" in tensors else ("ids", "lengths")
+    parts = [model(*(tensors[n][idx].to(device) for n in names)).float().cpu() for idx in order.split(batch_size)]
     out = torch.empty(len(order), parts[0].size(-1) if parts else num_classes)
     if parts:
         out[order] = torch.cat(parts)
