@@ -23,7 +23,10 @@ final metrics. Resuming, it takes the vocabulary and tokenizer from the checkpoi
 (:func:`resumed_meta`), never rebuilding them, and names its data files with their checksums in
 ``meta["inputs"]``, which the engine compares with the run's. Commands, benchmarks, the lab and
 the visualisations reach a trained model only through ``load_model`` (:func:`load_trained`
-finds the task from the checkpoint).
+finds the task from the checkpoint). A pretrained source (``DIR`` in Hugging Face layout,
+``hf:NAME``, nanoGPT's ``ckpt.pt``: :mod:`attnlab.pretrained`) is accepted wherever a
+checkpoint is: its task's ``load_pretrained(source) -> (model, meta)`` builds the same meta a
+run of that task would have.
 """
 
 from __future__ import annotations
@@ -68,12 +71,30 @@ def load_trained(checkpoint: str | Path, *, tasks: tuple[str, ...] | None = None
     """
     from attnlab.engine.checkpoint import read_meta
     from attnlab.errors import AttnlabError
+    from attnlab.pretrained.source import is_pretrained
 
+    if is_pretrained(checkpoint):  # a model directory, hf:NAME or nanoGPT's ckpt.pt (attnlab.pretrained)
+        return _load_pretrained(checkpoint, tasks, what, hint)
     task = read_meta(checkpoint).get("task")
     if not isinstance(task, str) or task not in TASKS or (tasks is not None and task not in tasks):
         wanted = f" ({', '.join(tasks)})" if tasks else ""
         raise AttnlabError(f"checkpoint {checkpoint} is from task '{task}', not {what}{wanted}; {hint}")
     model, meta = TASKS.load(task).load_model(checkpoint)
+    return task, model, meta
+
+
+def _load_pretrained(spec: str | Path, tasks: tuple[str, ...] | None, what: str, hint: str
+                     ) -> tuple[str, Any, dict[str, Any]]:
+    """``(task, model, meta)`` of a pretrained source, through its task's ``load_pretrained(source)``."""
+    from attnlab.errors import AttnlabError
+    from attnlab.pretrained import family
+    from attnlab.pretrained.source import resolve
+
+    source = resolve(spec)
+    task = str(family(source).TASK)
+    if tasks is not None and task not in tasks:
+        raise AttnlabError(f"{spec} is a {source.architecture} ({task}), not {what} ({', '.join(tasks)}); {hint}")
+    model, meta = TASKS.load(task).load_pretrained(source)
     return task, model, meta
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attnlab.engine.config import TrainConfig
+from attnlab.errors import AttnlabError
 from attnlab.models.configs import GPTConfig, SampleConfig
 from attnlab.tasks.lm import GPT_STEPS, LMDataConfig, LMInputs, LMReader, evaluate_lm, load_lm, train_lm
 
 if TYPE_CHECKING:
     from attnlab.models.gpt import DialogueGPT
+    from attnlab.pretrained.source import Source
 
 # What both nanoGPT recipes share: characters as one stream, no biases, lr 1e-3 decaying to 1e-4 after 100
 # warm-up steps, beta2 0.99, weight decay 0.1 on every matrix (the tied embedding too), a
@@ -65,11 +67,30 @@ class GPTTaskConfig:
         "char-gpu": {**CHAR_STREAM, "model.context": 256, "model.dim": 384, "model.num_heads": 6,
                      "model.num_layers": 6, "model.mlp_dim": 1536, "model.dropout": 0.2,
                      "train.max_steps": 5000, "train.batch_size": 64},
+        # nanoGPT's finetune_shakespeare in spirit, for `--init DIR|hf:NAME` (a pretrained GPT-2): its own
+        # BPE over the text as one stream, a small constant learning rate, few steps, windows shorter than
+        # GPT-2's 1,024 positions so that a CPU step takes seconds
+        "finetune": {"data.mode": "stream", "data.tokenizer": "pretrained", "data.lowercase": False,
+                     "data.window": 256, "model.dropout": 0.0, "model.attn_dropout": 0.0,
+                     "train.lr": 3e-5, "train.warmup_steps": 0, "train.min_lr_ratio": 1.0, "train.max_steps": 20,
+                     "train.batch_size": 4, "train.weight_decay": 0.0, "train.eval_every": 5,
+                     "train.patience": None, "data.max_val_tokens": 8192},
     }
     DEFAULT_PRESET: ClassVar[str] = "default"
 
 
-CONFIG, INPUTS = GPTTaskConfig, LMInputs
+@dataclass
+class GPTInputs(LMInputs):
+    init: str | None = field(default=None, metadata={"help": (
+        "start from pretrained weights: a GPT-2 directory (config.json, model.safetensors, tokenizer files), "
+        "hf:NAME (e.g. hf:gpt2, downloaded) or nanoGPT's ckpt.pt; the text is read with its tokenizer as one "
+        "stream (use --preset finetune)")})
+
+
+CONFIG, INPUTS = GPTTaskConfig, GPTInputs
+EXAMPLE = """\
+attnlab train gpt --init hf:gpt2 --preset finetune                 # nanoGPT's finetune_shakespeare, on a CPU
+attnlab train gpt --init ~/models/gpt2 --preset finetune --data my.txt --set train.max_steps=100"""
 
 
 def build_model(model_cfg: GPTConfig) -> DialogueGPT:
@@ -78,7 +99,7 @@ def build_model(model_cfg: GPTConfig) -> DialogueGPT:
     return DialogueGPT(model_cfg)
 
 
-def train(cfg: GPTTaskConfig, inputs: LMInputs, run_dir: Path, *, resume: bool | Path = False,
+def train(cfg: GPTTaskConfig, inputs: GPTInputs, run_dir: Path, *, resume: bool | Path = False,
           progress: bool | None = None, allow_changed_data: bool = False) -> dict[str, float]:
     return train_lm("gpt", cfg, inputs, run_dir, build_model, resume=resume, progress=progress,
                     allow_changed_data=allow_changed_data)
@@ -92,6 +113,30 @@ def evaluate(checkpoint: str | Path, inputs: LMInputs, *, device: str = "auto") 
     return evaluate_lm("gpt", GPTTaskConfig, checkpoint, inputs, build_model, device)
 
 
+def load_pretrained(source: Source) -> tuple[DialogueGPT, dict[str, Any]]:
+    """A pretrained GPT-2 (or nanoGPT) as a gpt run: the model, and a meta with its config (read as
+    one stream with its own tokenizer) and where it came from (``meta["pretrained"]``)."""
+    from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
+    from attnlab.pretrained.gpt2 import build
+    from attnlab.pretrained.source import source_meta
+
+    model = build(source)
+    tok = PretrainedTokenizer.from_directory(source.directory)
+    if len(tok) > model.config.vocab_size:
+        raise AttnlabError(f"{source.spec}: its tokenizer has {len(tok):,} ids but the model "
+                           f"{model.config.vocab_size:,}; the tokenizer files belong to another model")
+    return model, pretrained_meta(model.config, tok.to_dict(), source_meta(source))
+
+
+def pretrained_meta(model_cfg: GPTConfig, tokenizer: dict[str, Any], pretrained: dict[str, Any]) -> dict[str, Any]:
+    """The meta of a gpt run whose model and tokenizer come from a pretrained source."""
+    from attnlab.config import config_to_dict
+
+    cfg = GPTTaskConfig(model=model_cfg, data=LMDataConfig(mode="stream", tokenizer="pretrained", lowercase=False))
+    return {"task": "gpt", "config": config_to_dict(cfg), "tokenizer": tokenizer, "pretrained": pretrained}
+
+
 def reader(model: DialogueGPT, meta: dict[str, Any]) -> LMReader:
     """How the model reads a prompt (the explorer's door to :meth:`DialogueGPT.attend`)."""
-    return LMReader(meta, "DialogueGPT language model")
+    title = "GPT-2 language model" if meta.get("pretrained") else "DialogueGPT language model"
+    return LMReader(meta, title)

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # the work imports torch, tokenizers and data pipelines when 
 class LMDataConfig:
     mode: Literal["dialogue", "stream"] = "dialogue"  # dialogue: one example per speaker turn (windowed);
     # stream: the text as one token stream, the first 90 % trains, random windows of model.context
-    tokenizer: Literal["word", "char"] = "word"  # word: nltk.word_tokenize words; char: characters
+    tokenizer: Literal["word", "char", "pretrained"] = "word"  # word: nltk.word_tokenize words; char:
+    # characters; pretrained: the --init model's own (GPT-2's BPE), set by the run, never chosen by hand
     val_fraction: Fraction = 0.1  # share held out for validation (turns, or the end of the stream)
     split_seed: Seed = 0  # dialogue: seed of the train/validation split of the turns
     min_freq: Count = 2  # words: keep words seen at least this often in the training part (others: <unk>)
@@ -39,6 +40,8 @@ class LMDataConfig:
     # included (None: no cap)
     lowercase: bool = True  # lower-case before tokenizing (halves a word vocabulary)
     max_val_tokens: Count | None = None  # stream: validate on the first this-many validation tokens (None: all)
+    window: Count | None = None  # tokens per training/validation window (None: model.context); a fine-tuned
+    # GPT-2 keeps its 1,024 positions but trains on shorter windows
 
 
 @dataclass
@@ -78,16 +81,21 @@ def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple
     from attnlab.data.shakespeare import load_text
     from attnlab.data.stream import WindowBatches, prepare_stream
 
-    d, context, bs = cfg.data, cfg.model.context, cfg.train.batch_size
+    d, bs = cfg.data, cfg.train.batch_size
+    context = min(d.window or cfg.model.context, cfg.model.context)
+    if d.tokenizer == "pretrained" and (tok is None or d.mode != "stream"):
+        raise AttnlabError("data.tokenizer=pretrained is the tokenizer of a pretrained model, read as one stream: "
+                           "train with --init DIR|hf:NAME and data.mode=stream, or choose data.tokenizer=word or char")
     if d.mode == "stream":
-        s = prepare_stream(inputs.data, tokenizer=d.tokenizer, val_fraction=d.val_fraction, min_freq=d.min_freq,
+        split: Literal["word", "char"] = "char" if d.tokenizer == "char" else "word"  # (a pretrained tok: as it is)
+        s = prepare_stream(inputs.data, tokenizer=split, val_fraction=d.val_fraction, min_freq=d.min_freq,
                            max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok)
         val = s.val[: d.max_val_tokens] if d.max_val_tokens else s.val
         return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(val, context, bs, shuffle=False),
                 f"{len(s.train):,} training / {len(val):,} validation tokens")
     data = prepare_lm_data(load_text(inputs.data), context=context, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, min_freq=d.min_freq, max_vocab=d.max_vocab,
-                           lowercase=d.lowercase, kind=d.tokenizer, tokenizer=tok)
+                           lowercase=d.lowercase, kind="char" if d.tokenizer == "char" else "word", tokenizer=tok)
     return (data.tokenizer, lm_batches(data.train, bs), lm_batches(data.val, bs, shuffle=False),
             f"{len(data.train)} training / {len(data.val)} validation examples, {data.train.num_targets():,} / "
             f"{data.val.num_targets():,} target tokens")
@@ -109,9 +117,14 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     from attnlab.memory import count_parameters, gib, require, training_bytes
 
     saved = resumed_meta(run_dir, resume)
+    init = getattr(inputs, "init", None)
+    pretrained, start, origin = None, None, saved.get("pretrained") if saved else None
+    if init and not saved:  # a new run from pretrained weights: their architecture and tokenizer
+        pretrained, start, origin = init_from(task, init, cfg)
     tok, train_batches, val_batches, what = lm_data(cfg, inputs, MyTokenizer.from_dict(saved["tokenizer"])
-                                                    if saved else None)
-    cfg.model.vocab_size = len(tok)
+                                                    if saved else pretrained)
+    if start is None:
+        cfg.model.vocab_size = len(tok)
     m, bs = cfg.model, cfg.train.batch_size
     width = getattr(m, "hidden", m.dim)
     activations = 4 * bs * m.context * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
@@ -121,6 +134,9 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
                  f"train.batch_size={bs})", fix="lower model.context, model.dim or train.batch_size")
     seed_everything(cfg.train.seed)
     model = build(cfg.model)
+    if start is not None:
+        model.load_state_dict(start)
+        del start
     n_params = count_parameters(model)
     # FLOPs of one step, as nanoGPT counts them: 6 per parameter and token, plus attention's T^2 term
     step_flops = bs * m.context * (6 * n_params + (12 * m.num_layers * m.dim * m.context if hasattr(m, "num_heads")
@@ -138,6 +154,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     md5 = file_md5(inputs.data)
     meta = {"task": task, "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
             "inputs": {"text": {"path": source, "checksum": md5}}}
+    if origin:
+        meta["pretrained"] = origin  # where the starting weights came from, with their checksum
     stream = cfg.data.mode == "stream"
 
     def on_eval(m: nn.Module, metrics: dict[str, float]) -> None:
@@ -151,6 +169,32 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     metrics["vocab_size"] = len(tok)
     metrics["parameters"] = n_params
     return metrics
+
+
+def init_from(task: str, spec: str, cfg: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """``(tokenizer, state dict, meta["pretrained"])`` of ``--init SPEC``: ``cfg.model`` takes the
+    pretrained architecture (its dropout stays the recipe's) and ``cfg.data`` its tokenizer, read as one stream."""
+    import dataclasses
+
+    from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
+    from attnlab.pretrained import family
+    from attnlab.pretrained.source import resolve, source_meta
+
+    source = resolve(spec)
+    module = family(source)
+    if module.TASK != task:
+        raise AttnlabError(f"--init {spec} is a {source.architecture}, not a {task} model; pass a GPT-2 directory, "
+                           f"hf:NAME or nanoGPT's ckpt.pt")
+    model = module.build(source)
+    tok = PretrainedTokenizer.from_directory(source.directory)
+    keep = {"dropout": cfg.model.dropout, "attn_dropout": cfg.model.attn_dropout}
+    cfg.model = dataclasses.replace(model.config, **keep)
+    if (cfg.data.mode, cfg.data.tokenizer) != ("stream", "pretrained"):
+        print(f"note: --init reads the text with {spec}'s own tokenizer as one stream (data.mode=stream, "
+              f"data.tokenizer=pretrained)", file=sys.stderr)
+        cfg.data.mode, cfg.data.tokenizer, cfg.data.lowercase = "stream", "pretrained", False
+    print(f"{task}: starting from {source.architecture} weights ({spec})", file=sys.stderr, flush=True)
+    return tok, model.state_dict(), source_meta(source, with_checksum=True)
 
 
 def load_lm(task: str, config_cls: type, checkpoint: str | Path,
@@ -182,10 +226,11 @@ def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMI
     from attnlab.engine import training_device
     from attnlab.engine.evaluate import evaluate as evaluate_batches
     from attnlab.losses import DialogueLoss
+    from attnlab.tasks import load_trained
 
-    model, meta = load_lm(task, config_cls, checkpoint, build)
+    _, model, meta = load_trained(checkpoint, tasks=(task,), what=f"a {task} model")  # a run's or pretrained
     cfg: Any = config_from_dict(config_cls, meta["config"])
-    if file_md5(inputs.data) != meta.get("inputs", {}).get("text", {}).get("checksum"):
+    if "inputs" in meta and file_md5(inputs.data) != meta["inputs"].get("text", {}).get("checksum"):
         print("note: this text differs from the one the checkpoint was trained on; the validation "
               "part is drawn from it anyway", file=sys.stderr)
     _, _, val_batches, _ = lm_data(cfg, inputs, tok=MyTokenizer.from_dict(meta["tokenizer"]))
@@ -215,9 +260,9 @@ class LMReader:
         from attnlab.data.tokenizer import prompt_ids
 
         ids = prompt_ids(self.tok, text, self.stream)
-        words = self.tok.tokenize(text) if text else []
+        words = self.tok.tokenize(text) if text and self.tok.kind != "pretrained" else []  # (BPE: vocab is readable)
         shown = [self.tok.vocab[i] for i in ids]
-        if len(words) == len(ids) - (0 if self.stream else 1):  # the words the ids came from
+        if words and len(words) == len(ids) - (0 if self.stream else 1):  # the words the ids came from
             start = len(ids) - len(words)
             shown = shown[:start] + [w if i != self.tok.unk_id else f"{w} (unknown)"
                                      for w, i in zip(words, ids[start:])]
