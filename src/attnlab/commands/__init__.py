@@ -31,6 +31,7 @@ COMMANDS = Registry("command", "attnlab.commands", {
     "train": f"train a task's model ({TASKS.listing()}) into a run directory",
     "eval": "evaluate a checkpoint and write metrics.json",
     "generate": "sample text from a trained language model",
+    "translate": "translate sentences with a trained translation model",
     "attention-map": "draw a trained ViT's attention over images as heatmaps",
     "predict": "classify new inputs with a trained sentiment model",
     "explain": "explain a sentiment prediction through its attention",
