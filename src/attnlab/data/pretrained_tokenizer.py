@@ -53,6 +53,7 @@ class PretrainedTokenizer(MyTokenizer):
 
     kind = "pretrained"
     separator = ""  # decoded pieces join with nothing between them (the spaces are in the pieces)
+    never_generated: tuple[int, ...] = ()  # every id is an ordinary token (attnlab's pad/start ids are not special)
 
     def __init__(self, tokenizer: Tokenizer) -> None:  # no super().__init__: no attnlab specials here
         self.tokenizer = tokenizer

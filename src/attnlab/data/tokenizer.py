@@ -101,6 +101,7 @@ class MyTokenizer:
 
     separator = " "  # between decoded tokens
     kind = "word"  # what to_dict stores as "type"
+    never_generated: tuple[int, ...] = (PAD_ID, START_ID)  # ids a model of this tokenizer never generates
 
     def encode_stream(self, text: str | list[str]) -> np.ndarray:
         """The ids of ``text`` (or of its words, already split by :meth:`tokenize`) as one stream

@@ -48,6 +48,9 @@ class DialogueGPT(nn.Module):
         if c.dim % c.num_heads:
             raise AttnlabError(f"dim={c.dim} must be divisible by num_heads={c.num_heads}")
         self.config = c
+        # ids generation never picks: attnlab's pad and start tokens (never targets in training); a
+        # pretrained tokenizer's model clears it (GPT-2's ids 0 and 2 are ordinary tokens)
+        self.never_generated: tuple[int, ...] = (PAD_ID, START_ID)
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = LearnedPositionalEmbedding(max_len=c.context, dim=c.dim)
         self.drop = nn.Dropout(c.dropout)
@@ -250,7 +253,7 @@ def iter_generate(
     was_training = model.training
     model.eval()
     ban = torch.zeros(config.vocab_size, device=device)
-    ban[[PAD_ID, START_ID]] = -math.inf
+    ban[list(getattr(model, "never_generated", (PAD_ID, START_ID)))] = -math.inf
     try:
         start = max(0, len(ids) - context)  # first position of the window
         cache: KVCache | None = None

@@ -122,6 +122,7 @@ def load_pretrained(source: Source) -> tuple[DialogueGPT, dict[str, Any]]:
 
     model = build(source)
     tok = PretrainedTokenizer.from_directory(source.directory)
+    model.never_generated = tok.never_generated
     if len(tok) > model.config.vocab_size:
         raise AttnlabError(f"{source.spec}: its tokenizer has {len(tok):,} ids but the model "
                            f"{model.config.vocab_size:,}; the tokenizer files belong to another model")

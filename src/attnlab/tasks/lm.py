@@ -137,6 +137,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     if start is not None:
         model.load_state_dict(start)
         del start
+    model.never_generated = tok.never_generated  # type: ignore[assignment]  # (an nn.Module to mypy)
     n_params = count_parameters(model)
     # FLOPs of one step, as nanoGPT counts them: 6 per parameter and token, plus attention's T^2 term
     step_flops = bs * m.context * (6 * n_params + (12 * m.num_layers * m.dim * m.context if hasattr(m, "num_heads")
@@ -214,6 +215,7 @@ def load_lm(task: str, config_cls: type, checkpoint: str | Path,
         raise AttnlabError(f"checkpoint {ckpt.path}: the model has {model.config.vocab_size} ids but the "
                            f"tokenizer {len(tok)}; meta.json does not match the weights")
     ckpt.load_into(model)
+    model.never_generated = tok.never_generated
     return model.eval(), ckpt.meta
 
 
