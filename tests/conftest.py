@@ -131,6 +131,23 @@ def file_server() -> Iterator[FileServer]:
     httpd.server_close()
 
 
+def write_pairs(path: Path, *, alternates: bool = True) -> Path:
+    """A small English-French pair file in the layout of manythings.org's ``fra.txt``: 25
+    generated sentences (5 subjects x 5 adjectives), each with a third (attribution) column and,
+    with ``alternates``, a second translation of the same English sentence."""
+    subjects = [("I am", "je suis"), ("you are", "tu es"), ("he is", "il est"), ("we are", "nous sommes"),
+                ("they are", "ils sont")]
+    words = [("cold", "froid"), ("tired", "fatigué"), ("happy", "heureux"), ("here", "ici"), ("late", "en retard")]
+    lines = []
+    for en, fr in subjects:
+        for a, b in words:
+            lines.append(f"{en} {a}.\t{fr} {b}.\tCC-BY 2.0 (France) Attribution: tatoeba.org")
+            if alternates:
+                lines.append(f"{en} {a}.\t{fr.capitalize()} {b} !")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def task_inputs(tmp_path_factory) -> dict[str, dict[str, Path]]:
     """Small input files in the real formats for every task of :data:`attnlab.tasks.TASKS` that
@@ -145,11 +162,13 @@ def task_inputs(tmp_path_factory) -> dict[str, dict[str, Path]]:
     words = "good great bad awful the movie plot was and".split()
     write_review_tsvs(root, {"train": 40}, lambda positive: " ".join(rng.choice(words) for _ in range(12)))
     write_word_vectors(root / "vectors.txt", words, rng)
+    write_pairs(root / "pairs.tsv")
     return {task: {} for task in TASKS} | {
         "gpt": {"data": root / "text.txt"},
         "lstm-lm": {"data": root / "text.txt"},
         "vit": {"data_dir": root},
         "text": {"train": root / "train.tsv", "embeddings": root / "vectors.txt", "cache_dir": root / "cache"},
+        "translate": {"data": root / "pairs.tsv"},
     }
 
 

@@ -325,7 +325,9 @@ def evaluate(checkpoint: str | Path, inputs: TranslateInputs, *, device: str = "
     """Test BLEU and chrF of a checkpoint: the pairs it was trained on (or ``inputs``), split as then."""
     from dataclasses import replace
 
+    from attnlab.data.batching import TensorBatches
     from attnlab.engine import training_device
+    from attnlab.engine.evaluate import evaluate as evaluate_batches
 
     model, meta = load_model(checkpoint)
     cfg = config_from_dict(TranslateConfig, meta["config"])
@@ -340,7 +342,15 @@ def evaluate(checkpoint: str | Path, inputs: TranslateInputs, *, device: str = "
     if not splits.test:
         raise AttnlabError("the split leaves no test pairs; pass more pairs or raise data.test_fraction")
     dev = training_device(device)
-    metrics = score_test(model.to(dev), Tokenizers.from_meta(meta["tokenizer"]), splits.test, cfg,
-                         inputs.translations, device=dev)
+    tok = Tokenizers.from_meta(meta["tokenizer"])
+    model.to(dev)
+    metrics: dict[str, Any] = {}
+    if splits.val:  # the run's own validation numbers, from its best checkpoint
+        val = TensorBatches(encode_pairs(splits.val, tok, cfg.model.max_len), max(cfg.train.batch_size, 128),
+                            shuffle=False, bucket_by="length")
+        metrics.update(evaluate_batches(model, TranslationLoss(cfg.loss.label_smoothing), val))
+    metrics.update(score_test(model, tok, splits.test, cfg, inputs.translations, device=dev))
     _print_scores(metrics)
+    for timing in ("decode_seconds", "decode_sentences_per_second"):  # the run's own are training's
+        metrics.pop(timing)
     return metrics
