@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from attnlab.data.imdb import LABELS
     from attnlab.data.sentiment import encode_texts
+    from attnlab.data.wordpiece import of_meta
     from attnlab.models.text import predict_logits
     from attnlab.tasks import load_trained
 
@@ -71,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     labels = meta.get("labels", list(LABELS))
     for start in range(0, len(reviews), PART):
         part = reviews[start:start + PART]
-        enc, _ = encode_texts([text for _, text in part], meta["vocab"], meta["config"]["model"]["max_len"])
+        texts, max_len = [text for _, text in part], meta["config"]["model"]["max_len"]
+        wordpiece = of_meta(meta)  # a BERT reads with its own WordPiece
+        enc = (wordpiece.tensors(texts, max_len) if wordpiece is not None
+               else encode_texts(texts, meta["vocab"], max_len)[0])
         probs = torch.softmax(predict_logits(model, enc), dim=-1)  # (n, classes), in batches
         for (i, text), p in zip(part, probs):
             k = int(p.argmax())

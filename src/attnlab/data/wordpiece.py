@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
     from torch import Tensor
 
-__all__ = ["WordPiece", "TOKENIZER_FILES", "has_wordpiece"]
+__all__ = ["WordPiece", "TOKENIZER_FILES", "has_wordpiece", "of_meta"]
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # in order of preference
 
@@ -34,6 +34,14 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # in order of preference
 def has_wordpiece(directory: str | Path) -> bool:
     """Whether ``directory`` holds a tokenizer :meth:`WordPiece.from_dir` can read."""
     return any((Path(directory) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def of_meta(meta: dict[str, Any]) -> WordPiece | None:
+    """The WordPiece a checkpoint's meta holds (``meta["tokenizer"]``: ``{"kind": "wordpiece", "json"}``), else None."""
+    tok = meta.get("tokenizer")
+    if isinstance(tok, dict) and tok.get("kind") == "wordpiece":
+        return WordPiece.from_json(str(tok["json"]))
+    return None
 
 
 def _tokenizers() -> Any:

@@ -17,28 +17,29 @@ Loads ``BertModel``, ``BertForSequenceClassification``, ``BertForMaskedLM`` / ``
 DistilBERT's are ``transformer.layer.i.attention.{q,k,v,out}_lin``, ``sa_layer_norm``,
 ``ffn.lin{1,2}``, ``output_layer_norm``, ``pre_classifier`` (-> pooler, with ReLU) and ``classifier``.
 A checkpoint without a classifier (or BERT's pooler, as ``BertForMaskedLM``) gets a new one,
-initialised as BERT does, and ``meta["pretrained"]["new"]`` names it: that is the fine-tuning
-start. :func:`export` writes the way back, a directory ``transformers`` loads as
-``BertForSequenceClassification`` (or ``DistilBertForSequenceClassification``) with equal logits.
+initialised as BERT does, and :class:`Loaded` names it (the text task's meta keeps the list in
+``meta["pretrained"]["new"]``): that is the fine-tuning start. :func:`export` writes the way back,
+a directory ``transformers`` loads as ``BertForSequenceClassification`` (or
+``DistilBertForSequenceClassification``) with equal logits.
 """
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnlab.config import config_to_dict
 from attnlab.errors import AttnlabError
 from attnlab.models.configs import TextModelConfig
-from attnlab.pretrained.source import Source, source_meta, state_dict, take
+from attnlab.pretrained.source import Source, state_dict, take
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from attnlab.models.bert import BertClassifier
 
-__all__ = ["TASK", "load", "export", "model_config", "labels_of", "from_hf", "to_hf", "hf_config", "tokenizer_meta"]
+__all__ = ["TASK", "Loaded", "loaded", "build", "export", "model_config", "labels_of", "from_hf", "to_hf", "hf_config",
+           "tokenizer_meta"]
 
 TASK = "text"
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}  # HF hidden_act -> ours
@@ -173,47 +174,45 @@ def tokenizer_meta(directory: Path) -> dict[str, Any] | None:
     return {"kind": "wordpiece", "json": WordPiece.from_dir(directory).to_json()}
 
 
-def build(source: Source, *, m: TextModelConfig | None = None, labels: list[str] | None = None,
-          with_checksum: bool = False) -> tuple[BertClassifier, dict[str, Any]]:
-    """The model with the source's weights, and the meta of a text run (``config.model``, ``labels``,
-    ``tokenizer``, ``pretrained``). ``m`` keeps a run's own max_len and dropout over the checkpoint's;
-    ``labels`` a run's classes (a new head when their number differs from the checkpoint's)."""
+@dataclass
+class Loaded:
+    """A source's weights in a :class:`BertClassifier`, and what a task's meta needs about them."""
+
+    model: BertClassifier
+    config: TextModelConfig  # model.name=bert with the checkpoint's shape
+    labels: list[str]  # the classes, in the order of the head's outputs
+    new: list[str]  # the checkpoint's missing parts, newly initialised (pooler, classifier)
+
+
+def loaded(source: Source, *, m: TextModelConfig | None = None, labels: list[str] | None = None) -> Loaded:
+    """The source's weights in a new model. ``m`` (a fine-tuning run's config) keeps its max_len and
+    dropout over the checkpoint's; ``labels`` (a run's classes) replace the checkpoint's, with a new
+    head when their number differs. New parts are initialised from the current random state."""
     from attnlab.models.bert import build_bert
 
     config = source.config
     arch = model_config(config)
-    if m is not None:  # a fine-tuning run: the checkpoint's shape, the run's max_len and dropout
+    if m is not None:
         arch.max_len, arch.dropout = min(m.max_len, arch.max_positions), m.dropout
-    names = labels if labels is not None else labels_of(config)
-    state = state_dict(source)
     theirs = labels_of(config)
-    mapped, new = from_hf(state, config, source, num_classes=len(theirs))
+    names = list(labels) if labels is not None else theirs
+    mapped, new = from_hf(state_dict(source), config, source, num_classes=len(theirs))
     if len(names) != len(theirs):
         mapped = {k: v for k, v in mapped.items() if not k.startswith("head.")}
         new = sorted(set(new) | {"classifier"})
     model = build_bert(arch, arch.vocab_size, num_classes=len(names))
     missing, unexpected = model.load_state_dict(mapped, strict=False)
     assert not unexpected and all(k.startswith(("pooler.", "head.")) for k in missing), (missing, unexpected)
-    meta = {"task": TASK, "config": {"model": config_to_dict(arch)}, "labels": names,
-            "tokenizer": tokenizer_meta(source.directory), "vocab": None,
-            "pretrained": {**source_meta(source, with_checksum=with_checksum), "new": new}}
-    return model, meta
+    return Loaded(model, arch, names, new)
 
 
-def load(source: Source) -> tuple[nn.Module, dict[str, Any]]:
-    """The pretrained classifier (eval mode, CPU) and its text-task meta, for ``--checkpoint DIR|hf:NAME``.
-    A new pooler or classifier (a checkpoint without one) is drawn from a fixed seed, and said."""
+def build(source: Source) -> BertClassifier:
+    """The family contract: the source's model (eval mode, CPU); new parts drawn from seed 0."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model, meta = build(source)
-    new = meta["pretrained"]["new"]
-    if new:
-        print(f"note: {source.spec} has no {' or '.join(new)}: new ones (random, seed 0) stand in, so its "
-              "predictions mean nothing until fine-tuned (`attnlab train text --model bert --init ...`)",
-              file=sys.stderr)
-    return model.eval(), meta
+        return loaded(source).model.eval()
 
 
 # --------------------------------------------------------------------------- export
@@ -278,7 +277,7 @@ def to_hf(state: dict[str, Tensor], m: TextModelConfig) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
 
 
-def export(model: nn.Module, meta: dict[str, Any], out: Path) -> None:
+def export(model: nn.Module, meta: dict[str, Any], out: Path) -> list[Path]:
     """Write ``config.json``, ``model.safetensors`` and the tokenizer (when the run has one) into
     ``out``: a directory ``transformers`` loads as ``BertForSequenceClassification`` (or
     ``DistilBertForSequenceClassification``)."""
@@ -299,6 +298,8 @@ def export(model: nn.Module, meta: dict[str, Any], out: Path) -> None:
     with writing_atomically(out / "model.safetensors") as f:
         f.write(save(tensors, metadata={"format": "pt"}))
     write_json(out / "config.json", config)
+    written = [out / "config.json", out / "model.safetensors"]
     tok = meta.get("tokenizer")
     if isinstance(tok, dict) and tok.get("kind") == "wordpiece":
-        WordPiece.from_json(tok["json"]).save(out)
+        written += WordPiece.from_json(tok["json"]).save(out)
+    return written
