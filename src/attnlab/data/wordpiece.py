@@ -65,6 +65,11 @@ class WordPiece:
             raise AttnlabError(f"the tokenizer has no {', '.join(missing)} token, so it is not BERT's WordPiece; "
                                "pass a BERT model directory (vocab.txt or tokenizer.json)")
         self.pad_id = int(vocab["[PAD]"])
+        if tokenizer.post_processor is None:  # a tokenizer.json saved without one: BERT's, as transformers adds it
+            processors = _tokenizers().processors
+            tokenizer.post_processor = processors.TemplateProcessing(
+                single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                special_tokens=[("[CLS]", int(vocab["[CLS]"])), ("[SEP]", int(vocab["[SEP]"]))])
 
     # ------------------------------------------------------------------ reading and writing
     @classmethod
