@@ -11,4 +11,5 @@ DATASETS = Registry("data set", "attnlab.data", {
     "cifar10": "CIFAR-10 images (60k 32x32, 10 classes)",
     "shakespeare": "Tiny Shakespeare (1 MB of plays; ships with attnlab: copied, no download)",
     "glove": "GloVe 6B 50-d word vectors (862 MB zip; --vocab-size N keeps the N most frequent words)",
+    "tatoeba": "Tatoeba English-French sentence pairs from manythings.org (fra-eng.zip, CC BY 2.0)",
 })
