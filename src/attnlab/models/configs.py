@@ -105,6 +105,8 @@ class ViTConfig:
     stem_channels: tuple[Size, ...] = ()  # conv stem widths, each halving the resolution; () = plain ViT
     activation: Activation = "gelu"  # the feed-forward GELU: exact (ViT's), or gelu_tanh
     norm_eps: Annotated[float, Range(gt=0, le=1)] = 1e-5  # LayerNorm eps (Hugging Face ViT: 1e-12, timm: 1e-6)
+    resize_inputs: bool = False  # resize every image to image_size first (bilinear, on the device): a
+    # pretrained ViT (224 px) fine-tuned or evaluated on CIFAR-10's 32 px images
 
     def check(self) -> None:
         cut = 2 ** len(self.stem_channels) * self.patch_size

@@ -13,6 +13,7 @@ hours. With an empty stem the model is the plain ViT.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.attended import Attended
@@ -132,7 +133,15 @@ class VisionTransformer(nn.Module):
         """Images (B, C, H, W) -> normalised tokens (B, 1 + N, dim)."""
         return self._features(x, need_weights=False)[0]
 
+    def resized(self, x: Tensor) -> Tensor:
+        """``x`` (B, C, H, W) resized to (B, C, image_size, image_size) when ``config.resize_inputs``."""
+        size = self.config.image_size
+        if not self.config.resize_inputs or tuple(x.shape[-2:]) == (size, size):
+            return x
+        return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False).to(x.dtype)
+
     def _features(self, x: Tensor, *, need_weights: bool) -> tuple[Tensor, list[Tensor] | None]:
+        x = self.resized(x)
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
         x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
         if self.stem is not None:
@@ -154,5 +163,6 @@ class VisionTransformer(nn.Module):
         """Logits and every layer's weights (B, H, 1 + N, 1 + N) over the class token and the patch
         grid (``grid``); ``extra["features"]`` holds the normalised tokens."""
         features, attentions = self._features(x, need_weights=True)
-        grid = self.grid_for((x.shape[-2], x.shape[-1]))
+        shape = self.resized(x[:0]).shape  # (the grid the resized images were cut into)
+        grid = self.grid_for((shape[-2], shape[-1]))
         return Attended(self.forward_head(features), attentions or [], grid=grid, extra={"features": features})

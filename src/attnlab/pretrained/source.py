@@ -50,13 +50,22 @@ class Source:
 
     @property
     def model_type(self) -> str:
-        """``config.json``'s ``model_type`` (``gpt2``, ``vit``, ``bert``...); nanoGPT's is ``gpt2``."""
-        return "gpt2" if self.kind == "nanogpt" else str(self.config.get("model_type", ""))
+        """``config.json``'s ``model_type`` (``gpt2``, ``vit``, ``bert``...); nanoGPT's is ``gpt2``, a
+        timm checkpoint's its architecture's family (``vit`` for ``vit_base_patch16_224``)."""
+        if self.kind == "nanogpt":
+            return "gpt2"
+        if "model_type" not in self.config and "architecture" in self.config:  # timm
+            arch = str(self.config["architecture"])
+            return "vit" if arch.startswith("vit_") else f"timm {arch}"
+        return str(self.config.get("model_type", ""))
 
     @property
     def architecture(self) -> str:
-        """The first of ``config.json``'s ``architectures`` (``GPT2LMHeadModel``...), else the model type."""
+        """The first of ``config.json``'s ``architectures`` (``GPT2LMHeadModel``...), timm's
+        ``architecture``, else the model type."""
         names = self.config.get("architectures") or []
+        if not names and "architecture" in self.config:
+            return f"timm {self.config['architecture']}"
         return str(names[0]) if names else self.model_type
 
 
@@ -78,12 +87,13 @@ def is_pretrained(spec: str | Path) -> bool:
 
 
 def _hf_config(path: Path) -> dict[str, Any] | None:
-    """``config.json`` when it is a model's (it has ``model_type``), else None (an attnlab run's)."""
+    """``config.json`` when it is a model's (Hugging Face's ``model_type``, timm's ``architecture``),
+    else None (an attnlab run's)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return config if isinstance(config, dict) and "model_type" in config else None
+    return config if isinstance(config, dict) and ("model_type" in config or "architecture" in config) else None
 
 
 def resolve(spec: str | Path) -> Source:

@@ -17,6 +17,7 @@ from attnlab.config import Count, Range, Rate, Seed, config_from_dict, config_to
 from attnlab.engine.config import TrainConfig
 from attnlab.errors import AttnlabError
 from attnlab.models.configs import ViTConfig
+from attnlab.tasks import resumed_meta
 
 if TYPE_CHECKING:  # the work imports torch and the image pipeline when it starts (a fast --help)
     from torch import Tensor, nn
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the work imports torch and the image pipeline when it start
     from attnlab.data.images import ImageSet
     from attnlab.losses import Stats
     from attnlab.models.vit import VisionTransformer
+    from attnlab.pretrained.source import Source
 
 
 @dataclass
@@ -96,6 +98,11 @@ class VitInputs:
         "where `attnlab data fetch cifar10` puts it)")})
 
 
+    init: str | None = field(default=None, metadata={"help": (
+        "start from pretrained weights: a ViT directory (Hugging Face ViTForImageClassification or timm vit_*), "
+        "or hf:NAME; a new head for the data's classes, images resized to the checkpoint's size on the device")})
+
+
 CONFIG, INPUTS = VitTaskConfig, VitInputs
 
 
@@ -111,7 +118,7 @@ def _check_classes(data: ImageSet, cfg: ViTConfig) -> None:
     if len(data.classes) != cfg.num_classes:
         raise AttnlabError(f"the data has {len(data.classes)} classes but model.num_classes is {cfg.num_classes}; "
                            f"pass --set model.num_classes={len(data.classes)}")
-    if tuple(data.images.shape[-2:]) != (cfg.image_size, cfg.image_size):
+    if tuple(data.images.shape[-2:]) != (cfg.image_size, cfg.image_size) and not cfg.resize_inputs:
         raise AttnlabError(f"images are {data.images.shape[-2]}x{data.images.shape[-1]} but model.image_size is "
                            f"{cfg.image_size}; pass --set model.image_size={data.images.shape[-1]}")
 
@@ -128,7 +135,15 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     from attnlab.memory import count_parameters, require, training_bytes
     from attnlab.models.vit import VisionTransformer
 
+    saved = resumed_meta(run_dir, resume)
+    start, origin = None, saved.get("pretrained") if saved else None
+    if inputs.init and not saved:  # a new run from pretrained weights: their architecture, a new head
+        start, origin = _init_from(inputs.init, cfg)
     train_all, test = load_images(inputs.data_dir, cfg.model.image_size)
+    if start is not None and cfg.model.num_classes != len(train_all.classes):
+        cfg.model.num_classes = len(train_all.classes)
+        start = {k: v for k, v in start.items() if not k.startswith("head.")}  # the data's classes: a new head
+        print(f"vit: a new head for the data's {len(train_all.classes)} classes", file=sys.stderr)
     if cfg.model.num_classes != len(train_all.classes) and cfg.model.num_classes == ViTConfig.num_classes:
         cfg.model.num_classes = len(train_all.classes)  # an image folder with another class count
     _check_classes(train_all, cfg.model)
@@ -148,6 +163,10 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     val_batches = ImageBatches(val_set, d.eval_batch_size, device=device)
     seed_everything(cfg.train.seed)
     model = VisionTransformer(cfg.model)
+    if start is not None:
+        missing, _ = model.load_state_dict(start, strict=False)
+        assert all(k.startswith("head.") for k in missing), f"pretrained weights missing: {missing}"
+        del start
     n_params = count_parameters(model)
     if is_main_process():
         print(f"vit: {n_params / 1e6:.2f}M parameters; images from {inputs.data_dir.resolve()}: "
@@ -166,6 +185,8 @@ def train(cfg: VitTaskConfig, inputs: VitInputs, run_dir: Path, *, resume: bool 
     checksum = digest.hexdigest()
     meta = {"task": "vit", "config": config_to_dict(cfg), "classes": list(train_all.classes),
             "inputs": {"training images": {"path": str(inputs.data_dir), "checksum": checksum}}}
+    if origin:
+        meta["pretrained"] = origin  # where the starting weights came from, with their checksum
     metrics = fit(model, train_loss, train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
                   progress=progress, on_eval=print_eval, allow_changed_data=allow_changed_data)
     precision = resolve_precision(cfg.train.precision, device)
@@ -189,13 +210,56 @@ def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto")
     from attnlab.data.images import ImageBatches, load_images
     from attnlab.engine import training_device
     from attnlab.engine.evaluate import evaluate as evaluate_batches
+    from attnlab.tasks import load_trained
 
-    model, meta = load_model(checkpoint)
+    _, model, meta = load_trained(checkpoint, tasks=("vit",), what="a ViT")  # a run's, or a pretrained one
     _, test = load_images(inputs.data_dir, model.config.image_size)
     _check_classes(test, model.config)
     dev = training_device(device)
     batches = ImageBatches(test, config_from_dict(VitTaskConfig, meta["config"]).data.eval_batch_size, device=dev)
     return evaluate_batches(model.to(dev), loss_fn, batches, device=dev, prefix="test_")
+
+
+def load_pretrained(source: Source) -> tuple[VisionTransformer, dict[str, Any]]:
+    """A pretrained ViT as a vit run: reading attnlab's pixel normalisation (folded into its patch
+    embedding), resizing inputs to its own size, with its class names and where it came from."""
+    from attnlab.config import config_to_dict
+    from attnlab.pretrained.source import source_meta
+
+    model, labels = _pretrained_model(source)
+    cfg = VitTaskConfig(model=model.config)
+    meta = {"task": "vit", "config": config_to_dict(cfg), "classes": labels, "pretrained": source_meta(source)}
+    return model, meta
+
+
+def _pretrained_model(source: Source) -> tuple[VisionTransformer, list[str]]:
+    from attnlab.data.augment import MEAN, STD
+    from attnlab.pretrained import vit
+
+    model = vit.build(source)
+    mean, std = vit.pixel_stats(source)
+    vit.fold_normalization(model, mean, std, MEAN, STD)  # reads attnlab's normalize() output from now on
+    model.config.resize_inputs = True
+    return model, vit.labels(source, model.config.num_classes)
+
+
+def _init_from(spec: str, cfg: VitTaskConfig) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(state dict, meta["pretrained"])`` of ``--init SPEC``; ``cfg.model`` takes its architecture
+    (dropout and stochastic depth stay the recipe's)."""
+    import dataclasses
+
+    from attnlab.pretrained import family
+    from attnlab.pretrained.source import resolve, source_meta
+
+    source = resolve(spec)
+    if family(source).TASK != "vit":
+        raise AttnlabError(f"--init {spec} is a {source.architecture}, not a ViT; pass a ViT directory or hf:NAME")
+    model, _ = _pretrained_model(source)
+    cfg.model = dataclasses.replace(model.config, dropout=cfg.model.dropout, attn_dropout=cfg.model.attn_dropout,
+                                    drop_path=cfg.model.drop_path)
+    print(f"vit: starting from {source.architecture} weights ({spec}), {cfg.model.image_size}x"
+          f"{cfg.model.image_size} images", file=sys.stderr, flush=True)
+    return model.state_dict(), source_meta(source, with_checksum=True)
 
 
 class ImageReader:
