@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attnlab.data.tokenizer import MyTokenizer
 from attnlab.errors import AttnlabError
 
 if TYPE_CHECKING:
@@ -48,14 +47,18 @@ def readable(text: str) -> str:
     return "".join(VISIBLE.get(c, c) for c in text)
 
 
-class PretrainedTokenizer(MyTokenizer):
-    """``encode(text) -> ids`` (no start token), ``decode(ids) -> text``, through ``tokenizers``."""
+class PretrainedTokenizer:
+    """``encode(text) -> ids`` (no start token), ``decode(ids) -> text``, through ``tokenizers``.
+
+    It answers every method and attribute of :class:`attnlab.data.tokenizer.MyTokenizer`, which
+    hands it out from ``MyTokenizer.from_dict`` (not a subclass: that module imports this one).
+    """
 
     kind = "pretrained"
     separator = ""  # decoded pieces join with nothing between them (the spaces are in the pieces)
     never_generated: tuple[int, ...] = ()  # every id is an ordinary token (attnlab's pad/start ids are not special)
 
-    def __init__(self, tokenizer: Tokenizer) -> None:  # no super().__init__: no attnlab specials here
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self.lowercase = False
         self._vocab: list[str] | None = None
@@ -114,17 +117,13 @@ class PretrainedTokenizer(MyTokenizer):
     def __len__(self) -> int:
         return len(self.raw)
 
-    @property  # computed once, on first use (a plain attribute in MyTokenizer)
+    @property
     def vocab(self) -> list[str]:
         """Each id's readable piece (computed once, on first use)."""
         if self._vocab is None:
             pieces = self.tokenizer.decode_batch([[i] for i in range(len(self.raw))], skip_special_tokens=False)
             self._vocab = [readable(p) if p else raw for p, raw in zip(pieces, self.raw)]
         return self._vocab
-
-    @vocab.setter
-    def vocab(self, value: list[str]) -> None:
-        self._vocab = list(value)
 
     def tokenize(self, text: str) -> list[str]:
         """The raw pieces of ``text`` (``Ġhello`` for GPT-2), one per id."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -119,7 +119,7 @@ class MyTokenizer:
         if isinstance(d, dict) and d.get("type") == "pretrained":  # a pretrained model's own (GPT-2's BPE...)
             from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
 
-            return PretrainedTokenizer.from_saved(d)
+            return cast(MyTokenizer, PretrainedTokenizer.from_saved(d))  # (it answers MyTokenizer's interface)
         if not isinstance(d, dict) or not isinstance(d.get("vocab"), list):
             raise AttnlabError("the checkpoint has no valid tokenizer vocabulary; it may be corrupted")
         kind = d.get("type", "word")
