@@ -36,6 +36,7 @@ COMMANDS = Registry("command", "attnlab.commands", {
     "predict": "classify new inputs with a trained sentiment model",
     "explain": "explain a sentiment prediction through its attention",
     "explore": "write one offline HTML page to explore a trained model's attention (or --serve it)",
+    "export": "write a trained model as a Hugging Face directory (GPT-2, ViT, BERT)",
     "sweep": "train a grid of configurations and tabulate the results",
     "curves": "draw learning curves of runs (a metric against time, steps or epochs) as a PNG",
     "data": f"download and unpack a data set ({DATASETS.listing()})",
