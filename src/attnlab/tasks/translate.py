@@ -277,6 +277,8 @@ def train(cfg: TranslateConfig, inputs: TranslateInputs, run_dir: Path, *, resum
     from attnlab.files import file_digest
 
     saved = resumed_meta(run_dir, resume)
+    if saved:
+        inputs = _recorded_inputs(inputs, saved, "resume")
     path, splits = _load_pairs(cfg, inputs)
     started = time.perf_counter()
     tok = Tokenizers.from_meta(saved["tokenizer"]) if saved else fit_tokenizers(cfg.data, splits.train)
@@ -310,6 +312,20 @@ def train(cfg: TranslateConfig, inputs: TranslateInputs, run_dir: Path, *, resum
     return metrics
 
 
+def _recorded_inputs(inputs: TranslateInputs, meta: dict[str, Any], what: str) -> TranslateInputs:
+    """``inputs``, or, when they name no pairs, the pair file the run was trained on."""
+    from dataclasses import replace
+
+    if inputs.data is not None or inputs.data_dir is not None:
+        return inputs
+    recorded = meta.get("inputs", {}).get("pairs", {}).get("path")
+    if not recorded or not Path(recorded).is_file():
+        raise AttnlabError(f"the pairs the run was trained on are not at {recorded}; "
+                           "pass --data FILE or --data-dir DIR")
+    print(f"{what}: the pairs the run was trained on: {recorded}", file=sys.stderr)
+    return replace(inputs, data=Path(recorded))
+
+
 def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (eval mode, CPU) and its meta (``meta["tokenizer"]``: :meth:`Tokenizers.to_meta`)."""
     from attnlab.engine import load_checkpoint
@@ -323,21 +339,13 @@ def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def evaluate(checkpoint: str | Path, inputs: TranslateInputs, *, device: str = "auto") -> dict[str, Any]:
     """Test BLEU and chrF of a checkpoint: the pairs it was trained on (or ``inputs``), split as then."""
-    from dataclasses import replace
-
     from attnlab.data.batching import TensorBatches
     from attnlab.engine import training_device
     from attnlab.engine.evaluate import evaluate as evaluate_batches
 
     model, meta = load_model(checkpoint)
     cfg = config_from_dict(TranslateConfig, meta["config"])
-    if inputs.data is None and inputs.data_dir is None:
-        recorded = meta.get("inputs", {}).get("pairs", {}).get("path")
-        if not recorded or not Path(recorded).is_file():
-            raise AttnlabError(f"the pairs checkpoint {checkpoint} was trained on are not at {recorded}; "
-                               "pass --data FILE or --data-dir DIR")
-        inputs = replace(inputs, data=Path(recorded))
-        print(f"eval: the pairs the run was trained on: {recorded}", file=sys.stderr)
+    inputs = _recorded_inputs(inputs, meta, "eval")
     _, splits = _load_pairs(cfg, inputs)
     if not splits.test:
         raise AttnlabError("the split leaves no test pairs; pass more pairs or raise data.test_fraction")
