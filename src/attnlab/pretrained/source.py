@@ -139,6 +139,12 @@ def _from_hub(name: str, spec: str) -> Source:
                            f"local model directory") from exc
     offline = (f"cannot download {spec} (no network, or the hub is unreachable); on a machine with a network run "
                f"`hf download {name} --local-dir DIR` and pass --checkpoint DIR (a local directory)")
+    cached = _cached_snapshot(name)
+    if cached is not None:  # downloaded before: no network needed
+        return _local(cached, spec)
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # its retry warnings would bury the one line that says what to do
     try:
         config_file = Path(hf_hub_download(name, "config.json"))
         weights: Path | None = None
@@ -166,6 +172,18 @@ def _from_hub(name: str, spec: str) -> Source:
     except Exception as exc:  # noqa: BLE001 -- offline, DNS, HTTP, proxy: all say the same thing to a person
         raise AttnlabError(offline) from exc
     return _local(config_file.parent, spec)
+
+
+def _cached_snapshot(name: str) -> Path | None:
+    """The hub cache's folder for ``name`` when it already holds a config and weights, else None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # noqa: BLE001 -- not cached (or a damaged cache): download instead
+        return None
+    has_weights = any((folder / w).is_file() for w in WEIGHTS)
+    return folder if (folder / "config.json").is_file() and has_weights else None
 
 
 def _shard_map(index: Path) -> dict[str, str]:
