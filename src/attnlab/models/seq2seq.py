@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -160,7 +161,7 @@ class Seq2SeqTransformer(nn.Module):
         return self.enc_norm(x), attentions
 
     def memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
-        return [block.cross_attn.memory_kv(memory) for block in self.decoder]
+        return [cast(DecoderBlock, block).cross_attn.memory_kv(memory) for block in self.decoder]
 
     def decode(self, tgt: Tensor, kv: list[tuple[Tensor, Tensor]], src_mask: Tensor, *,
                cache: KVCache | None = None, need_weights: bool = False
