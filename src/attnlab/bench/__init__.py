@@ -8,4 +8,5 @@ BENCHMARKS = Registry("benchmark", "attnlab.bench", {
     "vit": "training images/s of our ViT vs Hugging Face ViT of identical size",
     "generate": "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)",
     "peak": "this CPU's matmul GFLOP/s at the models' shapes and its memory bandwidth (MFU's peak)",
+    "translate": "decoding sentences/s of a translation model: greedy with and without the cache, beam 4",
 })
