@@ -289,7 +289,7 @@ def checksum(source: Source) -> str:
 
 def source_meta(source: Source, *, with_checksum: bool = False) -> dict[str, Any]:
     """What a run's or a loaded model's ``meta["pretrained"]`` holds about where the weights came from."""
-    meta: dict[str, Any] = {"source": source.spec, "kind": source.kind, "path": str(source.weights),
+    meta: dict[str, Any] = {"source": source.spec, "kind": source.kind, "path": str(source.weights.resolve()),
                             "architecture": source.architecture, "model_type": source.model_type}
     if with_checksum:
         meta["checksum"] = checksum(source)

@@ -150,7 +150,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     if is_main_process():
         shown = inputs.data or f"bundled Tiny Shakespeare ({bundled_path()})"
-        print(f"{task}: {shown} as {cfg.data.mode} of {cfg.data.tokenizer}s: {what}, vocabulary {len(tok):,}, "
+        pieces = "the pretrained model's tokens" if cfg.data.tokenizer == "pretrained" else f"{cfg.data.tokenizer}s"
+        print(f"{task}: {shown} as {cfg.data.mode} of {pieces}: {what}, vocabulary {len(tok):,}, "
               f"{n_params:,} parameters", file=sys.stderr, flush=True)
     md5 = file_md5(inputs.data)
     meta = {"task": task, "config": config_to_dict(cfg), "tokenizer": tok.to_dict(),
