@@ -9,4 +9,5 @@ BENCHMARKS = Registry("benchmark", "attnlab.bench", {
     "generate": "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)",
     "peak": "this CPU's matmul GFLOP/s at the models' shapes and its memory bandwidth (MFU's peak)",
     "translate": "decoding sentences/s of a translation model: greedy with and without the cache, beam 4",
+    "bert": "inference tokens/s of attnlab's BERT vs transformers' BertForSequenceClassification, same weights",
 })
