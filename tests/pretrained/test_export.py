@@ -20,7 +20,8 @@ def diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_a_trained_gpt_run_round_trips(tmp_path, hf, capsys):
     run, text = tmp_path / "gpt", tmp_path / "text.txt"
     text.write_text(hf.text.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
-    shape = ["--data", str(text), "--set", "model.bias=false", "--set", "model.tie_weights=false", "--set", "model.activation=gelu_tanh",
+    shape = ["--data", str(text),
+             "--set", "model.bias=false", "--set", "model.tie_weights=false", "--set", "model.activation=gelu_tanh",
              "--set", "model.norm_eps=1e-6", "--set", "train.max_steps=3", "--set", "sample.num_tokens=2"]
     assert main(["train", "gpt", "--preset", "tiny", *shape, "--out", str(run), "--no-progress"]) == 0
     assert main(["export", str(run), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
