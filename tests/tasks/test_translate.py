@@ -82,6 +82,15 @@ def test_metrics_hold_bleu_chrf_and_their_signatures(run, data):
     assert metrics["test_chrf"] == round(sacrebleu.corpus_chrf(hyps, [refs]).score, 2)
     sources = {r[0]: r[2] for r in rows[1:]}
     assert all(r[2] == sources[r[0]] for r in rows[1:])  # one translation per source sentence
+    # each source once, against all its test translations (two for most, one for some)
+    refs: dict[str, list[str]] = {}
+    for r in rows[1:]:
+        refs.setdefault(r[0], []).append(r[1])
+    assert {len(v) for v in refs.values()} == {1, 2} and metrics["test_sources"] == len(refs)
+    streams = [[v[k] if k < len(v) else None for v in refs.values()] for k in range(2)]
+    multi = sacrebleu.corpus_bleu([sources[s] for s in refs], streams)
+    assert metrics["test_bleu_multiref"] == round(multi.score, 2)
+    assert metrics["multiref_bleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|")
 
 
 def test_resume_is_bit_exact(run, tmp_path):

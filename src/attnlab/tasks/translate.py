@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast
 
 from attnlab.config import Count, Fraction, Range, Rate, Seed, config_from_dict, config_to_dict
 from attnlab.engine.config import TrainConfig
@@ -234,7 +234,8 @@ def translate(model: nn.Module, tok: Tokenizers, texts: list[str], cfg: Translat
 def score_test(model: nn.Module, tok: Tokenizers, test: list[Pair], cfg: TranslateConfig, out: Path | None, *,
                device: Any = "cpu") -> dict[str, Any]:
     """Translate the test split (each distinct source once) and score it with sacreBLEU, one
-    reference per pair: ``test_bleu``, ``test_chrf``, their signatures, the decoding time.
+    reference per pair: ``test_bleu``, ``test_chrf``, their signatures, the decoding time; and each
+    source once against all its test translations: ``test_bleu_multiref``, ``test_chrf_multiref``.
     ``out`` gets ``source<TAB>reference<TAB>translation`` per pair."""
     import sacrebleu
 
@@ -251,6 +252,17 @@ def score_test(model: nn.Module, tok: Tokenizers, test: list[Pair], cfg: Transla
     references = [t for _, t in test]
     bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     b, c = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
+    # Tatoeba gives many sources several translations: score each source once against all of them too
+    refs: dict[str, list[str]] = {}
+    for s, t in test:
+        refs.setdefault(s, []).append(t)
+    width = max(len(r) for r in refs.values())
+    # a missing reference is None (sacreBLEU drops it; its type hints say str only)
+    streams = cast(list[list[str]], [[refs[s][k] if k < len(refs[s]) else None for s in sources]
+                                     for k in range(width)])
+    multi_bleu, multi_chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+    mb = multi_bleu.corpus_score([hyps[s] for s in sources], streams)
+    mc = multi_chrf.corpus_score([hyps[s] for s in sources], streams)
     if out is not None:
         with open(out, "w", encoding="utf-8") as f:
             f.write("source\treference\ttranslation\n")
@@ -258,6 +270,8 @@ def score_test(model: nn.Module, tok: Tokenizers, test: list[Pair], cfg: Transla
                 f.write(f"{s}\t{r}\t{h}\n")
     return {"test_bleu": round(b.score, 2), "test_chrf": round(c.score, 2),
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
+            "test_bleu_multiref": round(mb.score, 2), "test_chrf_multiref": round(mc.score, 2),
+            "multiref_bleu_signature": str(multi_bleu.get_signature()),
             "test_pairs": len(test), "test_sources": len(sources), "decode_beam": cfg.decode.beam,
             "decode_seconds": round(seconds, 2),
             "decode_sentences_per_second": round(len(sources) / max(seconds, 1e-9), 2)}
