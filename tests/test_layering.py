@@ -1,6 +1,6 @@
 """The package's import graph flows one way (DEVELOPERS.md, "Layers"):
 
-    core -> layers -> models | data -> engine -> tasks -> bench | lab | viz -> commands -> cli
+    core -> layers -> models | data -> pretrained -> engine -> tasks -> bench | lab | viz -> commands -> cli
 
 A module may import its own group or any lower level, never a higher level and never a sibling
 group on its own level (models and data do not know each other; neither do bench, lab and viz).

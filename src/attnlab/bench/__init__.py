@@ -10,4 +10,5 @@ BENCHMARKS = Registry("benchmark", "attnlab.bench", {
     "peak": "this CPU's matmul GFLOP/s at the models' shapes and its memory bandwidth (MFU's peak)",
     "translate": "decoding sentences/s of a translation model: greedy with and without the cache, beam 4",
     "bert": "inference tokens/s of attnlab's BERT vs transformers' BertForSequenceClassification, same weights",
+    "pretrained": "GPT-2 in attnlab vs transformers, same weights: load time, KV-cache generation, a fine-tuning step",
 })
