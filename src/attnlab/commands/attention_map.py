@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     preds = attended.output.argmax(-1)
     scores = (attention_rollout if args.rollout else cls_attention)(attended.attentions)  # (n, N)
     maps = upsample(scores, attended.grid, (images.shape[-2], images.shape[-1]))  # (n, H, W)
-    titles = [f"true: {classes[t]}\npred: {classes[p]}" for t, p in zip(labels.tolist(), preds.tolist())]
+    truths = list(val.classes) if len(classes) != len(val.classes) else classes  # a pretrained model's own classes
+    titles = [f"true: {truths[t]}\npred: {classes[p]}" for t, p in zip(labels.tolist(), preds.tolist())]
     colors = ["green" if t == p else "red" for t, p in zip(labels.tolist(), preds.tolist())]
     what = "attention rollout" if args.rollout else "class-token attention, mean over heads and layers"
     try:
