@@ -229,9 +229,13 @@ def evaluate_lm(task: str, config_cls: type, checkpoint: str | Path, inputs: LMI
     from attnlab.engine import training_device
     from attnlab.engine.evaluate import evaluate as evaluate_batches
     from attnlab.losses import DialogueLoss
+    from attnlab.pretrained.source import is_pretrained
     from attnlab.tasks import load_trained
 
-    _, model, meta = load_trained(checkpoint, tasks=(task,), what=f"a {task} model")  # a run's or pretrained
+    if is_pretrained(checkpoint):  # a GPT-2 directory, hf:NAME, ckpt.pt
+        _, model, meta = load_trained(checkpoint, tasks=(task,), what=f"a {task} model")
+    else:
+        model, meta = load_lm(task, config_cls, checkpoint, build)
     cfg: Any = config_from_dict(config_cls, meta["config"])
     if "inputs" in meta and file_md5(inputs.data) != meta["inputs"].get("text", {}).get("checksum"):
         print("note: this text differs from the one the checkpoint was trained on; the validation "

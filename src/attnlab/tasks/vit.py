@@ -210,9 +210,13 @@ def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto")
     from attnlab.data.images import ImageBatches, load_images
     from attnlab.engine import training_device
     from attnlab.engine.evaluate import evaluate as evaluate_batches
+    from attnlab.pretrained.source import is_pretrained
     from attnlab.tasks import load_trained
 
-    _, model, meta = load_trained(checkpoint, tasks=("vit",), what="a ViT")  # a run's, or a pretrained one
+    if is_pretrained(checkpoint):  # a ViT directory, hf:NAME
+        _, model, meta = load_trained(checkpoint, tasks=("vit",), what="a ViT")
+    else:
+        model, meta = load_model(checkpoint)
     _, test = load_images(inputs.data_dir, model.config.image_size)
     _check_classes(test, model.config)
     dev = training_device(device)
