@@ -60,15 +60,19 @@ def test_a_shape_mismatch_names_the_tensor(tmp_path, gpt2_dir, out, capsys):
           "but config.json implies (32, 128)")
 
 
-def test_a_hub_name_without_network_says_how_to_pass_a_directory(monkeypatch, out, capsys):
+@pytest.mark.parametrize("resolves", [False, True])  # the host name does not resolve; or it does, and downloads fail
+def test_a_hub_name_without_network_says_how_to_pass_a_directory(monkeypatch, out, capsys, resolves):
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from attnlab.pretrained import source
 
     def offline(*args, **kwargs):
         raise LocalEntryNotFoundError("cannot reach the hub (tests never use the network)")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(source, "hub_reachable", lambda: resolves)
     fails(capsys, ["export", "hf:gpt2", "--out", str(out)], "cannot download hf:gpt2 (no network, or the hub is "
           "unreachable); on a machine with a network run `hf download gpt2 --local-dir DIR` and pass --checkpoint DIR")
 

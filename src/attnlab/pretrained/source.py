@@ -142,6 +142,8 @@ def _from_hub(name: str, spec: str) -> Source:
     cached = _cached_snapshot(name)
     if cached is not None:  # downloaded before: no network needed
         return _local(cached, spec)
+    if not hub_reachable():  # fail in a moment, not after the hub client's half-minute of retries
+        raise AttnlabError(offline)
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.set_verbosity_error()  # its retry warnings would bury the one line that says what to do
@@ -172,6 +174,22 @@ def _from_hub(name: str, spec: str) -> Source:
     except Exception as exc:  # noqa: BLE001 -- offline, DNS, HTTP, proxy: all say the same thing to a person
         raise AttnlabError(offline) from exc
     return _local(config_file.parent, spec)
+
+
+def hub_reachable() -> bool:
+    """Whether the hub's host name resolves (``HF_ENDPOINT`` or huggingface.co); False offline."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 def _cached_snapshot(name: str) -> Path | None:
