@@ -57,6 +57,17 @@ def test_gpt_finetune_starts_from_the_weights_resumes_exactly_and_generates(tmp_
     ids = generate(tuned, tok.encode("ROMEO:"), 8, temperature=0.0)
     assert capsys.readouterr().out == tok.decode(tok.encode("ROMEO:") + ids) + "\n"
 
+    # the tuned run exports with its tokenizer: transformers reads both back
+    assert main(["export", str(a), "--out", str(tmp_path / "hf")]) == 0
+    ref = hf.transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf")).eval()
+    ref_tok = hf.transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    sample = hf.text.read_text(encoding="utf-8")[:3_000]
+    assert ref_tok(sample)["input_ids"] == tok.encode(sample)
+    x = torch.tensor([tok.encode(sample)[:60]])
+    with torch.no_grad():
+        d = float((tuned(x) - ref(x).logits).abs().max())
+    assert d < 1e-4, f"max abs diff {d:.3g}"
+
 
 def test_vit_finetune_takes_a_new_head_and_resizes_the_images(tmp_path, vit_dir, make_cifar, capsys):
     folder = vit_dir(seed=8, image_size=48, num_labels=5)  # 48 px, 5 classes; CIFAR: 32 px, 10 classes
