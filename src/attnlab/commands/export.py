@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     for path in written:
         print(out / path.name)
+    if task == "gpt" and not any(p.name == "tokenizer.json" for p in written):
+        kind = meta.get("tokenizer", {}).get("type", "word")
+        print(f"note: this run's {kind} tokenizer has no transformers counterpart, so no tokenizer files were "
+              f"written; the ids are attnlab's (meta.json of the run)", file=sys.stderr)
     loader = LOADERS.get(task, "the matching transformers class")
     print(f"load it with transformers: {loader}.from_pretrained({str(out)!r})", file=sys.stderr)
     return 0
