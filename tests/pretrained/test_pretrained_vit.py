@@ -123,3 +123,33 @@ def test_attend_on_a_resized_image_gives_the_models_grid(vit_dir):
     _, model, _ = load_trained(vit_dir(seed=0))
     attended = model.attend(torch.zeros(1, 3, 20, 20))
     assert attended.grid == (4, 4) and attended.attentions[0].shape == (1, 2, 17, 17)
+
+
+def test_eval_on_cifar_equals_transformers_on_resized_images(tmp_path, vit_dir, make_cifar, hf):
+    from attnlab.cli import main
+    from attnlab.data import cifar10
+
+    folder = vit_dir(seed=9, image_size=64, patch_size=16, num_labels=10)  # a 64 px model, 32 px images
+    make_cifar(tmp_path / "data", per_batch=10)
+    assert main(["eval", "vit", "--checkpoint", str(folder), "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "ev")]) == 0
+    got = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    _, test = cifar10.load_cifar10(tmp_path / "data")
+    pixels = torch.nn.functional.interpolate((test.images.float() / 255 - 0.5) / 0.5, size=(64, 64),
+                                             mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        logits = hf.vit(folder)(pixels).logits
+    loss = torch.nn.functional.cross_entropy(logits, test.labels)
+    accuracy = (logits.argmax(-1) == test.labels).float().mean()
+    assert got["test_loss"] == pytest.approx(float(loss), rel=1e-4)
+    assert got["test_accuracy"] == pytest.approx(float(accuracy))
+
+
+def test_eval_on_data_with_other_classes_says_to_fine_tune(tmp_path, vit_dir, make_cifar, capsys):
+    from attnlab.cli import main
+
+    make_cifar(tmp_path / "data", per_batch=10)
+    assert main(["eval", "vit", "--checkpoint", str(vit_dir(seed=0)), "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "ev")]) == 2
+    assert "classifies 5 classes, the data has 10; fine-tune it on this data first" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()

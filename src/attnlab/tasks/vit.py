@@ -218,6 +218,10 @@ def evaluate(checkpoint: str | Path, inputs: VitInputs, *, device: str = "auto")
     else:
         model, meta = load_model(checkpoint)
     _, test = load_images(inputs.data_dir, model.config.image_size)
+    if meta.get("pretrained") and len(test.classes) != model.config.num_classes:
+        raise AttnlabError(f"{checkpoint} classifies {model.config.num_classes} classes, the data has "
+                           f"{len(test.classes)}; fine-tune it on this data first: attnlab train vit --init "
+                           f"{checkpoint} --data-dir {inputs.data_dir}")
     _check_classes(test, model.config)
     dev = training_device(device)
     batches = ImageBatches(test, config_from_dict(VitTaskConfig, meta["config"]).data.eval_batch_size, device=dev)
