@@ -16,6 +16,10 @@ a task whose models have attention::
 
     def reader(model, meta) -> attnlab.attended.Reader   # how the model reads a person's text or images
 
+and, for a task whose models can start from pretrained weights (:mod:`attnlab.pretrained`)::
+
+    def load_pretrained(source) -> tuple[nn.Module, dict]   # the model, and the meta a run would have
+
 through which the explorer, ``explain`` and ``attention-map`` feed the model's ``attend``
 (:func:`load_reader`).
 ``train`` seeds, then builds the model, then calls :func:`attnlab.engine.fit`; it returns the
