@@ -28,7 +28,7 @@ from torch import Tensor
 
 __all__ = ["Attended", "Encoded", "Reader", "ReaderKind"]
 
-ReaderKind = Literal["lm", "classifier", "image"]
+ReaderKind = Literal["lm", "classifier", "image", "translation"]
 
 
 @dataclass
@@ -85,7 +85,8 @@ class Reader(Protocol):
 
     * ``lm`` (a language model): :meth:`text` (the prompt) and :meth:`token`;
     * ``classifier`` (a text classifier): :meth:`text`, and ``labels`` name the outputs;
-    * ``image`` (a ViT): :meth:`images`, ``labels`` name the classes, ``image_size`` is the side.
+    * ``image`` (a ViT): :meth:`images`, ``labels`` name the classes, ``image_size`` is the side;
+    * ``translation`` (an encoder-decoder): :meth:`text` (the source) and :meth:`token` (a target piece).
     """
 
     kind: ReaderKind

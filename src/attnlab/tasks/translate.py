@@ -377,3 +377,79 @@ def evaluate(checkpoint: str | Path, inputs: TranslateInputs, *, device: str = "
     for timing in ("decode_seconds", "decode_sentences_per_second"):  # the run's own are training's
         metrics.pop(timing)
     return metrics
+
+
+# --------------------------------------------------------------------------- the explorer's door
+class TranslationReader:
+    """How a translation model reads a source sentence (:class:`attnlab.attended.Reader`, kind
+    ``translation``): :meth:`text` gives the source pieces (the first ``max_len``, as ``attnlab
+    translate`` reads them), :meth:`token` a target piece as readable text (a leading space shown
+    as ``▁``); ``bos``/``eos``/``pad`` and ``max_len``/``decode`` are what decoding needs."""
+
+    kind = "translation"
+    labels: list[str] = []
+    image_size = 0
+    bos, eos, pad = BOS, EOS, PAD
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        cfg = config_from_dict(TranslateConfig, meta["config"])
+        self.tok = Tokenizers.from_meta(meta["tokenizer"])
+        self.max_len = cfg.model.max_len
+        self.decode = cfg.decode
+        self.model_name = cfg.model.name
+        self.title = ("encoder-decoder Transformer translation model" if cfg.model.name == "transformer"
+                      else f"{cfg.model.cell.upper()} encoder-decoder translation model with attention")
+
+    def text(self, text: str, limit: int) -> Any:
+        import torch
+
+        from attnlab.attended import Encoded
+
+        ids = self.tok.source.encode(text)
+        keep = min(self.max_len, limit)
+        notes = []
+        if len(ids) > keep:
+            why = f"the limit of {limit}" if keep < self.max_len else f"the model's max_len {self.max_len}"
+            notes.append(f"the sentence has {len(ids)} pieces; the model reads the first {keep} ({why}): "
+                         f"{self.tok.source.decode(ids[:keep])!r}")
+            ids = ids[:keep]
+        return Encoded((torch.tensor([ids], dtype=torch.long),), [self.source_token(i) for i in ids], notes)
+
+    def source_token(self, token_id: int) -> str:
+        return readable_piece(self.tok.source, token_id)
+
+    def token(self, token_id: int) -> str:
+        return readable_piece(self.tok.target, token_id)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tok.target.decode(ids)
+
+
+def _byte_of_symbol() -> dict[str, int]:
+    """Byte-level BPE's symbols back to their bytes: the printable bytes stand for themselves, the
+    others (controls, space, ...) for the characters from U+0100 on, in byte order (GPT-2's table)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in kept]
+    return {chr(b): b for b in kept} | {chr(256 + n): b for n, b in enumerate(moved)}
+
+
+_BYTES = _byte_of_symbol()
+
+
+def readable_piece(tok: BPETokenizer, token_id: int) -> str:
+    """A piece as a person reads it: its text with a leading space shown as ``▁``
+    (:meth:`BPETokenizer.piece_text`), except that a piece holding part of a character (a byte of
+    ``é``) or a control byte shows those bytes as ``\\xc3``, not as ``�``."""
+    from attnlab.data.bpe import SPACE
+
+    raw = tok.tokenizer.id_to_token(int(token_id))
+    if raw is None or not raw or any(c not in _BYTES for c in raw):  # a special token, or not byte-level
+        return tok.piece_text(token_id)
+    text = bytes(_BYTES[c] for c in raw).decode("utf-8", errors="backslashreplace")
+    text = "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+    return text.replace(" ", SPACE)
+
+
+def reader(model: nn.Module, meta: dict[str, Any]) -> TranslationReader:
+    """How a translation model reads a source sentence (the explorer's door to its ``attend``)."""
+    return TranslationReader(meta)

@@ -14,7 +14,13 @@ inputs. It never asks which task a model came from: what it shows follows the re
 * :meth:`Explorer.compare`: two texts' data (a ``Request`` with ``compare``) as one page's, B beside A with
   the same layers and heads, aligned position by position up to the shorter (the page draws A - B);
 * :meth:`Explorer.images`: uint8 images -> per image the weights, the class token's attention,
-  attention rollout, and the true and predicted labels.
+  attention rollout, and the true and predicted labels;
+* :meth:`Explorer.translation`: a source sentence translated (greedy or beam search) -> the three
+  attentions of an encoder-decoder (``views``: the decoder's cross-attention, target x source, the
+  encoder's and the decoder's self-attention), and each decoding step's chosen piece and candidates.
+
+A BERT classifier reads a sentence pair (``Request.pair``): ``[CLS] A [SEP] B [SEP]``, and the
+page gets each token's ``segments`` (its token type) for the A -> B, B -> A filters.
 
 Every weight comes from the model's ``attend``, its own ``need_weights`` path (the one tested equal to the fused
 kernel). Weights travel to the page as unsigned 16-bit integers (``round(w * 65535)``, base64),
@@ -172,6 +178,9 @@ class Request:
     layer: int | None = None  # shown first
     head: int | None = None
     compare: str | None = None  # a text model: a second text, shown beside ``text`` with their difference
+    pair: str | None = None  # a BERT classifier: the second text of a sentence pair ([CLS] text [SEP] pair [SEP])
+    beam: int = 1  # a translation model: beam width (1 = greedy)
+    length_penalty: float | None = None  # a translation model's beam search (None: the run's decode.length_penalty)
 
     def has_images(self) -> bool:
         return any(x is not None for x in (self.images, self.image_files, self.image_dir, self.upload))
@@ -198,8 +207,11 @@ class Explorer:
         self.checkpoint = checkpoint
         self.limits = limits or Limits()
         self.limits.check()
-        self.kind: str = reader.kind  # "lm", "classifier" or "image"
+        self.kind: str = reader.kind  # "lm", "classifier", "image" or "translation"
         self.num_layers, self.num_heads = attention_shape(model)
+        self.encoder_layers = 0  # a translation model's self-attention layers in its encoder
+        if self.kind == "translation":  # layers: the decoder's cross-attention ones
+            self.num_layers, self.num_heads, self.encoder_layers = self._translation_shape()
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, limits: Limits | None = None) -> Explorer:
@@ -246,6 +258,10 @@ class Explorer:
 
     def describe(self) -> str:
         params = count_parameters(self.model)
+        if self.kind == "translation":
+            layers = (f"{self.encoder_layers} encoder and {self.num_layers} decoder layer(s)" if self.encoder_layers
+                      else f"{self.num_layers} attention layer(s)")
+            return f"{self.reader.title}: {layers}, {self.num_heads} head(s), {params:,} parameters"
         return f"{self.reader.title}: {self.num_layers} layer(s), {self.num_heads} head(s), {params:,} parameters"
 
     def token_limit(self) -> int:
@@ -265,6 +281,21 @@ class Explorer:
         (``--compare-checkpoint``) is a second model of the same shape: B is its page for
         ``request.compare``, or for the same text when there is none."""
         where = {"layer": request.layer, "head": request.head}
+        if self.kind == "translation":
+            if request.has_images() or request.compare is not None or other is not None or request.generate \
+                    or request.pair is not None:
+                raise AttnlabError("a translation model explores one source sentence and its translation: pass a "
+                                   "TEXT (--images, --compare, --compare-checkpoint, --generate and --pair are for "
+                                   "other models)")
+            if request.text is None:
+                return None
+            show_top = sampling.show_top if sampling is not None else Sampling().show_top
+            return self.translation(request.text, beam=request.beam, length_penalty=request.length_penalty,
+                                    show_top=show_top, **where)
+        if request.beam != 1:
+            raise AttnlabError(f"--beam is for a translation model; this is a {self.reader.title}")
+        if request.pair is not None and (request.compare is not None or other is not None):
+            raise AttnlabError("--pair shows one sentence pair; pass it without --compare and --compare-checkpoint")
         if self.kind == "image":
             if request.text is not None or request.compare is not None or other is not None:
                 raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text "
@@ -291,7 +322,9 @@ class Explorer:
             return self.compare(first, second._one_text(text_b, request.generate, sampling, where))
         if self.kind == "lm" and (request.text is not None or request.generate):
             return self.generation(request.text or "", request.generate, sampling, **where)
-        return None if request.text is None else self.text(request.text, **where)
+        if request.pair is not None and request.text is None:
+            raise AttnlabError("--pair needs a first text: pass INPUT too (the pair is [CLS] INPUT [SEP] PAIR [SEP])")
+        return None if request.text is None else self.text(request.text, pair=request.pair, **where)
 
     def _one_text(self, text: str, generate: int, sampling: Sampling | None, where: dict[str, Any]) -> dict[str, Any]:
         if self.kind == "lm":
@@ -339,15 +372,27 @@ class Explorer:
         return found
 
     # ------------------------------------------------------------------ text models
-    def text(self, text: str, *, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
+    def text(self, text: str, *, pair: str | None = None, layer: int | None = None, head: int | None = None
+             ) -> dict[str, Any]:
         """A text (toy: token ids separated by spaces) -> the page's data; a language model's page
-        is its :meth:`generation` of no new tokens."""
+        is its :meth:`generation` of no new tokens, a translation model's its :meth:`translation`.
+        ``pair``: a BERT classifier's second text; the page gets each token's ``segments`` (token type)."""
         if self.kind == "image":
             raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir")
         if not text.strip():
             raise AttnlabError("the text is empty; pass a text to explore")
-        if self.kind == "lm":
+        if self.kind == "lm" and pair is None:
             return self.generation(text, 0, layer=layer, head=head)
+        if self.kind == "translation" and pair is None:
+            return self.translation(text, layer=layer, head=head)
+        separator = getattr(self.reader, "PAIR", None)  # a reader of sentence pairs types them as A [SEP] B
+        if pair is not None:
+            if self.kind != "classifier" or not isinstance(separator, str):
+                raise AttnlabError(f"--pair needs a BERT classifier (a model that reads sentence pairs with token "
+                                   f"types); this is a {self.reader.title}")
+            if not pair.strip():
+                raise AttnlabError("the --pair text is empty; pass a second sentence")
+            text = f"{text} {separator} {pair}"
         layers, heads = self.selection(layer, head)
         encoded = self.reader.text(text, self.token_limit())
         attended = self._attend(encoded.inputs)
@@ -361,6 +406,89 @@ class Explorer:
             "prediction": {"label": labels[k], "probability": float(probs[k]),
                            "probabilities": [[lab, float(p)] for lab, p in zip(labels, probs.tolist())],
                            "received": attended.received().tolist(), "received_what": RECEIVED_WHAT},
+        })
+        if isinstance(separator, str) and len(encoded.inputs) == 3:  # (ids, lengths, token_type_ids)
+            types = encoded.inputs[2][0, : len(encoded.tokens)].tolist()
+            if any(types):  # a sentence pair: the page filters A -> B, B -> A, A -> A, B -> B
+                data["segments"] = [int(t) for t in types]
+        return data
+
+    # ------------------------------------------------------------------ translation models
+    def _translation_shape(self) -> tuple[int, int, int]:
+        """(cross-attention layers, heads, encoder self-attention layers) of a translation model, read
+        off one ``attend`` of a one-piece source and target."""
+        one = torch.tensor([[self.reader.bos]])
+        attended = self._attend((one, one))
+        return attended.num_layers, attended.num_heads, len(attended.extra.get("encoder") or [])
+
+    def translation(self, text: str, *, beam: int = 1, length_penalty: float | None = None, show_top: int = 5,
+                    layer: int | None = None, head: int | None = None) -> dict[str, Any]:
+        """A source sentence translated (``beam`` 1: greedy, else beam search, as ``attnlab translate``),
+        then one ``attend(source, <s> + translation)``: its cross-attention is the page's ``attention``
+        (rows: the target pieces chosen, each row the decoding step that chose it; columns: the source
+        pieces); ``views`` holds it with the encoder's (source x source) and the decoder's (decoder
+        inputs x decoder inputs, causal) self-attention; ``translation["steps"]`` each step's candidates."""
+        from attnlab.models.decoding_seq2seq import beam_search, greedy_decode, strip
+
+        if self.kind != "translation":
+            raise AttnlabError(f"--beam and a translation page need a translation model; this is a "
+                               f"{self.reader.title}")
+        if not text.strip():
+            raise AttnlabError("the text is empty; pass a sentence to translate")
+        if beam < 1:
+            raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {beam}")
+        layers, heads = self.selection(layer, head)
+        r = self.reader
+        encoded = r.text(text, self.token_limit())
+        src = encoded.inputs[0]  # (1, S)
+        if src.size(1) == 0:
+            raise AttnlabError("the sentence has no pieces to translate; pass a sentence")
+        alpha = float(r.decode.length_penalty if length_penalty is None else length_penalty)
+        ids = dict(bos=r.bos, eos=r.eos, pad=r.pad, max_len=r.max_len + 1)  # as `attnlab translate` decodes
+        with torch.no_grad():
+            found = (greedy_decode(self.model, src, **ids) if beam == 1
+                     else beam_search(self.model, src, beam=beam, length_penalty=alpha, **ids))
+        row = found.tokens[0].tolist()
+        out = strip(row, eos=r.eos, pad=r.pad)
+        chosen = out + ([r.eos] if len(out) < len(row) and row[len(out)] == r.eos else [])  # the pieces chosen
+        attended = self._attend((src, torch.tensor([[r.bos, *chosen[:-1]]])))  # step i reads <s> + chosen[:i]
+        probs = torch.softmax(attended.output[0].float(), -1)  # (T, V): step i's next-piece probabilities
+        token = r.token
+        steps = []
+        for i, piece in enumerate(chosen):
+            top = torch.topk(probs[i], min(show_top, probs.size(-1)))
+            steps.append({"query": i, "token": token(piece), "probability": float(probs[i, piece]),
+                          "top": [[token(int(k)), float(p)] for p, k in zip(top.values, top.indices)]})
+        source, target = encoded.tokens, [token(i) for i in chosen]
+        inputs = [token(i) for i in [r.bos, *chosen[:-1]]]
+
+        def view(weights: list[Tensor], shown: list[int], queries: list[str], keys: list[str], causal: bool,
+                 what: str) -> dict[str, Any]:
+            return {"layers": shown, "tokens": queries, "keys": keys, "causal": causal, "what": what,
+                    "attention": pack(torch.stack([weights[i][0, heads] for i in shown]).float())}
+
+        views = {"cross": view(attended.attentions, layers, target, source, False,
+                               "cross-attention: row i is the decoding step that chose target piece i (the decoder "
+                               "had read <s> and the pieces before it), its weights over the source pieces")}
+        notes = list(encoded.notes)
+        encoder, decoder = attended.extra.get("encoder") or [], attended.extra.get("decoder") or []
+        if encoder:
+            views["encoder"] = view(encoder, spread(len(encoder), self.limits.max_layers), source, source, False,
+                                    "encoder self-attention: each source piece over the source pieces")
+        if decoder:
+            views["decoder"] = view(decoder, layers, inputs, inputs, True,
+                                    "decoder self-attention (causal): each decoder input over the inputs up to it; "
+                                    "position i chose target piece i")
+        if not encoder and not decoder:
+            notes.append("this model has one attention: at each decoding step, the decoder's state over the "
+                         "encoder's states of the source pieces; it has no self-attention to show")
+        how = "greedy decoding" if beam == 1 else f"beam search (width {beam}, length penalty {alpha:g})"
+        data = self._base(layers, heads, layer, head, notes)
+        data.update(views["cross"])
+        data.update({
+            "views": views, "view": "cross",
+            "translation": {"source": text, "text": r.detokenize(out), "how": how, "steps": steps,
+                            "ended": bool(chosen) and chosen[-1] == r.eos},
         })
         return data
 
