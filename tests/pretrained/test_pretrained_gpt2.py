@@ -142,3 +142,17 @@ def test_build_names_a_tensor_of_the_wrong_shape(gpt2_dir):
     state["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(32, 100)
     with pytest.raises(Exception, match=r"tensor 'h\.1\.mlp\.c_fc\.weight' has shape \(32, 100\)"):
         gpt2.build(source, state)
+
+
+def test_pytorch_model_bin_loads_safely(tmp_path, gpt2_dir, hf):
+    folder = gpt2_dir(seed=12)
+    ref = hf.gpt2(folder)
+    for name in ("config.json", "vocab.json", "merges.txt"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    torch.save(ref.state_dict(), tmp_path / "pytorch_model.bin")  # a plain tensor file (weights_only accepts it)
+    _, model, meta = load_trained(tmp_path)
+    x = torch.randint(0, VOCAB, (2, 11), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        d = diff(model(x), ref(x).logits)
+    assert meta["pretrained"]["path"].endswith("pytorch_model.bin")
+    assert d < 1e-4, f"max abs diff {d:.3g}"
