@@ -46,6 +46,8 @@ def test_readable_pieces_show_spaces_and_line_breaks(bpe_dir):
     assert [tok.vocab[i] for i in ids][-2:] in (["↵", "␣the"], ["↵␣", "the"])
     assert tok.tokenize(" the")[0].startswith("Ġ")  # the raw piece keeps GPT-2's marker
     assert readable(" a\tb\r\n") == "␣a→b␍↵"
+    parts = [tok.vocab[i] for i in tok.encode(" 😀")]  # a 4-byte character the 400-id BPE splits into bytes
+    assert "".join(parts) == "␣\\xf0\\x9f\\x98\\x80" and "\ufffd" not in "".join(parts)
 
 
 def test_a_directory_without_tokenizer_files_is_one_clear_error(tmp_path):
