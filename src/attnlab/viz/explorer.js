@@ -16,5 +16,6 @@ if (DATA === null) {  // the local server's page before any input: only its form
 } else {
   header(DATA);
   if (DATA.kind === "image") imagePage(app, DATA);
+  else if (DATA.kind === "translation") translationPage(app, DATA);
   else textPage(app, DATA);  // "lm" or "classifier"
 }

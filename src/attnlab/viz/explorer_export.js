@@ -6,10 +6,15 @@
 function selectionWeights(text, state) {
   // {layer, heads, tokens, weights[head][query][key]} of the current view; layer and heads as numbered in the model
   const heads = [...state.heads].sort((a, b) => a - b);
-  const weights = heads.map((h) => text.tokens.map((_, i) => text.tokens.map((_, j) => text.at(state.layer, h, i, j))));
+  const weights = heads.map((h) => text.tokens.map((_, i) => text.keys.map((_, j) => text.at(state.layer, h, i, j))));
   const out = { layer: text.layers[state.layer], heads: heads.map((h) => text.heads[h]), tokens: text.tokens,
                 weights: weights,
                 what: "weights[head][query][key]: the attention of each query token on each key token" };
+  if (text.keys !== text.tokens) {  // a translation's cross-attention: the keys are the source pieces
+    out.keys = text.keys;
+    out.what = "weights[head][query][key]: the attention of each target piece (query) on each source piece (key)";
+  }
+  if (text.kind === "translation") out.attention = text.view;
   if (text.compare) {  // --compare: B's weights too, and A - B over the aligned positions (JSON only)
     const cmp = compareData(text), n = cmp.n, range = (m) => [...Array(m).keys()];
     const grid = (m, f) => heads.map((h) => range(m).map((i) => range(m).map((j) => f(state.layer, h, i, j))));
@@ -28,7 +33,7 @@ function selectionCsv(sel) {
   const lines = ["layer,head,query,query_token,key,key_token,weight"];
   sel.heads.forEach((head, n) => {
     sel.weights[n].forEach((row, i) => row.forEach((w, j) => {
-      lines.push([sel.layer, head, i, csvCell(sel.tokens[i]), j, csvCell(sel.tokens[j]), w].join(","));
+      lines.push([sel.layer, head, i, csvCell(sel.tokens[i]), j, csvCell((sel.keys || sel.tokens)[j]), w].join(","));
     }));
   });
   return lines.join("\n") + "\n";

@@ -4,12 +4,15 @@
 // .threshold, .focus (the hovered token, which it sets itself) and .pinned (the query the generation
 // step-through chose); api.lineCount is the number of lines drawn. It scrolls within its own pane.
 function headView(parent, text, state) {
+  // Queries (text.tokens) on the left, keys (text.keys) on the right: a translation's cross-attention joins
+  // each target piece to the source pieces.
   const ROW = 20, LX = 200, RX = 380, TOP = 30;
-  const width = 580, height = TOP + text.T * ROW + 10;
+  const width = 580, height = TOP + Math.max(text.T, text.S) * ROW + 10;
+  const names = text.names || ["query", "key"];
   parent.append(el("h2", { text: "Head view" }),
-    el("p", { class: "hint", text: "Each line joins a query token (left) to a key token (right); its opacity " +
-      "is the attention weight, its colour the head. Hover a line for its weight, a token for its lines and " +
-      "its weights per head." }));
+    el("p", { class: "hint", text: "Each line joins a " + names[0] + " token (left) to a " + names[1] + " token " +
+      "(right); its opacity is the attention weight, its colour the head. Hover a line for its weight, a token for " +
+      "its lines and its weights per head." + (text.what ? " Shown: " + text.what + "." : "") }));
   const svg = svgEl("svg", { class: "headview", id: "headview", width: width, height: height,
                              viewBox: "0 0 " + width + " " + height });
   const header = (x, anchor, label) => {
@@ -17,7 +20,7 @@ function headView(parent, text, state) {
     t.textContent = label;
     return t;
   };
-  svg.append(header(LX - 8, "end", "query"), header(RX + 8, "start", "key"));
+  svg.append(header(LX - 8, "end", names[0]), header(RX + 8, "start", names[1]));
   const lines = svgEl("g", { id: "lines" });
   const qText = [], kText = [];
   const hover = (side, i) => {
@@ -26,12 +29,15 @@ function headView(parent, text, state) {
     state.focus = { side: side, i: i };
     redraw();
   };
-  text.tokens.forEach((tok, i) => {
-    const y = TOP + i * ROW + 14;
-    for (const [side, x, anchor, list] of [["q", LX - 8, "end", qText], ["k", RX + 8, "start", kText]]) {
+  for (const [side, x, anchor, list, tokens] of [["q", LX - 8, "end", qText, text.tokens],
+                                                  ["k", RX + 8, "start", kText, text.keys]]) {
+    tokens.forEach((tok, i) => {
+      const y = TOP + i * ROW + 14;
       const t = svgEl("text", { x: x, y: y, "text-anchor": anchor, class: "tok-" + side, "data-i": String(i) });
+      if (text.segments && text.segments[i]) t.classList.add("seg-b");
       if (tok.endsWith(" (unknown)")) t.classList.add("unknown");
       if (text.generation && i >= text.generation.prompt_length) t.classList.add("generated");
+      if (text.kind === "translation" && side === "q" && text.view === "cross") t.classList.add("generated");
       t.textContent = shown(tok);
       const title = svgEl("title", {});
       title.textContent = tok + " (position " + i + ")";
@@ -41,8 +47,8 @@ function headView(parent, text, state) {
       t.addEventListener("mouseleave", () => { if (state.focus) { state.focus = null; redraw(); } });
       svg.append(t);
       list.push(t);
-    }
-  });
+    });
+  }
   svg.append(lines);
   const lineReadout = el("p", { class: "readout", id: "line-readout", text: "Hover a line for its weight." });
   lines.addEventListener("mouseover", (e) => {
@@ -66,7 +72,7 @@ function headView(parent, text, state) {
 
   function redraw() {
     lines.textContent = "";
-    const f = state.focus || state.pinned, T = text.T;
+    const f = state.focus || state.pinned, T = text.T, S = text.S;
     let count = 0, kept = 0, all = 0;
     const shownHeads = [...state.heads].sort((a, b) => a - b);
     shownHeads.forEach((h, n) => {
@@ -74,8 +80,9 @@ function headView(parent, text, state) {
       const color = headColor(h), dash = headDash(h), dy = (n - (shownHeads.length - 1) / 2) * headGap(shownHeads.length);
       for (let i = 0; i < T; i++) {
         if (f && f.side === "q" && f.i !== i) continue;
-        for (let j = 0; j < T; j++) {
+        for (let j = 0; j < S; j++) {
           if (f && f.side === "k" && f.i !== j) continue;
+          if (!pairAllows(text, state, i, j)) continue;
           const w = text.at(state.layer, h, i, j);
           all += w;
           if (w <= 0 || w < state.threshold) continue;
@@ -91,9 +98,16 @@ function headView(parent, text, state) {
     });
     qText.forEach((t, i) => t.classList.toggle("active", !!f && f.side === "q" && f.i === i));
     kText.forEach((t, j) => t.classList.toggle("active", !!f && f.side === "k" && f.i === j));
+    if (text.segments) {  // a pair filter: the tokens of the other sentence fade
+      const want = state.pair === "all" ? null : state.pair.split("").map((s) => (s === "A" ? 0 : 1));
+      qText.forEach((t, i) => t.classList.toggle("dim", !!want && text.segments[i] !== want[0]));
+      kText.forEach((t, j) => t.classList.toggle("dim", !!want && text.segments[j] !== want[1]));
+    }
     const share = all > 0 ? (all - kept) / all : 0;
     hidden.textContent = "Lines under " + state.threshold + " hidden: " + pct(share) + " of the weight" +
-      (f ? " of " + (f.side === "q" ? "query" : "key") + " \u201c" + shown(text.tokens[f.i]) + "\u201d" : "") +
+      (f ? " of " + (f.side === "q" ? "query" : "key") + " \u201c" + shown((f.side === "q" ? text.tokens
+                                                                                  : text.keys)[f.i]) + "\u201d" : "") +
+      (state.pair && state.pair !== "all" ? ", sentences " + state.pair[0] + " \u2192 " + state.pair[1] : "") +
       " (" + count + " lines drawn" + (state.pinned && !state.focus ? ", the generation step's query" : "") + ").";
     hidden.dataset.hidden = String(share);
     unpin.hidden = !state.pinned;
@@ -108,8 +122,10 @@ function headView(parent, text, state) {
 }
 
 function weightWords(text, l, h, q, k, w) {
-  return "layer " + text.layers[l] + ", head " + text.heads[h] + ": query \u201c" + shown(text.tokens[q]) + "\u201d (" +
-    q + ") \u2192 key \u201c" + shown(text.tokens[k]) + "\u201d (" + k + "): weight " + w.toFixed(4);
+  const names = text.names || ["query", "key"];
+  return "layer " + text.layers[l] + ", head " + text.heads[h] + ": " + names[0] + " \u201c" + shown(text.tokens[q]) +
+    "\u201d (" + q + ") \u2192 " + names[1] + " \u201c" + shown(text.keys[k]) + "\u201d (" + k + "): weight " +
+    w.toFixed(4);
 }
 
 function headGap(n) { return n > 1 ? Math.min(3, 14 / (n - 1)) : 0; }
@@ -122,22 +138,25 @@ function tokenTable(parent, text, state, f) {
       "queries that attend to it most, with their weights." }));
     return;
   }
-  const i = f.i, T = text.T, top3 = (pairs) => pairs.sort((a, b) => b[1] - a[1]).slice(0, 3);
-  const cells = (pairs, h) => el("td", {}, pairs.map(([j, w]) => el("span", { class: "pick", "data-j": String(j),
-    "data-w": String(w), title: "position " + j + ": weight " + w.toFixed(4) }, [
+  // Queries and keys apart (a translation's cross-attention): a query's keys, or a key's queries.
+  const i = f.i, T = text.T, S = text.S, top3 = (pairs) => pairs.sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const square = text.keys === text.tokens, isKey = f.side === "k";
+  const cells = (pairs, h, tokens) => el("td", {}, pairs.map(([j, w]) => el("span", { class: "pick",
+    "data-j": String(j), "data-w": String(w), title: "position " + j + ": weight " + w.toFixed(4) }, [
     el("span", { class: "bar", style: "width:" + Math.max(1, Math.round(w * 40)) + "px; background:" + headColor(h) }),
-    " " + shown(text.tokens[j]) + " " + w.toFixed(3)])));
+    " " + shown(tokens[j]) + " " + w.toFixed(3)])));
   const rows = text.heads.map((name, h) => {
     const to = [], from = [];
-    for (let j = 0; j < T; j++) {
-      to.push([j, text.at(state.layer, h, i, j)]);
-      from.push([j, text.at(state.layer, h, j, i)]);
-    }
+    if (square || !isKey) for (let j = 0; j < S; j++) to.push([j, text.at(state.layer, h, i, j)]);
+    if (square || isKey) for (let j = 0; j < T; j++) from.push([j, text.at(state.layer, h, j, i)]);
     return el("tr", { class: state.heads.has(h) ? "on" : "off", "data-head": String(h) }, [
       el("td", {}, [el("span", { class: "swatch", style: "background:" + headColor(h) }), "head " + name]),
-      cells(top3(to), h), cells(top3(from), h)]);
+      ...(square || !isKey ? [cells(top3(to), h, text.keys)] : []),
+      ...(square || isKey ? [cells(top3(from), h, text.tokens)] : [])]);
   });
   parent.append(el("table", { class: "top token-table" }, [el("tr", {}, [
-    el("th", { text: "\u201c" + shown(text.tokens[i]) + "\u201d (" + i + "), layer " + text.layers[state.layer] }),
-    el("th", { text: "attends to most" }), el("th", { text: "attended to most by" })]), ...rows]));
+    el("th", { text: "\u201c" + shown((isKey ? text.keys : text.tokens)[i]) + "\u201d (" + i + "), layer " +
+      text.layers[state.layer] }),
+    ...(square || !isKey ? [el("th", { text: "attends to most" })] : []),
+    ...(square || isKey ? [el("th", { text: "attended to most by" })] : [])]), ...rows]));
 }

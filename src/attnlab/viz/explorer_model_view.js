@@ -23,11 +23,11 @@ function modelView(parent, text, state, pick) {
   for (let l = 0; l < text.L; l++) {
     grid.append(el("div", { class: "rowlabel", text: "layer " + text.layers[l] }));
     for (let h = 0; h < text.H; h++) {
-      const canvas = el("canvas", { width: String(text.T), height: String(text.T) });
+      const canvas = el("canvas", { width: String(text.S), height: String(text.T) });
       canvas.addEventListener("mousemove", (e) => {
         // offsetX/Y and clientWidth/Height are inside the border: the weights' own pixels
         const i = Math.min(text.T - 1, Math.max(0, Math.floor(e.offsetY / canvas.clientHeight * text.T)));
-        const j = Math.min(text.T - 1, Math.max(0, Math.floor(e.offsetX / canvas.clientWidth * text.T)));
+        const j = Math.min(text.S - 1, Math.max(0, Math.floor(e.offsetX / canvas.clientWidth * text.S)));
         const w = text.at(l, h, i, j);
         readout.textContent = weightWords(text, l, h, i, j, w);
         canvas.title = readout.textContent;
@@ -42,26 +42,33 @@ function modelView(parent, text, state, pick) {
   }
   parent.append(grid);
 
-  parent.append(el("h2", { text: "Heads at a glance" }), el("p", { class: "hint", text: statsWords(text.causal) }));
+  const cross = text.keys !== text.tokens;  // queries and keys from two sequences: no distance between them
+  parent.append(el("h2", { text: "Heads at a glance" }),
+    el("p", { class: "hint", text: cross ? crossStatsWords() : statsWords(text.causal) }));
   const columns = [
-    { key: "entropy", label: "entropy (bits)", title: "spread of a query's attention: 0 = all on one key" },
-    { key: "distance", label: "mean distance", title: "how far back or ahead a query looks, in tokens" },
-    { key: "first", label: "to first token", title: "share of the attention on the first token" }];
+    { key: "entropy", label: "entropy (bits)", title: "spread of a query's attention: 0 = all on one key" }];
+  if (!cross) columns.push({ key: "distance", label: "mean distance", title: "how far back or ahead a query looks, in tokens" });
+  columns.push({ key: "first", label: "to first token", title: "share of the attention on the first token" });
   if (text.causal) columns.push({ key: "previous", label: "to previous token", title: "share on the token before" });
   columns.push({ key: "punctuation", label: "to punctuation", title: "share on punctuation tokens" });
   const table = statsTable(parent, columns, pick);
-  const punct = text.tokens.map(isPunctuation), rows = [];
+  const punct = text.keys.map(isPunctuation), rows = [];
   for (let l = 0; l < text.L; l++) {
     for (let h = 0; h < text.H; h++) {
       rows.push(Object.assign({ l: l, h: h, layer: text.layers[l], head: text.heads[h] },
-        headStatistics((i, j) => text.at(l, h, i, j), text.T, { causal: text.causal, punct: punct })));
+        headStatistics((i, j) => text.at(l, h, i, j), text.T, { causal: text.causal, punct: punct,
+                                                                 keys: cross ? text.S : undefined })));
     }
   }
   table.show(rows);
   api.headStats = rows;
 
+  let drawnPair = state.pair;
   function draw() {
-    for (const [, canvas, l, h] of cells) attentionMatrix(canvas, text, l, h, state.rowScale ? null : top);
+    drawnPair = state.pair;
+    for (const [, canvas, l, h] of cells) {
+      attentionMatrix(canvas, text, l, h, state.rowScale ? null : top, (i, j) => pairAllows(text, state, i, j));
+    }
     if (state.rowScale) bar.set(0, "row max", "row scaling: each row is drawn from 0 to its own largest weight, " +
       "so colours do not compare across rows or heads");
     else bar.set(0, top, "one scale for every matrix: 0 to the largest weight on the page");
@@ -69,6 +76,7 @@ function modelView(parent, text, state, pick) {
   draw();
   return {
     redraw() {
+      if (state.pair !== drawnPair) draw();  // a sentence pair's filter greys the weights it hides
       for (const [cell, , l, h] of cells) cell.classList.toggle("selected", l === state.layer && state.heads.has(h));
     },
   };
@@ -81,25 +89,33 @@ function statsWords(causal) {
     " and on punctuation. Click a column to sort by it, a row to open that head.";
 }
 
+function crossStatsWords() {
+  return "Per head, means over the target pieces (the queries): the entropy of a query's weights over the source " +
+    "pieces in bits, and the share of its attention on the first source piece and on punctuation. Click a column " +
+    "to sort by it, a row to open that head.";
+}
+
 function matrixMax(text, l, h) {
   let top = 0;
-  for (let i = 0; i < text.T; i++) for (let j = 0; j < text.T; j++) top = Math.max(top, text.at(l, h, i, j));
+  for (let i = 0; i < text.T; i++) for (let j = 0; j < text.S; j++) top = Math.max(top, text.at(l, h, i, j));
   return top;
 }
 
-function attentionMatrix(canvas, text, l, h, top) {
-  // A T x T canvas, one pixel per weight, in viridis from 0 to top (null: each row to its largest weight).
-  const T = text.T;
+const HIDDEN_RGB = [225, 225, 225];  // a weight a sentence-pair filter hides
+function attentionMatrix(canvas, text, l, h, top, allows) {
+  // A T x S canvas, one pixel per weight, in viridis from 0 to top (null: each row to its largest weight);
+  // allows(i, j) false: light grey (a sentence pair's filter).
+  const T = text.T, S = text.S;
   const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(T, T);
+  const img = ctx.createImageData(S, T);
   for (let i = 0; i < T; i++) {
     let scale = top;
     if (scale === null) {
       scale = 1e-12;
-      for (let j = 0; j < T; j++) scale = Math.max(scale, text.at(l, h, i, j));
+      for (let j = 0; j < S; j++) scale = Math.max(scale, text.at(l, h, i, j));
     }
-    for (let j = 0; j < T; j++) {
-      const [r, g, b] = viridis(text.at(l, h, i, j) / scale), p = 4 * (i * T + j);
+    for (let j = 0; j < S; j++) {
+      const [r, g, b] = allows && !allows(i, j) ? HIDDEN_RGB : viridis(text.at(l, h, i, j) / scale), p = 4 * (i * S + j);
       img.data[p] = r; img.data[p + 1] = g; img.data[p + 2] = b; img.data[p + 3] = 255;
     }
   }

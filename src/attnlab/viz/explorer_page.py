@@ -29,11 +29,12 @@ def _asset(name: str) -> str:
 
 
 # The script's parts, in page order: the helpers, the per-head statistics, the views (each one function
-# with a redraw method; the comparison of --compare and the export buttons among them), the two pages that
-# put them together, and last the entry, which picks the page by the data's kind.
+# with a redraw method; the comparison of --compare and the export buttons among them), the pages that
+# put them together (text, translation, images), and last the entry, which picks the page by the data's kind.
 _SCRIPT_PARTS = ("explorer_helpers.js", "explorer_stats.js", "explorer_head_view.js", "explorer_model_view.js",
                  "explorer_generation.js", "explorer_prediction.js", "explorer_compare.js", "explorer_export.js",
-                 "explorer_text_page.js", "explorer_image_page.js", "explorer_image_views.js", "explorer.js")
+                 "explorer_text_page.js", "explorer_translation.js", "explorer_image_page.js",
+                 "explorer_image_views.js", "explorer.js")
 
 
 @functools.cache

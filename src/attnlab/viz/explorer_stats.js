@@ -16,24 +16,27 @@ function headStatistics(at, T, opts) {
   // entropy in bits; distance in tokens (an image: in patches, the class token at distance 0);
   // first: the share of attention on key 0 (the first token, or the class token);
   // previous (causal only): on key i - 1; punctuation (text only): on the punctuation tokens.
+  // opts.keys: S keys of another sequence (a translation's source pieces; T queries), no distance.
   const q0 = statsQueries(opts), n = Math.max(T - q0, 1), cols = opts.grid ? opts.grid[1] : 0;
+  const S = opts.keys ?? T;
   const distance = opts.grid
     ? (i, j) => (i === 0 || j === 0 ? 0 : Math.hypot(Math.floor((i - 1) / cols) - Math.floor((j - 1) / cols),
                                                        (i - 1) % cols - (j - 1) % cols))
     : (i, j) => Math.abs(i - j);
   let entropy = 0, dist = 0, first = 0, previous = 0, punct = 0;
   for (let i = q0; i < T; i++) {
-    for (let j = 0; j < T; j++) {
+    for (let j = 0; j < S; j++) {
       const w = at(i, j);
       if (w <= 0) continue;
       entropy -= w * Math.log2(w);
-      dist += w * distance(i, j);
+      if (opts.keys === undefined) dist += w * distance(i, j);
       if (opts.punct && opts.punct[j]) punct += w;
     }
     first += at(i, 0);
     if (opts.causal && i > 0) previous += at(i, i - 1);
   }
-  const out = { entropy: entropy / n, distance: dist / n, first: first / n };
+  const out = { entropy: entropy / n, first: first / n };
+  if (opts.keys === undefined) out.distance = dist / n;
   if (opts.causal) out.previous = previous / n;
   if (opts.punct) out.punctuation = punct / n;
   return out;
