@@ -1,8 +1,11 @@
 """``attnlab explore``: one self-contained HTML page to explore a trained model's attention.
 
-Text models (gpt, text attention/transformer, toy) get a head view, a model view, and either the
+Text models (gpt, text attention/transformer/bert, toy) get a head view, a model view, and either the
 prediction (classifiers) or a step-through of the generation (``--prompt`` with ``--generate``);
-a ViT gets its images with the attention drawn over them. ``--serve`` answers the same page for
+a BERT reads a sentence pair (``--pair``) with filters A -> B, B -> A, A -> A, B -> B; a translation
+run translates INPUT (greedy, or ``--beam N``) and shows its cross-attention (target x source), its
+encoder's and decoder's self-attention and the decoding step by step; a ViT gets its images with the
+attention drawn over them. ``--serve`` answers the same page for
 inputs typed into a form, on 127.0.0.1 only. The page works offline: nothing is loaded from the
 network.
 """
@@ -21,6 +24,10 @@ HELP = """\
 Write one self-contained HTML page (works offline) to explore a trained model's attention.
 Text models (gpt; text --model attention|transformer; toy): a head view, a model view, and the
 prediction (classifiers) or a step-through of the generation (--prompt with --generate N).
+A BERT: a sentence pair with --pair TEXT ([CLS] INPUT [SEP] TEXT [SEP]) and filters A->B, B->A, ...
+A translation run: INPUT translated (greedy, or --beam N), its cross-attention (an alignment
+heatmap of target x source pieces, and head-view lines from each target piece to the source), the
+encoder's and decoder's self-attention, and the decoding step by step.
 A ViT (--images, --image-file, --image-dir): each image under the attention of a chosen layer and
 head, a clicked patch, or attention rollout. --serve answers the page for inputs typed into a
 form, on 127.0.0.1 only. Layers and heads are numbered from 0."""
@@ -29,6 +36,8 @@ attnlab explore --checkpoint runs/gpt --prompt "ROMEO :" --generate 20 --out gpt
 attnlab explore --checkpoint runs/text-transformer "Not bad at all, I loved it." --out review.html
 attnlab explore --checkpoint runs/vit --images 0 5 7 --data-dir data --out vit.html
 attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --out toy.html
+attnlab explore --checkpoint runs/translate-transformer "I am cold." --out translate.html
+attnlab explore --checkpoint runs/bert "the plot was thin" --pair "the actors were great" --out pair.html
 attnlab explore --checkpoint runs/text-transformer "A good film." --compare "Not a good film." --out ab.html
 attnlab explore --checkpoint runs/toy "3 1 4 1 5 3 3" --compare-checkpoint runs/toy-seed1 --out two-models.html
 attnlab explore --checkpoint runs/gpt --serve 8000"""
@@ -48,12 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-checkpoint", default=None, metavar="RUN",
                         help="a second model of the same kind and shape: B is its reading of --compare, or of INPUT "
                              "when there is no --compare")
+    parser.add_argument("--pair", default=None, metavar="TEXT",
+                        help="a BERT classifier: the second sentence of a pair, read as [CLS] INPUT [SEP] TEXT [SEP] "
+                             "with token types 0 and 1; the page filters A -> B, B -> A, A -> A, B -> B")
     parser.add_argument("--out", type=Path, default=None, help="the HTML page to write (default explore.html)")
     lm = parser.add_argument_group("language models")
     lm.add_argument("--prompt", default=None, help="text to continue (instead of INPUT)")
     lm.add_argument("--generate", type=int, default=0, metavar="N", help="tokens to generate after --prompt")
     add_sampling_arguments(lm)
     lm.add_argument("--show-top", type=int, default=5, metavar="K", help="candidates listed per step (default 5)")
+    tr = parser.add_argument_group("translation models")
+    tr.add_argument("--beam", type=int, default=1, metavar="N",
+                    help="beam width of the translation shown (default 1: greedy)")
+    tr.add_argument("--length-penalty", type=float, default=None, metavar="A",
+                    help="beam search's length penalty (default: the run's decode.length_penalty)")
     vit = parser.add_argument_group("Vision Transformers")
     vit.add_argument("--images", type=int, nargs="+", default=None, metavar="I", help="test-set image indices")
     vit.add_argument("--image-file", type=Path, nargs="+", default=None, metavar="PATH",
@@ -85,6 +102,10 @@ def check(args: argparse.Namespace) -> None:
     if args.generate < 0:
         raise AttnlabError(f"--generate must be >= 0, got {args.generate}")
     check_sampling(args)
+    if args.beam < 1:
+        raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
+    if args.length_penalty is not None and args.length_penalty < 0:
+        raise AttnlabError(f"--length-penalty must be >= 0, got {args.length_penalty}")
     if args.show_top < 1:
         raise AttnlabError(f"--show-top must be >= 1, got {args.show_top}")
     if args.serve is not None and not 0 <= args.serve < 65536:
@@ -108,7 +129,8 @@ def request(args: argparse.Namespace) -> Any:
 
     return Request(text=args.prompt if args.prompt is not None else args.text, generate=args.generate,
                    images=args.images, image_files=args.image_file, image_dir=args.image_dir,
-                   layer=args.layer, head=args.head, compare=args.compare)
+                   layer=args.layer, head=args.head, compare=args.compare, pair=args.pair, beam=args.beam,
+                   length_penalty=args.length_penalty)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
     limits.check()
     explorer = Explorer.load(args.checkpoint, limits=limits)
     how = sampling(args, explorer.meta) if explorer.kind == "lm" else None
+    if explorer.kind == "translation":  # decoding is --beam's; --show-top lists each step's candidates
+        from attnlab.viz.explorer import Sampling
+
+        how = Sampling(show_top=args.show_top)
     other = Explorer.load(args.compare_checkpoint, limits=limits) if args.compare_checkpoint else None
     data = explorer.answer(request(args), sampling=how, data_dir=args.data_dir, other=other)
     for note in data["notes"] if data else []:

@@ -9,6 +9,8 @@ scripts allowed and nothing else), so its CSS and JavaScript never touch the not
     attnlab.explore(model, "to be or not", tokenizer=tok)         # a DialogueGPT built in a cell above
     attnlab.explore(classifier, "a fine film", vocab=vocab)       # a sentiment classifier with attention
     attnlab.explore("runs/vit", images=[0, 5, 7])                 # test-set images by index
+    attnlab.explore("runs/translate", "I am cold.", beam=4)       # a translation and its cross-attention
+    attnlab.explore("runs/bert", "a thin plot", pair="fine actors")  # a BERT sentence pair
     attnlab.explore(vit, images=uint8_images, labels=classes)     # images in memory
 
 A checkpoint goes the command line's way (:meth:`Explorer.load`, a :class:`Request`,
@@ -71,7 +73,8 @@ class ExplorerView:
 
 
 def explore(model_or_checkpoint: Any, text: str | None = None, *, prompt: str | None = None, generate: int = 0,
-            images: Any = None, tokenizer: Any = None, vocab: list[str] | None = None,
+            images: Any = None, pair: str | None = None, beam: int = 1, length_penalty: float | None = None,
+            tokenizer: Any = None, vocab: list[str] | None = None,
             labels: list[str] | None = None, meta: dict[str, Any] | None = None, task: str | None = None,
             data_dir: str | Path | None = None, layer: int | None = None, head: int | None = None,
             temperature: float = 0.0, top_k: int | None = None, seed: int = 0, show_top: int = 5,
@@ -79,7 +82,9 @@ def explore(model_or_checkpoint: Any, text: str | None = None, *, prompt: str | 
     """The attention explorer for ``text`` (a classifier's input, a language model's prompt), a
     ``prompt`` continued by ``generate`` tokens (greedy unless ``temperature`` > 0), or ``images``
     (a ViT: test-set indices, image files, a folder, or uint8 (n, 3, S, S) images), as an
-    :class:`ExplorerView`. ``model_or_checkpoint``: a run or checkpoint directory, or a model with
+    :class:`ExplorerView`. A BERT classifier reads ``text`` and ``pair`` as a sentence pair; a
+    translation model translates ``text`` (greedy, or beam search of width ``beam``).
+    ``model_or_checkpoint``: a run or checkpoint directory, or a model with
     attention (one that answers ``attend``) with what its reader needs (see the module's help)."""
     from attnlab.viz.explorer import Explorer, ImageInputs, Limits, Request, Sampling
 
@@ -93,7 +98,8 @@ def explore(model_or_checkpoint: Any, text: str | None = None, *, prompt: str | 
         explorer = Explorer.load(model_or_checkpoint, limits=limits)
     else:
         explorer = Explorer(*_in_memory(model_or_checkpoint, tokenizer, vocab, labels, meta, task), limits=limits)
-    request = Request(text=prompt if prompt is not None else text, generate=generate, layer=layer, head=head)
+    request = Request(text=prompt if prompt is not None else text, generate=generate, layer=layer, head=head,
+                      pair=pair, beam=beam, length_penalty=length_penalty)
     tensor_images = _is_tensor(images)
     if images is not None and not tensor_images:
         _add_images(request, images)
