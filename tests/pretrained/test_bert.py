@@ -317,3 +317,12 @@ def test_unsupported_settings_are_named():
     with pytest.raises(AttnlabError, match="activation 'relu' is not supported"):
         pb.model_config({"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
                          "intermediate_size": 8, "vocab_size": 9, "hidden_act": "relu"})
+
+
+def test_a_directory_without_a_tokenizer_cannot_read_text_exit_2(tmp_path, capsys):
+    d, _ = bert_dir(tmp_path / "model", **SHAPES["one-type"])
+    assert main(["predict", "--checkpoint", str(d), "a movie"]) == 2
+    assert "holds no tokenizer (vocab.txt or tokenizer.json)" in capsys.readouterr().err
+    assert main(["explore", "--checkpoint", str(d), "a movie", "--out", str(tmp_path / "page.html")]) == 2
+    assert "ships no tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "page.html").exists()

@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     _, model, meta = load_trained(args.checkpoint, tasks=("text",), what="a sentiment classifier")
     reviews = _read_texts(args)
     labels = meta.get("labels", list(LABELS))
+    if of_meta(meta) is None and meta.get("vocab") is None:  # a pretrained directory that ships no tokenizer
+        raise AttnlabError(f"{args.checkpoint} holds no tokenizer (vocab.txt or tokenizer.json), so a text cannot be "
+                           "read; copy the model's tokenizer files into it")
     for start in range(0, len(reviews), PART):
         part = reviews[start:start + PART]
         texts, max_len = [text for _, text in part], meta["config"]["model"]["max_len"]
