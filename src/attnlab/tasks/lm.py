@@ -126,8 +126,9 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     if start is None:
         cfg.model.vocab_size = len(tok)
     m, bs = cfg.model, cfg.train.batch_size
+    T = min(cfg.data.window or m.context, m.context)  # positions per training window
     width = getattr(m, "hidden", m.dim)
-    activations = 4 * bs * m.context * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
+    activations = 4 * bs * T * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
     needed = training_bytes(lambda: build(m)) + activations
     require(needed, device=training_device(cfg.train.device),
             what=f"training this {task} (model.dim={m.dim}, model.context={m.context:,}, vocabulary {len(tok):,}, "
@@ -140,8 +141,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     model.never_generated = tok.never_generated  # type: ignore[assignment]  # (an nn.Module to mypy)
     n_params = count_parameters(model)
     # FLOPs of one step, as nanoGPT counts them: 6 per parameter and token, plus attention's T^2 term
-    step_flops = bs * m.context * (6 * n_params + (12 * m.num_layers * m.dim * m.context if hasattr(m, "num_heads")
-                                                   else 0))
+    step_flops = bs * T * (6 * n_params + (12 * m.num_layers * m.dim * T if hasattr(m, "num_heads") else 0))
     if step_flops > SLOW_STEP_FLOPS and is_main_process():
         print(f"warning: one training step of this {task} is about {step_flops / 1e12:,.1f} TFLOP and needs about "
               f"{gib(needed)} (model.context={m.context:,}, train.batch_size={bs}): expect minutes per step on a CPU "
