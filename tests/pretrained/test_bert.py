@@ -279,6 +279,15 @@ def test_fine_tune_records_its_source_and_resumes_bit_exactly(tiny_bert, tmp_pat
     # eval of the fine-tuned run reads the test TSV with the run's WordPiece
     assert main(["eval", "text", "--checkpoint", str(tmp_path / "a"), "--out", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test_accuracy"] >= 0
+    # exported, the fine-tuned run is a BertForSequenceClassification with its tokenizer: equal logits
+    assert main(["export", str(tmp_path / "a"), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
+    hf = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    enc = transformers.BertTokenizerFast.from_pretrained(tmp_path / "hf")(
+        ["the plot was great", "boring and bad, i hated this film"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        diff = (hf(**enc).logits - model_a(enc["input_ids"], enc["attention_mask"].sum(1))).abs().max().item()
+    assert diff < TOL, f"exported fine-tuned run: max abs logit difference {diff:.3g}"
+    assert hf.config.id2label == {0: "neg", 1: "pos"}
 
 
 # --------------------------------------------------------------------------- bad input
