@@ -294,8 +294,13 @@ class Explorer:
                                     show_top=show_top, **where)
         if request.beam != 1:
             raise AttnlabError(f"--beam is for a translation model; this is a {self.reader.title}")
-        if request.pair is not None and (request.compare is not None or other is not None):
-            raise AttnlabError("--pair shows one sentence pair; pass it without --compare and --compare-checkpoint")
+        if request.pair is not None:
+            if request.compare is not None or other is not None:
+                raise AttnlabError("--pair shows one sentence pair; pass it without --compare and --compare-checkpoint")
+            if request.text is None:
+                raise AttnlabError("--pair needs a first text: pass INPUT too (the pair is [CLS] INPUT [SEP] PAIR "
+                                   "[SEP])")
+            return self.text(request.text, pair=request.pair, **where)
         if self.kind == "image":
             if request.text is not None or request.compare is not None or other is not None:
                 raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text "
@@ -322,9 +327,7 @@ class Explorer:
             return self.compare(first, second._one_text(text_b, request.generate, sampling, where))
         if self.kind == "lm" and (request.text is not None or request.generate):
             return self.generation(request.text or "", request.generate, sampling, **where)
-        if request.pair is not None and request.text is None:
-            raise AttnlabError("--pair needs a first text: pass INPUT too (the pair is [CLS] INPUT [SEP] PAIR [SEP])")
-        return None if request.text is None else self.text(request.text, pair=request.pair, **where)
+        return None if request.text is None else self.text(request.text, **where)
 
     def _one_text(self, text: str, generate: int, sampling: Sampling | None, where: dict[str, Any]) -> dict[str, Any]:
         if self.kind == "lm":
