@@ -300,7 +300,7 @@ class Explorer:
             if request.text is None:
                 raise AttnlabError("--pair needs a first text: pass INPUT too (the pair is [CLS] INPUT [SEP] PAIR "
                                    "[SEP])")
-            return self.text(request.text, pair=request.pair, **where)
+            return self.text(request.text, pair=request.pair, layer=request.layer, head=request.head)
         if self.kind == "image":
             if request.text is not None or request.compare is not None or other is not None:
                 raise AttnlabError("a ViT explores images: pass --images, --image-file or --image-dir, not text "
