@@ -280,7 +280,7 @@ class Explorer:
         test set of image indices (default: where the model was trained, else ``./data``). ``other``
         (``--compare-checkpoint``) is a second model of the same shape: B is its page for
         ``request.compare``, or for the same text when there is none."""
-        where = {"layer": request.layer, "head": request.head}
+        where: dict[str, Any] = {"layer": request.layer, "head": request.head}
         if self.kind == "translation":
             if request.has_images() or request.compare is not None or other is not None or request.generate \
                     or request.pair is not None:
