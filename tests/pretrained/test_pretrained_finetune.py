@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from attnlab.cli import main
+from attnlab.data.augment import normalize
 from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
 from attnlab.models.gpt import generate
 from attnlab.tasks import load_trained
@@ -84,3 +85,26 @@ def test_vit_finetune_takes_a_new_head_and_resizes_the_images(tmp_path, vit_dir,
     body = [k for k in start.state_dict() if not k.startswith("head.")]
     moved = max(float((start.state_dict()[k] - tuned.state_dict()[k]).abs().max()) for k in body)
     assert 0 < moved <= 2 * 1e-4 * 1.05, moved
+
+
+def test_vit_without_a_head_fine_tunes_and_is_refused_for_inference(tmp_path, hf, make_cifar, capsys):
+    cfg = hf.transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    backbone = hf.randomize(hf.transformers.ViTModel(cfg), seed=0).eval()  # ViT-21k style: no classifier
+    backbone.save_pretrained(str(tmp_path / "vitmodel"))
+    assert main(["generate", "--checkpoint", str(tmp_path / "vitmodel")]) == 2
+    assert main(["explore", "--checkpoint", str(tmp_path / "vitmodel"), "--image-file", str(tmp_path / "x.png"),
+                 "--out", str(tmp_path / "p.html")]) == 2
+    assert "has no classification head (ViTModel); fine-tune it first" in capsys.readouterr().err
+    make_cifar(tmp_path / "data", per_batch=10)
+    assert main(["train", "vit", "--init", str(tmp_path / "vitmodel"), "--preset", "tiny", "--set", "data.val_size=8",
+                 "--set", "train.max_steps=1", "--set", "train.lr=1e-7", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    _, tuned, _ = load_trained(tmp_path / "run")
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():  # one step of 1e-7 from the backbone: its class-token features, to ~1e-6
+        ours = tuned.forward_features(normalize(images))[:, 0]
+        theirs = backbone((images.float() / 255 - 0.5) / 0.5).last_hidden_state[:, 0]
+    d = float((ours - theirs).abs().max())
+    assert tuned.head.weight.abs().sum() > 0 and d < 1e-4, d

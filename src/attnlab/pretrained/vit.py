@@ -93,10 +93,14 @@ def vit_config(source: Source, state: dict[str, Tensor]) -> ViTConfig:
         norm_eps=float(c.get("layer_norm_eps", 1e-12))))
 
 
+def has_head(source: Source, state: dict[str, Tensor]) -> bool:
+    """Whether the checkpoint has a classification head (``ViTModel`` and timm ``num_classes=0`` have none)."""
+    return ("head.weight" if is_timm(source) else "classifier.weight") in state
+
+
 def _checked(source: Source, cfg: ViTConfig) -> ViTConfig:
     if cfg.num_classes < 2:
-        raise AttnlabError(f"{source.spec}: the model has no classification head ({cfg.num_classes} classes); attnlab "
-                           f"loads ViTForImageClassification / timm models with a head")
+        cfg.num_classes = 2  # a headless checkpoint: a placeholder head, which --init replaces
     if cfg.dim % cfg.num_heads:
         raise AttnlabError(f"{source.spec}: width {cfg.dim} is not divisible by {cfg.num_heads} heads")
     cfg.check()
@@ -139,6 +143,8 @@ def _hf_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
                (r"\.mlp\.fc2\.", ".output.dense.")]
     out = {}
     for name, t in state.items():
+        if name.startswith(("embeddings.", "encoder.", "layernorm.", "layers.")):  # ViTModel: no "vit." prefix
+            name = "vit." + name
         if name.startswith("vit.layers."):
             for pattern, repl in renames:
                 name = re.sub(pattern, repl, name)
@@ -146,9 +152,11 @@ def _hf_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def build(source: Source, state: dict[str, Tensor] | None = None) -> VisionTransformer:
+def build(source: Source, state: dict[str, Tensor] | None = None, *, need_head: bool = True) -> VisionTransformer:
     """A VisionTransformer holding the source's weights (eval mode, CPU, float32), reading pixels
-    normalised as the source's were (see :func:`fold_normalization`)."""
+    normalised as the source's were (see :func:`fold_normalization`). A checkpoint without a
+    classification head (``ViTModel``, ViT-21k) is an error unless ``need_head`` is False (fine-tuning
+    gives it a new head): its head is then zeros."""
     import torch
 
     from attnlab.models.vit import VisionTransformer
@@ -156,6 +164,12 @@ def build(source: Source, state: dict[str, Tensor] | None = None) -> VisionTrans
     state = state_dict(source) if state is None else state
     timm = is_timm(source)
     state = strip_prefix(state, "module.") if timm else _hf_names(state)
+    if not has_head(source, state):
+        if need_head:
+            raise AttnlabError(f"{source.spec} has no classification head ({source.architecture}); fine-tune it "
+                               f"first: attnlab train vit --init {source.spec} --data-dir DIR")
+        cfg0 = vit_config(source, state)
+        state = {**state, **_zero_head(timm, cfg0.num_classes, cfg0.dim)}
     cfg = vit_config(source, state)
     D, M, C, p = cfg.dim, cfg.mlp_dim, cfg.in_channels, cfg.patch_size
     N = (cfg.image_size // p) ** 2
@@ -202,6 +216,13 @@ def build(source: Source, state: dict[str, Tensor] | None = None) -> VisionTrans
     model = model.to_empty(device="cpu")
     model.load_state_dict(mine, strict=True)
     return model.eval()
+
+
+def _zero_head(timm: bool, classes: int, dim: int) -> dict[str, Tensor]:
+    import torch
+
+    name = "head" if timm else "classifier"
+    return {f"{name}.weight": torch.zeros(classes, dim), f"{name}.bias": torch.zeros(classes)}
 
 
 def fold_normalization(model: VisionTransformer, mean: Sequence[float], std: Sequence[float],

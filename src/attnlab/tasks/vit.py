@@ -240,11 +240,11 @@ def load_pretrained(source: Source) -> tuple[VisionTransformer, dict[str, Any]]:
     return model, meta
 
 
-def _pretrained_model(source: Source) -> tuple[VisionTransformer, list[str]]:
+def _pretrained_model(source: Source, *, need_head: bool = True) -> tuple[VisionTransformer, list[str]]:
     from attnlab.data.augment import MEAN, STD
     from attnlab.pretrained import vit
 
-    model = vit.build(source)
+    model = vit.build(source, need_head=need_head)
     mean, std = vit.pixel_stats(source)
     vit.fold_normalization(model, mean, std, MEAN, STD)  # reads attnlab's normalize() output from now on
     model.config.resize_inputs = True
@@ -262,12 +262,14 @@ def _init_from(spec: str, cfg: VitTaskConfig) -> tuple[dict[str, Tensor], dict[s
     source = resolve(spec)
     if family(source).TASK != "vit":
         raise AttnlabError(f"--init {spec} is a {source.architecture}, not a ViT; pass a ViT directory or hf:NAME")
-    model, _ = _pretrained_model(source)
+    model, _ = _pretrained_model(source, need_head=False)
+    headless = not any(bool(p.any()) for p in model.head.parameters())  # ViTModel / ViT-21k: build gave zeros
     cfg.model = dataclasses.replace(model.config, dropout=cfg.model.dropout, attn_dropout=cfg.model.attn_dropout,
                                     drop_path=cfg.model.drop_path)
     print(f"vit: starting from {source.architecture} weights ({spec}), {cfg.model.image_size}x"
           f"{cfg.model.image_size} images", file=sys.stderr, flush=True)
-    return model.state_dict(), source_meta(source, with_checksum=True)
+    state = {k: v for k, v in model.state_dict().items() if not (headless and k.startswith("head."))}
+    return state, source_meta(source, with_checksum=True)
 
 
 class ImageReader:
