@@ -60,51 +60,64 @@ class AttentionHead(nn.Module):
 class LayerCache:
     """Keys and values of the positions seen so far by one attention layer, (B, H, T, hd) each.
 
-    Storage is preallocated and grown by doubling, so appending one position per generated
-    token copies only that position (a ``torch.cat`` per step would copy the whole cache).
+    A static cache: the first :meth:`append` allocates (B, H, capacity, hd) buffers (``capacity``
+    positions, e.g. the model's context; doubled when outgrown, or from 64 when None), each later
+    one copies only its new positions into them, and the keys and values handed to attention are
+    views of the filled part. So a decoding step allocates nothing for the cache (a ``torch.cat``
+    per step would allocate and copy the whole cache).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
         self._k: Tensor | None = None  # (B, H, capacity, hd)
         self._v: Tensor | None = None
         self.length = 0
 
     @property
     def k(self) -> Tensor | None:
-        return None if self._k is None else self._k[..., : self.length, :]
+        return None if self._k is None else self._k.narrow(-2, 0, self.length)
 
     @property
     def v(self) -> Tensor | None:
-        return None if self._v is None else self._v[..., : self.length, :]
+        return None if self._v is None else self._v.narrow(-2, 0, self.length)
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add the new positions and return all keys and values so far, (B, H, T_old + T_new, hd)."""
-        end = self.length + k.size(-2)
+        start, new = self.length, k.size(-2)
+        end = start + new
         keys, values = self._k, self._v
         if keys is None or values is None or end > keys.size(-2):
-            capacity = max(end, 2 * (0 if keys is None else keys.size(-2)), 64)
-            new_k = k.new_empty(*k.shape[:-2], capacity, k.size(-1))
-            new_v = v.new_empty(*v.shape[:-2], capacity, v.size(-1))
-            if keys is not None and values is not None:
-                new_k[..., : self.length, :] = keys[..., : self.length, :]
-                new_v[..., : self.length, :] = values[..., : self.length, :]
-            keys, values = self._k, self._v = new_k, new_v
-        keys[..., self.length : end, :] = k
-        values[..., self.length : end, :] = v
+            keys, values = self._grow(k, v, end)
+        keys.narrow(-2, start, new).copy_(k)
+        values.narrow(-2, start, new).copy_(v)
         self.length = end
-        return keys[..., :end, :], values[..., :end, :]
+        return keys.narrow(-2, 0, end), values.narrow(-2, 0, end)
+
+    def _grow(self, k: Tensor, v: Tensor, end: int) -> tuple[Tensor, Tensor]:
+        """New buffers for at least ``end`` positions, holding the cached ones."""
+        old = 0 if self._k is None else self._k.size(-2)
+        capacity = max(end, 2 * old, self.capacity or 64)
+        new_k = k.new_empty(*k.shape[:-2], capacity, k.size(-1))  # (B, H, capacity, hd)
+        new_v = v.new_empty(*v.shape[:-2], capacity, v.size(-1))
+        if self._k is not None and self._v is not None and self.length:
+            new_k.narrow(-2, 0, self.length).copy_(self._k.narrow(-2, 0, self.length))
+            new_v.narrow(-2, 0, self.length).copy_(self._v.narrow(-2, 0, self.length))
+        self._k, self._v = new_k, new_v
+        return new_k, new_v
 
 
 @dataclass
 class KVCache:
-    """A key/value cache for incremental decoding: one :class:`LayerCache` per layer."""
+    """A key/value cache for incremental decoding: one :class:`LayerCache` per layer, each
+    preallocated for ``capacity`` positions (None: grown as needed)."""
 
     num_layers: int
     layers: list[LayerCache] = field(default_factory=list)
+    capacity: int | None = None
 
     def __post_init__(self) -> None:
         if not self.layers:
-            self.layers = [LayerCache() for _ in range(self.num_layers)]
+            self.layers = [LayerCache(self.capacity) for _ in range(self.num_layers)]
 
     @property
     def length(self) -> int:

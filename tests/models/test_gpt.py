@@ -9,7 +9,7 @@ import torch
 
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss, lm_loss
-from attnlab.models.gpt import DialogueGPT, GPTConfig, generate
+from attnlab.models.gpt import DialogueGPT, GPTConfig, generate, generate_batch
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
 from attnlab.vocab import PAD_ID, START_ID
 
@@ -168,6 +168,73 @@ def test_kv_cache_logits_match_the_full_forward():
         parts = [model(x[:, :5], cache=cache)] + [model(x[:, i:i + 1], cache=cache) for i in range(5, 12)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 12
+
+
+def test_static_cache_writes_into_one_buffer_and_matches_the_uncached_logits():
+    # Preallocated for the context: every step writes its position into the same (B, H, 16, hd)
+    # storage (no per-token allocation), and the logits equal the full forward's.
+    from attnlab.layers import KVCache
+
+    model = small_gpt()
+    x = torch.randint(3, 50, (2, 16))
+    cache = KVCache(2, capacity=16)
+    with torch.inference_mode():
+        full = model(x)
+        parts = [model(x[:, :3], cache=cache)]
+        buffers = [layer._k.data_ptr() for layer in cache.layers]
+        assert cache.layers[0]._k.shape == (2, 4, 16, 8)
+        parts += [model(x[:, i:i + 1], cache=cache) for i in range(3, 16)]
+        assert [layer._k.data_ptr() for layer in cache.layers] == buffers
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.length == 16 and torch.equal(cache.layers[1].k, cache.layers[1]._k)
+
+
+def test_left_padded_rows_with_their_own_positions_give_each_prompt_alone_logits():
+    # A prompt of 3 after 4 pads, positions 0..2 and the pad mask: the same logits as the 3 tokens alone,
+    # in the prompt and in each cached step after it.
+    from attnlab.layers import KVCache
+
+    model = small_gpt()
+    short, long = torch.randint(3, 50, (1, 3)), torch.randint(3, 50, (1, 7))
+    ids = torch.cat([torch.cat([torch.zeros(1, 4, dtype=torch.long), short], 1), long])  # (2, 7)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[0, :4] = False
+    positions = torch.stack([torch.tensor([0, 0, 0, 0, 0, 1, 2]), torch.arange(7)])
+    nxt = torch.randint(3, 50, (2, 3))
+    with torch.inference_mode():
+        cache, alone = KVCache(2, capacity=16), KVCache(2, capacity=16)
+        got = [model(ids, mask, cache=cache, positions=positions)[:, 4:]]
+        want = [model(short, cache=alone)]
+        keys = torch.cat([mask, torch.ones(2, 3, dtype=torch.bool)], 1)  # (2, 10)
+        for i in range(3):
+            pos = torch.tensor([[3 + i], [7 + i]])
+            got.append(model(nxt[:, i:i + 1], keys[:, : 8 + i], cache=cache, positions=pos))
+            want.append(model(nxt[:1, i:i + 1], cache=alone))
+        long_alone = model(torch.cat([long, nxt[1:]], 1))
+    torch.testing.assert_close(torch.cat(got, 1)[0], torch.cat(want, 1)[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(got, 1)[1], long_alone[0, 4:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batched_generation_gives_each_prompt_what_it_gets_alone(use_cache):
+    # Prompts of different lengths (one empty, one longer than the context of 16); 40 tokens make
+    # the windows jump at different steps for different rows.
+    model = small_gpt(seed=3)
+    prompts = [torch.randint(3, 50, (n,)).tolist() for n in (1, 5, 0, 20, 9)]
+    batch = generate_batch(model, prompts, 40, use_cache=use_cache)
+    assert batch == [generate(model, p, 40, use_cache=True) for p in prompts]
+    sampled = generate_batch(model, prompts, 12, temperature=1.0, top_k=10, seed=4, use_cache=use_cache)
+    assert sampled == [generate(model, p, 12, temperature=1.0, top_k=10, seed=4) for p in prompts]
+    assert len({tuple(r) for r in batch}) > 1  # the rows really differ
+    with pytest.raises(AttnlabError, match="no prompts to continue"):
+        generate_batch(model, [], 3)
+
+
+def test_batched_lstm_generation_runs_the_prompts_one_by_one():
+    torch.manual_seed(0)
+    lstm = LSTMLanguageModel(LSTMConfig(vocab_size=50, context=16, dim=16, hidden=32, num_layers=1)).eval()
+    prompts = [[5, 6, 7], [8]]
+    assert generate_batch(lstm, prompts, 6) == [generate(lstm, p, 6) for p in prompts]
 
 
 def test_decoding_head_copy_follows_weight_updates():

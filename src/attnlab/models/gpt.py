@@ -26,7 +26,8 @@ from attnlab.models.configs import GPTConfig, SampleConfig
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
-__all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate", "SampleConfig", "random_gpt"]
+__all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate", "generate_batch", "iter_generate_batch",
+           "SampleConfig", "random_gpt"]
 
 
 class DialogueGPT(nn.Module):
@@ -77,11 +78,19 @@ class DialogueGPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, input_ids: Tensor, input_mask: Tensor | None = None, *, cache: KVCache | None = None,
-                last_only: bool = False) -> Tensor:
-        """Logits (B, T, V); with ``last_only`` only the last position's, (B, 1, V) (decoding)."""
+                last_only: bool = False, positions: Tensor | None = None) -> Tensor:
+        """Logits (B, T, V); with ``last_only`` only the last position's, (B, 1, V) (decoding).
+
+        ``positions`` (B, T), when given, are the positions of the tokens in their own rows
+        (left-padded decoding batches: a row's first real token is position 0 whatever the
+        padding before it); by default they follow the cache, ``offset .. offset + T - 1``.
+        """
         B, T = input_ids.shape
         offset = cache.length if cache is not None else 0
-        x = self.pos(self.tok(input_ids), offset=offset)  # (B, T, dim)
+        if positions is None:
+            x = self.pos(self.tok(input_ids), offset=offset)  # (B, T, dim)
+        else:
+            x = self.tok(input_ids) + self._position_vectors(positions)  # (B, T, dim)
         if self.training:
             x = self.drop(x)
         if input_mask is not None and tuple(input_mask.shape) != (B, offset + T):
@@ -96,6 +105,13 @@ class DialogueGPT(nn.Module):
         if last_only:
             h = h[:, -1:]  # (B, 1, dim): the head runs on the position whose next token is wanted
         return self._logits(self.norm(h))  # (B, T, V)
+
+    def _position_vectors(self, positions: Tensor) -> Tensor:
+        """The learned position vectors of ``positions`` (B, T) -> (B, T, dim), bounded by the context."""
+        if int(positions.max()) >= self.pos.max_len:
+            raise AttnlabError(f"position {int(positions.max())} exceeds the maximum length {self.pos.max_len} "
+                               "of this model's learned positional embedding; shorten the input")
+        return self.pos.weight[positions]
 
     def _logits(self, h: Tensor) -> Tensor:
         """The LM head, (B, T, dim) -> (B, T, V).
@@ -149,6 +165,10 @@ def _right_padded(input_mask: Tensor) -> bool:
     return bool((m[:, 1:] <= m[:, :-1]).all())
 
 
+_NAN = ("the model's outputs are not numbers (NaN): its weights are broken (a diverged training?); retrain it "
+        "or use an earlier checkpoint")
+
+
 def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, top_p: float | None,
           gen: torch.Generator) -> int:
     """Choose the next id from (V,) logits: argmax when ``temperature <= 0``, else sample.
@@ -157,8 +177,7 @@ def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, to
     """
     logits = logits.float() + ban  # a new tensor: the in-place edits below leave the model output alone
     if torch.isnan(logits).any():
-        raise AttnlabError("the model's outputs are not numbers (NaN): its weights are broken (a diverged "
-                           "training?); retrain it or use an earlier checkpoint")
+        raise AttnlabError(_NAN)
     if temperature <= 0:
         return int(logits.argmax())
     logits = logits / temperature
@@ -172,6 +191,20 @@ def _pick(logits: Tensor, ban: Tensor, temperature: float, top_k: int | None, to
         logits[order[drop]] = -math.inf
     probs = torch.softmax(logits, dim=-1)
     return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def _greedy(logits: Tensor, banned: Tensor) -> tuple[list[int], Tensor]:
+    """The most likely allowed id of each row of ``logits`` (B, V), as a list and as a (B, 1) tensor
+    (the next step's input). The same choice as :func:`_pick` at temperature 0, in fewer operations:
+    the ``banned`` ids are set to -inf in place (``logits`` is the model's fresh output), and one
+    ``max`` gives the ids and the NaN check (a NaN anywhere in a row is that row's maximum)."""
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    logits.index_fill_(-1, banned, -math.inf)
+    values, ids = logits.max(-1)  # (B,) each
+    if any(math.isnan(v) for v in values.tolist()):
+        raise AttnlabError(_NAN)
+    return ids.tolist(), ids.view(-1, 1)
 
 
 @contextlib.contextmanager
@@ -208,11 +241,12 @@ def generate(
     the probability; ``seed`` makes sampling reproducible. An empty prefix starts from the start
     token. The model sees at most ``context`` tokens: when the text outgrows it, the window jumps
     forward to the last ``context // 2`` tokens. Both paths follow this rule, so with
-    ``use_cache`` (keys and values of earlier positions kept, one new position computed per
-    token; the cache is rebuilt after a jump) the greedy output is identical to the uncached one
-    (the whole window recomputed for every token, the output layer applied to its last position
-    only, as nanoGPT does). ``use_cache`` needs a :class:`DialogueGPT`; other language models
-    (the LSTM) run the uncached path. :func:`iter_generate` yields the ids one at a time.
+    ``use_cache`` (keys and values of earlier positions kept in a static cache, one new position
+    computed per token; the cache is rebuilt after a jump) the greedy output is identical to the
+    uncached one (the whole window recomputed for every token, the output layer applied to its
+    last position only, as nanoGPT does). ``use_cache`` needs a :class:`DialogueGPT`; other
+    language models (the LSTM) run the uncached path. :func:`iter_generate` yields the ids one at
+    a time; :func:`generate_batch` continues several prompts at once.
     """
     return list(iter_generate(model, prefix_ids, num_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                               seed=seed, use_cache=use_cache))
@@ -230,6 +264,40 @@ def iter_generate(
     use_cache: bool = True,
 ) -> Iterator[int]:
     """:func:`generate`, yielding each new id as soon as it is chosen (to stream long outputs)."""
+    for ids in iter_generate_batch(model, [prefix_ids], num_tokens, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, seed=seed, use_cache=use_cache):
+        yield ids[0]
+
+
+def generate_batch(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int] | Tensor],
+    num_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Continue every prompt of ``prompts`` by ``num_tokens`` new ids, all in one batch.
+
+    The prompts are left-padded to the longest; each row gets the padding mask and its own
+    positions (its first real token is position 0), so row ``i`` is what :func:`generate` gives
+    for ``prompts[i]`` alone, with the same settings: greedily, and sampled too (each row draws
+    from its own generator seeded with ``seed``). A model other than :class:`DialogueGPT` runs
+    the prompts one after another.
+    """
+    rows: list[list[int]] = [[] for _ in prompts]
+    for ids in iter_generate_batch(model, prompts, num_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   seed=seed, use_cache=use_cache):
+        for row, i in zip(rows, ids):
+            row.append(i)
+    return rows
+
+
+def _check_settings(num_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                    seed: int | None) -> None:
     if num_tokens < 0:
         raise AttnlabError(f"num_tokens must be >= 0, got {num_tokens}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -240,40 +308,96 @@ def iter_generate(
         raise AttnlabError(f"top_p must be in (0, 1], got {top_p}")
     if seed is not None and not 0 <= seed < 2**63:
         raise AttnlabError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+
+
+def _windows(rows: list[list[int]], starts: list[int],
+             device: torch.device) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """Each row's window ``rows[i][starts[i]:]``, left-padded to the longest: the ids (B, T) and,
+    when some row is padded, its mask (B, T; True = real token), each token's position in its
+    own row (B, T) and the pads per row (B, 1); else three Nones."""
+    windows = [ids[s:] for ids, s in zip(rows, starts)]
+    T = max(len(w) for w in windows)
+    pads = [T - len(w) for w in windows]
+    ids = torch.tensor([[PAD_ID] * p + w for p, w in zip(pads, windows)], device=device)  # (B, T)
+    if not any(pads):
+        return ids, None, None, None
+    pad = torch.tensor(pads, device=device).view(-1, 1)  # (B, 1)
+    steps = torch.arange(T, device=device)  # (T,)
+    return ids, steps >= pad, (steps - pad).clamp_min(0), pad  # mask, positions (B, T); pad (B, 1)
+
+
+def iter_generate_batch(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int] | Tensor],
+    num_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[list[int]]:
+    """:func:`generate_batch`, yielding the new id of every row at each step."""
+    _check_settings(num_tokens, temperature, top_k, top_p, seed)
+    rows = [[int(i) for i in p] or [START_ID] for p in prompts]
+    if not rows:
+        raise AttnlabError("no prompts to continue; pass at least one")
+    if len(rows) > 1 and not isinstance(model, DialogueGPT):  # no padding path: one prompt at a time
+        outs = [list(iter_generate_batch(model, [r], num_tokens, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, seed=seed, use_cache=use_cache)) for r in rows]
+        for step in zip(*outs):
+            yield [ids[0] for ids in step]
+        return
     config: Any = model.config  # DialogueGPT's GPTConfig or the LSTM's LSTMConfig
-    context = config.context
+    context, B = config.context, len(rows)
     use_cache = use_cache and isinstance(model, DialogueGPT)
-    ids = [int(i) for i in prefix_ids] or [START_ID]
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device)
-    if seed is not None:
-        gen.manual_seed(seed)
-    else:
-        gen.seed()
+    gens = [torch.Generator(device=device) for _ in rows] if temperature > 0 else []
+    for gen in gens:
+        if seed is not None:
+            gen.manual_seed(seed)
+        else:
+            gen.seed()
     was_training = model.training
     model.eval()
     ban = torch.zeros(config.vocab_size, device=device)
-    ban[list(getattr(model, "never_generated", (PAD_ID, START_ID)))] = -math.inf
+    ban[[PAD_ID, START_ID]] = -math.inf
+    banned = torch.tensor([PAD_ID, START_ID], device=device)
+    starts = [max(0, len(ids) - context) for ids in rows]  # first position of each row's window
+    cache: KVCache | None = None
+    keys = pad = nxt = None  # a padded batch's key mask (B, context) and pads (B, 1); the next ids (B, 1)
     try:
-        start = max(0, len(ids) - context)  # first position of the window
-        cache: KVCache | None = None
         for _ in range(num_tokens):
-            if len(ids) - start > context:
-                start = len(ids) - max(1, context // 2)
-                cache = None
+            for i, ids in enumerate(rows):
+                if len(ids) - starts[i] > context:
+                    starts[i] = len(ids) - max(1, context // 2)
+                    cache = None
             with torch.inference_mode():
-                if not use_cache:
-                    window = torch.tensor([ids[start:]], device=device)  # (1, T)
-                    logits = model(window, last_only=True)[0, -1]
-                elif cache is None:  # prime the cache with the whole window
-                    cache = KVCache(config.num_layers)
-                    logits = model(torch.tensor([ids[start:]], device=device), cache=cache, last_only=True)[0, -1]
-                else:  # one new position over the cached ones
+                if not use_cache or cache is None:  # the whole window (and a new cache, primed with it)
+                    window, mask, positions, pad = _windows(rows, starts, device)
+                    cache = KVCache(config.num_layers, capacity=context) if use_cache else None
+                    if mask is not None and use_cache:
+                        keys = torch.ones(B, context, dtype=torch.bool, device=device)
+                        keys[:, : mask.size(1)] = mask
+                    args = {"positions": positions} if positions is not None else {}  # (the LSTM takes none)
+                    logits = model(window, mask, cache=cache, last_only=True, **args)[:, -1]  # (B, V)
+                else:  # one new position per row over the cached ones
+                    assert nxt is not None
+                    offset = cache.length
                     with _without_onednn():
-                        logits = model(torch.tensor([ids[-1:]], device=device), cache=cache)[0, -1]
-                nxt = _pick(logits, ban, temperature, top_k, top_p, gen)
-            ids.append(nxt)
-            yield nxt
+                        if pad is None:
+                            logits = model(nxt, cache=cache)[:, -1]
+                        else:
+                            assert keys is not None
+                            logits = model(nxt, keys[:, : offset + 1], cache=cache, positions=offset - pad)[:, -1]
+                if gens:
+                    chosen = [_pick(logits[i], ban, temperature, top_k, top_p, gen) for i, gen in enumerate(gens)]
+                    nxt = torch.tensor(chosen, device=device).view(B, 1)
+                else:
+                    chosen, nxt = _greedy(logits, banned)
+            for ids, i in zip(rows, chosen):
+                ids.append(i)
+            yield chosen
     finally:
         model.train(was_training)
 
