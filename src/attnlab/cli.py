@@ -17,6 +17,7 @@ from types import ModuleType
 from attnlab import __version__
 from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
+from attnlab.threads import openmp_environment
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
 EXAMPLES = """\
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``attnlab``; returns the exit code (2 for user errors, 130 when interrupted, 143 when
     terminated by SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads)
+        os.environ.update(openmp_environment(os.environ))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

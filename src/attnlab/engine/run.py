@@ -43,6 +43,7 @@ from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.engine.state import TrainState
 from attnlab.errors import AttnlabError
 from attnlab.files import write_json
+from attnlab.threads import apply_threads
 
 __all__ = ["TrainState", "TrainingRun", "OnEval"]
 
@@ -106,6 +107,9 @@ class TrainingRun:
         self.progress.note(f"{steps} (at most {cfg.epochs} epochs of {self.steps_per_epoch} steps){cap} on "
                            f"{self.device} ({self.precision.name}), {self.dist.world} process(es); "
                            f"run directory {self.run_dir}")
+        if self.device.type == "cpu":  # the thread policy (attnlab.threads), said in the log
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            self.progress.note(apply_threads(trainable).note())
         if self.val_batches is not None:
             check_monitor(cfg.monitor, self.model, self.loss_fn, self.val_batches, device=self.device,
                           autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity, seed=cfg.seed,

@@ -1,0 +1,50 @@
+"""The CPU thread policy (attnlab.threads): its choices for given cores, load and model size, and the override."""
+
+import pytest
+import torch
+
+from attnlab.errors import AttnlabError
+from attnlab.threads import SMALL_MODEL_PARAMS, apply_threads, choose_threads, openmp_environment
+
+
+@pytest.mark.parametrize("cores, load, params, want", [
+    (2, 0.0, 10**6, 2),    # quiet: one per core, as torch would
+    (2, 0.4, 10**6, 2),    # under half a core of other work
+    (2, 1.0, 10**6, 1),    # one busy neighbour holds a core
+    (2, 1.4, 10**6, 1),
+    (2, 5.0, 10**6, 1),    # never below one
+    (8, 2.2, 10**6, 6),    # the cores left free, rounded
+    (8, 2.6, 10**6, 5),
+    (2, 0.0, SMALL_MODEL_PARAMS - 1, 1),  # too small to gain from a second thread, even when quiet
+    (2, 0.0, SMALL_MODEL_PARAMS, 2),
+    (4, None, None, 4),    # no load average, no size: one per core
+])
+def test_choices_for_cores_load_and_model_size(cores, load, params, want):
+    choice = choose_threads(cores=cores, load=load, params=params)
+    assert choice.threads == want
+    assert choice.note().startswith(f"{want} CPU thread{'s' if want > 1 else ''}: ")
+
+
+def test_the_override_wins_and_a_bad_one_is_one_clear_error():
+    assert choose_threads(cores=2, load=9.0, params=10, override=2).threads == 2
+    with pytest.raises(AttnlabError, match="thread count must be >= 1, got 0"):
+        choose_threads(cores=2, load=0.0, override=0)
+
+
+def test_apply_threads_sets_torch_and_honours_the_environment():
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(10**6, environ={"ATTNLAB_THREADS": "1"}).threads == 1
+        assert torch.get_num_threads() == 1
+        assert apply_threads(10, override=2).threads == 2 and torch.get_num_threads() == 2
+        assert apply_threads(10, environ={}).threads == 1  # small model, no override
+        with pytest.raises(AttnlabError, match="ATTNLAB_THREADS='two' is not a number"):
+            apply_threads(environ={"ATTNLAB_THREADS": "two"})
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_openmp_wait_policy_is_passive_unless_the_user_set_one():
+    assert openmp_environment({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert openmp_environment({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    assert openmp_environment({"GOMP_SPINCOUNT": "0"}) == {}
