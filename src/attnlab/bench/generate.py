@@ -1,19 +1,29 @@
-"""``attnlab bench generate``: KV-cache vs uncached generation of DialogueGPT, same tokens.
+"""``attnlab bench generate``: KV-cache vs uncached generation of DialogueGPT, and against
+nanoGPT's ``generate`` with the same weights; same tokens.
 
-Both paths run :func:`attnlab.models.gpt.generate` greedily from the same prompt (default: the
-start token alone) for ``--num-tokens`` new words, in interleaved rounds (see
-:mod:`attnlab.measure`); the medians are compared and the two outputs must be identical
-token for token (the benchmark fails otherwise). The uncached path is nanoGPT's: every new word
-re-runs the model over the whole window and applies the output layer to the last position only.
+Both of our paths run :func:`attnlab.models.gpt.generate_batch` greedily from the same prompt
+(default: the start token alone; ``--batch N``: N copies of it, decoded as one batch) for
+``--num-tokens`` new words, in interleaved rounds (see :mod:`attnlab.measure`); the medians are
+compared and the outputs must be identical token for token (the benchmark fails otherwise). The
+uncached path is nanoGPT's: every new word re-runs the model over the whole window and applies
+the output layer to the last position only. With ``--nanogpt PATH/model.py`` (nanoGPT's own
+file, which attnlab does not ship) a third candidate is nanoGPT's ``GPT.generate`` on a nanoGPT
+``GPT`` holding the same weights (greedy: ``top_k=1``; its output layer gets a bias of -inf on
+the pad and start ids, which attnlab never generates, so that both choose among the same ids).
 With ``--checkpoint`` the trained model is used; without it, a model of the default GPT preset's
 shape (context 256) with random weights (the timing depends on the shape, not on the weights;
-the tokens then are gibberish, but still compared). The bar is a 5x speed-up; a miss is printed
-as ``MISSED``, with the load average before and after.
+the tokens then are gibberish, but still compared). The bars are 5x over no cache and 8x over
+nanoGPT; a miss is printed as ``MISSED``, with the per-round ratios and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
+import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,14 +31,18 @@ import torch
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch, median, time_interleaved
-from attnlab.vocab import START_ID
+from attnlab.threads import apply_threads
+from attnlab.vocab import PAD_ID, START_ID
 
 SPEEDUP_BAR = 5.0  # the KV cache must make greedy decoding at least this much faster
+NANOGPT_BAR = 8.0  # and at least this much faster than nanoGPT's generate with the same weights
 
 HELP = "KV-cache vs uncached generation speed of DialogueGPT (identical tokens checked)"
 EXAMPLE = """\
 attnlab bench generate --checkpoint runs/gpt-default
-attnlab bench generate --context 256 --num-tokens 256"""
+attnlab bench generate --context 256 --num-tokens 256
+attnlab bench generate --nanogpt ~/src/nanoGPT/model.py           # also against nanoGPT's generate
+attnlab bench generate --batch 8"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vocabulary of the random model (default 6187, the default run's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice, one per core)")
+                        help="torch threads (default: attnlab's policy: one per core the load leaves free)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--batch", type=int, default=1, help="prompts decoded at once (default 1)")
+    parser.add_argument("--nanogpt", metavar="PATH", default=None,
+                        help="nanoGPT's model.py (from github.com/karpathy/nanoGPT): also time its generate "
+                             "on the same weights")
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
@@ -71,38 +89,101 @@ def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
     return random_gpt(shape, seed=args.seed), [START_ID], "random weights"
 
 
-def run(args: argparse.Namespace) -> int:
-    from attnlab.models.gpt import generate
+def nanogpt_twin(model: Any, path: str | Path) -> Any:
+    """nanoGPT's ``GPT`` (loaded from its ``model.py`` at ``path``) holding ``model``'s weights, in
+    eval mode, with a -inf bias on the pad and start logits (attnlab never generates them).
+    Needs what nanoGPT's architecture can express: tied head, MLP width 4 * dim."""
+    c = model.config
+    if not c.tie_weights or c.mlp_dim != 4 * c.dim:
+        raise AttnlabError("nanoGPT's GPT ties its output layer and has an MLP 4 * dim wide; this model has "
+                           f"tie_weights={c.tie_weights}, mlp_dim={c.mlp_dim}; compare a model of the default shape")
+    file = Path(path).expanduser()
+    spec = importlib.util.spec_from_file_location("nanogpt_model", file)
+    if not file.is_file() or spec is None or spec.loader is None:
+        raise AttnlabError(f"no nanoGPT model file at {file}; pass the model.py of a nanoGPT checkout")
+    nano = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(nano)
+        config = nano.GPTConfig(block_size=c.context, vocab_size=c.vocab_size, n_layer=c.num_layers,
+                                n_head=c.num_heads, n_embd=c.dim, dropout=0.0, bias=c.bias)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
+            twin = nano.GPT(config).eval()
+    except Exception as exc:  # noqa: BLE001  (someone else's file: any failure is the same advice)
+        raise AttnlabError(f"{file} did not build a nanoGPT GPT ({type(exc).__name__}: {exc}); pass the "
+                           "model.py of a nanoGPT checkout") from None
+    ours = model.state_dict()
+    names = {"norm1": "ln_1", "attn.qkv": "attn.c_attn", "attn.W_O": "attn.c_proj", "norm2": "ln_2",
+             "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+    theirs = {"transformer.wte.weight": ours["tok.weight"], "transformer.wpe.weight": ours["pos.weight"],
+              "lm_head.weight": ours["tok.weight"], "transformer.ln_f.weight": ours["norm.weight"]}
+    if c.bias:
+        theirs["transformer.ln_f.bias"] = ours["norm.bias"]
+    for i in range(c.num_layers):
+        for a, b in names.items():
+            for kind in ("weight", "bias") if c.bias else ("weight",):
+                theirs[f"transformer.h.{i}.{b}.{kind}"] = ours[f"transformer.layers.{i}.{a}.{kind}"]
+    twin.load_state_dict(theirs, strict=False)  # (nanoGPT's causal-mask buffer is not a weight)
+    ban = torch.zeros(c.vocab_size)
+    ban[[PAD_ID, START_ID]] = -math.inf
+    twin.lm_head.bias = torch.nn.Parameter(ban, requires_grad=False)
+    return twin
 
-    if args.num_tokens < 1 or args.repeats < 1:
-        raise AttnlabError("--num-tokens and --repeats must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    load = LoadWatch.start()
+
+def _ratios(samples: dict[str, list[float]], slow: str, fast: str) -> str:
+    """``rounds 4.90-5.60x``: the range of the per-round ratios ``slow / fast``."""
+    per_round = [a / b for a, b in zip(samples[slow], samples[fast])]
+    return f"rounds {min(per_round):.2f}-{max(per_round):.2f}x"
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlab.models.gpt import generate_batch
+
+    if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
+        raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
+    threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
-    outputs: dict[bool, list[int]] = {}
+    prompts = [prefix] * args.batch
+    twin = nanogpt_twin(model, args.nanogpt) if args.nanogpt is not None else None
+    load = LoadWatch.start()
+    outputs: dict[str, list[list[int]]] = {}
 
     def path(use_cache: bool):
         def fn() -> None:
-            outputs[use_cache] = generate(model, prefix, args.num_tokens, use_cache=use_cache)
+            outputs["KV cache" if use_cache else "no cache"] = generate_batch(model, prompts, args.num_tokens,
+                                                                             use_cache=use_cache)
         return fn
 
-    samples = time_interleaved({"KV cache": path(True), "no cache": path(False)}, repeats=args.repeats)
+    fns = {"KV cache": path(True), "no cache": path(False)}
+    if twin is not None:
+        idx = torch.tensor(prompts)  # (batch, T): nanoGPT takes equal-length rows
+
+        def nanogpt() -> None:
+            with torch.no_grad():
+                out = twin.generate(idx, args.num_tokens, temperature=1.0, top_k=1)  # (batch, T + new)
+            outputs["nanoGPT"] = out[:, len(prefix):].tolist()
+        fns["nanoGPT"] = nanogpt
+    samples = time_interleaved(fns, repeats=args.repeats)
     c = model.config
-    print(f"greedy generation of {args.num_tokens} words after a {len(prefix)}-token prompt, {what}: "
-          f"{c.num_layers} layers, dim {c.dim}, {c.num_heads} heads, context {c.context}, vocab {c.vocab_size}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'path':<10} {'s':>8} {'ms/word':>9}")
+    rows = f"{args.batch} prompts" if args.batch > 1 else "a prompt"
+    print(f"greedy generation of {args.num_tokens} words after {rows} of {len(prefix)} tokens, {what}: "
+          f"{c.num_layers} layers, dim {c.dim}, {c.num_heads} heads, context {c.context}, vocab {c.vocab_size}; "
+          f"{threads.note()}; median of {args.repeats} interleaved rounds")
+    print(f"{'path':<10} {'s':>8} {'ms/word':>9}")  # ms per word of one row: the batch's time / (words * rows)
     for name, s in samples.items():
-        print(f"{name:<10} {median(s):>8.3f} {1000 * median(s) / args.num_tokens:>9.2f}")
-    same = outputs[True] == outputs[False]
+        print(f"{name:<10} {median(s):>8.3f} {1000 * median(s) / args.num_tokens / args.batch:>9.3f}")
     ratio = median(samples["no cache"]) / median(samples["KV cache"])
-    print(bar_verdict("speed-up with the KV cache", ratio, SPEEDUP_BAR))
-    print(f"identical tokens: {'yes' if same else 'NO'}")
+    print(bar_verdict("speed-up with the KV cache", ratio, SPEEDUP_BAR)
+          + f" ({_ratios(samples, 'no cache', 'KV cache')})")
+    if twin is not None:
+        ratio = median(samples["nanoGPT"]) / median(samples["KV cache"])
+        print(bar_verdict("speed-up over nanoGPT's generate", ratio, NANOGPT_BAR)
+              + f" ({_ratios(samples, 'nanoGPT', 'KV cache')})")
+    else:
+        print("nanoGPT: not compared (pass --nanogpt PATH/model.py of a nanoGPT checkout)")
+    same = all(out == outputs["KV cache"] for out in outputs.values())
+    print(f"identical tokens: {'yes' if same else 'NO'} ({', '.join(outputs)})")
     report_load(load)
     if not same:
-        raise AttnlabError("the cached and uncached paths generated different tokens; this is a bug, "
-                           "please report it with the command line above")
+        raise AttnlabError("the paths generated different tokens; this is a bug, please report it with the "
+                           "command line above")
     return 0
