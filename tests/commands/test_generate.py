@@ -53,6 +53,30 @@ def test_train_writes_metrics_and_generate_prints_a_continuation(trained, capsys
     assert a == b
 
 
+def test_several_prompts_are_one_batch_and_each_line_is_that_prompt_alone(trained, tmp_path, capsys):
+    run, _ = trained
+    texts = ["First Citizen: you", "", "the king"]
+    alone = []
+    for text in texts:
+        capsys.readouterr()
+        assert main(["generate", "--checkpoint", str(run), "--prompt", text, "--num-tokens", "6", "--greedy"]) == 0
+        alone.append(capsys.readouterr().out.strip("\n").splitlines()[-1])
+    args = [a for text in texts for a in ("--prompt", text)]
+    assert main(["generate", "--checkpoint", str(run), *args, "--num-tokens", "6", "--greedy"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip("\n").splitlines()[-3:] == alone
+    assert "(6 tokens for each of 3 prompts in" in captured.err
+    (tmp_path / "prompts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert main(["generate", "--checkpoint", str(run), "--prompts", str(tmp_path / "prompts.txt"),
+                 "--num-tokens", "6", "--greedy"]) == 0
+    assert capsys.readouterr().out.strip("\n").splitlines()[-3:] == alone
+    assert main(["generate", "--checkpoint", str(run), "--prompts", str(tmp_path / "none.txt")]) == 2
+    assert "error: cannot read --prompts" in capsys.readouterr().err
+    both = ["--prompt", "a", "--prompts", str(tmp_path / "prompts.txt")]
+    assert main(["generate", "--checkpoint", str(run), *both]) == 2
+    assert "error: --prompt and --prompts both give prompts; pass one of them" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option", [["--temperature", "0.5"], ["--top-k", "5"], ["--top-p", "0.9"]])
 def test_greedy_with_a_sampling_option_is_refused(trained, capsys, option):
     run, _ = trained
