@@ -335,3 +335,16 @@ def test_a_directory_without_a_tokenizer_cannot_read_text_exit_2(tmp_path, capsy
     assert main(["explore", "--checkpoint", str(d), "a movie", "--out", str(tmp_path / "page.html")]) == 2
     assert "ships no tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "page.html").exists()
+
+
+def test_a_token_classifier_head_is_not_taken_for_a_sequence_classifier(tmp_path):
+    """BertForTokenClassification's 'classifier' scores each token: loaded as a text classifier it
+    is not used (a new head stands in, and is named), while the encoder is."""
+    d, ref = bert_dir(tmp_path, cls=transformers.BertForTokenClassification, **SHAPES["tanh-gelu"])
+    found = pb.loaded(resolve(d))
+    assert found.new == ["pooler.dense", "classifier"]
+    ids, lengths, mask, tt = batch(57, 2, seed=5)
+    with torch.no_grad():
+        hidden = ref.bert(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
+        diff = (found.model.eval().encode(ids, lengths, tt)[0, :13] - hidden[0, :13]).abs().max().item()
+    assert diff < TOL, f"max abs hidden-state difference {diff:.3g}"

@@ -155,9 +155,12 @@ def from_hf(state: dict[str, Tensor], config: dict[str, Any], source: Source, *,
             out[f"blocks.{i}.{ours}.weight"] = take(sd, names[ours] + ".weight", shape, source)
             out[f"blocks.{i}.{ours}.bias"] = take(sd, names[ours] + ".bias", (biases[ours],), source)
     pooler, head = ("pre_classifier", "classifier") if m.pooling == "pre_classifier" else ("pooler.dense", "classifier")
+    # another task's "classifier" (per token, or a multiple-choice score) is not a sequence classifier
+    sequence_head = str((config.get("architectures") or ["?ForSequenceClassification"])[0]).endswith(
+        "ForSequenceClassification")
     new = []
     for ours, theirs, shape in (("pooler", pooler, (d, d)), ("head", head, (num_classes, d))):
-        if f"{theirs}.weight" in sd:
+        if f"{theirs}.weight" in sd and (ours != "head" or sequence_head):
             out[f"{ours}.weight"] = take(sd, f"{theirs}.weight", shape, source)
             out[f"{ours}.bias"] = take(sd, f"{theirs}.bias", shape[:1], source)
         else:
