@@ -41,9 +41,13 @@ def bert_dir(tmp: Path, *, cls=None, safe=True, seed=0, **kw) -> tuple[Path, tor
     ref = cls(config).eval()
     randomize(ref, seed)
     ref.save_pretrained(tmp)
-    if not safe:  # transformers 5 writes safetensors only: the older pytorch_model.bin, by hand
+    if not safe:  # transformers 5 writes safetensors only: the older pytorch_model.bin, by hand, with the
+        # LayerNorm.gamma / beta names of the original (TensorFlow-converted) checkpoints
         (tmp / "model.safetensors").unlink()
-        torch.save(ref.state_dict(), tmp / "pytorch_model.bin")
+        old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in ref.state_dict().items()}
+        assert any(k.endswith("LayerNorm.gamma") for k in old)
+        torch.save(old, tmp / "pytorch_model.bin")
     return tmp, ref
 
 
@@ -102,8 +106,8 @@ def resolve_and_build(d: Path):
 
 
 def test_pytorch_model_bin_and_masked_lm_encoder(tmp_path):
-    """A BertForMaskedLM saved as pytorch_model.bin: its encoder's hidden states equal BertModel's;
-    the missing pooler and classifier are new, and listed."""
+    """A BertForMaskedLM saved as pytorch_model.bin with gamma / beta LayerNorm names: its encoder's
+    hidden states equal BertModel's; the missing pooler and classifier are new, and listed."""
     kw = SHAPES["odd-eps"]
     d, ref = bert_dir(tmp_path, cls=transformers.BertForMaskedLM, safe=False, **kw)
     assert (d / "pytorch_model.bin").is_file()
