@@ -52,6 +52,7 @@ function heatmapView(parent, text, state) {
   const table = el("table", { class: "heatmap", id: "heatmap" });
   parent.append(bar.node, readout, el("div", { class: "heatmap-wrap" }, [table]));
   let drawn = null, rows = [];
+  const cell = Math.max(14, Math.min(40, Math.floor(540 / Math.max(text.S, 1))));  // px: a short sentence gets big cells
   table.addEventListener("mouseover", (e) => {
     const td = e.target.closest("td");
     if (!td) return;
@@ -77,7 +78,8 @@ function heatmapView(parent, text, state) {
         for (const h of heads) w += text.at(state.layer, h, i, j) / heads.length;
         const [r, g, b] = viridis(w / top);
         row.append(el("td", { "data-q": String(i), "data-k": String(j), "data-w": String(w),
-                              style: "background: rgb(" + r + "," + g + "," + b + ")" }));
+                              style: "background: rgb(" + r + "," + g + "," + b + "); width: " + cell + "px; height: " +
+                                Math.min(cell, 28) + "px" }));
       }
       table.append(row);
       rows.push(row);
