@@ -679,3 +679,88 @@ def test_a_1000_token_generation_page_and_its_step_time(browser, gpt_run, tmp_pa
           f"{ready:.2f} s; the script time of a step of the step-through (layout and paint not included): "
           f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
     page.check_clean()
+
+
+# ---------------------------------------------------------------------- translation and sentence pairs (issues 21, 22)
+@pytest.fixture(scope="module")
+def more_pages(translate_runs, bert_dir, tmp_path_factory):
+    """A translation page (a Transformer, greedy), an RNN translation page, a BERT sentence-pair page."""
+    out = tmp_path_factory.mktemp("pages-more")
+    data = {
+        "translate": Explorer.load(translate_runs["transformer"]).answer(Request(text="I am cold.")),
+        "rnn": Explorer.load(translate_runs["rnn"]).answer(Request(text="you are late.")),
+        "pair": Explorer.load(bert_dir).answer(Request(text="the plot was thin", pair="the actors were great")),
+    }
+    return {name: (write(d, out / f"{name}.html"), d) for name, d in data.items()}
+
+
+def test_translation_page_draws_its_three_attentions(browser, more_pages, tmp_path):
+    path, data = more_pages["translate"]
+    page = Page(browser, path)
+    tab = page.tab
+    layer = data["initial"]["layer"]
+    views = {name: unpack(v["attention"]) for name, v in data["views"].items()}
+    cross = views["cross"]
+    # the cross-attention first: lines from each target piece (left) to the source pieces (right)
+    assert tab.evaluate("explorer.view") == "cross"
+    assert page.lines() == expected(cross, layer, [0]) and page.lines()
+    left = tab.eval_on_selector_all("svg.headview text.tok-q", "ts => ts.map(t => t.textContent)")
+    right = tab.eval_on_selector_all("svg.headview text.tok-k", "ts => ts.map(t => t.textContent)")
+    assert len(left) == len(data["tokens"]) and len(right) == len(data["keys"]) and len(left) != len(right)
+    # the alignment heatmap: rows = target pieces, columns = source pieces, the page's weights, one scale
+    cells = tab.eval_on_selector_all("#heatmap td", "ts => ts.map(t => [+t.dataset.q, +t.dataset.k, +t.dataset.w])")
+    assert len(cells) == cross.shape[-2] * cross.shape[-1]
+    for q, k, w in cells:
+        assert w == pytest.approx(float(cross[layer, 0, q, k]), abs=1e-6)
+    hi = float(tab.get_attribute("#hm-colorbar", "data-hi"))
+    assert hi == pytest.approx(float(cross.max()), abs=1e-6)
+    assert float(tab.get_attribute("#mv-colorbar", "data-hi")) == pytest.approx(hi, abs=1e-6)
+    tab.hover("#heatmap td[data-q='1'][data-k='0']")
+    hovered = float(tab.get_attribute("#hm-readout", "data-weight"))
+    assert hovered == pytest.approx(float(cross[layer, 0, 1, 0]), abs=1e-6)
+    # two heads averaged
+    tab.check("#head-1")
+    for q, k, w in tab.eval_on_selector_all("#heatmap td", "ts => ts.map(t => [+t.dataset.q, +t.dataset.k, "
+                                            "+t.dataset.w])"):
+        assert w == pytest.approx(float(cross[layer, :2, q, k].mean()), abs=1e-6)
+    tab.uncheck("#head-1")
+    # the decoding steps: step 2's source shading is its cross-attention row
+    tab.click("#next")
+    assert tab.evaluate("explorer.stepRow") == pytest.approx(cross[layer, 0, 1].tolist(), abs=1e-6)
+    assert page.lines() == {x for x in expected(cross, layer, [0]) if x[1] == 1}  # the step's query pinned
+    page.screenshot_is_drawn(tmp_path / "translate.png")
+    # the encoder's and the decoder's self-attention, each its own square view
+    names = list(data["views"])
+    assert names == ["cross", "encoder", "decoder"]
+    for index in (1, 2, 0):  # back to the cross-attention last: a fresh view, no step pinned
+        name = names[index]
+        tab.select_option("#view", str(index))
+        assert tab.evaluate("explorer.view") == name
+        v = data["views"][name]
+        want = expected(views[name], len(v["layers"]) - 1 if name == "encoder" else layer, [0])
+        assert page.lines() == want and want
+        if name == "decoder":
+            assert all(k <= q for _, q, k in want)
+        cells = tab.eval_on_selector_all("#heatmap td", "ts => ts.length")
+        assert cells == len(v["tokens"]) * len(v["keys"])
+    page.check_clean()
+
+
+def test_rnn_translation_page_has_one_attention(browser, more_pages):
+    path, data = more_pages["rnn"]
+    page = Page(browser, path)
+    assert page.tab.eval_on_selector_all("#view option", "os => os.length") == 1
+    assert page.lines() == expected(unpack(data["attention"]), 0, [0])
+    page.check_clean()
+
+
+@pytest.mark.parametrize("index, pair", [(0, "all"), (1, "AB"), (2, "BA"), (3, "AA"), (4, "BB")])
+def test_sentence_pair_filters(browser, more_pages, index, pair):
+    path, data = more_pages["pair"]
+    page = Page(browser, path)
+    w, seg, layer = unpack(data["attention"]), data["segments"], data["initial"]["layer"]
+    page.tab.select_option("#pair-filter", str(index))
+    want = {(h, q, k) for h, q, k in expected(w, layer, [0])
+            if pair == "all" or (seg[q] == "AB".index(pair[0]) and seg[k] == "AB".index(pair[1]))}
+    assert page.lines() == want and want
+    page.check_clean()
