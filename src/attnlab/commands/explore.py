@@ -48,7 +48,8 @@ BIG_PAGE_MB = 5  # above this, say how to make the page smaller
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="run directory (its best checkpoint) or a checkpoint directory of a model with "
-                             "attention: gpt, text (--model attention or transformer), vit or toy")
+                             "attention: gpt, text (--model attention, transformer or bert), translate, vit or toy; "
+                             "or a pretrained model (DIR in Hugging Face layout, hf:NAME)")
     parser.add_argument("text", nargs="?", metavar="INPUT",
                         help="the text to explore (toy: token ids separated by spaces)")
     parser.add_argument("--compare", default=None, metavar="TEXT",
