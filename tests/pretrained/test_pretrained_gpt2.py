@@ -156,3 +156,18 @@ def test_pytorch_model_bin_loads_safely(tmp_path, gpt2_dir, hf):
         d = diff(model(x), ref(x).logits)
     assert meta["pretrained"]["path"].endswith("pytorch_model.bin")
     assert d < 1e-4, f"max abs diff {d:.3g}"
+
+
+def test_gpt2_generates_ids_0_and_2_which_attnlab_reserves_for_pad_and_start(gpt2_dir):
+    _, model, _ = load_trained(gpt2_dir(seed=13))
+    with torch.no_grad():  # the final LayerNorm outputs ones, and row 0 of the tied head is the largest along them
+        model.norm.weight.zero_()
+        model.norm.bias.fill_(1.0)
+        model.tok.weight[0] = 5.0
+    assert model.never_generated == ()
+    for cache in (True, False):
+        assert generate(model, [5, 6, 7], 4, temperature=0.0, use_cache=cache) == [0, 0, 0, 0]
+    with torch.no_grad():
+        model.tok.weight[0] = 0.0
+        model.tok.weight[2] = 5.0
+    assert generate(model, [5, 6, 7], 3, temperature=0.0) == [2, 2, 2]

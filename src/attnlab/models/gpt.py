@@ -360,9 +360,10 @@ def iter_generate_batch(
             gen.seed()
     was_training = model.training
     model.eval()
+    never = list(getattr(model, "never_generated", (PAD_ID, START_ID)))  # none for a pretrained tokenizer's model
     ban = torch.zeros(config.vocab_size, device=device)
-    ban[[PAD_ID, START_ID]] = -math.inf
-    banned = torch.tensor([PAD_ID, START_ID], device=device)
+    ban[never] = -math.inf
+    banned = torch.tensor(never, dtype=torch.long, device=device)
     starts = [max(0, len(ids) - context) for ids in rows]  # first position of each row's window
     cache: KVCache | None = None
     keys = pad = nxt = None  # a padded batch's key mask (B, context) and pads (B, 1); the next ids (B, 1)
