@@ -91,7 +91,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
 
 def nanogpt_twin(model: Any, path: str | Path) -> Any:
     """nanoGPT's ``GPT`` (loaded from its ``model.py`` at ``path``) holding ``model``'s weights, in
-    eval mode, with a -inf bias on the pad and start logits (attnlab never generates them).
+    eval mode, with a -inf bias on the logits of the ids attnlab never generates (pad and start).
     Needs what nanoGPT's architecture can express: tied head, MLP width 4 * dim."""
     c = model.config
     if not c.tie_weights or c.mlp_dim != 4 * c.dim:
@@ -124,7 +124,7 @@ def nanogpt_twin(model: Any, path: str | Path) -> Any:
                 theirs[f"transformer.h.{i}.{b}.{kind}"] = ours[f"transformer.layers.{i}.{a}.{kind}"]
     twin.load_state_dict(theirs, strict=False)  # (nanoGPT's causal-mask buffer is not a weight)
     ban = torch.zeros(c.vocab_size)
-    ban[[PAD_ID, START_ID]] = -math.inf
+    ban[list(getattr(model, "never_generated", (PAD_ID, START_ID)))] = -math.inf  # the ids generate never picks
     twin.lm_head.bias = torch.nn.Parameter(ban, requires_grad=False)
     return twin
 
