@@ -7,22 +7,30 @@ from attnlab.errors import AttnlabError
 from attnlab.threads import SMALL_MODEL_PARAMS, apply_threads, choose_threads, openmp_environment
 
 
-@pytest.mark.parametrize("cores, load, params, want", [
-    (2, 0.0, 10**6, 2),    # quiet: one per core, as torch would
-    (2, 0.4, 10**6, 2),    # under half a core of other work
-    (2, 1.0, 10**6, 1),    # one busy neighbour holds a core
-    (2, 1.4, 10**6, 1),
-    (2, 5.0, 10**6, 1),    # never below one
-    (8, 2.2, 10**6, 6),    # the cores left free, rounded
-    (8, 2.6, 10**6, 5),
-    (2, 0.0, SMALL_MODEL_PARAMS - 1, 1),  # too small to gain from a second thread, even when quiet
-    (2, 0.0, SMALL_MODEL_PARAMS, 2),
-    (4, None, None, 4),    # no load average, no size: one per core
+@pytest.mark.parametrize("cores, load, params, adapt, want", [
+    (2, 0.0, 10**6, False, 2),    # quiet: one per core, as torch would
+    (2, 1.0, 10**6, False, 2),    # busy, by default: still one per core (results never follow the load) ...
+    (2, 5.0, 10**6, False, 2),
+    (2, 0.4, 10**6, True, 2),     # ... with ATTNLAB_THREADS=auto: under half a core of other work
+    (2, 1.0, 10**6, True, 1),     # one busy neighbour holds a core
+    (2, 1.4, 10**6, True, 1),
+    (2, 5.0, 10**6, True, 1),     # never below one
+    (8, 2.2, 10**6, True, 6),     # the cores left free, rounded
+    (8, 2.6, 10**6, True, 5),
+    (2, 0.0, SMALL_MODEL_PARAMS - 1, False, 1),  # too small to gain from a second thread, even when quiet
+    (2, 0.0, SMALL_MODEL_PARAMS, False, 2),
+    (4, None, None, True, 4),     # no load average, no size: one per core
 ])
-def test_choices_for_cores_load_and_model_size(cores, load, params, want):
-    choice = choose_threads(cores=cores, load=load, params=params)
+def test_choices_for_cores_load_and_model_size(cores, load, params, adapt, want):
+    choice = choose_threads(cores=cores, load=load, params=params, adapt=adapt)
     assert choice.threads == want
     assert choice.note().startswith(f"{want} CPU thread{'s' if want > 1 else ''}: ")
+
+
+def test_a_busy_machine_by_default_keeps_the_threads_and_says_how_to_follow_the_load():
+    note = choose_threads(cores=2, load=1.2, params=10**6).note()
+    assert note.startswith("2 CPU threads: one per core, though the load average 1.20")
+    assert "ATTNLAB_THREADS=auto (or =1)" in note
 
 
 def test_the_override_wins_and_a_bad_one_is_one_clear_error():
@@ -38,6 +46,7 @@ def test_apply_threads_sets_torch_and_honours_the_environment():
         assert torch.get_num_threads() == 1
         assert apply_threads(10, override=2).threads == 2 and torch.get_num_threads() == 2
         assert apply_threads(10, environ={}).threads == 1  # small model, no override
+        assert apply_threads(10**6, environ={"ATTNLAB_THREADS": "auto"}).threads >= 1  # follows the load
         with pytest.raises(AttnlabError, match="ATTNLAB_THREADS='two' is not a number"):
             apply_threads(environ={"ATTNLAB_THREADS": "two"})
     finally:

@@ -6,9 +6,13 @@ off its core, and the spinning one burns the other core's time slice meanwhile: 
 neighbours the toy and the IMDB ``ffnn`` ran 30x and 49x slower than alone (the README's "A
 shared CPU" has the measurements). So:
 
-* :func:`choose_threads`: all cores on a quiet machine (the results are the same as before), the
-  cores the load average leaves free when other work holds some, one thread for models too
-  small to gain from a second, and ``ATTNLAB_THREADS`` (or the caller's ``override``) above all;
+* :func:`choose_threads`: one thread per core, or one thread for models too small to gain from a
+  second, and ``ATTNLAB_THREADS`` (or the caller's ``override``) above all. The default never
+  looks at the load: the thread count changes the last bits of a run's numbers (a reduction split
+  in two sums differently), so a choice that followed the load would make the same command print
+  different results on a busy and a quiet machine. ``ATTNLAB_THREADS=auto`` opts in to the cores
+  the load average leaves free (faster beside busy neighbours; the results then depend on the
+  load), and a busy machine's training log says so;
 * :func:`openmp_environment`: ``OMP_WAIT_POLICY=PASSIVE`` (a worker sleeps at a barrier instead
   of spinning). OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it
   before it imports torch (which it does only when work starts);
@@ -30,7 +34,7 @@ from attnlab.errors import AttnlabError
 __all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads",
            "openmp_environment"]
 
-THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy
+THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
 SMALL_MODEL_PARAMS = 20_000  # trainable parameters below which a second thread only adds synchronisation
 
 
@@ -47,13 +51,14 @@ class ThreadChoice:
 
 
 def choose_threads(*, cores: int, load: float | None, params: int | None = None,
-                   override: int | None = None) -> ThreadChoice:
+                   override: int | None = None, adapt: bool = False) -> ThreadChoice:
     """The intra-op thread count on ``cores`` cores at a 1-minute load average of ``load`` (None:
     unknown), for a model of ``params`` trainable parameters (None: unknown).
 
-    ``override`` wins. A model under :data:`SMALL_MODEL_PARAMS` gets one thread. Otherwise every
-    core while the load is under half a core, else the cores the load leaves free, rounded to the
-    nearest, at least one: a load of 1 on 2 cores gives 1 thread, a load of 0.3 gives 2.
+    ``override`` wins. A model under :data:`SMALL_MODEL_PARAMS` gets one thread. Otherwise one per
+    core, unless ``adapt`` (``ATTNLAB_THREADS=auto``): then the cores the load leaves free, rounded
+    to the nearest, at least one (a load of 1 on 2 cores gives 1 thread, 0.3 gives 2). Without
+    ``adapt`` a load that holds a core only adds advice to the reason.
     """
     if override is not None:
         if override < 1:
@@ -65,24 +70,28 @@ def choose_threads(*, cores: int, load: float | None, params: int | None = None,
         return ThreadChoice(1, f"a model of {params:,} parameters is too small to gain from a second thread")
     if load is None:
         return ThreadChoice(cores, "one per core (this system has no load average)")
-    if load < 0.5:
-        return ThreadChoice(cores, f"one per core (load average {load:.2f}: the cores are free)")
-    threads = min(cores, max(1, math.floor(cores - load + 0.5)))
-    if threads == cores:
+    free = min(cores, max(1, math.floor(cores - load + 0.5)))
+    if free == cores or load < 0.5:
         return ThreadChoice(cores, f"one per core (load average {load:.2f} leaves the {cores} cores free)")
-    return ThreadChoice(threads, f"load average {load:.2f} on {cores} cores: other work holds the rest, "
-                                 "and a worker waiting for a busy core would stall the others")
+    if adapt:
+        return ThreadChoice(free, f"load average {load:.2f} on {cores} cores ({THREADS_ENV}=auto): other work "
+                                  "holds the rest, and a worker waiting for a busy core would stall the others")
+    return ThreadChoice(cores, f"one per core, though the load average {load:.2f} says other work holds "
+                               f"{cores - free} of the {cores}; {THREADS_ENV}=auto (or ={free}) would use the free "
+                               "ones (faster beside busy neighbours; the last digits of the results change)")
 
 
-def _env_threads(environ: Mapping[str, str]) -> int | None:
+def _env_threads(environ: Mapping[str, str]) -> int | str | None:
     value = environ.get(THREADS_ENV, "").strip()
     if not value:
         return None
+    if value.lower() == "auto":
+        return "auto"
     try:
         return int(value)
     except ValueError:
         raise AttnlabError(f"{THREADS_ENV}={value!r} is not a number; set it to a thread count such as 1, "
-                           "or unset it for the automatic choice") from None
+                           "to auto (follow the load average), or unset it for one thread per core") from None
 
 
 def _load_average() -> float | None:
@@ -97,16 +106,18 @@ _CORES: int | None = None  # torch's own thread count at the first call: one per
 
 def apply_threads(params: int | None = None, *, override: int | None = None,
                   environ: Mapping[str, str] | None = None) -> ThreadChoice:
-    """Choose the intra-op threads (:func:`choose_threads` from ``override``, else ``ATTNLAB_THREADS``,
-    else the load average and ``params``) and set them with ``torch.set_num_threads``."""
+    """Choose the intra-op threads (:func:`choose_threads` from ``override``, else ``ATTNLAB_THREADS``
+    (a number, or ``auto`` to follow the load average), else ``params``) and set them with
+    ``torch.set_num_threads``."""
     import torch
 
     global _CORES
     if _CORES is None:
         _CORES = torch.get_num_threads()
-    if override is None:
-        override = _env_threads(os.environ if environ is None else environ)
-    choice = choose_threads(cores=_CORES, load=_load_average(), params=params, override=override)
+    asked = override if override is not None else _env_threads(os.environ if environ is None else environ)
+    adapt = asked == "auto"
+    choice = choose_threads(cores=_CORES, load=_load_average(), params=params,
+                            override=None if adapt or asked is None else int(asked), adapt=adapt)
     torch.set_num_threads(choice.threads)
     return choice
 
