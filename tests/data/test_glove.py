@@ -117,8 +117,8 @@ def test_cli_fetch_glove_and_list(server, tmp_path: Path, monkeypatch, capsys):
     assert "--vocab-size applies to glove only" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert cli.main(["data", "list"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in listing] == ["imdb", "cifar10", "shakespeare", "glove"]
-    assert listing[-1].startswith("glove        GloVe 6B 50-d word vectors")
+    assert [line.split()[0] for line in listing] == ["imdb", "cifar10", "shakespeare", "glove", "tatoeba"]
+    assert listing[3].startswith("glove        GloVe 6B 50-d word vectors")
 
 
 def test_a_zip_downloaded_elsewhere_is_used(tmp_path: Path, monkeypatch):
