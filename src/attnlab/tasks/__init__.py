@@ -118,4 +118,5 @@ def load_reader(task: str, model: Any, meta: dict[str, Any], *, checkpoint: str 
     return found
 
 
-ATTENDING = "gpt, text (--model attention or transformer), vit or toy"  # the tasks with a reader
+ATTENDING = ("gpt, text (--model attention, transformer or bert), vit, translate or toy, or a pretrained "
+             "GPT-2, BERT or ViT directory")  # the tasks with a reader
