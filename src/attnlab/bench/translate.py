@@ -1,8 +1,8 @@
 """``attnlab bench translate``: decoding speed of a trained translation model, in sentences/s.
 
-The first ``--sentences`` distinct source sentences of the run's test split (its recorded pair
-file, split as the run split it) are translated in batches of ``--batch-size`` sentences of
-similar length, three ways: greedy with the decoder's key/value cache, greedy without it
+``--sentences`` distinct source sentences spread evenly over the run's test split (its recorded
+pair file, split as the run split it; fra.txt is sorted by length) are translated in batches of
+``--batch-size`` sentences of similar length, three ways: greedy with the decoder's key/value cache, greedy without it
 (every step re-runs the decoder over the whole prefix; the Transformer only, an RNN's state is
 its cache), and beam search (``--beam``, default 4). Each is timed ``--repeats`` times in
 interleaved rounds (:mod:`attnlab.measure`), the medians reported; the cached and uncached greedy
@@ -50,7 +50,9 @@ def _sources(args: argparse.Namespace, meta: dict[str, Any]) -> list[str]:
         pairs = pairs[: d["max_pairs"]]
     test = split_pairs(pairs, val_fraction=d["val_fraction"], test_fraction=d["test_fraction"],
                        seed=d["split_seed"]).test
-    return list(dict.fromkeys(s for s, _ in test))[: args.sentences]
+    sources = list(dict.fromkeys(s for s, _ in test))
+    return sources[:: max(1, len(sources) // args.sentences)][: args.sentences]  # spread over the file's
+    # order (fra.txt runs from the shortest sentences to the longest)
 
 
 def run(args: argparse.Namespace) -> int:
