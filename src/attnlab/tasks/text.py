@@ -454,6 +454,8 @@ def reader(model: nn.Module, meta: dict[str, Any]) -> ReviewReader | WordPieceRe
     wordpiece = of_meta(meta)
     if wordpiece is not None:
         return WordPieceReader(meta, wordpiece)
+    if meta.get("vocab") is None and not meta.get("pretrained"):
+        raise KeyError("vocab")  # a model in memory without its words: attnlab.explore names vocab=
     if meta.get("vocab") is None:
         where = (meta.get("pretrained") or {}).get("source", "the model")
         raise AttnlabError(f"{where} ships no tokenizer (tokenizer.json or vocab.txt), so a text cannot be read; "
