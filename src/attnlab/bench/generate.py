@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vocabulary of the random model (default 6187, the default run's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: attnlab's policy: one per core the load leaves free)")
+                        help="torch threads (default: attnlab's policy: one per core, or ATTNLAB_THREADS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--batch", type=int, default=1, help="prompts decoded at once (default 1)")
     parser.add_argument("--nanogpt", metavar="PATH", default=None,
