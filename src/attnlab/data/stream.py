@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -106,12 +106,14 @@ def _encode_chars(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Pat
     return np.memmap(target, dtype=dtype, mode="r")
 
 
-def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char"], val_fraction: float = 0.1,
+def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char", "bpe"], val_fraction: float = 0.1,
                    min_freq: int = 1, max_vocab: int | None = None, lowercase: bool = False,
-                   tok: MyTokenizer | None = None, cache_dir: Path | None = None) -> TokenStream:
+                   tok: MyTokenizer | None = None, cache_dir: Path | None = None,
+                   bpe_vocab_size: int = 2000) -> TokenStream:
     """Tokenize the text of ``path`` (None: the bundled Tiny Shakespeare) into one stream and split
-    it: the first ``1 - val_fraction`` of the tokens train, the rest validates. A saved ``tok``
-    (from a checkpoint) is used as it is, never rebuilt."""
+    it: the first ``1 - val_fraction`` of the tokens train, the rest validates (BPE: of the
+    characters, the BPE of ``bpe_vocab_size`` ids fitted on the training part only). A saved
+    ``tok`` (from a checkpoint) is used as it is, never rebuilt."""
     if not 0.0 < val_fraction < 1.0:
         raise AttnlabError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
     size = _check(path)
@@ -120,6 +122,15 @@ def prepare_stream(path: Path | None, *, tokenizer: Literal["word", "char"], val
         ids = _encode_chars(path, tok, size, cache_dir)
         cut = int(len(ids) * (1 - val_fraction))
         return TokenStream(tok, ids[:cut], ids[cut:])
+    if tokenizer == "bpe" or getattr(tok, "kind", None) == "bpe":  # the whole text in memory, as words
+        from attnlab.data.bpe_lm import BPELMTokenizer
+
+        text = "".join(_chunks(path))
+        cut = int(len(text) * (1 - val_fraction))
+        bpe = tok or cast(MyTokenizer, BPELMTokenizer.fit(text[:cut].splitlines(keepends=True), bpe_vocab_size,
+                                                          lowercase=lowercase))
+        train, val = (bpe.encode_stream(part).astype(_dtype(bpe)) for part in (text[:cut], text[cut:]))
+        return TokenStream(bpe, train, val)
     # words: split once; the vocabulary counts the training words only, so the validation part
     # holds words the model never saw (as <unk>), as it would on new text
     splitter = tok or MyTokenizer(list(SPECIALS), lowercase=lowercase)

@@ -116,6 +116,10 @@ class MyTokenizer:
     @classmethod
     def from_dict(cls, d: Any) -> MyTokenizer:
         """The tokenizer :meth:`to_dict` described: a :class:`MyTokenizer` or a :class:`CharTokenizer`."""
+        if isinstance(d, dict) and d.get("type") == "bpe":  # fitted on a language model's training text
+            from attnlab.data.bpe_lm import BPELMTokenizer
+
+            return cast(MyTokenizer, BPELMTokenizer.from_saved(d))
         if isinstance(d, dict) and d.get("type") == "pretrained":  # a pretrained model's own (GPT-2's BPE...)
             from attnlab.data.pretrained_tokenizer import PretrainedTokenizer
 

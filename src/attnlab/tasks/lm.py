@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from attnlab.config import Count, Fraction, Range, Seed, config_from_dict, config_to_dict
 from attnlab.errors import AttnlabError
@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # the work imports torch, tokenizers and data pipelines when 
 class LMDataConfig:
     mode: Literal["dialogue", "stream"] = "dialogue"  # dialogue: one example per speaker turn (windowed);
     # stream: the text as one token stream, the first 90 % trains, random windows of model.context
-    tokenizer: Literal["word", "char", "pretrained"] = "word"  # word: nltk.word_tokenize words; char:
-    # characters; pretrained: the --init model's own (GPT-2's BPE), set by the run, never chosen by hand
+    tokenizer: Literal["word", "char", "bpe", "pretrained"] = "word"  # word: nltk.word_tokenize words; char:
+    # characters; bpe: a byte-level BPE fitted on the training part; pretrained: the --init model's own
+    # (GPT-2's BPE), set by the run, never chosen by hand
+    bpe_vocab_size: Annotated[int, Range(ge=259, le=2**20)] = 2000  # bpe: ids in all (256 bytes, 3 specials, merges)
     val_fraction: Fraction = 0.1  # share held out for validation (turns, or the end of the stream)
     split_seed: Seed = 0  # dialogue: seed of the train/validation split of the turns
     min_freq: Count = 2  # words: keep words seen at least this often in the training part (others: <unk>)
@@ -87,13 +89,22 @@ def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple
         raise AttnlabError("data.tokenizer=pretrained is the tokenizer of a pretrained model, read as one stream: "
                            "train with --init DIR|hf:NAME and data.mode=stream, or choose data.tokenizer=word or char")
     if d.mode == "stream":
-        split: Literal["word", "char"] = "char" if d.tokenizer == "char" else "word"  # (a pretrained tok: as it is)
+        split: Literal["word", "char", "bpe"] = d.tokenizer if d.tokenizer != "pretrained" else "word"  # (tok as it is)
         s = prepare_stream(inputs.data, tokenizer=split, val_fraction=d.val_fraction, min_freq=d.min_freq,
-                           max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok)
+                           max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok, bpe_vocab_size=d.bpe_vocab_size)
         val = s.val[: d.max_val_tokens] if d.max_val_tokens else s.val
         return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(val, context, bs, shuffle=False),
                 f"{len(s.train):,} training / {len(val):,} validation tokens")
-    data = prepare_lm_data(load_text(inputs.data), context=context, val_fraction=d.val_fraction,
+    text = load_text(inputs.data)
+    if d.tokenizer == "bpe" and tok is None:  # fitted on the training turns only (prepare_lm_data's split)
+        from attnlab.data.bpe_lm import BPELMTokenizer
+        from attnlab.data.shakespeare import all_dialogues, split_dialogues
+
+        turns = all_dialogues(text)
+        turns = turns if len(turns) >= 2 else [line.strip() for line in text.splitlines() if line.strip()]
+        train_turns, _ = split_dialogues(turns, val_fraction=d.val_fraction, seed=d.split_seed)
+        tok = cast("MyTokenizer", BPELMTokenizer.fit(train_turns, d.bpe_vocab_size, lowercase=d.lowercase))
+    data = prepare_lm_data(text, context=context, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, min_freq=d.min_freq, max_vocab=d.max_vocab,
                            lowercase=d.lowercase, kind="char" if d.tokenizer == "char" else "word", tokenizer=tok)
     return (data.tokenizer, lm_batches(data.train, bs), lm_batches(data.val, bs, shuffle=False),
@@ -150,7 +161,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     source = str(inputs.data) if inputs.data else "bundled Tiny Shakespeare"
     if is_main_process():
         shown = inputs.data or f"bundled Tiny Shakespeare ({bundled_path()})"
-        pieces = "the pretrained model's tokens" if cfg.data.tokenizer == "pretrained" else f"{cfg.data.tokenizer}s"
+        pieces = {"pretrained": "the pretrained model's tokens", "bpe": "BPE pieces"}.get(
+            cfg.data.tokenizer, f"{cfg.data.tokenizer}s")
         print(f"{task}: {shown} as {cfg.data.mode} of {pieces}: {what}, vocabulary {len(tok):,}, "
               f"{n_params:,} parameters", file=sys.stderr, flush=True)
     md5 = file_md5(inputs.data)
@@ -267,7 +279,8 @@ class LMReader:
         from attnlab.data.tokenizer import prompt_ids
 
         ids = prompt_ids(self.tok, text, self.stream)
-        words = self.tok.tokenize(text) if text and self.tok.kind != "pretrained" else []  # (BPE: vocab is readable)
+        bpe = self.tok.kind in ("pretrained", "bpe")  # (its vocab is readable; its raw pieces are not)
+        words = self.tok.tokenize(text) if text and not bpe else []
         shown = [self.tok.vocab[i] for i in ids]
         if words and len(words) == len(ids) - (0 if self.stream else 1):  # the words the ids came from
             start = len(ids) - len(words)
