@@ -4,7 +4,8 @@ Same data, split, tokenizer, vocabulary, context windows, loss and sampling for 
 their results compare the architectures and nothing else. Two ways to read a text
 (``data.mode``): ``dialogue``, one example per speaker turn (the course's default), and
 ``stream``, the whole text as one token stream with random windows (nanoGPT's way, for any
-corpus); and two tokenizers (``data.tokenizer``): words or characters.
+corpus); and three tokenizers (``data.tokenizer``): words, characters, or a byte-level BPE of
+``data.bpe_vocab_size`` ids fitted on the training part (:mod:`attnlab.data.bpe_lm`).
 """
 
 from __future__ import annotations
