@@ -53,7 +53,39 @@ def test_apply_threads_sets_torch_and_honours_the_environment():
         torch.set_num_threads(before)
 
 
-def test_openmp_wait_policy_is_passive_unless_the_user_set_one():
-    assert openmp_environment({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
-    assert openmp_environment({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
-    assert openmp_environment({"GOMP_SPINCOUNT": "0"}) == {}
+def test_openmp_wait_policy_is_passive_only_beside_busy_work_and_never_over_the_users():
+    assert openmp_environment({}, busy=1.0) == {"OMP_WAIT_POLICY": "PASSIVE"}  # a neighbour holds a core
+    assert openmp_environment({}, busy=0.1) == {}  # free cores: workers spin (twice as fast alone)
+    assert openmp_environment({}, busy=None) == {}  # unknown: torch's default
+    assert openmp_environment({"OMP_WAIT_POLICY": "ACTIVE"}, busy=2.0) == {}
+    assert openmp_environment({"GOMP_SPINCOUNT": "0"}, busy=2.0) == {}
+
+
+def test_busy_cores_sees_a_busy_process(monkeypatch):
+    import subprocess
+    import sys
+
+    import attnlab.threads as threads
+
+    monkeypatch.setattr(threads, "_load_average", lambda: 5.0)  # skip the quiet-machine shortcut
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        threads.time.sleep(0.3)
+        busy = threads.busy_cores(window=0.3)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if busy is None:
+        pytest.skip("no /proc/stat here")
+    assert busy >= 0.5, f"a spinning process should keep at least half a core busy, measured {busy:.2f}"
+    monkeypatch.setattr(threads, "_load_average", lambda: 0.1)
+    assert threads.busy_cores() == 0.0  # a quiet machine answers at once
+
+
+def test_the_training_note_says_when_workers_sleep():
+    before = torch.get_num_threads()
+    try:
+        note = apply_threads(10**6, environ={"OMP_WAIT_POLICY": "PASSIVE"}).note()
+        assert note.endswith("workers sleep at barriers (OMP_WAIT_POLICY=PASSIVE: other work was using the CPU)")
+    finally:
+        torch.set_num_threads(before)

@@ -14,8 +14,9 @@ shared CPU" has the measurements). So:
   the load average leaves free (faster beside busy neighbours; the results then depend on the
   load), and a busy machine's training log says so;
 * :func:`openmp_environment`: ``OMP_WAIT_POLICY=PASSIVE`` (a worker sleeps at a barrier instead
-  of spinning). OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it
-  before it imports torch (which it does only when work starts);
+  of spinning) when other processes are using the CPU as attnlab starts (:func:`busy_cores`).
+  OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it before it
+  imports torch (which it does only when work starts). It changes no result, only speed;
 * :func:`apply_threads` sets the choice (``torch.set_num_threads``) and returns it with its
   reason, for the training log.
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from attnlab.errors import AttnlabError
 
 __all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads",
-           "openmp_environment"]
+           "openmp_environment", "busy_cores"]
 
 THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
 SMALL_MODEL_PARAMS = 20_000  # trainable parameters below which a second thread only adds synchronisation
@@ -119,12 +121,52 @@ def apply_threads(params: int | None = None, *, override: int | None = None,
     choice = choose_threads(cores=_CORES, load=_load_average(), params=params,
                             override=None if adapt or asked is None else int(asked), adapt=adapt)
     torch.set_num_threads(choice.threads)
+    if (os.environ if environ is None else environ).get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        choice = ThreadChoice(choice.threads, f"{choice.reason}; workers sleep at barriers (OMP_WAIT_POLICY=PASSIVE: "
+                                              "other work was using the CPU)")
     return choice
 
 
-def openmp_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """What to add to ``environ`` before torch is imported: ``OMP_WAIT_POLICY=PASSIVE``, unless the
-    wait policy (or ``GOMP_SPINCOUNT``, which tunes the same wait) is set already."""
+def openmp_environment(environ: Mapping[str, str], *, busy: float | None | bool = True) -> dict[str, str]:
+    """What to add to ``environ`` before torch is imported: ``OMP_WAIT_POLICY=PASSIVE`` when other
+    processes keep at least half a core busy, else nothing (workers spin at barriers: twice as
+    fast when the cores are free), and nothing when the user set the wait policy (or
+    ``GOMP_SPINCOUNT``, which tunes the same wait).
+
+    ``busy`` is the number of cores other work keeps busy (None: unknown); ``True`` measures it
+    (:func:`busy_cores`). Measured, on 2 cores: `char-cpu` trained at 45.7 steps/s spinning and
+    22.8 passive when alone, but at 3.2-6.7 spinning and 18.6-24.0 passive beside one busy
+    process. The wait policy changes no result, only how long the workers take to notice work.
+    """
     if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return {}
+    if busy is True:
+        busy = busy_cores()
+    if busy is None or busy is False or busy < 0.5:
+        return {}
     return {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def busy_cores(window: float = 0.15) -> float | None:
+    """Cores other processes keep busy right now: the machine's non-idle share of CPU time over
+    ``window`` seconds (this process sleeps through it), times the cores; None where there is
+    no ``/proc/stat``. On a quiet machine (1-minute load average under 0.5) it answers 0 at once."""
+    load = _load_average()
+    if load is not None and load < 0.5:
+        return 0.0
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    if total <= 0:
+        return None
+    return (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
