@@ -9,18 +9,10 @@ function generationSteps(parent, text, state, redrawPage, follow) {
     el("p", { class: "hint", text: "Generated with " + g.how + ". At each step, the position that chose the new " +
       "token (framed) attended to the earlier tokens as shaded (the layer and heads chosen above, " +
       "heads averaged), and the head view shows its lines; the table gives the model's most likely next tokens." }));
-  const range = el("input", { type: "range", id: "step", min: "1", max: String(n), value: "1" });
-  const label = el("span", { id: "step-label" });
-  const go = (s) => {
-    state.step = Math.min(Math.max(s, 1), n); range.value = String(state.step);
-    follow(steps[state.step - 1].query);
+  const label = stepper(parent, n, state, (step) => {
+    follow(steps[step - 1].query);
     redrawPage();
-  };
-  range.addEventListener("input", () => go(Number(range.value)));
-  parent.append(el("div", { class: "controls" }, [
-    el("button", { type: "button", id: "prev", text: "\u25c0 previous", onclick: () => go(state.step - 1) }),
-    range, el("button", { type: "button", id: "next", text: "next \u25b6", onclick: () => go(state.step + 1) }),
-    label]));
+  });
   const seq = el("div", { class: "tokens", id: "gen-tokens" });
   const table = el("table", { class: "top", id: "gen-top" });
   parent.append(seq, table);

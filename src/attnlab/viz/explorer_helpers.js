@@ -76,6 +76,23 @@ function colorBar(id) {
   };
 }
 
+// A slider with previous/next buttons over steps 1..n (state.step), appended to parent: each move sets
+// state.step and calls onStep(step); returns the label beside it, for the caller to fill.
+function stepper(parent, n, state, onStep) {
+  const range = el("input", { type: "range", id: "step", min: "1", max: String(n), value: String(state.step) });
+  const label = el("span", { id: "step-label" });
+  const go = (s) => {
+    state.step = Math.min(Math.max(s, 1), n); range.value = String(state.step);
+    onStep(state.step);
+  };
+  range.addEventListener("input", () => go(Number(range.value)));
+  parent.append(el("div", { class: "controls" }, [
+    el("button", { type: "button", id: "prev", text: "\u25c0 previous", onclick: () => go(state.step - 1) }),
+    range, el("button", { type: "button", id: "next", text: "next \u25b6", onclick: () => go(state.step + 1) }),
+    label]));
+  return label;
+}
+
 function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
 function select(id, options, value, onchange) {

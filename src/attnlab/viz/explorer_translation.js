@@ -106,18 +106,10 @@ function translationSteps(parent, text, cross, state, redrawPage, follow) {
     el("p", { class: "hint", text: "Translated with " + tr.how + ". At each step the decoder, having read <s> and " +
       "the pieces chosen before, chose the framed target piece; the source pieces are shaded by its " +
       "cross-attention row, and the table gives the model's most likely pieces at that step." }));
-  const range = el("input", { type: "range", id: "step", min: "1", max: String(n), value: String(state.step) });
-  const label = el("span", { id: "step-label" });
-  const go = (s) => {
-    state.step = Math.min(Math.max(s, 1), n); range.value = String(state.step);
-    if (text.view !== "encoder") follow(steps[state.step - 1].query);
+  const label = stepper(parent, n, state, (step) => {
+    if (text.view !== "encoder") follow(steps[step - 1].query);
     redrawPage();
-  };
-  range.addEventListener("input", () => go(Number(range.value)));
-  parent.append(el("div", { class: "controls" }, [
-    el("button", { type: "button", id: "prev", text: "\u25c0 previous", onclick: () => go(state.step - 1) }),
-    range, el("button", { type: "button", id: "next", text: "next \u25b6", onclick: () => go(state.step + 1) }),
-    label]));
+  });
   const what = el("p", { class: "hint", id: "step-what" });
   const source = el("div", { class: "tokens", id: "step-source" }), target = el("div", { class: "tokens", id: "step-target" });
   const table = el("table", { class: "top", id: "gen-top" });
