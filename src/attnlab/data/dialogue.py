@@ -13,7 +13,7 @@ ever an input; it was the last target of the window before).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -88,12 +88,13 @@ def prepare_lm_data(
     min_freq: int = 1,
     max_vocab: int | None = None,
     lowercase: bool = True,
-    kind: Literal["word", "char"] = "word",
+    kind: Literal["word", "char", "bpe"] = "word",
     tokenizer: MyTokenizer | None = None,
+    bpe_vocab_size: int = 2000,
 ) -> LMData:
-    """Split ``text`` into turns, split the turns (seeded), build the vocabulary (words or
-    characters, ``kind``) from the training turns only (unless a saved ``tokenizer`` is given)
-    and encode both splits.
+    """Split ``text`` into turns, split the turns (seeded), build the vocabulary (words,
+    characters, or a byte-level BPE of ``bpe_vocab_size`` ids: ``kind``) from the training turns
+    only (unless a saved ``tokenizer`` is given) and encode both splits.
 
     A text without blank lines (one block) falls back to one example per non-empty line.
     """
@@ -101,6 +102,10 @@ def prepare_lm_data(
     if len(examples) < 2:  # a text with no blank lines: one example per non-empty line instead
         examples = [line.strip() for line in text.splitlines() if line.strip()]
     train_txt, val_txt = split_dialogues(examples, val_fraction=val_fraction, seed=split_seed)
+    if kind == "bpe" and tokenizer is None:  # fitted on the training turns, then used as a saved one
+        from attnlab.data.bpe_lm import BPELMTokenizer
+
+        tokenizer = cast(MyTokenizer, BPELMTokenizer.fit(train_txt, bpe_vocab_size, lowercase=lowercase))
     make = CharTokenizer if kind == "char" else MyTokenizer
     splitter = tokenizer or make(list(SPECIALS), lowercase=lowercase)
     train_words = [splitter.tokenize(t) for t in train_txt]  # tokenized once, used twice

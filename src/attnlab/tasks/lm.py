@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from attnlab.config import Count, Fraction, Range, Seed, config_from_dict, config_to_dict
 from attnlab.errors import AttnlabError
@@ -77,6 +77,11 @@ def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream:
     return text
 
 
+def window_length(cfg: Any) -> int:
+    """Tokens per training and validation window: ``data.window``, at most ``model.context``."""
+    return min(cfg.data.window or cfg.model.context, cfg.model.context)
+
+
 def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple[MyTokenizer, Batches, Batches, str]:
     """``(tokenizer, train batches, validation batches, description)`` of ``inputs.data`` as
     ``cfg.data`` reads it. A saved ``tok`` (evaluating a checkpoint) is used, never rebuilt."""
@@ -85,29 +90,20 @@ def lm_data(cfg: Any, inputs: LMInputs, tok: MyTokenizer | None = None) -> tuple
     from attnlab.data.stream import WindowBatches, prepare_stream
 
     d, bs = cfg.data, cfg.train.batch_size
-    context = min(d.window or cfg.model.context, cfg.model.context)
+    context = window_length(cfg)
     if d.tokenizer == "pretrained" and (tok is None or d.mode != "stream"):
         raise AttnlabError("data.tokenizer=pretrained is the tokenizer of a pretrained model, read as one stream: "
                            "train with --init DIR|hf:NAME and data.mode=stream, or choose data.tokenizer=word or char")
+    split: Literal["word", "char", "bpe"] = d.tokenizer if d.tokenizer != "pretrained" else "word"  # (tok as it is)
     if d.mode == "stream":
-        split: Literal["word", "char", "bpe"] = d.tokenizer if d.tokenizer != "pretrained" else "word"  # (tok as it is)
         s = prepare_stream(inputs.data, tokenizer=split, val_fraction=d.val_fraction, min_freq=d.min_freq,
                            max_vocab=d.max_vocab, lowercase=d.lowercase, tok=tok, bpe_vocab_size=d.bpe_vocab_size)
         val = s.val[: d.max_val_tokens] if d.max_val_tokens else s.val
         return (s.tokenizer, WindowBatches(s.train, context, bs), WindowBatches(val, context, bs, shuffle=False),
                 f"{len(s.train):,} training / {len(val):,} validation tokens")
-    text = load_text(inputs.data)
-    if d.tokenizer == "bpe" and tok is None:  # fitted on the training turns only (prepare_lm_data's split)
-        from attnlab.data.bpe_lm import BPELMTokenizer
-        from attnlab.data.shakespeare import all_dialogues, split_dialogues
-
-        turns = all_dialogues(text)
-        turns = turns if len(turns) >= 2 else [line.strip() for line in text.splitlines() if line.strip()]
-        train_turns, _ = split_dialogues(turns, val_fraction=d.val_fraction, seed=d.split_seed)
-        tok = cast("MyTokenizer", BPELMTokenizer.fit(train_turns, d.bpe_vocab_size, lowercase=d.lowercase))
-    data = prepare_lm_data(text, context=context, val_fraction=d.val_fraction,
+    data = prepare_lm_data(load_text(inputs.data), context=context, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, min_freq=d.min_freq, max_vocab=d.max_vocab,
-                           lowercase=d.lowercase, kind="char" if d.tokenizer == "char" else "word", tokenizer=tok)
+                           lowercase=d.lowercase, kind=split, tokenizer=tok, bpe_vocab_size=d.bpe_vocab_size)
     return (data.tokenizer, lm_batches(data.train, bs), lm_batches(data.val, bs, shuffle=False),
             f"{len(data.train)} training / {len(data.val)} validation examples, {data.train.num_targets():,} / "
             f"{data.val.num_targets():,} target tokens")
@@ -138,7 +134,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     if start is None:
         cfg.model.vocab_size = len(tok)
     m, bs = cfg.model, cfg.train.batch_size
-    T = min(cfg.data.window or m.context, m.context)  # positions per training window
+    T = window_length(cfg)  # positions per training window
     width = getattr(m, "hidden", m.dim)
     activations = 4 * bs * T * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
     needed = training_bytes(lambda: build(m)) + activations
