@@ -87,13 +87,38 @@ class BPETokenizer:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True)).strip()
 
     def piece_text(self, token_id: int) -> str:
-        """One piece as a person reads it: its bytes as text, a leading space shown as ``▁``."""
+        """One piece as a person reads it: its bytes as text, a leading space shown as ``▁``, and
+        a byte that is not a whole character (part of ``é``) or a control byte written ``\\xc3``."""
         token = self.tokenizer.id_to_token(int(token_id))
         if token is None:
             return f"<{token_id}>"
-        text = str(self.tokenizer.decode([int(token_id)], skip_special_tokens=True))
-        return text.replace(" ", SPACE) if text else str(token)  # nothing left: a special token
+        text = byte_text(token)
+        if text is None:  # not made of byte symbols
+            text = str(self.tokenizer.decode([int(token_id)], skip_special_tokens=True))
+            return text.replace(" ", SPACE) if text else str(token)  # nothing left: a special token
+        text = "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+        return text.replace(" ", SPACE)
 
     def pieces(self, text: str) -> list[str]:
         """The pieces of ``text`` as readable text (``piece_text`` of each id)."""
         return [self.piece_text(i) for i in self.encode(text)]
+
+
+def _byte_symbols() -> dict[str, int]:
+    """Byte-level BPE's symbol for each byte -> the byte (GPT-2's table: printable Latin-1 bytes stand
+    for themselves, the others for the characters from U+0100 on, in byte order)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in kept]
+    return {**{chr(b): b for b in kept}, **{chr(256 + n): b for n, b in enumerate(moved)}}
+
+
+BYTE_SYMBOLS = _byte_symbols()
+
+
+def byte_text(raw: str) -> str | None:
+    """The text a byte-level piece (``Ġhello``) stands for, with bytes that are not a whole
+    character written ``\\xe2`` (not the replacement character); None for a piece that is not
+    made of byte symbols (or is empty)."""
+    if not raw or any(c not in BYTE_SYMBOLS for c in raw):
+        return None
+    return bytes(BYTE_SYMBOLS[c] for c in raw).decode("utf-8", errors="backslashreplace")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attnlab.data.bpe import byte_text
 from attnlab.errors import AttnlabError
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class PretrainedTokenizer:
         """Each id's readable piece (computed once, on first use)."""
         if self._vocab is None:
             pieces = self.tokenizer.decode_batch([[i] for i in range(len(self.raw))], skip_special_tokens=False)
-            self._vocab = [readable(_partial_bytes(raw) if "\ufffd" in p else p) if p else raw
+            self._vocab = [readable((byte_text(raw) or raw) if "\ufffd" in p else p) if p else raw
                            for p, raw in zip(pieces, self.raw)]
         return self._vocab
 
@@ -147,25 +148,6 @@ class PretrainedTokenizer:
         if bad:
             raise AttnlabError(f"token id {bad[0]} is outside the vocabulary of {len(self.raw)} tokens")
         return str(self.tokenizer.decode(ids, skip_special_tokens=skip_special))
-
-
-def _byte_symbols() -> dict[str, int]:
-    """Byte-level BPE's symbol for each byte -> the byte (GPT-2's table: printable Latin-1 bytes stand
-    for themselves, the others for the characters from U+0100 on, in byte order)."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    moved = [b for b in range(256) if b not in kept]
-    return {**{chr(b): b for b in kept}, **{chr(256 + n): b for n, b in enumerate(moved)}}
-
-
-BYTE_SYMBOLS = _byte_symbols()
-
-
-def _partial_bytes(raw: str) -> str:
-    """A byte-level piece holding part of a multi-byte character, as its text with the stray bytes
-    written ``\\xe2`` (instead of the replacement character); a piece of another kind as it is."""
-    if not all(c in BYTE_SYMBOLS for c in raw):
-        return raw
-    return bytes(BYTE_SYMBOLS[c] for c in raw).decode("utf-8", errors="backslashreplace")
 
 
 def _byte_level_bpe(vocab: Path, merges: Path) -> Tokenizer:

@@ -416,38 +416,13 @@ class TranslationReader:
         return Encoded((torch.tensor([ids], dtype=torch.long),), [self.source_token(i) for i in ids], notes)
 
     def source_token(self, token_id: int) -> str:
-        return readable_piece(self.tok.source, token_id)
+        return self.tok.source.piece_text(token_id)
 
     def token(self, token_id: int) -> str:
-        return readable_piece(self.tok.target, token_id)
+        return self.tok.target.piece_text(token_id)
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tok.target.decode(ids)
-
-
-def _byte_of_symbol() -> dict[str, int]:
-    """Byte-level BPE's symbols back to their bytes: the printable bytes stand for themselves, the
-    others (controls, space, ...) for the characters from U+0100 on, in byte order (GPT-2's table)."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    moved = [b for b in range(256) if b not in kept]
-    return {chr(b): b for b in kept} | {chr(256 + n): b for n, b in enumerate(moved)}
-
-
-_BYTES = _byte_of_symbol()
-
-
-def readable_piece(tok: BPETokenizer, token_id: int) -> str:
-    """A piece as a person reads it: its text with a leading space shown as ``▁``
-    (:meth:`BPETokenizer.piece_text`), except that a piece holding part of a character (a byte of
-    ``é``) or a control byte shows those bytes as ``\\xc3``, not as ``�``."""
-    from attnlab.data.bpe import SPACE
-
-    raw = tok.tokenizer.id_to_token(int(token_id))
-    if raw is None or not raw or any(c not in _BYTES for c in raw):  # a special token, or not byte-level
-        return tok.piece_text(token_id)
-    text = bytes(_BYTES[c] for c in raw).decode("utf-8", errors="backslashreplace")
-    text = "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
-    return text.replace(" ", SPACE)
 
 
 def reader(model: nn.Module, meta: dict[str, Any]) -> TranslationReader:
