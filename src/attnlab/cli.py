@@ -60,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``attnlab``; returns the exit code (2 for user errors, 130 when interrupted, 143 when
     terminated by SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads)
-        os.environ.update(openmp_environment(os.environ))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -69,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # reported with the usage of the (sub)command that was chosen, not the top level's
             chosen = [v for k, v in vars(args).items() if k.startswith("_") and k.endswith("_parser")]
             max(chosen, key=lambda p: len(p.prog)).error(f"unrecognized arguments: {' '.join(unknown)}")
+        if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads);
+            os.environ.update(openmp_environment(os.environ))  # after parsing: --help and usage errors skip the sample
         return int(args._command_module.run(args) or 0)
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
