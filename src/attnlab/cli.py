@@ -15,6 +15,7 @@ import threading
 from types import ModuleType
 
 from attnlab import __version__
+from attnlab.allocator import keep_freed_memory
 from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
 from attnlab.threads import openmp_environment
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             max(chosen, key=lambda p: len(p.prog)).error(f"unrecognized arguments: {' '.join(unknown)}")
         if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads);
             os.environ.update(openmp_environment(os.environ))  # after parsing: --help and usage errors skip the sample
+        keep_freed_memory(os.environ)  # big tensors reuse freed memory instead of new pages (attnlab.allocator)
         return int(args._command_module.run(args) or 0)
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

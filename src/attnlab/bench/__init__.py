@@ -10,5 +10,6 @@ BENCHMARKS = Registry("benchmark", "attnlab.bench", {
     "peak": "this CPU's matmul GFLOP/s at the models' shapes and its memory bandwidth (MFU's peak)",
     "translate": "decoding sentences/s of a translation model: greedy with and without the cache, beam 4",
     "bert": "inference tokens/s of attnlab's BERT vs transformers' BertForSequenceClassification, same weights",
+    "nanogpt": "a training step of DialogueGPT vs nanoGPT's GPT (same shape and weights), each in its own process",
     "pretrained": "GPT-2 in attnlab vs transformers, same weights: load time, KV-cache generation, a fine-tuning step",
 })

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from attnlab import allocator
 from attnlab.data.batching import Batches
 from attnlab.device import (
     autocast_context,
@@ -110,6 +111,8 @@ class TrainingRun:
         if self.device.type == "cpu":  # the thread policy (attnlab.threads), said in the log
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             self.progress.note(apply_threads(trainable).note())
+            if allocator.note():
+                self.progress.note(f"memory: {allocator.note()}")
         if self.val_batches is not None:
             check_monitor(cfg.monitor, self.model, self.loss_fn, self.val_batches, device=self.device,
                           autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity, seed=cfg.seed,

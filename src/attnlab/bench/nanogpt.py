@@ -1,0 +1,170 @@
+"""``attnlab bench nanogpt``: one training step of DialogueGPT against nanoGPT's GPT of the same
+shape and weights, each in its own process, as each project runs.
+
+A step is nanoGPT's own: forward with the loss over every position, backward, gradient clipping
+at 1.0, AdamW (attnlab's :func:`~attnlab.engine.schedule.make_optimizer`; nanoGPT's
+``configure_optimizers``), gradients set to None. Both train on the same random batch from the
+same weights (:func:`attnlab.bench.generate.nanogpt_twin`), and their first losses must agree.
+
+Why separate processes: a process-wide setting is part of what a user gets. The ``attnlab``
+command line keeps freed big blocks for reuse (:mod:`attnlab.allocator`); nanoGPT's ``train.py``
+runs with glibc's defaults. So each side runs in a fresh Python, attnlab's with the command
+line's allocator policy (``ATTNLAB_MALLOC``, as ``attnlab`` reads it) and nanoGPT's without
+(``--same-allocator`` gives nanoGPT attnlab's policy too: then the two models' code is compared
+alone). Pairs of processes alternate, and the
+ratio of every pair is printed; the bar is 1.15x (issue 26).
+
+Shapes: ``default`` is the GPT preset (README command 1: 4 layers, width 128, 4 heads, context
+256, vocabulary 6,187, biases, batch 32 of full windows); ``char`` is ``char-cpu`` (nanoGPT's baby GPT:
+vocabulary 65, context 64, no biases, batch 12). Dropout is 0 on both sides (nanoGPT's attention
+dropout would force PyTorch's unfused path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from attnlab.allocator import MALLOC_ENV
+from attnlab.bench._common import bar_verdict, report_load
+from attnlab.errors import AttnlabError
+from attnlab.measure import LoadWatch
+
+BAR = 1.15  # nanoGPT's step time over attnlab's
+
+HELP = "a training step of DialogueGPT vs nanoGPT's GPT (same shape and weights), each in its own process"
+EXAMPLE = """\
+attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py
+attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --shape char --pairs 5
+attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --same-allocator   # the models' code alone"""
+
+# shape name -> (GPTConfig fields, batch size, timed steps per process)
+SHAPES: dict[str, tuple[dict[str, Any], int, int]] = {
+    "default": ({"vocab_size": 6187, "context": 256, "bias": True}, 32, 20),
+    "char": ({"vocab_size": 65, "context": 64, "bias": False}, 12, 150),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nanogpt", metavar="PATH", required=True,
+                        help="nanoGPT's model.py (from github.com/karpathy/nanoGPT; attnlab does not ship it)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="default",
+                        help="default: the GPT preset's model and batch; char: char-cpu's (default: default)")
+    parser.add_argument("--pairs", type=int, default=3, help="pairs of processes, alternating (default 3)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per process, after 3 untimed (default 20 for default, 150 for char)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in both (default: attnlab's policy, ATTNLAB_THREADS)")
+    parser.add_argument("--same-allocator", action="store_true",
+                        help="run nanoGPT with attnlab's allocator policy too (compares the models' code alone)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pairs < 1 or (args.steps is not None and args.steps < 1):
+        raise AttnlabError("--pairs and --steps must be >= 1")
+    model_file = Path(args.nanogpt).expanduser()
+    if not model_file.is_file():
+        raise AttnlabError(f"no nanoGPT model file at {model_file}; pass the model.py of a nanoGPT checkout")
+    fields, batch, steps = SHAPES[args.shape]
+    job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or steps,
+           "threads": args.threads}
+    mine = os.environ.get(MALLOC_ENV, "auto")  # the command line's policy (attnlab.allocator)
+    load = LoadWatch.start()
+    pairs = []
+    for _ in range(args.pairs):
+        ours = _spawn({**job, "side": "attnlab", "allocator": mine})
+        theirs = _spawn({**job, "side": "nanoGPT", "allocator": mine if args.same_allocator else "system"})
+        pairs.append((ours, theirs))
+    ours, theirs = pairs[0]
+    tokens = batch * fields["context"]
+    print(f"one training step (forward, loss, backward, clipping, AdamW) of the {args.shape} shape: "
+          f"4 layers, dim 128, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
+          f"dropout 0; {ours['threads']} thread(s); median of {job['steps']} steps per process")
+    kept = "keeps freed memory for reuse" if ours["allocator_kept"] else f"runs with glibc's defaults ({MALLOC_ENV})"
+    policy = "attnlab's policy" if args.same_allocator else "glibc's defaults"
+    print(f"allocator: attnlab {kept}; nanoGPT runs with {policy}")
+    print(f"{'pair':<5} {'attnlab ms':>11} {'nanoGPT ms':>11} {'ratio':>7} {'attnlab MiB':>12} {'nanoGPT MiB':>12}")
+    ratios = []
+    for i, (a, b) in enumerate(pairs, 1):
+        ratios.append(b["ms"] / a["ms"])
+        print(f"{i:<5} {a['ms']:>11.2f} {b['ms']:>11.2f} {ratios[-1]:>6.3f}x {a['max_rss_mib']:>12,} "
+              f"{b['max_rss_mib']:>12,}")
+    ms = statistics.median(p[0]["ms"] for p in pairs)
+    print(f"attnlab: {tokens / ms * 1e3:,.0f} tokens/s; nanoGPT: "
+          f"{tokens / statistics.median(p[1]['ms'] for p in pairs) * 1e3:,.0f} tokens/s")
+    print(bar_verdict("speed-up over nanoGPT's step", statistics.median(ratios), BAR, digits=3)
+          + f" (pairs {min(ratios):.3f}-{max(ratios):.3f}x)")
+    gap = abs(ours["first_loss"] - theirs["first_loss"])
+    print(f"first loss: attnlab {ours['first_loss']:.6f}, nanoGPT {theirs['first_loss']:.6f} (same weights and batch)")
+    report_load(load)
+    if gap > 1e-4:
+        raise AttnlabError(f"the two models gave different first losses ({gap:.2e} apart) from the same weights; "
+                           "this is a bug, please report it with the command line above")
+    return 0
+
+
+def _spawn(job: dict[str, Any]) -> dict[str, Any]:
+    """Run :func:`step_worker` in a fresh Python; its JSON answer."""
+    code = "import sys; from attnlab.bench.nanogpt import step_worker; step_worker(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise AttnlabError(f"the {job['side']} process failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def step_worker(spec: str) -> None:
+    """One side of a pair (in its own process): time ``steps`` training steps; print JSON."""
+    job = json.loads(spec)
+    from attnlab.allocator import keep_freed_memory
+
+    kept = keep_freed_memory({"ATTNLAB_MALLOC": job["allocator"]})
+    import torch
+    import torch.nn.functional as F
+
+    from attnlab.bench.generate import nanogpt_twin
+    from attnlab.engine.schedule import make_optimizer
+    from attnlab.models.gpt import GPTConfig, random_gpt
+    from attnlab.threads import apply_threads
+
+    threads = apply_threads(10**6, override=job["threads"]).threads
+    fields, batch, _ = SHAPES[job["shape"]]
+    model = random_gpt(GPTConfig(**fields, dropout=0.0))
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randint(2, fields["vocab_size"], (batch, fields["context"]), generator=gen) for _ in range(2))
+    if job["side"] == "attnlab":
+        net = model.train()
+        opt = make_optimizer(net, 1e-3, 0.1, beta2=0.99)
+
+        def loss_of() -> torch.Tensor:
+            logits = net(x)  # (B, T, V)
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+    else:
+        net = nanogpt_twin(model, job["nanogpt"]).train()
+        net.lm_head.bias = None  # the twin's generation-only bias (-inf on pad and start) is not nanoGPT's
+        opt = net.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+
+        def loss_of() -> torch.Tensor:
+            return net(x, y)[1]
+    times, first = [], None
+    for i in range(3 + job["steps"]):
+        start = time.perf_counter()
+        loss = loss_of()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+        first = float(loss) if first is None else first
+    print(json.dumps({"ms": statistics.median(times) * 1e3, "first_loss": first, "threads": threads,
+                      "allocator_kept": kept, "pid": os.getpid(),
+                      "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))
