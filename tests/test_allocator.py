@@ -17,9 +17,10 @@ glibc = pytest.mark.skipif(not allocator._is_glibc(), reason="mallopt is glibc's
 # Five "training steps", each allocating four 48 MiB tensors (over glibc's largest mmap threshold,
 # 32 MiB) and freeing them; prints the page faults of five more steps.
 FAULTS = """
-import json, resource, sys, torch
+import json, resource, sys
 from attnlab import allocator
 applied = allocator.keep_freed_memory({"ATTNLAB_MALLOC": sys.argv[1]})
+import torch  # after, as in the command line: PyTorch reads its huge-page switch when it starts
 def step():
     a = torch.ones(12 << 20); b = a * 2; c = b + a; d = torch.zeros(12 << 20)
     del a, b, c, d
@@ -34,8 +35,9 @@ print(json.dumps({"applied": applied, "faults": faults(), "note": allocator.note
 
 
 def _later_steps(choice: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     out = subprocess.run([sys.executable, "-c", FAULTS, choice], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         env={**env, "OMP_NUM_THREADS": "1"})
     return json.loads(out.stdout)
 
 
@@ -46,7 +48,7 @@ def test_kept_memory_is_reused_without_new_pages() -> None:
     # the kept heap reuses its blocks (measured 0 to 12,288: at most one tensor placed anew)
     assert system["applied"] is False and system["faults"] > 200_000 and system["note"] is None
     assert kept["applied"] is True and kept["faults"] < 50_000
-    assert "ATTNLAB_MALLOC=system" in kept["note"]
+    assert "ATTNLAB_MALLOC=system" in kept["note"] and "huge pages" in kept["note"]
 
 
 @glibc
@@ -86,3 +88,26 @@ def test_the_command_line_rejects_an_unknown_choice_with_exit_2() -> None:
                          env={**os.environ, "ATTNLAB_MALLOC": "nope"})
     assert out.returncode == 2 and "ATTNLAB_MALLOC='nope' is not a choice" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+HUGE = """
+import json, os, sys
+from attnlab import allocator
+applied = allocator.keep_freed_memory({"ATTNLAB_MALLOC": sys.argv[1]})
+child = allocator.without_policy(os.environ)
+print(json.dumps([applied, os.environ.get("THP_MEM_ALLOC_ENABLE"), child.get("THP_MEM_ALLOC_ENABLE")]))
+"""
+
+
+def _huge(choice: str, **env: str) -> list:
+    base = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", HUGE, choice], capture_output=True, text=True, check=True,
+                         env={**base, **env})
+    return json.loads(out.stdout)
+
+
+@glibc
+def test_huge_pages_are_switched_on_before_torch_loads_unless_the_user_chose() -> None:
+    assert _huge("keep") == [True, "1", None]  # set for this process, and left out of a "system" child's
+    assert _huge("system") == [False, None, None]
+    assert _huge("keep", THP_MEM_ALLOC_ENABLE="0") == [True, "0", "0"]  # the user's own choice stays

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.allocator import MALLOC_ENV
+from attnlab.allocator import MALLOC_ENV, without_policy
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
 def _spawn(job: dict[str, Any]) -> dict[str, Any]:
     """Run :func:`step_worker` in a fresh Python; its JSON answer."""
     code = "import sys; from attnlab.bench.nanogpt import step_worker; step_worker(sys.argv[1])"
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True)
+    # the command line's own allocator switches stay out of a side that runs with the system's policy
+    env = without_policy(os.environ) if job["allocator"] == "system" else dict(os.environ)
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise AttnlabError(f"the {job['side']} process failed: {last}")
@@ -166,5 +168,5 @@ def step_worker(spec: str) -> None:
             times.append(time.perf_counter() - start)
         first = float(loss) if first is None else first
     print(json.dumps({"ms": statistics.median(times) * 1e3, "first_loss": first, "threads": threads,
-                      "allocator_kept": kept, "pid": os.getpid(),
+                      "allocator_kept": kept, "huge_pages": os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
                       "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))
