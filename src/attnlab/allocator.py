@@ -17,8 +17,8 @@ the same reason.
 * before torch is imported, it sets ``THP_MEM_ALLOC_ENABLE=1`` (unless the environment sets it),
   PyTorch's own switch that puts blocks of 2 MiB and more on transparent huge pages. Alone it
   gained less (1.15x on the step above against 1.33x), but with the kept heap it cut README
-  command 1's peak resident memory from 3.2 GiB to 2.2 (glibc's defaults: 1.7) at the same speed
-  (97-98 s of training against 121).
+  command 1's peak resident memory from 3.2 GiB to 1.9-2.2 (glibc's defaults: 1.7) at about the
+  same speed (97-102 s of training against 121).
 
 The cost is memory: the process keeps its peak mapped until it exits, and blocks of changing
 sizes (padded batches of different lengths) fragment the heap. So by default it applies only on
