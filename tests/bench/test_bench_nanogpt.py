@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attnlab import allocator
 from attnlab.bench.nanogpt import SHAPES, _spawn
 from attnlab.cli import main
 from attnlab.models.gpt import GPTConfig, random_gpt
@@ -27,7 +28,8 @@ def test_the_attnlab_side_trains_the_preset_shape_from_its_seed_under_the_kept_a
         expected = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
     assert out["first_loss"] == pytest.approx(float(expected), abs=1e-6)
     assert out["threads"] == 1 and out["ms"] > 0
-    assert out["allocator_kept"] is (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    assert out["allocator_kept"] is allocator._is_glibc()
+    assert out["model"] == "4 layers, dim 128"
 
 
 def test_a_missing_nanogpt_file_is_one_clear_error(tmp_path, capsys):

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     ours, theirs = pairs[0]
     tokens = batch * fields["context"]
     print(f"one training step (forward, loss, backward, clipping, AdamW) of the {args.shape} shape: "
-          f"4 layers, dim 128, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
+          f"{ours['model']}, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
           f"dropout 0; {ours['threads']} thread(s); median of {job['steps']} steps per process")
     kept = "keeps freed memory for reuse" if ours["allocator_kept"] else f"runs with glibc's defaults ({MALLOC_ENV})"
     policy = "attnlab's policy" if args.same_allocator else "glibc's defaults"
@@ -168,5 +168,5 @@ def step_worker(spec: str) -> None:
             times.append(time.perf_counter() - start)
         first = float(loss) if first is None else first
     print(json.dumps({"ms": statistics.median(times) * 1e3, "first_loss": first, "threads": threads,
-                      "allocator_kept": kept, "huge_pages": os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
+                      "allocator_kept": kept, "model": f"{model.config.num_layers} layers, dim {model.config.dim}",
                       "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))

@@ -111,8 +111,9 @@ class TrainingRun:
         if self.device.type == "cpu":  # the thread policy (attnlab.threads), said in the log
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             self.progress.note(apply_threads(trainable).note())
-            if allocator.note():
-                self.progress.note(f"memory: {allocator.note()}")
+            memory = allocator.note()
+            if memory:
+                self.progress.note(f"memory: {memory}")
         if self.val_batches is not None:
             check_monitor(cfg.monitor, self.model, self.loss_fn, self.val_batches, device=self.device,
                           autocast_dtype=self.precision.autocast_dtype, perplexity=self.perplexity, seed=cfg.seed,
