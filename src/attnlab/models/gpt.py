@@ -9,7 +9,6 @@ with, :class:`attnlab.losses.DialogueLoss`, is next-token cross-entropy over rea
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
 from attnlab.memory import count_parameters
 from attnlab.models.configs import GPTConfig, SampleConfig
+from attnlab.models.gpt_step import DecodeStep
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.vocab import PAD_ID, START_ID
 
@@ -116,18 +116,24 @@ class DialogueGPT(nn.Module):
     def _logits(self, h: Tensor) -> Tensor:
         """The LM head, (B, T, dim) -> (B, T, V).
 
-        Decoding (one position, no autograd) multiplies by a contiguous (dim, V) transpose of the
-        weight instead: on the CPU a row times the (V, dim) weight is several times slower than
-        times its contiguous transpose, and the head is the largest matrix of a decoding step. The
-        copy is rebuilt whenever the weight changes (its storage or version counter moves).
+        Decoding several rows (one position each, no autograd) multiplies by
+        :meth:`_head_weight_t` instead. One row is the weight times a vector either way (the
+        numbers :class:`attnlab.models.gpt_step.DecodeStep` gives).
         """
-        if h.size(1) != 1 or torch.is_grad_enabled():
+        if h.size(1) != 1 or h.size(0) == 1 or torch.is_grad_enabled():
             return self.head(h)
+        return h @ self._head_weight_t()
+
+    def _head_weight_t(self) -> Tensor:
+        """A contiguous (dim, V) transpose of the head weight, for decoding batches: on the CPU
+        several rows times the (V, dim) weight are slower than times its contiguous transpose,
+        and the head is the largest matrix of a decoding step. The copy is rebuilt
+        whenever the weight changes (its storage or version counter moves)."""
         w = self.head.weight
         key = (w.data_ptr(), w._version)
         if self._head_t is None or self._head_t_key != key:
             self._head_t, self._head_t_key = w.detach().t().contiguous(), key  # (dim, V)
-        return h @ self._head_t
+        return self._head_t
 
     def attend(self, input_ids: Tensor) -> Attended:
         """Logits (B, T, V) of unpadded ``input_ids`` (B, T) and every layer's weights (B, H, T, T).
@@ -205,22 +211,6 @@ def _greedy(logits: Tensor, banned: Tensor) -> tuple[list[int], Tensor]:
     if any(math.isnan(v) for v in values.tolist()):
         raise AttnlabError(_NAN)
     return ids.tolist(), ids.view(-1, 1)
-
-
-@contextlib.contextmanager
-def _without_onednn() -> Iterator[None]:
-    """Use PyTorch's own CPU kernels instead of oneDNN's for a one-position decoding step.
-
-    oneDNN pays a fixed set-up per call (its GELU on a 512-vector costs about ten times
-    PyTorch's, though it is faster on big tensors), and a decoding step is nothing but tiny ops,
-    so each cached token costs less without it. Restored on exit.
-    """
-    old = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a flag PyTorch lets us set
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = old
 
 
 def generate(
@@ -366,6 +356,7 @@ def iter_generate_batch(
     banned = torch.tensor(never, dtype=torch.long, device=device)
     starts = [max(0, len(ids) - context) for ids in rows]  # first position of each row's window
     cache: KVCache | None = None
+    decode: DecodeStep | None = None  # the cached step, built at its first use
     keys = pad = nxt = None  # a padded batch's key mask (B, context) and pads (B, 1); the next ids (B, 1)
     try:
         for _ in range(num_tokens):
@@ -385,12 +376,13 @@ def iter_generate_batch(
                 else:  # one new position per row over the cached ones
                     assert nxt is not None
                     offset = cache.length
-                    with _without_onednn():
-                        if pad is None:
-                            logits = model(nxt, cache=cache)[:, -1]
-                        else:
-                            assert keys is not None
-                            logits = model(nxt, keys[:, : offset + 1], cache=cache, positions=offset - pad)[:, -1]
+                    if decode is None:
+                        decode = DecodeStep(model)
+                    if pad is None:
+                        logits = decode(nxt, cache)
+                    else:
+                        assert keys is not None
+                        logits = decode(nxt, cache, keys[:, : offset + 1], offset - pad)
                 if gens:
                     chosen = [_pick(logits[i], ban, temperature, top_k, top_p, gen) for i, gen in enumerate(gens)]
                     nxt = torch.tensor(chosen, device=device).view(B, 1)
