@@ -377,6 +377,7 @@ def iter_generate_batch(
                     assert nxt is not None
                     offset = cache.length
                     if decode is None:
+                        assert isinstance(model, DialogueGPT)  # (use_cache needs one)
                         decode = DecodeStep(model)
                     if pad is None:
                         logits = decode(nxt, cache)

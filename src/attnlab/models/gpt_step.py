@@ -16,13 +16,17 @@ vector (no transposed copy); both give the same numbers as the batched kernels (
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.layers import AttentionResidual, KVCache
+
+if TYPE_CHECKING:
+    from attnlab.models.gpt import DialogueGPT
 
 __all__ = ["DecodeStep"]
 
@@ -55,9 +59,9 @@ class DecodeStep:
     build a new one after training further. Call under ``torch.inference_mode()``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: DialogueGPT) -> None:
         c = model.config
-        layers = model.transformer.layers
+        layers = cast("list[AttentionResidual]", list(model.transformer.layers))
         if any(layer.attn.rotary is not None for layer in layers):
             raise ValueError("DecodeStep supports learned positions only, not rotary embeddings")
         self.heads, self.head_dim = c.num_heads, c.dim // c.num_heads
@@ -87,7 +91,7 @@ class DecodeStep:
         H, hd, D = self.heads, self.head_dim, self.dim
         if one:  # one row, as a vector
             x = self.tok[int(ids)] + self.pos[offset]  # (D,)
-            linear = _row_linear
+            linear: Callable[[Tensor, Tensor, Tensor], Tensor] = _row_linear
         else:
             pos = self.pos[offset] if positions is None else self.pos[positions.view(-1)]  # (D,) or (B, D)
             x = F.embedding(ids.view(-1), self.tok) + pos  # (B, D)
