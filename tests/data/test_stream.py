@@ -4,6 +4,9 @@ train, generate and eval through the CLI."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -112,3 +115,22 @@ def test_stream_mode_through_the_cli(tokenizer, text_file, tmp_path, capsys):
     assert printed.startswith("the quick")
     generated = printed[len("the quick"):-1]  # print() ends the text with one new line
     assert len(generated.split() if tokenizer == "word" else generated) == 12
+
+
+def test_character_level_training_needs_no_nltk(tmp_path, text_file):
+    # NLTK serves the word tokenizer only: a character-level run (char-cpu, char-gpu) must start and
+    # train where it is not installed (the GPU machines of tools/device_checks.py lack it).
+
+    blocker = tmp_path / "blocked" / "nltk"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("nltk is blocked for this test")\n')
+    code = "import sys; from attnlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["train", "gpt", "--preset", "char-cpu", "--data", str(text_file), "--out", str(tmp_path / "run"),
+            "--set", "train.max_steps=2", "--set", "model.num_layers=1", "--set", "model.dim=32",
+            "--set", "train.eval_every=2", "--set", "sample.num_tokens=3"]
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+    probe = subprocess.run([sys.executable, "-c", "import nltk"], capture_output=True, text=True, env=env)
+    assert probe.returncode != 0 and "blocked" in probe.stderr  # the blocker really hides NLTK

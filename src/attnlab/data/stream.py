@@ -26,10 +26,10 @@ from torch import Tensor
 from attnlab.data.batching import epoch_generator, shard
 from attnlab.data.decoding import decode_blocks
 from attnlab.data.dialogue import lm_vocab_fix
-from attnlab.data.features import default_cache_dir
 from attnlab.data.shakespeare import EMBEDDED
 from attnlab.data.tokenizer import CharTokenizer, MyTokenizer
 from attnlab.errors import AttnlabError
+from attnlab.files import cache_dir as files_cache_dir
 from attnlab.files import writing_atomically
 from attnlab.vocab import SPECIALS, require_words
 
@@ -98,7 +98,7 @@ def _encode_chars(path: Path | None, tok: MyTokenizer, size: int, cache_dir: Pat
     if size <= MEMMAP_ABOVE:
         return np.concatenate([tok.encode_stream(c) for c in _chunks(path)]).astype(dtype)
     key = hashlib.md5(f"{file_md5(path)}|{tok.to_dict()}".encode()).hexdigest()
-    target = Path(cache_dir or default_cache_dir()) / f"stream-{key}.{np.dtype(dtype).name}"
+    target = Path(cache_dir or files_cache_dir()) / f"stream-{key}.{np.dtype(dtype).name}"
     if not target.exists():
         with writing_atomically(target) as f:
             for chunk in _chunks(path):

@@ -16,7 +16,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from attnlab.data.tokenize import word_tokenize
 from attnlab.errors import AttnlabError
 from attnlab.vocab import PAD_ID, SPECIALS, START_ID, UNK_ID
 
@@ -77,6 +76,8 @@ class MyTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """The words of ``text`` (lower-cased when ``lowercase``), as the model sees them."""
+        from attnlab.data.tokenize import word_tokenize  # NLTK, imported only for word-level text
+
         return word_tokenize(text.lower() if self.lowercase else text)
 
     def encode(self, text: str) -> list[int]:

@@ -1,0 +1,186 @@
+"""The GPU measurements of issue 26, item 7, as one script that fits one device command.
+
+Run it on a machine with a CUDA GPU from the repository root (the package need not be installed:
+it runs ``attnlab.cli`` with ``src`` on the path)::
+
+    python tools/device_checks.py --out "$OUT/gpu" --budget 480
+
+It runs, most important first, each as its own ``attnlab`` process with a time limit, and
+writes ``summary.md`` (and ``summary.json``) after every stage, so a command cut short still
+leaves what was done. Beside them are each stage's log and each run's metrics; checkpoints and
+the synthetic images stay in a temporary folder, removed at the end:
+
+1. ``bench attention|gpt|vit --device cuda`` (random weights; no data needed);
+2. ``train gpt --preset char-gpu`` on the bundled Tiny Shakespeare: its validation loss,
+   against nanoGPT's 1.4697 for the same recipe;
+3. ``train vit --preset cifar10-gpu``, without and with ``train.compile``, for images/s only:
+   on random 32 x 32 PNGs made here (CIFAR-10's 178 MB cannot travel to the device machine; its
+   accuracy needs ``--cifar DIR``);
+4. with ``--cifar DIR`` (``cifar-10-batches-py`` or its parent): the real ``cifar10-gpu``
+   run for its accuracy, seed 0, in the time left.
+
+``--rehearse`` runs every stage on the CPU at toy sizes (seconds): what the test suite does,
+so the script stays runnable on the day a GPU is lent. A stage that fails or runs out of time
+is recorded as such and the next one still runs; the exit code is 1 if any stage failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = "import sys; from attnlab.cli import main; sys.exit(main(sys.argv[1:]))"  # `attnlab`, uninstalled
+NANOGPT_CHAR_GPU = 1.4697  # nanoGPT's val loss for the shakespeare_char recipe (its README)
+
+# the rehearsal's toy sizes (--rehearse), and the synthetic-image runs' length on a GPU
+TINY_GPT = ["--set", "train.max_steps=4", "--set", "model.dim=32", "--set", "model.num_heads=2",
+            "--set", "model.num_layers=1", "--set", "model.mlp_dim=64", "--set", "model.context=32",
+            "--set", "train.batch_size=4", "--set", "train.eval_every=2", "--set", "data.max_val_tokens=2000",
+            "--set", "sample.num_tokens=5"]
+TINY_VIT = ["--set", "train.max_steps=3", "--set", "model.dim=32", "--set", "model.num_layers=1",
+            "--set", "model.num_heads=2", "--set", "model.head_dim=16", "--set", "model.mlp_dim=64",
+            "--set", "model.stem_channels=8,16", "--set", "model.head_hidden=32", "--set", "train.batch_size=16",
+            "--set", "data.eval_batch_size=64", "--set", "train.log_every=1"]
+SYNTH_VIT = ["--set", "train.max_steps=150", "--set", "data.val_size=256", "--set", "train.log_every=10"]
+
+
+def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool) -> list[tuple[str, list[str], float]]:
+    """(name, attnlab arguments, time limit in seconds), in the order they run; run directories
+    go under ``work``."""
+    dev = ["--device", "cpu" if rehearse else "cuda"]
+    one = ["--repeats", "1", "--dim", "32", "--heads", "2"]
+    tiny = {"attention": ["--lengths", "16", *one],
+            "gpt": ["--layers", "1", "--context", "16", "--vocab", "64", "--batch", "2", *one],
+            "vit": ["--layers", "1", "--mlp-dim", "64", "--batch", "4", *one]}
+    out_of = {name: ["--out", str(work / name)] for name in ("char-gpu", "vit-eager", "vit-compile", "cifar10-gpu")}
+    vit_synth = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(synth)]
+    result: list[tuple[str, list[str], float]] = [
+        (f"bench {b}", ["bench", b, *dev, *(tiny[b] if rehearse else [])], 90) for b in ("attention", "gpt", "vit")]
+    result.append(("char-gpu", ["train", "gpt", "--preset", "char-gpu", *out_of["char-gpu"],
+                                *(TINY_GPT if rehearse else [])], 300))
+    for name, compile_ in (("vit-eager", "false"), ("vit-compile", "true")):
+        result.append((name, [*vit_synth, *out_of[name], "--set", f"train.compile={compile_}",
+                              *([*TINY_VIT, "--set", "data.val_size=4"] if rehearse else SYNTH_VIT)], 150))
+    if cifar is not None:
+        result.append(("cifar10-gpu", ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(cifar),
+                                       *out_of["cifar10-gpu"], *(TINY_VIT if rehearse else [])], 600))
+    return result
+
+
+def make_images(root: Path, per_class: int, classes: int = 10, size: int = 32) -> None:
+    """A folder of random ``size`` x ``size`` PNGs, ``train/`` and ``test/`` (for throughput only)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", max(1, per_class // 10))):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def headline(name: str, run_dir: Path) -> dict[str, Any]:
+    """The figures a stage is run for, read from its run directory."""
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] \
+        if (run_dir / "metrics.jsonl").exists() else []
+    rates = [x[k] for x in lines for k in ("examples_per_sec", "tokens_per_sec") if k in x]
+    keep = ("val_loss", "val_accuracy", "test_accuracy", "train_seconds", "steps")
+    got: dict[str, Any] = {k: metrics[k] for k in keep if k in metrics}
+    if rates:
+        half = sorted(rates[len(rates) // 2:])  # the second half of the logged steps (compiles and warm-up excluded)
+        got["rate_median_second_half"] = half[len(half) // 2]
+    if name == "char-gpu" and "val_loss" in got:
+        got["nanogpt_val_loss"] = NANOGPT_CHAR_GPU
+    return got
+
+
+def run_stage(name: str, args: list[str], limit: float, out: Path) -> dict[str, Any]:
+    """Run one stage with a time limit; its log, and its run's metrics files, are kept in ``out``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    start = time.time()
+    log = out / f"{name.replace(' ', '-')}.log"
+    with log.open("w") as f:
+        try:
+            rc: int | str = subprocess.run([sys.executable, "-c", CLI, *args], stdout=f, stderr=subprocess.STDOUT,
+                                           env=env, timeout=limit, cwd=ROOT).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    record = {"stage": name, "command": "attnlab " + " ".join(args), "rc": rc, "wall_s": round(time.time() - start, 1),
+              "log": log.name, "tail": log.read_text(errors="replace").splitlines()[-8:]}
+    if "--out" in args:  # a training run: its figures, and its metrics (not its checkpoints) beside the log
+        run_dir = Path(args[args.index("--out") + 1])
+        record.update(headline(name, run_dir))
+        for f in ("config.json", "metrics.json", "metrics.jsonl"):
+            if (run_dir / f).exists():
+                (out / name).mkdir(exist_ok=True)
+                shutil.copyfile(run_dir / f, out / name / f)
+    return record
+
+
+def write_summary(out: Path, facts: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    (out / "summary.json").write_text(json.dumps({"facts": facts, "stages": records}, indent=1))
+    lines = ["# Device checks (issue 26, item 7)", "", *(f"- {k}: {v}" for k, v in facts.items()), ""]
+    for r in records:
+        figures = {k: v for k, v in r.items() if k not in ("stage", "command", "rc", "wall_s", "log", "tail")}
+        lines += [f"## {r['stage']}: rc {r['rc']}, {r['wall_s']} s", "", f"`{r['command']}`", "",
+                  *(f"- {k}: {v}" for k, v in figures.items()), "", "```", *r["tail"], "```", ""]
+    (out / "summary.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="folder for summary.md, summary.json and each stage's log")
+    p.add_argument("--budget", type=float, default=480, help="seconds for all stages (default 480)")
+    p.add_argument("--cifar", type=Path, default=None, help="CIFAR-10 on the device, for the real cifar10-gpu run")
+    p.add_argument("--rehearse", action="store_true", help="every stage on the CPU at toy sizes")
+    args = p.parse_args(argv)
+    import torch
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.rehearse and not torch.cuda.is_available():
+        print("device_checks: no CUDA GPU here; run it where `torch.cuda.is_available()` is true, or pass --rehearse",
+              file=sys.stderr)
+        return 2
+    facts = {"torch": torch.__version__, "python": sys.version.split()[0], "budget_s": args.budget,
+             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.rehearse else "cpu"}
+    deadline = time.time() + args.budget
+    work = Path(tempfile.mkdtemp(prefix="attnlab-device-checks-"))  # run directories and images, removed at the end
+    synth = work / "synthetic-images"
+    make_images(synth, per_class=2 if args.rehearse else 820)  # 8,200 training images: 16 steps of 512 an epoch
+    records: list[dict[str, Any]] = []
+    try:
+        _run_all(stages(work, synth, args.cifar, args.rehearse), deadline, out, facts, records)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"device_checks: wrote {out / 'summary.md'}")
+    return 0 if all(r["rc"] == 0 for r in records) else 1
+
+
+def _run_all(plan: list[tuple[str, list[str], float]], deadline: float, out: Path, facts: dict[str, Any],
+             records: list[dict[str, Any]]) -> None:
+    for name, stage_args, limit in plan:
+        left = deadline - time.time()
+        if left < 10:
+            records.append({"stage": name, "command": "attnlab " + " ".join(stage_args), "rc": "skipped (budget spent)",
+                            "wall_s": 0, "log": "", "tail": []})
+        else:
+            print(f"device_checks: {name} (at most {min(limit, left):.0f} s)", flush=True)
+            records.append(run_stage(name, stage_args, min(limit, left), out))
+        write_summary(out, facts, records)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
