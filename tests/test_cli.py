@@ -173,3 +173,13 @@ def test_console_script_prints_no_traceback(tmp_path):
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == "error: config key 'model.dim' expects int, got 'wide'\n"
+
+
+def test_a_bad_attnlab_decode_stops_before_any_work(capsys, monkeypatch, tmp_path):
+    # Checked when the command starts: a training run would otherwise fail at its first sample.
+    monkeypatch.setenv("ATTNLAB_DECODE", "gpu")
+    code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    assert err.strip() == ("error: ATTNLAB_DECODE='gpu' is not one of python, cpp; unset it for the Python step, "
+                           "or set it to cpp for the C++ one")
+    assert not (tmp_path / "run").exists()

@@ -197,3 +197,15 @@ def test_attention_head_value_width_and_the_course_attention():
     course = Attention(16, 8)  # the course's name: the same class, the course's signature
     assert isinstance(course, AttentionHead)
     assert course.W_V.weight.shape == (16, 16) and course.W_Q.weight.shape == (8, 16)
+
+
+def test_cache_buffers_grow_for_a_step_that_writes_them_itself():
+    cache = KVCache(1, capacity=4).layers[0]
+    with pytest.raises(ValueError, match="the cache is empty"):
+        cache.buffers(1)
+    k = torch.randn(1, 2, 4, 3)
+    cache.append(k, k + 1)
+    first, _ = cache.buffers(0)
+    keys, values = cache.buffers(1)  # full: doubled, the 4 positions kept
+    assert keys.shape == (1, 2, 8, 3) and keys.data_ptr() != first.data_ptr()
+    assert torch.equal(keys[:, :, :4], k) and torch.equal(values[:, :, :4], k + 1) and cache.length == 4

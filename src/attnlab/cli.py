@@ -18,6 +18,7 @@ from attnlab import __version__
 from attnlab.allocator import keep_freed_memory
 from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
+from attnlab.models.configs import decode_backend
 from attnlab.threads import openmp_environment
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads);
             os.environ.update(openmp_environment(os.environ))  # after parsing: --help and usage errors skip the sample
         keep_freed_memory(os.environ)  # big tensors reuse freed memory instead of new pages (attnlab.allocator)
+        decode_backend(os.environ)  # a bad ATTNLAB_DECODE stops here, not when the first sample is drawn
         return int(args._command_module.run(args) or 0)
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -93,6 +93,17 @@ class LayerCache:
         self.length = end
         return keys.narrow(-2, 0, end), values.narrow(-2, 0, end)
 
+    def buffers(self, room: int) -> tuple[Tensor, Tensor]:
+        """The whole (B, H, capacity, hd) key and value buffers, grown first if they cannot take
+        ``room`` more positions: for a step that writes its new positions into them itself (and
+        then adds them to :attr:`length`). The cache must hold a position already."""
+        if self._k is None or self._v is None:
+            raise ValueError("the cache is empty: append the prompt's keys and values first")
+        if self.length + room > self._k.size(-2):
+            self._grow(self._k, self._v, self.length + room)
+        assert self._k is not None and self._v is not None
+        return self._k, self._v
+
     def _grow(self, k: Tensor, v: Tensor, end: int) -> tuple[Tensor, Tensor]:
         """New buffers for at least ``end`` positions, holding the cached ones."""
         old = 0 if self._k is None else self._k.size(-2)

@@ -1,6 +1,8 @@
 """DecodeStep: the same numbers as DialogueGPT's module forward for one cached position, bit for bit
 (both on PyTorch's own kernels: the step switches oneDNN off)."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -23,6 +25,17 @@ def small_gpt(seed=0, **kw):
     return DialogueGPT(GPTConfig(**{**cfg, **kw})).eval()
 
 
+@contextlib.contextmanager
+def pytorch_kernels():
+    """oneDNN off, as DecodeStep runs (``mkldnn.flags`` would also touch TF32 and warn)."""
+    old = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = old
+
+
 SHAPES = [{}, {"bias": False, "tie_weights": False, "activation": "gelu_tanh", "norm_eps": 1e-6}]
 
 
@@ -41,7 +54,7 @@ def test_steps_equal_the_module_forward_and_fill_the_same_cache(rows, shape):
         step = DecodeStep(model)
         for i in range(new.size(1)):
             got = step(new[:, i:i + 1], ours)
-            with torch.backends.mkldnn.flags(enabled=False):  # the step's kernels
+            with pytorch_kernels():  # the step's kernels
                 want = model(new[:, i:i + 1], cache=theirs)[:, -1]
             assert got.shape == (rows, 50)
             assert torch.equal(got, want), (i, (got - want).abs().max())
@@ -66,7 +79,7 @@ def test_left_padded_rows_with_a_key_mask_and_their_own_positions():
         for i in range(4):
             pos = torch.tensor([[3 + i], [6 + i]])
             got = step(new[:, i:i + 1], ours, keys[:, : 7 + i], pos)
-            with torch.backends.mkldnn.flags(enabled=False):
+            with pytorch_kernels():
                 want = model(new[:, i:i + 1], keys[:, : 7 + i], cache=theirs, positions=pos)[:, -1]
             assert torch.equal(got, want)
         alone = model(torch.cat([ids[:1, 3:], new[:1]], 1))[0, 2:]  # row 0 without its padding
@@ -102,3 +115,82 @@ def test_rotary_layers_are_refused():
     model.transformer.layers[0].attn.rotary = object()
     with pytest.raises(ValueError, match="rotary"):
         DecodeStep(model)
+
+
+# --------------------------------------------------------------------------- the C++ one-row step
+
+def _can_build():
+    import shutil
+
+    from torch.utils.cpp_extension import is_ninja_available
+
+    return is_ninja_available() and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
+needs_compiler = pytest.mark.skipif(not _can_build(), reason="ATTNLAB_DECODE=cpp needs a C++ compiler and ninja")
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_cpp_step_gives_the_python_steps_numbers_bit_for_bit(shape):
+    # The same ATen calls in the same order: logits and cache identical to the Python step's, for one
+    # row (C++) and for a batch (which stays in Python); LayerNorms without biases get zeros.
+    model = small_gpt(seed=4, **shape)
+    with torch.inference_mode():
+        for rows in (1, 2):
+            prompt = torch.randint(3, 50, (rows, 4))
+            caches = {b: KVCache(2, capacity=16) for b in ("python", "cpp")}
+            steps = {b: DecodeStep(model, backend=b) for b in caches}
+            assert steps["cpp"]._native is not None and steps["python"]._native is None
+            for cache in caches.values():
+                model(prompt, cache=cache, last_only=True)
+            for i in range(8):
+                nxt = torch.randint(3, 50, (rows, 1))
+                got, want = (steps[b](nxt, caches[b]) for b in ("cpp", "python"))
+                assert torch.equal(got, want), (rows, i, (got - want).abs().max())
+            for a, b in zip(caches["cpp"].layers, caches["python"].layers):
+                assert a.length == b.length == 12 and torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+
+
+@needs_compiler
+def test_generate_with_attnlab_decode_cpp_gives_the_same_tokens(monkeypatch):
+    from attnlab.models.gpt import generate
+
+    model = small_gpt(seed=5)
+    prompt = torch.randint(3, 50, (3,)).tolist()
+    python = [generate(model, prompt, 40), generate(model, prompt, 20, temperature=1.0, top_k=10, seed=3)]
+    monkeypatch.setenv("ATTNLAB_DECODE", "cpp")
+    cpp = [generate(model, prompt, 40), generate(model, prompt, 20, temperature=1.0, top_k=10, seed=3)]
+    assert cpp == python  # 40 greedy tokens slide the context-16 window twice: the cache is rebuilt in between
+
+
+def test_a_bad_attnlab_decode_value_is_one_clear_error(monkeypatch):
+    from attnlab.errors import AttnlabError
+    from attnlab.models.gpt_step import decode_backend
+
+    assert decode_backend({}) == "python" and decode_backend({"ATTNLAB_DECODE": " CPP "}) == "cpp"
+    monkeypatch.setenv("ATTNLAB_DECODE", "fast")
+    with pytest.raises(AttnlabError, match=r"ATTNLAB_DECODE='fast' is not one of python, cpp"):
+        DecodeStep(small_gpt())
+
+
+def test_a_failed_build_says_what_it_needs(monkeypatch):
+    from torch.utils import cpp_extension
+
+    from attnlab.errors import AttnlabError
+    from attnlab.models import gpt_step
+
+    def fail(**kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions\n(and a long traceback)")
+
+    monkeypatch.setattr(cpp_extension, "load", fail)
+    gpt_step.native_step.cache_clear()
+    try:
+        with pytest.raises(AttnlabError) as err:
+            DecodeStep(small_gpt(), backend="cpp")
+    finally:
+        gpt_step.native_step.cache_clear()  # the next use loads the real build
+    message = str(err.value)
+    assert "could not build the C++ decoding step (Ninja is required to load C++ extensions)" in message
+    assert "pip install ninja" in message and "unset ATTNLAB_DECODE" in message and "\n" not in message
+

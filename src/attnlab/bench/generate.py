@@ -14,6 +14,8 @@ With ``--checkpoint`` the trained model is used; without it, a model of the defa
 shape (context 256) with random weights (the timing depends on the shape, not on the weights;
 the tokens then are gibberish, but still compared). The bars are 5x over no cache and 8x over
 nanoGPT; a miss is printed as ``MISSED``, with the per-round ratios and the load average.
+``ATTNLAB_DECODE=cpp`` times the C++ one-row step (:mod:`attnlab.models.gpt_step`), built
+before the clock starts.
 """
 
 from __future__ import annotations
@@ -137,9 +139,13 @@ def _ratios(samples: dict[str, list[float]], slow: str, fast: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.models.gpt import generate_batch
+    from attnlab.models.gpt_step import DECODE_ENV, decode_backend, native_step
 
     if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
         raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
+    backend = decode_backend()
+    if backend == "cpp":
+        native_step()  # built (the first time) or loaded before any clock starts
     threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
     prompts = [prefix] * args.batch
@@ -168,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"greedy generation of {args.num_tokens} words after {rows} of {len(prefix)} tokens, {what}: "
           f"{c.num_layers} layers, dim {c.dim}, {c.num_heads} heads, context {c.context}, vocab {c.vocab_size}; "
           f"{threads.note()}; median of {args.repeats} interleaved rounds")
+    print(f"cached steps of one row in {'C++' if backend == 'cpp' else 'Python'} ({DECODE_ENV}={backend})")
     print(f"{'path':<10} {'s':>8} {'ms/word':>9}")  # ms per word of one row: the batch's time / (words * rows)
     for name, s in samples.items():
         print(f"{name:<10} {median(s):>8.3f} {1000 * median(s) / args.num_tokens / args.batch:>9.3f}")

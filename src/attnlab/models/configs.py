@@ -8,6 +8,8 @@ module re-exports its own config (``from attnlab.models.gpt import GPTConfig`` w
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -17,6 +19,7 @@ from attnlab.errors import AttnlabError
 __all__ = [
     "ToyModelConfig", "GPTConfig", "SampleConfig", "LSTMConfig", "ViTConfig",
     "TextModelName", "MODELS", "NEEDS_VECTORS", "PRETRAINED", "POOLING", "TextModelConfig",
+    "DECODE_ENV", "DECODE_BACKENDS", "decode_backend",
 ]
 
 
@@ -70,6 +73,21 @@ class SampleConfig:
     temperature: Annotated[float, Range(ge=0)] = 0.8  # 0 = greedy
     top_k: Count | None = 40  # sample among the k most likely tokens (None: all)
     seed: Seed = 0  # sampling seed, so samples are reproducible
+
+
+DECODE_ENV = "ATTNLAB_DECODE"
+DECODE_BACKENDS = ("python", "cpp")
+
+
+def decode_backend(environ: Mapping[str, str] | None = None) -> str:
+    """What runs DialogueGPT's one-row decoding step (:mod:`attnlab.models.gpt_step`), from
+    ``ATTNLAB_DECODE``: ``python`` (the default) or ``cpp``. The command line checks it before any
+    work starts, so a bad value is one error line, not a failure in the middle of a run."""
+    value = (os.environ if environ is None else environ).get(DECODE_ENV, "").strip().lower() or "python"
+    if value not in DECODE_BACKENDS:
+        raise AttnlabError(f"{DECODE_ENV}={value!r} is not one of {', '.join(DECODE_BACKENDS)}; unset it for the "
+                           "Python step, or set it to cpp for the C++ one")
+    return value
 
 
 # --------------------------------------------------------------------------- LSTM LM (models/lstm_lm.py)

@@ -2,33 +2,60 @@
 
 :class:`DecodeStep` computes exactly what ``model(ids, mask, cache=cache, positions=...)[:, -1]``
 computes for one new token per row with oneDNN off, as the step runs (the same kernels on the same
-numbers; tested equal bit for bit), but
-without the modules: the block's sequence of operations is written out once here, on the
-model's own weights, with no ``nn.Module`` calls, no mask building and no reshapes beyond the
-head split. A cached step of the default GPT is about 60 small kernels of a few microseconds
-each, so the calls around them cost as much as the kernels: at 256 words this step takes about
-0.35 ms per word where the module forward takes 0.65 (2-vCPU Xeon, 2 threads).
+numbers; tested equal bit for bit), but without the modules: the block's sequence of operations is
+written out once here, on the model's own weights, with no ``nn.Module`` calls, no mask building
+and no reshapes beyond the head split. A cached step of the default GPT is about 90 calls into
+PyTorch, each a small kernel of a few microseconds, so the calls around them cost as much as the
+kernels: at 256 words this step takes 0.39 ms per word where the module forward took 0.66
+(``attnlab bench generate``, 2-vCPU Xeon, 2 threads).
 
 One row (``B == 1``) goes through as a vector: each linear layer is ``addmv`` (matrix times
 vector, no batch of one row to set up) and the output layer multiplies the weight itself by the
 vector (no transposed copy); both give the same numbers as the batched kernels (tested).
-"""
 
+``ATTNLAB_DECODE=cpp`` runs that one-row path in C++ instead (``gpt_step.cpp``: the same ATen
+calls in the same order, so the same numbers, without Python between them; 0.28-0.30 ms per
+word). It is built on first use by ``torch.utils.cpp_extension`` (about 20 s, then cached), which
+needs a C++ compiler and ``ninja`` (``pip install ninja``). The default, ``python``, needs nothing.
+"""
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.errors import AttnlabError
 from attnlab.layers import AttentionResidual, KVCache
+from attnlab.models.configs import DECODE_ENV, decode_backend
 
 if TYPE_CHECKING:
     from attnlab.models.gpt import DialogueGPT
 
-__all__ = ["DecodeStep"]
+__all__ = ["DecodeStep", "DECODE_ENV", "decode_backend", "native_step"]
+
+@functools.cache
+def native_step() -> Any:
+    """The C++ one-row step (``gpt_step.cpp``), built by ``torch.utils.cpp_extension`` on first use
+    (about 20 s, once: then loaded from ``TORCH_EXTENSIONS_DIR``, by default
+    ``~/.cache/torch_extensions``, in well under a second)."""
+    from torch.utils import cpp_extension
+
+    source = Path(__file__).with_name("gpt_step.cpp")
+    print(f"attnlab: loading the C++ decoding step ({DECODE_ENV}=cpp; the first time it is compiled, "
+          "about 20 s)", file=sys.stderr, flush=True)
+    try:
+        return cpp_extension.load(name="attnlab_gpt_step", sources=[str(source)], extra_cflags=["-O2"])
+    except Exception as e:  # no compiler, no ninja, a failed build: one line, and the way back
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise AttnlabError(f"{DECODE_ENV}=cpp could not build the C++ decoding step ({reason}); it needs a C++ "
+                           f"compiler and ninja (pip install ninja), or unset {DECODE_ENV} for the Python "
+                           "step") from None
 
 
 def _bias(layer: nn.Linear) -> Tensor:
@@ -44,6 +71,20 @@ def _block(layer: AttentionResidual) -> tuple[Any, ...]:
             mlp.approximate, mlp.fc2.weight, _bias(mlp.fc2))
 
 
+def _or_default(t: Tensor | None, value: float, size: int) -> Tensor:
+    """A LayerNorm's weight or bias, or the constant that stands for an absent one (1 or 0)."""
+    return torch.full((size,), value) if t is None else t
+
+
+def _native_weights(block: tuple[Any, ...]) -> list[Tensor]:
+    """A block's 12 tensors for the C++ step (``_block``'s order without the settings; absent
+    LayerNorm weights and biases as ones and zeros, which change nothing)."""
+    n1w, n1b, _, qkv_w, qkv_b, out_w, out_b, n2w, n2b, _, fc1_w, fc1_b, _, fc2_w, fc2_b = block
+    size = qkv_w.size(1)
+    return [_or_default(n1w, 1.0, size), _or_default(n1b, 0.0, size), qkv_w, qkv_b, out_w, out_b,
+            _or_default(n2w, 1.0, size), _or_default(n2b, 0.0, size), fc1_w, fc1_b, fc2_w, fc2_b]
+
+
 def _row_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``F.linear`` of one row ``x`` (in,) -> (out,)."""
     return torch.addmv(bias, weight, x)
@@ -55,11 +96,12 @@ class DecodeStep:
     Built from an eval-mode :class:`attnlab.models.gpt.DialogueGPT` (a pre-norm stack with learned
     positions and no rotary embedding). ``key_mask`` (True = real token) covers every cached key
     and the new one; ``positions`` are the new tokens' positions in their own rows (left-padded
-    batches), by default the cache's length. The weights are read when the step is built, so
-    build a new one after training further. Call under ``torch.inference_mode()``.
+    batches), by default the cache's length. It holds the model's own parameters (no copies).
+    Call under ``torch.inference_mode()``. ``backend`` (default: ``ATTNLAB_DECODE``, else
+    ``python``) picks the one-row path's implementation; batches always run in Python.
     """
 
-    def __init__(self, model: DialogueGPT) -> None:
+    def __init__(self, model: DialogueGPT, *, backend: str | None = None) -> None:
         c = model.config
         layers = cast("list[AttentionResidual]", list(model.transformer.layers))
         if any(layer.attn.rotary is not None for layer in layers):
@@ -71,9 +113,20 @@ class DecodeStep:
         self.norm_w, self.norm_b, self.norm_eps = model.norm.weight, model.norm.bias, model.norm.eps
         self.head = model.head.weight  # (V, dim)
         self._head_t = model._head_weight_t  # () -> (dim, V), for batches
+        backend = decode_backend() if backend is None else decode_backend({DECODE_ENV: backend})
+        self.backend = backend
+        self._native: Any = None  # the C++ step, holding the model's tensors
+        if backend == "cpp":
+            self._native = native_step().Step(
+                self.tok, self.pos, _or_default(self.norm_w, 1.0, c.dim), _or_default(self.norm_b, 0.0, c.dim),
+                self.head, [t for b in self.blocks for t in _native_weights(b)],
+                [eps for b in self.blocks for eps in (b[2], b[9])], [b[12] for b in self.blocks], self.norm_eps,
+                self.heads)
 
     def __call__(self, ids: Tensor, cache: KVCache, key_mask: Tensor | None = None,
                  positions: Tensor | None = None) -> Tensor:
+        if self._native is not None and ids.size(0) == 1 and key_mask is None and positions is None:
+            return self._native_step(int(ids), cache)
         # PyTorch's own CPU kernels instead of oneDNN's: oneDNN pays a fixed set-up per call (its
         # GELU of a 512-vector costs ten times PyTorch's), and this step is nothing but tiny ops.
         onednn = torch.backends.mkldnn.enabled
@@ -111,3 +164,15 @@ class DecodeStep:
         if one:
             return torch.mv(self.head, h).view(1, -1)  # (1, V)
         return h @ self._head_t()  # (B, V)
+
+    def _native_step(self, token: int, cache: KVCache) -> Tensor:
+        """The one-row path in C++ (``gpt_step.cpp``, oneDNN off there too): it writes the new
+        position into the cache's buffers itself, and the cache is then told it holds one more."""
+        offset = cache.length
+        if offset >= self.context:
+            raise ValueError(f"the cache holds {offset} positions; the model's context is {self.context}")
+        buffers = [layer.buffers(1) for layer in cache.layers]
+        logits = self._native(token, offset, [k for k, _ in buffers], [v for _, v in buffers])  # (V,)
+        for layer in cache.layers:
+            layer.length += 1
+        return logits.view(1, -1)  # (1, V)
