@@ -6,27 +6,13 @@ import os
 
 import pytest
 import torch
+from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an autouse fixture)
 
 from attnlab.errors import AttnlabError
 from attnlab.losses import DialogueLoss, lm_loss
 from attnlab.models.gpt import DialogueGPT, GPTConfig, generate, generate_batch
 from attnlab.models.lstm_lm import LSTMConfig, LSTMLanguageModel
 from attnlab.vocab import PAD_ID, START_ID
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread only adds synchronisation (badly so on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def small_gpt(seed=0, **kw):
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=50, context=16, dim=32, num_heads=4, num_layers=2, mlp_dim=64, dropout=0.0)
-    return DialogueGPT(GPTConfig(**{**cfg, **kw})).eval()
 
 
 def test_loss_by_hand_on_a_tiny_example():

@@ -5,24 +5,10 @@ import contextlib
 
 import pytest
 import torch
+from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an autouse fixture)
 
 from attnlab.layers import KVCache
-from attnlab.models.gpt import DialogueGPT, GPTConfig
 from attnlab.models.gpt_step import DecodeStep
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def small_gpt(seed=0, **kw):
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=50, context=16, dim=32, num_heads=4, num_layers=2, mlp_dim=64, dropout=0.0)
-    return DialogueGPT(GPTConfig(**{**cfg, **kw})).eval()
 
 
 @contextlib.contextmanager
