@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DecodeStep", "DECODE_ENV", "decode_backend", "native_step"]
 
+
 @functools.cache
 def native_step() -> Any:
     """The C++ one-row step (``gpt_step.cpp``), built by ``torch.utils.cpp_extension`` on first use
@@ -71,18 +72,18 @@ def _block(layer: AttentionResidual) -> tuple[Any, ...]:
             mlp.approximate, mlp.fc2.weight, _bias(mlp.fc2))
 
 
-def _or_default(t: Tensor | None, value: float, size: int) -> Tensor:
-    """A LayerNorm's weight or bias, or the constant that stands for an absent one (1 or 0)."""
-    return torch.full((size,), value) if t is None else t
+def _or_default(t: Tensor | None, value: float, like: Tensor) -> Tensor:
+    """A LayerNorm's weight or bias, or the constant that stands for an absent one (1 or 0), with
+    the dtype and device of ``like`` and its last dimension's size."""
+    return like.new_full((like.size(-1),), value) if t is None else t
 
 
 def _native_weights(block: tuple[Any, ...]) -> list[Tensor]:
     """A block's 12 tensors for the C++ step (``_block``'s order without the settings; absent
     LayerNorm weights and biases as ones and zeros, which change nothing)."""
     n1w, n1b, _, qkv_w, qkv_b, out_w, out_b, n2w, n2b, _, fc1_w, fc1_b, _, fc2_w, fc2_b = block
-    size = qkv_w.size(1)
-    return [_or_default(n1w, 1.0, size), _or_default(n1b, 0.0, size), qkv_w, qkv_b, out_w, out_b,
-            _or_default(n2w, 1.0, size), _or_default(n2b, 0.0, size), fc1_w, fc1_b, fc2_w, fc2_b]
+    return [_or_default(n1w, 1.0, qkv_w), _or_default(n1b, 0.0, qkv_w), qkv_w, qkv_b, out_w, out_b,
+            _or_default(n2w, 1.0, qkv_w), _or_default(n2b, 0.0, qkv_w), fc1_w, fc1_b, fc2_w, fc2_b]
 
 
 def _row_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -114,11 +115,10 @@ class DecodeStep:
         self.head = model.head.weight  # (V, dim)
         self._head_t = model._head_weight_t  # () -> (dim, V), for batches
         backend = decode_backend() if backend is None else decode_backend({DECODE_ENV: backend})
-        self.backend = backend
         self._native: Any = None  # the C++ step, holding the model's tensors
         if backend == "cpp":
             self._native = native_step().Step(
-                self.tok, self.pos, _or_default(self.norm_w, 1.0, c.dim), _or_default(self.norm_b, 0.0, c.dim),
+                self.tok, self.pos, _or_default(self.norm_w, 1.0, self.tok), _or_default(self.norm_b, 0.0, self.tok),
                 self.head, [t for b in self.blocks for t in _native_weights(b)],
                 [eps for b in self.blocks for eps in (b[2], b[9])], [b[12] for b in self.blocks], self.norm_eps,
                 self.heads)
