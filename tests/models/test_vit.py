@@ -83,6 +83,19 @@ def test_every_parameter_gets_a_gradient(stem):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+
+def test_a_compiled_stem_alone_gives_the_same_logits():
+    # Regional compilation (torch.compile of one submodule) wraps the stem in a module whose len()
+    # raises: the model must test it against None, not for truth. Dynamo's eager backend traces
+    # without a C++ compiler.
+    torch.manual_seed(0)
+    model = VisionTransformer(ViTConfig(**SMALL, stem_channels=(8, 16), patch_size=1)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        model.stem = torch.compile(model.stem, backend="eager")
+        torch.testing.assert_close(model(x), plain, atol=1e-6, rtol=1e-6)
+
 def test_overfits_one_batch():
     torch.manual_seed(0)
     model = VisionTransformer(ViTConfig(**SMALL))

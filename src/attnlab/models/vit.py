@@ -82,8 +82,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         c = self.config = config
         self.stem = ConvStem(c.in_channels, tuple(c.stem_channels)) if c.stem_channels else None
-        reduction = self.stem.reduction if self.stem else 1
-        channels = self.stem.out_channels if self.stem else c.in_channels
+        reduction = self.stem.reduction if self.stem is not None else 1
+        channels = self.stem.out_channels if self.stem is not None else c.in_channels
         if c.image_size % reduction:
             raise AttnlabError(f"image size {c.image_size} is not divisible by the stem's down-sampling "
                                f"{reduction}; use fewer stem layers or another image size")
@@ -115,7 +115,7 @@ class VisionTransformer(nn.Module):
 
     def grid_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Patch grid of an input image of size (H, W)."""
-        r = self.stem.reduction if self.stem else 1
+        r = self.stem.reduction if self.stem is not None else 1
         if image_hw[0] % r or image_hw[1] % r:
             raise AttnlabError(f"image size {image_hw[0]}x{image_hw[1]} is not divisible by the stem's "
                                f"down-sampling {r}; resize the images")
