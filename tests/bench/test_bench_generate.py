@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ def test_a_batch_gives_identical_tokens_and_no_nanogpt_is_a_note(capsys):
     assert "after 3 prompts of 1 tokens" in out and "1 CPU thread: asked for" in out
     assert "identical tokens: yes (KV cache, no cache)" in out
     assert "nanoGPT: not compared (pass --nanogpt PATH/model.py of a nanoGPT checkout)" in out
+    assert "cached steps of one row in Python (ATTNLAB_DECODE=python)" in out
+
+
+@pytest.mark.skipif(not any(map(shutil.which, ("c++", "g++", "clang++"))), reason="the C++ step needs a compiler")
+def test_attnlab_decode_cpp_times_the_cpp_step_with_the_same_tokens(capsys, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_DECODE", "cpp")
+    assert main(SMALL) == 0
+    out = capsys.readouterr().out
+    assert "cached steps of one row in C++ (ATTNLAB_DECODE=cpp)" in out
+    assert "identical tokens: yes (KV cache, no cache)" in out
 
 
 def test_a_missing_nanogpt_file_is_one_clear_error(tmp_path, capsys):

@@ -185,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         ratio = median(samples["nanoGPT"]) / median(samples["KV cache"])
         print(bar_verdict("speed-up over nanoGPT's generate", ratio, NANOGPT_BAR)
               + f" ({_ratios(samples, 'nanoGPT', 'KV cache')})")
+        if ratio < NANOGPT_BAR and backend == "python" and args.batch == 1:
+            print(f"(the one-row step ran in Python; {DECODE_ENV}=cpp runs it in C++, which needs a C++ compiler)")
     else:
         print("nanoGPT: not compared (pass --nanogpt PATH/model.py of a nanoGPT checkout)")
     same = all(out == outputs["KV cache"] for out in outputs.values())
