@@ -23,7 +23,8 @@ def test_the_rehearsal_runs_every_stage_and_summarises_it(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / "summary.json").read_text())
     stages = {s["stage"]: s for s in summary["stages"]}
-    assert list(stages) == ["bench attention", "bench gpt", "bench vit", "char-gpu", "vit-eager", "vit-compile"]
+    assert list(stages) == ["bench attention", "bench gpt", "bench vit", "bench generate", "char-gpu", "vit-eager",
+                            "vit-compile"]
     assert all(s["rc"] == 0 for s in stages.values())
     assert summary["facts"]["device"] == "cpu" and summary["facts"]["torch"] == torch.__version__
     char = stages["char-gpu"]
@@ -43,7 +44,7 @@ def test_a_spent_budget_skips_the_remaining_stages(tmp_path):
     done = run("--out", str(tmp_path), "--rehearse", "--budget", "1", timeout=60)
     assert done.returncode == 1
     stages = json.loads((tmp_path / "summary.json").read_text())["stages"]
-    assert len(stages) == 6 and all(s["rc"] == "skipped (budget spent)" for s in stages)
+    assert len(stages) == 7 and all(s["rc"] == "skipped (budget spent)" for s in stages)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -10,7 +10,9 @@ writes ``summary.md`` (and ``summary.json``) after every stage, so a command cut
 leaves what was done. Beside them are each stage's log and each run's metrics; checkpoints and
 the synthetic images stay in a temporary folder, removed at the end:
 
-1. ``bench attention|gpt|vit --device cuda`` (random weights; no data needed);
+1. ``bench attention|gpt|vit|generate --device cuda`` (random weights; no data needed; with
+   ``--nanogpt PATH`` to nanoGPT's ``model.py``, carried to the device, the decoding bench also
+   times nanoGPT's ``generate``);
 2. ``train gpt --preset char-gpu`` on the bundled Tiny Shakespeare: its validation loss,
    against nanoGPT's 1.4697 for the same recipe;
 3. ``train vit --preset cifar10-gpu``, without and with ``train.compile``, for images/s only:
@@ -53,18 +55,23 @@ TINY_VIT = ["--set", "train.max_steps=3", "--set", "model.dim=32", "--set", "mod
 SYNTH_VIT = ["--set", "train.max_steps=150", "--set", "data.val_size=256", "--set", "train.log_every=10"]
 
 
-def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool) -> list[tuple[str, list[str], float]]:
+def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool,
+           nanogpt: Path | None = None) -> list[tuple[str, list[str], float]]:
     """(name, attnlab arguments, time limit in seconds), in the order they run; run directories
     go under ``work``."""
     dev = ["--device", "cpu" if rehearse else "cuda"]
     one = ["--repeats", "1", "--dim", "32", "--heads", "2"]
     tiny = {"attention": ["--lengths", "16", *one],
             "gpt": ["--layers", "1", "--context", "16", "--vocab", "64", "--batch", "2", *one],
-            "vit": ["--layers", "1", "--mlp-dim", "64", "--batch", "4", *one]}
+            "vit": ["--layers", "1", "--mlp-dim", "64", "--batch", "4", *one],
+            "generate": ["--context", "16", "--num-tokens", "6", "--dim", "16", "--layers", "1", "--heads", "2",
+                         "--vocab", "50", "--repeats", "1"]}
     out_of = {name: ["--out", str(work / name)] for name in ("char-gpu", "vit-eager", "vit-compile", "cifar10-gpu")}
     vit_synth = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(synth)]
     result: list[tuple[str, list[str], float]] = [
         (f"bench {b}", ["bench", b, *dev, *(tiny[b] if rehearse else [])], 90) for b in ("attention", "gpt", "vit")]
+    nano = [] if nanogpt is None else ["--nanogpt", str(nanogpt)]
+    result.append(("bench generate", ["bench", "generate", *dev, *(tiny["generate"] if rehearse else []), *nano], 90))
     result.append(("char-gpu", ["train", "gpt", "--preset", "char-gpu", *out_of["char-gpu"],
                                 *(TINY_GPT if rehearse else [])], 300))
     for name, compile_ in (("vit-eager", "false"), ("vit-compile", "true")):
@@ -144,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for summary.md, summary.json and each stage's log")
     p.add_argument("--budget", type=float, default=480, help="seconds for all stages (default 480)")
     p.add_argument("--cifar", type=Path, default=None, help="CIFAR-10 on the device, for the real cifar10-gpu run")
+    p.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT's model.py, for the decoding bench")
     p.add_argument("--rehearse", action="store_true", help="every stage on the CPU at toy sizes")
     args = p.parse_args(argv)
     import torch
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     make_images(synth, per_class=2 if args.rehearse else 820)  # 8,200 training images: 16 steps of 512 an epoch
     records: list[dict[str, Any]] = []
     try:
-        _run_all(stages(work, synth, args.cifar, args.rehearse), deadline, out, facts, records)
+        _run_all(stages(work, synth, args.cifar, args.rehearse, args.nanogpt), deadline, out, facts, records)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"device_checks: wrote {out / 'summary.md'}")

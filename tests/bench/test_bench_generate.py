@@ -51,6 +51,13 @@ def test_a_missing_nanogpt_file_is_one_clear_error(tmp_path, capsys):
     assert "did not build a nanoGPT GPT (ImportError: not nanoGPT)" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_device_cuda_without_a_gpu_is_one_clear_error(capsys):
+    assert main([*SMALL, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --device cuda was asked for but CUDA is not available; use --device cpu"
+
+
 @pytest.mark.skipif(not NANOGPT or not Path(NANOGPT).is_file(), reason="set ATTNLAB_NANOGPT to nanoGPT's model.py")
 def test_nanogpt_twin_has_our_logits_and_greedy_tokens():
     model = random_gpt(GPTConfig(vocab_size=300, context=32, dim=32, num_heads=4, num_layers=2, mlp_dim=128), seed=1)

@@ -44,7 +44,8 @@ EXAMPLE = """\
 attnlab bench generate --checkpoint runs/gpt-default
 attnlab bench generate --context 256 --num-tokens 256
 attnlab bench generate --nanogpt ~/src/nanoGPT/model.py           # also against nanoGPT's generate
-attnlab bench generate --batch 8"""
+attnlab bench generate --batch 8
+attnlab bench generate --device cuda --nanogpt ~/src/nanoGPT/model.py   # on a GPU"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nanogpt", metavar="PATH", default=None,
                         help="nanoGPT's model.py (from github.com/karpathy/nanoGPT): also time its generate "
                              "on the same weights")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="cpu (default) or cuda (fp32 on the GPU; each call is timed until the GPU is done)")
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
@@ -146,10 +149,14 @@ def run(args: argparse.Namespace) -> int:
     backend = decode_backend()
     if backend == "cpp":
         native_step()  # built (the first time) or loaded before any clock starts
+    from attnlab.device import bench_device
+
+    device = bench_device(args.device)
     threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
+    model.to(device)
     prompts = [prefix] * args.batch
-    twin = nanogpt_twin(model, args.nanogpt) if args.nanogpt is not None else None
+    twin = nanogpt_twin(model, args.nanogpt).to(device) if args.nanogpt is not None else None
     load = LoadWatch.start()
     outputs: dict[str, list[list[int]]] = {}
 
@@ -161,19 +168,20 @@ def run(args: argparse.Namespace) -> int:
 
     fns = {"KV cache": path(True), "no cache": path(False)}
     if twin is not None:
-        idx = torch.tensor(prompts)  # (batch, T): nanoGPT takes equal-length rows
+        idx = torch.tensor(prompts, device=device)  # (batch, T): nanoGPT takes equal-length rows
 
         def nanogpt() -> None:
             with torch.no_grad():
                 out = twin.generate(idx, args.num_tokens, temperature=1.0, top_k=1)  # (batch, T + new)
             outputs["nanoGPT"] = out[:, len(prefix):].tolist()
         fns["nanoGPT"] = nanogpt
-    samples = time_interleaved(fns, repeats=args.repeats)
+    samples = time_interleaved(fns, repeats=args.repeats, device=device)
     c = model.config
     rows = f"{args.batch} prompts" if args.batch > 1 else "a prompt"
     print(f"greedy generation of {args.num_tokens} words after {rows} of {len(prefix)} tokens, {what}: "
           f"{c.num_layers} layers, dim {c.dim}, {c.num_heads} heads, context {c.context}, vocab {c.vocab_size}; "
-          f"{threads.note()}; median of {args.repeats} interleaved rounds")
+          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else threads.note()}; median of "
+          f"{args.repeats} interleaved rounds")
     print(f"cached steps of one row in {'C++' if backend == 'cpp' else 'Python'} ({DECODE_ENV}={backend})")
     print(f"{'path':<10} {'s':>8} {'ms/word':>9}")  # ms per word of one row: the batch's time / (words * rows)
     for name, s in samples.items():
