@@ -1,6 +1,7 @@
 """tools/device_checks.py: the GPU measurements' script, rehearsed on the CPU so that it runs the day a GPU is lent."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ def test_the_rehearsal_runs_every_stage_and_summarises_it(tmp_path):
                             "vit-compile"]
     assert all(s["rc"] == 0 for s in stages.values())
     assert summary["facts"]["device"] == "cpu" and summary["facts"]["torch"] == torch.__version__
+    assert summary["facts"]["missing modules"] == "none"  # the test environment has all of them
     char = stages["char-gpu"]
     assert char["steps"] == 4 and char["nanogpt_val_loss"] == 1.4697 and 0 < char["val_loss"] < 10
     assert char["rate_median_second_half"] > 0
@@ -52,3 +54,16 @@ def test_without_a_gpu_it_says_so_and_exits_2(tmp_path):
     done = run("--out", str(tmp_path), timeout=60)
     assert done.returncode == 2
     assert "no CUDA GPU here" in done.stderr and "--rehearse" in done.stderr
+
+
+def test_without_pillow_the_image_stages_are_skipped_and_say_why(tmp_path):
+    blocker = tmp_path / "blocked" / "PIL"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("Pillow is blocked for this test")\n')
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "--rehearse", "--budget", "1"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    stages = {s["stage"]: s["rc"] for s in json.loads((tmp_path / "out" / "summary.json").read_text())["stages"]}
+    assert done.returncode == 1
+    assert stages["vit-eager"] == stages["vit-compile"] == "skipped (no Pillow to write and read the images)"
+    assert stages["char-gpu"] == "skipped (budget spent)"

@@ -83,11 +83,15 @@ def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool,
     return result
 
 
-def make_images(root: Path, per_class: int, classes: int = 10, size: int = 32) -> None:
-    """A folder of random ``size`` x ``size`` PNGs, ``train/`` and ``test/`` (for throughput only)."""
+def make_images(root: Path, per_class: int, classes: int = 10, size: int = 32) -> str | None:
+    """A folder of random ``size`` x ``size`` PNGs, ``train/`` and ``test/`` (for throughput only);
+    the reason it could not be made (no Pillow), or None."""
     import numpy as np
-    from PIL import Image
 
+    try:
+        from PIL import Image
+    except ImportError:
+        return "skipped (no Pillow to write and read the images)"
     rng = np.random.default_rng(0)
     for split, n in (("train", per_class), ("test", max(1, per_class // 10))):
         for c in range(classes):
@@ -95,6 +99,15 @@ def make_images(root: Path, per_class: int, classes: int = 10, size: int = 32) -
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return None
+
+
+def missing_modules() -> list[str]:
+    """attnlab's dependencies (and the benchmarks' references) that this Python cannot find (not imported)."""
+    import importlib.util
+
+    names = ("numpy", "safetensors", "tqdm", "matplotlib", "PIL", "tensorboard", "nltk", "transformers")
+    return [n for n in names if importlib.util.find_spec(n) is None]
 
 
 def headline(name: str, run_dir: Path) -> dict[str, Any]:
@@ -163,14 +176,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     facts = {"torch": torch.__version__, "python": sys.version.split()[0], "budget_s": args.budget,
-             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.rehearse else "cpu"}
+             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.rehearse else "cpu",
+             "missing modules": ", ".join(missing_modules()) or "none"}
     deadline = time.time() + args.budget
     work = Path(tempfile.mkdtemp(prefix="attnlab-device-checks-"))  # run directories and images, removed at the end
     synth = work / "synthetic-images"
-    make_images(synth, per_class=2 if args.rehearse else 820)  # 8,200 training images: 16 steps of 512 an epoch
+    no_images = make_images(synth, per_class=2 if args.rehearse else 820)  # 8,200: 16 steps of 512 an epoch
+    skip = {"vit-eager": no_images, "vit-compile": no_images} if no_images else {}
     records: list[dict[str, Any]] = []
     try:
-        _run_all(stages(work, synth, args.cifar, args.rehearse, args.nanogpt), deadline, out, facts, records)
+        _run_all(stages(work, synth, args.cifar, args.rehearse, args.nanogpt), deadline, out, facts, records, skip)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"device_checks: wrote {out / 'summary.md'}")
@@ -178,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_all(plan: list[tuple[str, list[str], float]], deadline: float, out: Path, facts: dict[str, Any],
-             records: list[dict[str, Any]]) -> None:
+             records: list[dict[str, Any]], skip: dict[str, str]) -> None:
+    """Run the stages in order while the budget lasts; ``skip`` names stages that cannot run, and why."""
     for name, stage_args, limit in plan:
         left = deadline - time.time()
-        if left < 10:
-            records.append({"stage": name, "command": "attnlab " + " ".join(stage_args), "rc": "skipped (budget spent)",
-                            "wall_s": 0, "log": "", "tail": []})
+        if left < 10 or name in skip:
+            records.append({"stage": name, "command": "attnlab " + " ".join(stage_args),
+                            "rc": skip.get(name, "skipped (budget spent)"), "wall_s": 0, "log": "", "tail": []})
         else:
             print(f"device_checks: {name} (at most {min(limit, left):.0f} s)", flush=True)
             records.append(run_stage(name, stage_args, min(limit, left), out))
