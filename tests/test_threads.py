@@ -89,3 +89,65 @@ def test_the_training_note_says_when_workers_sleep():
         assert note.endswith("workers sleep at barriers (OMP_WAIT_POLICY=PASSIVE: other work was using the CPU)")
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ StallWatch (decoding beside a busy process)
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    from attnlab import threads
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(threads, "_last_switch", -float("inf"))  # no earlier switch in this process
+    yield
+    torch.set_num_threads(n)
+
+
+def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threads):
+    from attnlab.threads import STALLS, StallWatch
+
+    watch = StallWatch({})
+    for seconds in (0.0005, 0.0004, 0.0006, 0.0011, 0.0005):  # jitter, no stall (under 4x and +1 ms)
+        watch.observe(seconds)
+    assert not watch.one_thread and watch.stalls == 0
+    with pytest.warns(UserWarning, match="decoding steps stalled .* runs on one thread"):
+        for _ in range(STALLS):
+            watch.observe(0.012)  # a scheduler time slice
+    assert watch.one_thread
+    inside = watch.run(torch.get_num_threads)
+    assert inside == 1 and torch.get_num_threads() == 2
+    assert StallWatch({}).one_thread  # a run that starts soon after starts on one thread
+
+
+def test_a_named_thread_count_or_one_thread_is_kept(two_threads, monkeypatch):
+    import warnings
+
+    from attnlab import threads
+
+    def stall(watch):
+        watch.observe(0.0004)
+        for _ in range(threads.STALLS):
+            watch.observe(0.02)
+        return watch.one_thread
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither says anything
+        assert not stall(threads.StallWatch({"ATTNLAB_THREADS": "2"}))  # a count the user named
+        torch.set_num_threads(1)
+        assert not stall(threads.StallWatch({}))  # one thread already
+    torch.set_num_threads(2)
+    with pytest.warns(UserWarning):
+        assert stall(threads.StallWatch({"ATTNLAB_THREADS": "auto"}))  # auto follows the load: it switches
+    monkeypatch.setattr(threads, "_last_switch", threads._last_switch - threads.RECENT - 1)
+    assert not threads.StallWatch({}).one_thread  # long after a switch, runs try all the threads again
+
+
+def test_work_run_unobserved_follows_the_switch_but_is_not_timed(two_threads):
+    from attnlab.threads import StallWatch
+
+    watch = StallWatch({})
+    assert watch.run(lambda: 7, observe=False) == 7 and watch.best == float("inf")
+    watch.run(lambda: None)
+    assert watch.best < 1.0
+

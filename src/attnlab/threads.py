@@ -28,12 +28,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads",
+__all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads", "StallWatch",
            "openmp_environment", "busy_cores"]
 
 THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
@@ -170,3 +172,63 @@ def busy_cores(window: float = 0.15) -> float | None:
     if total <= 0:
         return None
     return (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
+
+
+T = TypeVar("T")
+STALL_FACTOR = 4.0  # a step this many times slower than the fastest one so far (and 1 ms slower) has stalled
+STALLS = 2  # stalled steps before the rest of the run goes to one thread
+RECENT = 30.0  # seconds after a switch during which new runs start on one thread
+_last_switch = -math.inf  # time.monotonic() of this process's last switch to one thread
+
+
+class StallWatch:
+    """Runs a sequence of small, alike steps (decoding), and moves the rest to one thread if they stall.
+
+    A decoding step is many tiny parallel regions, each a barrier for all the threads. When another
+    process holds a core, the thread that lost it makes every barrier wait for the scheduler to give
+    it back (milliseconds, for a step of a fraction of one): beside one busy process, 256 words of
+    the default GPT took 7 to 45 times longer. After :data:`STALLS` steps slower than
+    ``STALL_FACTOR`` times the fastest (and 1 ms slower), each further step runs on one thread,
+    which a neighbour cannot stall, and the thread count is restored after each. A run that starts
+    within :data:`RECENT` seconds of a switch starts on one thread (the neighbour is likely still
+    there; later runs try all the threads again). It stays as it is when ``ATTNLAB_THREADS`` names
+    a count (one thread can change the last digits of a row's logits), or when there is one
+    thread already.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.enabled = not isinstance(_env_threads(os.environ if environ is None else environ), int)
+        self.best = math.inf  # the fastest step so far, seconds
+        self.stalls = 0
+        self.one_thread = self.enabled and time.monotonic() - _last_switch < RECENT
+
+    def run(self, step: Callable[[], T], *, observe: bool = True) -> T:
+        """``step()``, on one thread once the steps have stalled; ``observe=False`` for work that is not
+        one of the alike steps (a prompt's forward): it follows the switch but is not timed."""
+        import torch
+
+        if self.one_thread:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return step()
+            finally:
+                torch.set_num_threads(threads)
+        start = time.perf_counter()
+        out = step()
+        if observe:
+            self.observe(time.perf_counter() - start)
+        return out
+
+    def observe(self, seconds: float) -> None:
+        """Count ``seconds`` (a step's time) as a stall or not; after enough, switch to one thread."""
+        import torch
+
+        if seconds > max(STALL_FACTOR * self.best, self.best + 1e-3):
+            self.stalls += 1
+            if self.enabled and self.stalls >= STALLS and torch.get_num_threads() > 1:
+                global _last_switch
+                self.one_thread, _last_switch = True, time.monotonic()
+                warnings.warn("decoding steps stalled (another process is using a core); the rest of this "
+                              f"generation runs on one thread ({THREADS_ENV}=N keeps N threads)", stacklevel=2)
+        self.best = min(self.best, seconds)

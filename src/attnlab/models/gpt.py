@@ -24,6 +24,7 @@ from attnlab.memory import count_parameters
 from attnlab.models.configs import GPTConfig, SampleConfig
 from attnlab.models.gpt_step import DecodeStep
 from attnlab.positional import LearnedPositionalEmbedding
+from attnlab.threads import StallWatch
 from attnlab.vocab import PAD_ID, START_ID
 
 __all__ = ["GPTConfig", "DialogueGPT", "generate", "iter_generate", "generate_batch", "iter_generate_batch",
@@ -357,6 +358,7 @@ def iter_generate_batch(
     starts = [max(0, len(ids) - context) for ids in rows]  # first position of each row's window
     cache: KVCache | None = None
     decode: DecodeStep | None = None  # the cached step, built at its first use
+    watch = StallWatch()  # beside a busy process, steps that stall move to one thread (attnlab.threads)
     keys = pad = nxt = None  # a padded batch's key mask (B, context) and pads (B, 1); the next ids (B, 1)
     try:
         for _ in range(num_tokens):
@@ -372,18 +374,21 @@ def iter_generate_batch(
                         keys = torch.ones(B, context, dtype=torch.bool, device=device)
                         keys[:, : mask.size(1)] = mask
                     args = {"positions": positions} if positions is not None else {}  # (the LSTM takes none)
-                    logits = model(window, mask, cache=cache, last_only=True, **args)[:, -1]  # (B, V)
+                    logits = watch.run(lambda: model(window, mask, cache=cache, last_only=True, **args)[:, -1],
+                                       observe=False)  # (B, V)
                 else:  # one new position per row over the cached ones
                     assert nxt is not None
                     offset = cache.length
                     if decode is None:
                         assert isinstance(model, DialogueGPT)  # (use_cache needs one)
                         decode = DecodeStep(model)
+                    one_step, ids_now, kv = decode, nxt, cache  # (narrowed for the closures)
                     if pad is None:
-                        logits = decode(nxt, cache)
+                        logits = watch.run(lambda: one_step(ids_now, kv))
                     else:
                         assert keys is not None
-                        logits = decode(nxt, cache, keys[:, : offset + 1], offset - pad)
+                        seen, pos = keys[:, : offset + 1], offset - pad
+                        logits = watch.run(lambda: one_step(ids_now, kv, seen, pos))
                 if gens:
                     chosen = [_pick(logits[i], ban, temperature, top_k, top_p, gen) for i, gen in enumerate(gens)]
                     nxt = torch.tensor(chosen, device=device).view(B, 1)
