@@ -18,7 +18,10 @@ shared CPU" has the measurements). So:
   OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it before it
   imports torch (which it does only when work starts). It changes no result, only speed;
 * :func:`apply_threads` sets the choice (``torch.set_num_threads``) and returns it with its
-  reason, for the training log.
+  reason, for the training log;
+* :class:`StallWatch`, the one exception to "never the load": decoding steps that stall beside a
+  busy process move to one thread (a decoding step is too small to survive the stalls: 7-45x
+  slower), unless ``ATTNLAB_THREADS`` names a count. Training never does this.
 
 This module imports no torch at import time (the command line calls it before torch starts).
 """
