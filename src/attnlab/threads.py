@@ -225,9 +225,9 @@ class StallWatch:
 
     def observe(self, seconds: float) -> None:
         """Count ``seconds`` (a step's time) as a stall or not; after enough, switch to one thread."""
-        import torch
-
         if seconds > max(STALL_FACTOR * self.best, self.best + 1e-3):
+            import torch
+
             self.stalls += 1
             if self.enabled and self.stalls >= STALLS and torch.get_num_threads() > 1:
                 global _last_switch

@@ -94,6 +94,14 @@ def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
     return random_gpt(shape, seed=args.seed), [START_ID], "random weights"
 
 
+def nanogpt_model_file(path: str | Path) -> Path:
+    """``path`` (``~`` expanded) when it is a file; else one error asking for nanoGPT's ``model.py``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise AttnlabError(f"no nanoGPT model file at {file}; pass the model.py of a nanoGPT checkout")
+    return file
+
+
 def nanogpt_twin(model: Any, path: str | Path) -> Any:
     """nanoGPT's ``GPT`` (loaded from its ``model.py`` at ``path``) holding ``model``'s weights, in
     eval mode, with a -inf bias on the logits of the ids attnlab never generates (pad and start).
@@ -102,9 +110,9 @@ def nanogpt_twin(model: Any, path: str | Path) -> Any:
     if not c.tie_weights or c.mlp_dim != 4 * c.dim:
         raise AttnlabError("nanoGPT's GPT ties its output layer and has an MLP 4 * dim wide; this model has "
                            f"tie_weights={c.tie_weights}, mlp_dim={c.mlp_dim}; compare a model of the default shape")
-    file = Path(path).expanduser()
+    file = nanogpt_model_file(path)
     spec = importlib.util.spec_from_file_location("nanogpt_model", file)
-    if not file.is_file() or spec is None or spec.loader is None:
+    if spec is None or spec.loader is None:
         raise AttnlabError(f"no nanoGPT model file at {file}; pass the model.py of a nanoGPT checkout")
     nano = importlib.util.module_from_spec(spec)
     try:
@@ -141,17 +149,16 @@ def _ratios(samples: dict[str, list[float]], slow: str, fast: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.device import bench_device
     from attnlab.models.gpt import generate_batch
     from attnlab.models.gpt_step import DECODE_ENV, decode_backend, native_step
 
     if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
         raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
+    device = bench_device(args.device)
     backend = decode_backend()
     if backend == "cpp":
         native_step()  # built (the first time) or loaded before any clock starts
-    from attnlab.device import bench_device
-
-    device = bench_device(args.device)
     threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
     model.to(device)

@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from attnlab.allocator import MALLOC_ENV, without_policy
@@ -68,11 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnlab.bench.generate import nanogpt_model_file
+
     if args.pairs < 1 or (args.steps is not None and args.steps < 1):
         raise AttnlabError("--pairs and --steps must be >= 1")
-    model_file = Path(args.nanogpt).expanduser()
-    if not model_file.is_file():
-        raise AttnlabError(f"no nanoGPT model file at {model_file}; pass the model.py of a nanoGPT checkout")
+    model_file = nanogpt_model_file(args.nanogpt)  # checked here, before any process starts
     fields, batch, steps = SHAPES[args.shape]
     job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or steps,
            "threads": args.threads}
@@ -128,7 +127,7 @@ def step_worker(spec: str) -> None:
     job = json.loads(spec)
     from attnlab.allocator import keep_freed_memory
 
-    kept = keep_freed_memory({"ATTNLAB_MALLOC": job["allocator"]})
+    kept = keep_freed_memory({MALLOC_ENV: job["allocator"]})
     import torch
     import torch.nn.functional as F
 

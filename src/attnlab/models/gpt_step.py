@@ -11,13 +11,15 @@ kernels: at 256 words this step takes 0.39 ms per word where the module forward 
 
 One row (``B == 1``) goes through as a vector: each linear layer is ``addmv`` (matrix times
 vector, no batch of one row to set up) and the output layer multiplies the weight itself by the
-vector (no transposed copy); both give the same numbers as the batched kernels (tested).
+vector (no transposed copy), as the module forward does for one row: the same numbers (tested).
 
 ``ATTNLAB_DECODE=cpp`` runs that one-row path in C++ instead (``gpt_step.cpp``: the same ATen
-calls in the same order, so the same numbers, without Python between them; 0.28-0.30 ms per
-word). It is built on first use by ``torch.utils.cpp_extension`` (about 20 s, then cached), which
-needs a C++ compiler and ``ninja`` (``pip install ninja``). The default, ``python``, needs nothing.
+calls in the same order, so the same numbers, without Python between them; 0.31-0.32 ms per
+word in ``attnlab bench generate``). It is built on first use by ``torch.utils.cpp_extension``
+(about 20 s, then cached), which needs a C++ compiler and ``ninja`` (``pip install ninja``). The
+default, ``python``, needs nothing.
 """
+
 from __future__ import annotations
 
 import functools
@@ -137,9 +139,7 @@ class DecodeStep:
             torch.backends.mkldnn.enabled = onednn
 
     def _step(self, ids: Tensor, cache: KVCache, key_mask: Tensor | None, positions: Tensor | None) -> Tensor:
-        B, offset = ids.size(0), cache.length
-        if offset >= self.context:
-            raise ValueError(f"the cache holds {offset} positions; the model's context is {self.context}")
+        B, offset = ids.size(0), self._offset(cache)
         one = B == 1 and key_mask is None and positions is None
         H, hd, D = self.heads, self.head_dim, self.dim
         if one:  # one row, as a vector
@@ -165,12 +165,16 @@ class DecodeStep:
             return torch.mv(self.head, h).view(1, -1)  # (1, V)
         return h @ self._head_t()  # (B, V)
 
+    def _offset(self, cache: KVCache) -> int:
+        """The new position: the cache's length, which must leave room in the model's context."""
+        if cache.length >= self.context:
+            raise ValueError(f"the cache holds {cache.length} positions; the model's context is {self.context}")
+        return cache.length
+
     def _native_step(self, token: int, cache: KVCache) -> Tensor:
         """The one-row path in C++ (``gpt_step.cpp``, oneDNN off there too): it writes the new
         position into the cache's buffers itself, and the cache is then told it holds one more."""
-        offset = cache.length
-        if offset >= self.context:
-            raise ValueError(f"the cache holds {offset} positions; the model's context is {self.context}")
+        offset = self._offset(cache)
         buffers = [layer.buffers(1) for layer in cache.layers]
         logits = self._native(token, offset, [k for k, _ in buffers], [v for _, v in buffers])  # (V,)
         for layer in cache.layers:
