@@ -11,9 +11,11 @@ from attnlab.attention import (
     causal_mask,
     combine_masks,
     fused_attention,
+    merge_heads,
     numpy_attention,
     padding_mask,
     scaled_dot_product_attention,
+    split_heads,
 )
 
 
@@ -169,3 +171,56 @@ def test_padding_and_combined_masks():
     assert combine_masks(None, None) is None
     with pytest.raises(ValueError, match=r"input_mask must be \(batch, seq_len\), got shape \(3,\)"):
         padding_mask(torch.ones(3))
+
+
+# ---- heads -------------------------------------------------------------------------------------
+def test_split_heads_slices_parts_then_heads_and_merge_undoes_it():
+    B, T, H, hd = 2, 5, 3, 4
+    x = torch.randn(B, T, 3 * H * hd)
+    q, k, v = split_heads(x, 3, H)
+    for i, part in enumerate((q, k, v)):
+        assert part.shape == (B, H, T, hd)
+        for h in range(H):  # part i, head h is the slice [i*H*hd + h*hd, ... + hd) of the last axis
+            start = i * H * hd + h * hd
+            assert torch.equal(part[:, h], x[..., start:start + hd])
+    assert torch.equal(merge_heads(k), x[..., H * hd:2 * H * hd])
+    (single,) = split_heads(x[..., :H * hd], 1, H)
+    assert torch.equal(single, q)
+
+
+def _backward_ops(split) -> list[str]:
+    """The aten ops the backward pass of attention over ``split(x)`` runs, x (2, 6, 3 * 2 * 4)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 24, requires_grad=True)
+    out = F.scaled_dot_product_attention(*split(x), is_causal=True)
+    with Record() as record:
+        out.backward(torch.ones_like(out))
+    return record.ops
+
+
+def test_split_heads_backward_copies_the_gradients_once():
+    """Moving the parts axis first (the old layout) costs a clone after the stack; split_heads
+    does not, and gives the same gradient."""
+    def permuted(x):
+        return x.view(2, 6, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+
+    old, new = _backward_ops(permuted), _backward_ops(lambda x: split_heads(x, 3, 2))
+    assert "clone.default" in old and "clone.default" not in new
+    assert new.count("stack.default") == 1
+    grads = []
+    for split in (permuted, lambda x: split_heads(x, 3, 2)):
+        x = torch.randn(2, 6, 24, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        F.scaled_dot_product_attention(*split(x), is_causal=True).sum().backward()
+        grads.append(x.grad)
+    assert torch.equal(grads[0], grads[1])

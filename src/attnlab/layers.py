@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.attention import fused_attention, scaled_dot_product_attention
+from attnlab.attention import fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 
 if TYPE_CHECKING:
     from attnlab.positional import RotaryEmbedding
@@ -194,10 +194,7 @@ class MultiHeadedAttention(nn.Module):
         from the cache (and the new ones are appended to it), and ``is_causal`` aligns the causal
         mask to the bottom right.
         """
-        B, T, _ = x.shape
-        H, hd = self.num_heads, self.head_dim
-        qkv = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd)
-        q, k, v = qkv.unbind(0)  # each (B, H, T, hd)
+        q, k, v = split_heads(self.qkv(x), 3, self.num_heads)  # each (B, H, T, hd)
         offset = cache.length if cache is not None else 0
         if self.rotary is not None:
             q, k = self.rotary(q, k, offset=offset)
@@ -208,8 +205,7 @@ class MultiHeadedAttention(nn.Module):
             out, weights = scaled_dot_product_attention(q, k, v, attn_mask, p, is_causal=is_causal)
         else:
             out, weights = fused_attention(q, k, v, attn_mask, p, is_causal=is_causal), None
-        out = out.transpose(1, 2).reshape(B, T, H * hd)  # (B, T, H*hd): heads concatenated
-        return self.W_O(out), weights
+        return self.W_O(merge_heads(out)), weights  # heads concatenated: (B, T, H*hd) -> (B, T, dim)
 
 
 ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}  # name -> F.gelu's `approximate`

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnlab.attention import scaled_dot_product_attention
+from attnlab.attention import merge_heads, scaled_dot_product_attention, split_heads
 from attnlab.errors import AttnlabError
 
 __all__ = ["LinformerAttention", "svd_attention", "mean_pool_projection"]
@@ -85,15 +85,13 @@ class LinformerAttention(nn.Module):
     def forward(
         self, x: Tensor, key_mask: Tensor | None = None, *, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        B, n, dim = x.shape
+        n = x.size(1)
         if n > self.seq_len:
             raise AttnlabError(
                 f"sequence length {n} exceeds LinformerAttention seq_len={self.seq_len}; "
                 f"build the layer with seq_len >= {n} or truncate the input"
             )
-        H, hd = self.num_heads, self.head_dim
-        qkv = self.qkv(x).view(B, n, 3, H, hd).permute(2, 0, 3, 1, 4)  # (3, B, H, n, hd)
-        q, k, v = qkv.unbind(0)  # each (B, H, n, hd)
+        q, k, v = split_heads(self.qkv(x), 3, self.num_heads)  # each (B, H, n, hd)
         if key_mask is not None:
             keep = key_mask.to(k.dtype)[:, None, :, None]  # (B, 1, n, 1)
             k, v = k * keep, v * keep
@@ -101,5 +99,4 @@ class LinformerAttention(nn.Module):
         v = self.F[:, :n] @ v  # (B, H, k, hd)
         p = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, H, n, hd), (B, H, n, k)
-        out = out.transpose(1, 2).reshape(B, n, dim)  # (B, n, H*hd): heads concatenated
-        return self.W_O(out), (weights if need_weights else None)
+        return self.W_O(merge_heads(out)), (weights if need_weights else None)

@@ -66,22 +66,22 @@ def _inputs(n: int, dim: int, g: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 def error_curves(n: int, ks: list[int], dim: int, heads: int, seed: int) -> dict[str, dict[str, list[float]]]:
+    from attnlab.attention import merge_heads, split_heads
     from attnlab.layers import MultiHeadedAttention
     from attnlab.lowrank import LinformerAttention, mean_pool_projection, svd_attention
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     full = MultiHeadedAttention(dim, heads, dim // heads).double().eval()
-    H, hd = heads, dim // heads
     curves: dict[str, dict[str, list[float]]] = {}
     for name, x in _inputs(n, dim, g).items():
         with torch.no_grad():
             exact, _ = full(x, need_weights=True)
-            q, k_, v = full.qkv(x).view(1, n, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # (1, H, n, hd)
+            q, k_, v = split_heads(full.qkv(x), 3, heads)  # each (1, H, n, hd)
             res: dict[str, list[float]] = {"svd": [], "linformer_pool": [], "linformer_random": []}
             for k in ks:
                 o, _ = svd_attention(q, k_, v, k)  # (1, H, n, hd)
-                out = full.W_O(o.transpose(1, 2).reshape(1, n, dim))  # (1, n, dim)
+                out = full.W_O(merge_heads(o))  # (1, n, dim)
                 res["svd"].append(_rel(out, exact))
                 torch.manual_seed(seed + k)
                 lin = LinformerAttention(dim=dim, num_heads=heads, seq_len=n, k=k).double().eval()

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.attended import Attended
-from attnlab.attention import fused_attention, scaled_dot_product_attention
+from attnlab.attention import fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 from attnlab.layers import FFN, KVCache, LayerCache, MultiHeadedAttention, Transformer
 from attnlab.models.configs import Seq2SeqConfig
 from attnlab.positional import SinusoidalPositionalEncoding
@@ -57,23 +57,21 @@ class CrossAttention(nn.Module):
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of the memory (B, S, dim) -> two (B, H, S, hd) tensors (computed once
         per sentence when decoding)."""
-        B, S, _ = memory.shape
-        kv = self.kv(memory).view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (2, B, H, S, hd)
-        return kv[0], kv[1]
+        k, v = split_heads(self.kv(memory), 2, self.num_heads)  # each (B, H, S, hd)
+        return k, v
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], attn_mask: Tensor | None = None, *,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """``x`` (B, T, dim), ``kv`` from :meth:`memory_kv`, ``attn_mask`` (B, 1, 1, S) True on real
         source tokens -> ``(out (B, T, dim), weights (B, H, T, S) or None)``."""
-        B, T, _ = x.shape
-        q = self.W_Q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        (q,) = split_heads(self.W_Q(x), 1, self.num_heads)  # (B, H, T, hd)
         k, v = kv
         p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, attn_mask, p)
         else:
             out, weights = fused_attention(q, k, v, attn_mask, p), None
-        out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H*hd)
+        out = merge_heads(out)  # (B, T, H*hd)
         return self.W_O(out), weights
 
 
