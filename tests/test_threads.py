@@ -105,12 +105,17 @@ def two_threads(monkeypatch):
 
 
 def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threads):
-    from attnlab.threads import STALLS, StallWatch
+    from attnlab.threads import STALL_WINDOW, STALLS, StallWatch
 
     watch = StallWatch({})
     for seconds in (0.0005, 0.0004, 0.0006, 0.0011, 0.0005):  # jitter, no stall (under 4x and +1 ms)
         watch.observe(seconds)
     assert not watch.one_thread and watch.stalls == 0
+    for _ in range(3):  # lone hiccups (a preemption, a garbage collection), far apart: no switch
+        watch.observe(0.05)
+        for _ in range(STALL_WINDOW):
+            watch.observe(0.0004)
+    assert not watch.one_thread and watch.stalls == 1
     with pytest.warns(UserWarning, match="decoding steps stalled .* runs on one thread"):
         for _ in range(STALLS):
             watch.observe(0.012)  # a scheduler time slice
@@ -151,3 +156,115 @@ def test_work_run_unobserved_follows_the_switch_but_is_not_timed(two_threads):
     watch.run(lambda: None)
     assert watch.best < 1.0
 
+
+
+
+def test_others_cores_counts_other_processes_not_this_one():
+    import subprocess
+    import sys
+
+    from attnlab import threads
+
+    quiet = threads._cpu_sample()
+    if quiet is None:
+        pytest.skip("no /proc/stat here")
+    threads.time.sleep(0.3)
+    before = threads._cpu_sample()
+    if threads.others_cores(quiet, before) > 0.25:
+        pytest.skip("other work is using the CPU: this process's share cannot be told apart")
+    end = threads.time.monotonic() + 0.4
+    while threads.time.monotonic() < end:  # this process alone keeps a core busy
+        pass
+    mine = threads.others_cores(before, threads._cpu_sample())
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        threads.time.sleep(0.2)
+        start = threads._cpu_sample()
+        threads.time.sleep(0.4)
+        theirs = threads.others_cores(start, threads._cpu_sample())
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert mine < threads.GONE, f"this process's own work counted as other work: {mine:.2f} cores"
+    assert theirs >= threads.GONE, f"a spinning process should count as other work, measured {theirs:.2f} cores"
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """A fake clock and CPU meter for StallWatch: ``cpu.others`` is the other work's cores."""
+    from attnlab import threads
+
+    class Meter:
+        now, busy, mine, others = 100.0, 0.0, 0.0, 1.0
+
+        def sample(self):
+            return self.now, self.busy, self.mine
+
+        def wait(self, seconds):  # time passes; this process uses one core, the others theirs
+            self.now += seconds
+            self.mine += seconds
+            self.busy += seconds * (1 + self.others)
+
+    meter = Meter()
+    monkeypatch.setattr(threads, "_cpu_sample", meter.sample)
+    monkeypatch.setattr(threads.time, "monotonic", lambda: meter.now)
+    monkeypatch.setattr(threads, "_last_switch", -float("inf"))
+    return meter
+
+
+def _stall(watch):
+    from attnlab import threads
+
+    watch.observe(0.0004)
+    with pytest.warns(UserWarning, match="runs on one thread until it leaves"):
+        for _ in range(threads.STALLS):
+            watch.observe(0.012)
+    assert watch.one_thread
+
+
+def test_one_thread_until_the_other_work_leaves(two_threads, cpu):
+    """Switched by a stall, the run looks at the machine every CHECK_AFTER seconds: while other
+    work keeps a core busy it stays on one thread; once it is gone, back to all the threads."""
+    from attnlab import threads
+
+    watch = threads.StallWatch({})
+    _stall(watch)
+    assert watch.run(torch.get_num_threads) == 1
+    cpu.wait(threads.CHECK_AFTER / 2)  # too soon to look
+    cpu.others = 0.0
+    assert watch.run(torch.get_num_threads) == 1
+    cpu.others = 1.0
+    cpu.wait(threads.CHECK_AFTER)  # the neighbour is still there
+    assert watch.run(torch.get_num_threads) == 1 and watch.one_thread
+    assert threads.StallWatch({}).one_thread  # a run that starts now starts on one thread
+    cpu.others = 0.1
+    cpu.wait(threads.CHECK_AFTER)  # it left
+    assert watch.run(torch.get_num_threads) == 2
+    assert not watch.one_thread and watch.stalls == 0
+    assert not threads.StallWatch({}).one_thread  # and later runs start on all the threads
+    assert torch.get_num_threads() == 2
+
+
+def test_a_passing_hiccup_costs_one_look(two_threads, cpu):
+    """Stalls with no other work (the host took a virtual CPU away for a moment): the first look
+    sends the run back, and a run that starts soon after looks at once."""
+    from attnlab import threads
+
+    cpu.others = 0.0
+    watch = threads.StallWatch({})
+    _stall(watch)
+    nxt = threads.StallWatch({})
+    assert nxt.one_thread  # within RECENT of the switch
+    cpu.wait(threads.CHECK_AFTER)
+    assert nxt.run(torch.get_num_threads) == 2 and not nxt.one_thread
+
+
+def test_without_proc_stat_one_thread_stays(two_threads, monkeypatch):
+    from attnlab import threads
+
+    monkeypatch.setattr(threads, "_last_switch", -float("inf"))
+    monkeypatch.setattr(threads, "_cpu_sample", lambda: None)
+    watch = threads.StallWatch({})
+    _stall(watch)
+    monkeypatch.setattr(threads.time, "monotonic", lambda: 10**9)
+    assert watch.run(torch.get_num_threads) == 1 and watch.one_thread

@@ -160,15 +160,10 @@ def busy_cores(window: float = 0.15) -> float | None:
     if load is not None and load < 0.5:
         return 0.0
 
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-        return sum(ticks), ticks[3] + ticks[4]
-
     try:
-        total0, idle0 = sample()
+        total0, idle0 = _cpu_ticks()
         time.sleep(window)
-        total1, idle1 = sample()
+        total1, idle1 = _cpu_ticks()
     except (OSError, ValueError, IndexError):
         return None
     total = total1 - total0
@@ -177,32 +172,73 @@ def busy_cores(window: float = 0.15) -> float | None:
     return (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far from ``/proc/stat``, in clock ticks: (all, idle)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks), ticks[3] + ticks[4]
+
+
+def _cpu_sample() -> tuple[float, float, float] | None:
+    """(wall seconds, busy CPU-seconds of the whole machine, CPU-seconds of this process) now;
+    None where there is no ``/proc/stat``. Two samples tell how much CPU other work used between them."""
+    try:
+        total, idle = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.monotonic(), (total - idle) / _TICKS_PER_SECOND, time.process_time()
+
+
+def others_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """Cores that work other than this process kept busy, on average, between two CPU samples
+    (the host's steal time included)."""
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return 0.0
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / wall)
+
+
 T = TypeVar("T")
 STALL_FACTOR = 4.0  # a step this many times slower than the fastest one so far (and 1 ms slower) has stalled
-STALLS = 2  # stalled steps before the rest of the run goes to one thread
+STALLS = 2  # stalled steps, each within STALL_WINDOW steps of the one before, that switch to one thread
+STALL_WINDOW = 16  # a neighbour stalls step after step; on an idle machine a stall is a lone hiccup (a
+# preemption, a garbage collection: 7 to 11 in 10,455 steps of the default GPT alone, three runs,
+# no two within 40 steps of each other)
 RECENT = 30.0  # seconds after a switch during which new runs start on one thread
+CHECK_AFTER = 0.25  # seconds on one thread between looks at whether the other work is still there
+GONE = 0.5  # cores of other work below which the run goes back to all the threads
 _last_switch = -math.inf  # time.monotonic() of this process's last switch to one thread
+_mark: tuple[float, float, float] | None = None  # the CPU sample the next look compares with
+try:
+    _TICKS_PER_SECOND = float(os.sysconf("SC_CLK_TCK"))
+except (AttributeError, ValueError, OSError):
+    _TICKS_PER_SECOND = 100.0
 
 
 class StallWatch:
-    """Runs a sequence of small, alike steps (decoding), and moves the rest to one thread if they stall.
+    """Runs a sequence of small, alike steps (decoding), on one thread while other work would stall them.
 
     A decoding step is many tiny parallel regions, each a barrier for all the threads. When another
     process holds a core, the thread that lost it makes every barrier wait for the scheduler to give
     it back (milliseconds, for a step of a fraction of one): beside one busy process, 256 words of
     the default GPT took 7 to 45 times longer. After :data:`STALLS` steps slower than
-    ``STALL_FACTOR`` times the fastest (and 1 ms slower), each further step runs on one thread,
-    which a neighbour cannot stall, and the thread count is restored after each. A run that starts
-    within :data:`RECENT` seconds of a switch starts on one thread (the neighbour is likely still
-    there; later runs try all the threads again). It stays as it is when ``ATTNLAB_THREADS`` names
-    a count (one thread can change the last digits of a row's logits), or when there is one
-    thread already.
+    ``STALL_FACTOR`` times the fastest (and 1 ms slower), each within :data:`STALL_WINDOW` steps of
+    the one before, steps run on one thread, which a neighbour cannot stall; the thread count is
+    restored after each. Every :data:`CHECK_AFTER` seconds on one
+    thread, the machine's CPU time (``/proc/stat``) says whether other work still keeps
+    :data:`GONE` of a core busy; if not (the neighbour left, or the stalls were one passing hiccup,
+    such as the host taking a virtual CPU away for a moment), the run goes back to all the threads.
+    A run that starts within :data:`RECENT` seconds of a switch starts on one thread and looks the
+    same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one thread can change the
+    last digits of a row's logits), or when there is one thread already.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.enabled = not isinstance(_env_threads(os.environ if environ is None else environ), int)
         self.best = math.inf  # the fastest step so far, seconds
-        self.stalls = 0
+        self.stalls = 0  # stalled steps in a row, each within STALL_WINDOW steps of the one before
+        self.steps = 0  # steps observed
+        self.last_stall = -STALL_WINDOW - 1  # the step that stalled last
         self.one_thread = self.enabled and time.monotonic() - _last_switch < RECENT
 
     def run(self, step: Callable[[], T], *, observe: bool = True) -> T:
@@ -210,6 +246,8 @@ class StallWatch:
         one of the alike steps (a prompt's forward): it follows the switch but is not timed."""
         import torch
 
+        if self.one_thread:
+            self._look()
         if self.one_thread:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
@@ -225,13 +263,27 @@ class StallWatch:
 
     def observe(self, seconds: float) -> None:
         """Count ``seconds`` (a step's time) as a stall or not; after enough, switch to one thread."""
+        self.steps += 1
         if seconds > max(STALL_FACTOR * self.best, self.best + 1e-3):
             import torch
 
-            self.stalls += 1
+            self.stalls = self.stalls + 1 if self.steps - self.last_stall <= STALL_WINDOW else 1
+            self.last_stall = self.steps
             if self.enabled and self.stalls >= STALLS and torch.get_num_threads() > 1:
-                global _last_switch
-                self.one_thread, _last_switch = True, time.monotonic()
-                warnings.warn("decoding steps stalled (another process is using a core); the rest of this "
-                              f"generation runs on one thread ({THREADS_ENV}=N keeps N threads)", stacklevel=2)
+                global _last_switch, _mark
+                self.one_thread, _last_switch, _mark = True, time.monotonic(), _cpu_sample()
+                warnings.warn("decoding steps stalled (another process is using a core); this generation "
+                              f"runs on one thread until it leaves ({THREADS_ENV}=N keeps N threads)", stacklevel=2)
         self.best = min(self.best, seconds)
+
+    def _look(self) -> None:
+        """On one thread: after :data:`CHECK_AFTER` seconds, back to all the threads if the other work left."""
+        global _last_switch, _mark
+        if _mark is None or time.monotonic() - _mark[0] < CHECK_AFTER:
+            return  # no /proc/stat (the run stays on one thread), or too soon to tell
+        now = _cpu_sample()
+        if now is None:
+            return
+        if others_cores(_mark, now) < GONE:
+            self.one_thread, self.stalls, _last_switch = False, 0, -math.inf
+        _mark = now
