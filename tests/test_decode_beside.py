@@ -8,10 +8,14 @@ SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "decode_beside.py"
 
 
 def test_it_times_the_three_phases_and_reports_the_watch():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--words", "8", "--runs", "1"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--words", "8", "--runs", "1", "--settle", "0.2"],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["ms", "alone", "beside", "after"]
-    assert len(lines[3].split("a new generation")[0].split()) == 3 + 4  # "after it left" + 1 + 3 runs
-    assert lines[1].endswith(("switched: False", "switched: True"))
+    assert len(lines) == 4 and lines[0].startswith("ms per word, 8 words, 2 threads")
+    for line, label, runs in zip(lines[1:], ("alone", "beside", "after it left"), (1, 1, 4)):
+        assert line.startswith(label)
+        times = line[len(label):].split("switches")[0].split()
+        assert len(times) == runs and all(float(t) > 0 for t in times)
+        assert int(line.split("switches to one thread: ")[1].split(";")[0]) >= 0
+    assert lines[3].endswith(("start on one thread", "start on all the threads"))

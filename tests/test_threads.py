@@ -1,5 +1,7 @@
 """The CPU thread policy (attnlab.threads): its choices for given cores, load and model size, and the override."""
 
+import os
+
 import pytest
 import torch
 
@@ -100,11 +102,14 @@ def two_threads(monkeypatch):
     n = torch.get_num_threads()
     torch.set_num_threads(2)
     monkeypatch.setattr(threads, "_last_switch", -float("inf"))  # no earlier switch in this process
+    monkeypatch.setattr(threads, "_mark", None)
+    monkeypatch.setattr(threads, "_cpu_sample", lambda: None)  # no looks at the machine (the `cpu` fixture fakes them)
     yield
     torch.set_num_threads(n)
 
 
-def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threads):
+def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threads, monkeypatch):
+    from attnlab import threads
     from attnlab.threads import STALL_WINDOW, STALLS, StallWatch
 
     watch = StallWatch({})
@@ -116,6 +121,15 @@ def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threa
         for _ in range(STALL_WINDOW):
             watch.observe(0.0004)
     assert not watch.one_thread and watch.stalls == 1
+    watch.observe(0.05)  # 17 steps after the last: a new chain
+    assert watch.stalls == 1
+    for _ in range(STALL_WINDOW - 1):  # a stall STALL_WINDOW steps after the one before chains with it
+        watch.observe(0.0004)
+    with pytest.warns(UserWarning):
+        watch.observe(0.05)
+    assert watch.one_thread and watch.stalls == STALLS
+    watch = StallWatch({})
+    monkeypatch.setattr(threads, "_last_switch", -float("inf"))
     with pytest.warns(UserWarning, match="decoding steps stalled .* runs on one thread"):
         for _ in range(STALLS):
             watch.observe(0.012)  # a scheduler time slice
@@ -157,8 +171,38 @@ def test_work_run_unobserved_follows_the_switch_but_is_not_timed(two_threads):
     assert watch.best < 1.0
 
 
+def test_cpu_ticks_reads_the_machine_or_the_listed_cpus(tmp_path):
+    from attnlab.threads import _cpu_ticks
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 1 5 100 4 0 2 3 0 0\n"  # user nice system idle iowait irq softirq steal ...
+                    "cpu0 6 1 2 40 1 0 1 1 0 0\ncpu1 4 0 3 60 3 0 1 2 0 0\nintr 1 2 3\nctxt 99\n")
+    assert _cpu_ticks(stat=str(stat)) == (125, 104)  # all ticks, idle + iowait
+    assert _cpu_ticks(frozenset({1}), stat=str(stat)) == (73, 63)
+    assert _cpu_ticks(frozenset({0, 1}), stat=str(stat)) == (52 + 73, 41 + 63)
 
 
+def test_others_cores_is_the_machines_busy_time_less_this_process(monkeypatch):
+    """Ticks over SC_CLK_TCK against process_time's seconds: 50 busy ticks at 100 per second in
+    0.5 s, of which this process used 0.25 s, is half a core of other work."""
+    from attnlab import threads
+
+    ticks, own, wall = [(1000, 800)], [3.0], [10.0]
+    monkeypatch.setattr(threads, "_cpu_ticks", lambda cpus=None: ticks[-1])
+    monkeypatch.setattr(threads, "_TICKS_PER_SECOND", 100.0)
+    monkeypatch.setattr(threads.time, "process_time", lambda: own[-1])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: wall[-1])
+    before = threads._cpu_sample()
+    ticks.append((1100, 850))  # 100 ticks, 50 of them idle: 0.5 CPU-seconds busy
+    own.append(3.25)
+    wall.append(10.5)
+    assert threads._others_cores(before, threads._cpu_sample()) == pytest.approx(0.5)
+    own.append(3.6)  # more than the machine's busy time (tick rounding): never below 0
+    assert threads._others_cores(before, threads._cpu_sample()) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ATTNLAB_SLOW") != "1", reason="slow: set ATTNLAB_SLOW=1 (timing-sensitive)")
 def test_others_cores_counts_other_processes_not_this_one():
     import subprocess
     import sys
@@ -170,18 +214,18 @@ def test_others_cores_counts_other_processes_not_this_one():
         pytest.skip("no /proc/stat here")
     threads.time.sleep(0.3)
     before = threads._cpu_sample()
-    if threads.others_cores(quiet, before) > 0.25:
+    if threads._others_cores(quiet, before) > 0.25:
         pytest.skip("other work is using the CPU: this process's share cannot be told apart")
     end = threads.time.monotonic() + 0.4
     while threads.time.monotonic() < end:  # this process alone keeps a core busy
         pass
-    mine = threads.others_cores(before, threads._cpu_sample())
+    mine = threads._others_cores(before, threads._cpu_sample())
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         threads.time.sleep(0.2)
         start = threads._cpu_sample()
         threads.time.sleep(0.4)
-        theirs = threads.others_cores(start, threads._cpu_sample())
+        theirs = threads._others_cores(start, threads._cpu_sample())
     finally:
         spinner.kill()
         spinner.wait()
@@ -230,12 +274,13 @@ def test_one_thread_until_the_other_work_leaves(two_threads, cpu):
     watch = threads.StallWatch({})
     _stall(watch)
     assert watch.run(torch.get_num_threads) == 1
-    cpu.wait(threads.CHECK_AFTER / 2)  # too soon to look
     cpu.others = 0.0
+    cpu.wait(threads.CHECK_AFTER / 2)  # the neighbour left, but it is too soon to look
     assert watch.run(torch.get_num_threads) == 1
-    cpu.others = 1.0
+    cpu.others = 1.0  # it came back
     cpu.wait(threads.CHECK_AFTER)  # the neighbour is still there
     assert watch.run(torch.get_num_threads) == 1 and watch.one_thread
+    assert threads._last_switch == cpu.now  # the look that saw it renews the switch's memory
     assert threads.StallWatch({}).one_thread  # a run that starts now starts on one thread
     cpu.others = 0.1
     cpu.wait(threads.CHECK_AFTER)  # it left
@@ -257,6 +302,22 @@ def test_a_passing_hiccup_costs_one_look(two_threads, cpu):
     assert nxt.one_thread  # within RECENT of the switch
     cpu.wait(threads.CHECK_AFTER)
     assert nxt.run(torch.get_num_threads) == 2 and not nxt.one_thread
+
+
+def test_an_old_sample_is_renewed_before_deciding(two_threads, cpu):
+    """A run that starts long after the last sample would average over the whole gap, diluting a
+    neighbour that came since: the first look renews the sample, the next one decides."""
+    from attnlab import threads
+
+    cpu.others = 0.0
+    _stall(threads.StallWatch({}))
+    cpu.wait(3 * threads.CHECK_AFTER)  # a pause between generations, no other work in it
+    cpu.others = 1.0  # a neighbour arrives
+    watch = threads.StallWatch({})
+    assert watch.one_thread
+    assert watch.run(torch.get_num_threads) == 1  # the first look only renews the sample
+    cpu.wait(threads.CHECK_AFTER)
+    assert watch.run(torch.get_num_threads) == 1 and watch.one_thread  # the neighbour is seen
 
 
 def test_without_proc_stat_one_thread_stays(two_threads, monkeypatch):

@@ -172,24 +172,40 @@ def busy_cores(window: float = 0.15) -> float | None:
     return (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """The machine's CPU time so far from ``/proc/stat``, in clock ticks: (all, idle)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-    return sum(ticks), ticks[3] + ticks[4]
+def _cpu_ticks(cpus: frozenset[int] | None = None, stat: str = "/proc/stat") -> tuple[int, int]:
+    """CPU time so far from ``/proc/stat``, in clock ticks: (all, idle), of the whole machine or of
+    the ``cpus`` listed."""
+    with open(stat) as f:
+        lines = [line.split() for line in f if line.startswith("cpu")]
+    rows = [lines[0]] if cpus is None else [r for r in lines[1:] if int(r[0][3:]) in cpus]
+    all_ticks = idle = 0
+    for row in rows:
+        ticks = [int(x) for x in row[1:9]]  # user nice system idle iowait irq softirq steal
+        all_ticks, idle = all_ticks + sum(ticks), idle + ticks[3] + ticks[4]
+    return all_ticks, idle
+
+
+def _own_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on, when that is fewer than the machine's (``taskset``, a
+    cpuset): other work elsewhere cannot stall it. None: all of them, or unknown."""
+    try:
+        cpus = frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return cpus if len(cpus) < (os.cpu_count() or len(cpus)) else None
 
 
 def _cpu_sample() -> tuple[float, float, float] | None:
-    """(wall seconds, busy CPU-seconds of the whole machine, CPU-seconds of this process) now;
+    """(wall seconds, busy CPU-seconds of this process's CPUs, CPU-seconds of this process) now;
     None where there is no ``/proc/stat``. Two samples tell how much CPU other work used between them."""
     try:
-        total, idle = _cpu_ticks()
+        total, idle = _cpu_ticks(_own_cpus())
     except (OSError, ValueError, IndexError):
         return None
     return time.monotonic(), (total - idle) / _TICKS_PER_SECOND, time.process_time()
 
 
-def others_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+def _others_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
     """Cores that work other than this process kept busy, on average, between two CPU samples
     (the host's steal time included)."""
     wall = after[0] - before[0]
@@ -201,9 +217,8 @@ def others_cores(before: tuple[float, float, float], after: tuple[float, float, 
 T = TypeVar("T")
 STALL_FACTOR = 4.0  # a step this many times slower than the fastest one so far (and 1 ms slower) has stalled
 STALLS = 2  # stalled steps, each within STALL_WINDOW steps of the one before, that switch to one thread
-STALL_WINDOW = 16  # a neighbour stalls step after step; on an idle machine a stall is a lone hiccup (a
-# preemption, a garbage collection: 7 to 11 in 10,455 steps of the default GPT alone, three runs,
-# no two within 40 steps of each other)
+STALL_WINDOW = 16  # a neighbour stalls step after step; on an idle machine a stall is a lone hiccup
+# (a preemption, a garbage collection; README, "A shared CPU")
 RECENT = 30.0  # seconds after a switch during which new runs start on one thread
 CHECK_AFTER = 0.25  # seconds on one thread between looks at whether the other work is still there
 GONE = 0.5  # cores of other work below which the run goes back to all the threads
@@ -224,19 +239,20 @@ class StallWatch:
     the default GPT took 7 to 45 times longer. After :data:`STALLS` steps slower than
     ``STALL_FACTOR`` times the fastest (and 1 ms slower), each within :data:`STALL_WINDOW` steps of
     the one before, steps run on one thread, which a neighbour cannot stall; the thread count is
-    restored after each. Every :data:`CHECK_AFTER` seconds on one
-    thread, the machine's CPU time (``/proc/stat``) says whether other work still keeps
-    :data:`GONE` of a core busy; if not (the neighbour left, or the stalls were one passing hiccup,
-    such as the host taking a virtual CPU away for a moment), the run goes back to all the threads.
-    A run that starts within :data:`RECENT` seconds of a switch starts on one thread and looks the
-    same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one thread can change the
+    restored after each. Every :data:`CHECK_AFTER` seconds on one thread, the CPU time of the
+    machine (of this process's CPUs, under ``taskset`` or a cpuset) from ``/proc/stat``, less this
+    process's own, says whether other work still keeps :data:`GONE` of a core busy; if not (the
+    neighbour left, or the stalls were one passing hiccup, such as the host taking a virtual CPU
+    away for a moment), the run goes back to all the threads. A run that starts within
+    :data:`RECENT` seconds of a switch (or of a look that still saw the neighbour) starts on one
+    thread and looks the same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one thread can change the
     last digits of a row's logits), or when there is one thread already.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.enabled = not isinstance(_env_threads(os.environ if environ is None else environ), int)
         self.best = math.inf  # the fastest step so far, seconds
-        self.stalls = 0  # stalled steps in a row, each within STALL_WINDOW steps of the one before
+        self.stalls = 0  # stalls in the current chain, each within STALL_WINDOW steps of the one before
         self.steps = 0  # steps observed
         self.last_stall = -STALL_WINDOW - 1  # the step that stalled last
         self.one_thread = self.enabled and time.monotonic() - _last_switch < RECENT
@@ -284,6 +300,11 @@ class StallWatch:
         now = _cpu_sample()
         if now is None:
             return
-        if others_cores(_mark, now) < GONE:
+        if now[0] - _mark[0] > 2 * CHECK_AFTER:  # an old sample (a run that started after a pause):
+            _mark = now  # its average would dilute a neighbour that came since; decide at the next look
+            return
+        if _others_cores(_mark, now) < GONE:
             self.one_thread, self.stalls, _last_switch = False, 0, -math.inf
+        else:
+            _last_switch = now[0]  # still there: runs that start soon start on one thread
         _mark = now

@@ -88,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
         size = sum(f.stat().st_size for f in Path(tmp).iterdir())
     ours, hf = models["ours"], models["hf"]
     # The fine-tuning step first, on the heap as loading left it (as a fine-tuning run starts):
-    # after generation, the allocations decoding leaves behind slowed attnlab's step by 5-15 %
-    # in one process (0.90-0.96x against 1.07-1.12x).
+    # timed after generation, attnlab's step ran slower in the same process (README, "Pretrained models").
     # Learning rate 0: AdamW does all its work but leaves the weights as loaded, so generation
     # then compares the same weights (dropout made the two sides' updates differ).
     g = torch.Generator().manual_seed(args.seed + 1)
@@ -113,12 +112,14 @@ def run(args: argparse.Namespace) -> int:
     def step_hf() -> None:
         step("transformers", lambda ids: hf(ids).logits)
 
-    # Two untimed steps each: the first allocates AdamW's states, and the second still ran about
-    # 25 % slower than the rest (4.1-4.3 s against 3.1-3.4 s for GPT-2 small, both sides).
+    # Two untimed steps each: the first allocates AdamW's states, and the second still ran slower
+    # than the rest, on both sides.
     steps = time_interleaved({"attnlab": step_ours, "transformers": step_hf}, repeats=args.repeats, warmup=2)
     peaks = {"attnlab": peak_memory_bytes(step_ours), "transformers": peak_memory_bytes(step_hf)}
 
-    optimizers.clear()  # their states (two copies of the weights, each) go before decoding
+    optimizers.clear()  # their states (two copies of the weights, each) and the gradients go before decoding
+    ours.zero_grad(set_to_none=True)
+    hf.zero_grad(set_to_none=True)
     ours.eval()
     hf.eval()
     ours.never_generated = ()
