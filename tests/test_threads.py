@@ -130,6 +130,7 @@ def test_steps_that_stall_move_to_one_thread_and_restore_it_after_each(two_threa
     assert watch.one_thread and watch.stalls == STALLS
     watch = StallWatch({})
     monkeypatch.setattr(threads, "_last_switch", -float("inf"))
+    watch.observe(0.0004)
     with pytest.warns(UserWarning, match="decoding steps stalled .* runs on one thread"):
         for _ in range(STALLS):
             watch.observe(0.012)  # a scheduler time slice
