@@ -245,8 +245,8 @@ class StallWatch:
     neighbour left, or the stalls were one passing hiccup, such as the host taking a virtual CPU
     away for a moment), the run goes back to all the threads. A run that starts within
     :data:`RECENT` seconds of a switch (or of a look that still saw the neighbour) starts on one
-    thread and looks the same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one thread can change the
-    last digits of a row's logits), or when there is one thread already.
+    thread and looks the same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one
+    thread can change the last digits of a row's logits), or when there is one thread already.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
