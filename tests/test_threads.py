@@ -145,12 +145,7 @@ def test_a_named_thread_count_or_one_thread_is_kept(two_threads, monkeypatch):
 
     from attnlab import threads
 
-    def stall(watch):
-        watch.observe(0.0004)
-        for _ in range(threads.STALLS):
-            watch.observe(0.02)
-        return watch.one_thread
-
+    stall = _stalls
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # neither says anything
         assert not stall(threads.StallWatch({"ATTNLAB_THREADS": "2"}))  # a count the user named
@@ -257,14 +252,19 @@ def cpu(monkeypatch):
     return meter
 
 
-def _stall(watch):
+def _stalls(watch):
+    """One fast step, then STALLS stalled ones; whether the watch went to one thread."""
     from attnlab import threads
 
     watch.observe(0.0004)
+    for _ in range(threads.STALLS):
+        watch.observe(0.012)
+    return watch.one_thread
+
+
+def _stall(watch):
     with pytest.warns(UserWarning, match="runs on one thread until it leaves"):
-        for _ in range(threads.STALLS):
-            watch.observe(0.012)
-    assert watch.one_thread
+        assert _stalls(watch)
 
 
 def test_one_thread_until_the_other_work_leaves(two_threads, cpu):

@@ -112,8 +112,8 @@ def nanogpt_twin(model: Any, path: str | Path) -> Any:
                            f"tie_weights={c.tie_weights}, mlp_dim={c.mlp_dim}; compare a model of the default shape")
     file = nanogpt_model_file(path)
     spec = importlib.util.spec_from_file_location("nanogpt_model", file)
-    if spec is None or spec.loader is None:
-        raise AttnlabError(f"no nanoGPT model file at {file}; pass the model.py of a nanoGPT checkout")
+    if spec is None or spec.loader is None:  # a file, but not one Python can load as a module
+        raise AttnlabError(f"{file} cannot be loaded as a Python module; pass the model.py of a nanoGPT checkout")
     nano = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(nano)
