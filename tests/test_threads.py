@@ -330,3 +330,63 @@ def test_without_proc_stat_one_thread_stays(two_threads, monkeypatch):
     _stall(watch)
     monkeypatch.setattr(threads.time, "monotonic", lambda: 10**9)
     assert watch.run(torch.get_num_threads) == 1 and watch.one_thread
+
+
+def _train(notice, cpu, seconds, steps):
+    """``steps`` training steps of ``seconds`` each; the messages the notice returned."""
+    said = []
+    for _ in range(steps):
+        cpu.wait(seconds)
+        said += [m for m in [notice.observe(seconds)] if m]
+    return said
+
+
+def test_other_work_during_training_is_named_once_with_the_way_out(cpu):
+    """Training cannot change how its spinning workers wait: after BUSY_LOOKS looks in a row
+    that see other work, it says so once, with how much, and what to do."""
+    from attnlab import threads
+
+    cpu.others = 0.0
+    notice = threads.NeighbourNotice(2, {})
+    assert _train(notice, cpu, 0.02, 500) == []  # 10 s alone
+    cpu.others = 1.0
+    said = _train(notice, cpu, 0.3, 20)  # a busy process arrives: 6 s of slow steps
+    assert len(said) == 1
+    assert said[0].startswith("warning: other work keeps about 1.0 cores of this CPU busy")
+    assert "(this one 300 ms, the fastest 20 ms)" in said[0]
+    assert "--resume" in said[0] and "OMP_WAIT_POLICY=PASSIVE" in said[0]
+    assert _train(notice, cpu, 0.3, 20) == []  # once
+
+
+def test_it_takes_looks_in_a_row(cpu):
+    """Other work for less than BUSY_LOOKS looks (a burst) says nothing, and the count starts again."""
+    from attnlab import threads
+
+    notice = threads.NeighbourNotice(2, {})
+    for _ in range(5):
+        cpu.others = 1.0
+        assert _train(notice, cpu, 0.1, int((threads.BUSY_LOOKS - 1) * threads.LOOK_EVERY / 0.1)) == []
+        cpu.others = 0.0
+        assert _train(notice, cpu, 0.1, 15) == []
+    cpu.others = 1.0
+    assert len(_train(notice, cpu, 0.1, int((threads.BUSY_LOOKS + 1) * threads.LOOK_EVERY / 0.1))) == 1
+
+
+def test_other_work_from_the_first_step_is_named_too(cpu):
+    """A neighbour already there (Python code that did not look before torch loaded): every step is
+    slow alike, and the looks still see it."""
+    from attnlab import threads
+
+    cpu.others = 1.0
+    assert len(_train(threads.NeighbourNotice(2, {}), cpu, 0.7, 10)) == 1
+
+
+def test_no_notice_with_one_thread_sleeping_workers_or_no_proc_stat(cpu, monkeypatch):
+    from attnlab import threads
+
+    cpu.others = 1.0
+    for notice in (threads.NeighbourNotice(1, {}), threads.NeighbourNotice(2, {"OMP_WAIT_POLICY": "passive"})):
+        assert _train(notice, cpu, 0.3, 50) == [] and not notice.enabled
+    monkeypatch.setattr(threads, "_cpu_sample", lambda: None)
+    notice = threads.NeighbourNotice(2, {})
+    assert _train(notice, cpu, 0.3, 50) == [] and not notice.enabled

@@ -21,7 +21,10 @@ shared CPU" has the measurements). So:
   reason, for the training log;
 * :class:`StallWatch`, the one exception to "never the load": decoding steps that stall beside a
   busy process move to one thread (a decoding step is too small to survive the stalls: 7-45x
-  slower), unless ``ATTNLAB_THREADS`` names a count. Training never does this.
+  slower), unless ``ATTNLAB_THREADS`` names a count. Training never does this;
+* :class:`NeighbourNotice`: training's side. Other work that uses the CPU while a run's workers
+  spin (a process that started later) stalls them, and the run cannot change how they wait; one
+  warning says so and gives the way out.
 
 This module imports no torch at import time (the command line calls it before torch starts).
 """
@@ -39,7 +42,7 @@ from typing import TypeVar
 from attnlab.errors import AttnlabError
 
 __all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads", "StallWatch",
-           "openmp_environment", "busy_cores"]
+           "NeighbourNotice", "openmp_environment", "busy_cores"]
 
 THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
 SMALL_MODEL_PARAMS = 20_000  # trainable parameters below which a second thread only adds synchronisation
@@ -308,3 +311,55 @@ class StallWatch:
         else:
             _last_switch = now[0]  # still there: runs that start soon start on one thread
         _mark = now
+
+
+LOOK_EVERY = 1.0  # seconds between a training run's looks at the CPU
+BUSY_LOOKS = 3  # looks in a row that see other work before a training run says so
+
+
+class NeighbourNotice:
+    """One warning when other work uses the CPU while a training run's workers spin.
+
+    The command line chooses the OpenMP wait policy once, before torch loads
+    (:func:`openmp_environment`): on a free machine the workers spin at barriers, which is twice as
+    fast there. Beside a busy process that comes later (or that Python code did not look for),
+    every barrier waits for the worker that lost its core: `char-cpu` trained 5 to 28 times
+    slower (README, "A shared CPU"). A training run cannot undo that: OpenMP reads its wait policy
+    once, and fewer threads would change the run's numbers. So every :data:`LOOK_EVERY` seconds
+    :meth:`observe` compares the CPU time of the machine (``/proc/stat``) with this process's, and
+    when :data:`BUSY_LOOKS` looks in a row find other work keeping :data:`GONE` of a core busy, it
+    returns the warning, with the way out, once. It stays silent with one thread, when the workers
+    already sleep (``OMP_WAIT_POLICY=PASSIVE``) and where there is no ``/proc/stat``.
+    """
+
+    def __init__(self, threads: int, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.threads = threads
+        self.enabled = threads > 1 and env.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
+        self.best = math.inf  # the fastest step so far, seconds
+        self.busy_looks = 0  # looks in a row that saw other work
+        self.mark: tuple[float, float, float] | None = None  # the last look's CPU sample
+
+    def observe(self, seconds: float) -> str | None:
+        """Count one training step of ``seconds``; the warning, the first time other work stays."""
+        if not self.enabled:
+            return None
+        self.best = min(self.best, seconds)
+        if self.mark is not None and time.monotonic() - self.mark[0] < LOOK_EVERY:
+            return None
+        now = _cpu_sample()
+        if now is None:  # no /proc/stat: nothing to tell with
+            self.enabled = False
+            return None
+        others = 0.0 if self.mark is None else _others_cores(self.mark, now)
+        self.busy_looks = self.busy_looks + 1 if others >= GONE else 0
+        self.mark = now
+        if self.busy_looks < BUSY_LOOKS:
+            return None
+        self.enabled = False
+        return (f"warning: other work keeps about {others:.1f} cores of this CPU busy while this run's "
+                f"{self.threads} worker threads spin at every barrier, so its steps stall (this one "
+                f"{seconds * 1e3:,.0f} ms, the fastest {self.best * 1e3:,.0f} ms). To train at the CPU share that is "
+                "left: Ctrl-C, then run the same command with --resume (attnlab sees the busy CPU as it starts and "
+                "lets the workers sleep: OMP_WAIT_POLICY=PASSIVE, the same numbers); from Python, set "
+                f"OMP_WAIT_POLICY=PASSIVE before torch is imported, or {THREADS_ENV}=1 (the last digits change)")

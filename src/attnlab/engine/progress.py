@@ -21,6 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from attnlab.threads import NeighbourNotice
+
 __all__ = ["Progress"]
 
 # tqdm.auto chose the notebook's widget bar: this runs in a Jupyter kernel with ipywidgets, where stderr
@@ -40,6 +42,8 @@ class Progress:
         self.log_lines = False  # print log lines instead of a bar (stderr is not a terminal)
         self.clock0 = self.window_t0 = self.last_line = self.second_step_t0 = time.perf_counter()
         self.first_step = 0  # the step this session started at
+        self.step_t0 = self.clock0  # when the last step ended
+        self.neighbours: NeighbourNotice | None = None  # on a CPU: says when other work stalls the steps
 
     def start(self, step: int, train_seconds: float, show: bool | None) -> None:
         """Start the clocks (``train_seconds`` were trained before) and the bar at ``step``.
@@ -85,6 +89,12 @@ class Progress:
     def stepped(self, step: int) -> None:
         """Optimizer step ``step`` is done: advance the bar, and time the session's second step."""
         self.bar.update(1)
+        now = time.perf_counter()
+        if self.neighbours is not None:  # the step's own time: logging and validation open a new window
+            message = self.neighbours.observe(now - max(self.step_t0, self.window_t0))
+            if message:
+                self.note(message)
+        self.step_t0 = now
         if step == self.first_step + 2:  # the first step pays one-off costs; the second one is typical
             self._warn_if_long(step, time.perf_counter() - self.second_step_t0)
         elif step == self.first_step + 1:

@@ -44,7 +44,7 @@ from attnlab.engine.schedule import WarmupCosine, make_optimizer
 from attnlab.engine.state import TrainState
 from attnlab.errors import AttnlabError
 from attnlab.files import write_json
-from attnlab.threads import apply_threads
+from attnlab.threads import NeighbourNotice, apply_threads
 
 __all__ = ["TrainState", "TrainingRun", "OnEval"]
 
@@ -110,7 +110,10 @@ class TrainingRun:
                            f"run directory {self.run_dir}")
         if self.device.type == "cpu":  # the thread policy (attnlab.threads), said in the log
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-            self.progress.note(apply_threads(trainable).note())
+            threads = apply_threads(trainable)
+            self.progress.note(threads.note())
+            if self.dist.world == 1:  # (processes of one DDP run would take each other for neighbours)
+                self.progress.neighbours = NeighbourNotice(threads.threads)
             memory = allocator.note()
             if memory:
                 self.progress.note(f"memory: {memory}")
