@@ -323,8 +323,8 @@ class NeighbourNotice:
     The command line chooses the OpenMP wait policy once, before torch loads
     (:func:`openmp_environment`): on a free machine the workers spin at barriers, which is twice as
     fast there. Beside a busy process that comes later (or that Python code did not look for),
-    every barrier waits for the worker that lost its core: `char-cpu` trained 5 to 28 times
-    slower (README, "A shared CPU"). A training run cannot undo that: OpenMP reads its wait policy
+    every barrier waits for the worker that lost its core, and a small model trains many times
+    slower (README, "A shared CPU", has the measurements). A training run cannot undo that: OpenMP reads its wait policy
     once, and fewer threads would change the run's numbers. So every :data:`LOOK_EVERY` seconds
     :meth:`observe` compares the CPU time of the machine (``/proc/stat``) with this process's, and
     when :data:`BUSY_LOOKS` looks in a row find other work keeping :data:`GONE` of a core busy, it
