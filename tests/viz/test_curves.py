@@ -78,7 +78,7 @@ def test_curves_of_a_run(tmp_path, capsys, drawn):
         ("b", [0.5, 2.0], [0.25, 0.75]),
     ]
     with Image.open(out) as im:
-        assert im.size == (660, 440) and len(set(im.convert("L").getdata())) > 10  # a drawing, not blank
+        assert im.size == (660, 440) and len(set(im.convert("L").tobytes())) > 10  # a drawing, not blank
     assert main(["curves", str(run), "--y", "val_bogus", "--out", str(out)]) == 2
     assert "has no records with both 'train_seconds' and 'val_bogus'" in capsys.readouterr().err
     assert main(["curves", str(tmp_path), "--out", str(out)]) == 2

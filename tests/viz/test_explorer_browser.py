@@ -114,7 +114,7 @@ class Page:
             rgb = im.convert("RGB")
             assert rgb.size == (1200, 900)
             colors = rgb.getcolors(maxcolors=1 << 20) or []
-            pixels = torch.tensor(list(rgb.getdata()), dtype=torch.float32)
+            pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).float()  # every channel value
         assert len(colors) > 50 and float(pixels.std()) > 10, "a blank screenshot"
 
 
