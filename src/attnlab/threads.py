@@ -359,7 +359,7 @@ class NeighbourNotice:
         self.enabled = False
         return (f"warning: other work keeps about {others:.1f} cores of this CPU busy while this run's "
                 f"{self.threads} worker threads spin at every barrier, so its steps stall (this one "
-                f"{seconds * 1e3:,.0f} ms, the fastest {self.best * 1e3:,.0f} ms). To train at the CPU share that is "
-                "left: Ctrl-C, then run the same command with --resume (attnlab sees the busy CPU as it starts and "
-                "lets the workers sleep: OMP_WAIT_POLICY=PASSIVE, the same numbers); from Python, set "
+                f"{seconds * 1e3:,.0f} ms, the fastest {self.best * 1e3:,.0f} ms). If that work stays, train at the "
+                "CPU share it leaves: Ctrl-C, then run the same command with --resume (attnlab sees the busy CPU "
+                "as it starts and lets the workers sleep: OMP_WAIT_POLICY=PASSIVE, the same numbers); from Python, set "
                 f"OMP_WAIT_POLICY=PASSIVE before torch is imported, or {THREADS_ENV}=1 (the last digits change)")
