@@ -4,7 +4,9 @@ On a terminal, and in a Jupyter notebook (``tqdm.auto`` picks the notebook's wid
 progress bar whose postfix shows the last logged loss and throughput; otherwise a
 log line (step, loss, throughput, elapsed, ETA) every :attr:`Progress.LINE_EVERY` seconds. Notes
 are printed above the bar, and after the second step of a session a warning says so when the run
-will take hours (a typo in a size). Only the main process prints.
+will take hours (a typo in a size). On a CPU, each step's own time goes to a
+:class:`attnlab.threads.NeighbourNotice`, which warns once when other work stalls the spinning
+workers. Only the main process prints.
 
 The clocks live here too: the training clock (``train_seconds``, which continues across a
 resume) and the throughput window, which counts training time only.
