@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-NOTICE = "warning: other work keeps about"
+sys.path.insert(0, str(SRC))
+
+from attnlab.threads import NEIGHBOUR_WARNING  # noqa: E402  (after the path above; torch-free)
+
 LAUNCH = "import sys; from attnlab.cli import main; sys.exit(main())"
 
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 alone = _rates(out)
                 spinner, arrived = subprocess.Popen([sys.executable, "-c", "while True: pass"]), time.monotonic()
             if spinner is not None and said is None:
-                said = next((line for line in log.read_text().splitlines() if line.startswith(NOTICE)), None)
+                said = next((line for line in log.read_text().splitlines() if line.startswith(NEIGHBOUR_WARNING)), None)
                 if said is not None:
                     print(f"the warning, {time.monotonic() - arrived:.1f} s after the busy process started:\n  {said}")
                     if not args.no_resume:
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                         first.send_signal(signal.SIGTERM)
         first.wait()
         lines = log.read_text().splitlines()
+        rates = _rates(out)
         if spinner is None:  # the run ended first
-            alone = _rates(out)
-        beside = _rates(out)[len(alone):]
+            alone = rates
+        beside = rates[len(alone):]
         print(_show("alone", alone))
         print(_show("beside", beside))
         print(f"first run: exit {first.returncode}; {lines[-1].strip() if lines else '(no output)'}")
@@ -97,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         if said is None or args.no_resume or first.returncode == 0:
             return 0
         resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env)
-        lines = (resumed.stdout + resumed.stderr).splitlines()
+        output = resumed.stdout + resumed.stderr
+        lines = output.splitlines()
         note = next((line for line in lines if "CPU thread" in line), "(no thread note)")
         print(f"resumed:       {note.strip()}")
-        match = re.search(r"resuming at step (\d+)", resumed.stdout + resumed.stderr)
+        match = re.search(r"resuming at step (\d+)", output)
         since = int(match.group(1)) if match else args.steps
         print(_show("after resume", [r for r in _rates(out) if r[0] > since]))
         last = (resumed.stdout.strip().splitlines() or lines or ["(no output)"])[-1]  # the metrics line

@@ -42,7 +42,7 @@ from typing import TypeVar
 from attnlab.errors import AttnlabError
 
 __all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads", "StallWatch",
-           "NeighbourNotice", "openmp_environment", "busy_cores"]
+           "NeighbourNotice", "NEIGHBOUR_WARNING", "openmp_environment", "workers_sleep", "busy_cores"]
 
 THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
 SMALL_MODEL_PARAMS = 20_000  # trainable parameters below which a second thread only adds synchronisation
@@ -124,15 +124,22 @@ def apply_threads(params: int | None = None, *, override: int | None = None,
     global _CORES
     if _CORES is None:
         _CORES = torch.get_num_threads()
-    asked = override if override is not None else _env_threads(os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    asked = override if override is not None else _env_threads(env)
     adapt = asked == "auto"
     choice = choose_threads(cores=_CORES, load=_load_average(), params=params,
                             override=None if adapt or asked is None else int(asked), adapt=adapt)
     torch.set_num_threads(choice.threads)
-    if (os.environ if environ is None else environ).get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+    if workers_sleep(env):
         choice = ThreadChoice(choice.threads, f"{choice.reason}; workers sleep at barriers (OMP_WAIT_POLICY=PASSIVE: "
                                               "other work was using the CPU)")
     return choice
+
+
+def workers_sleep(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` makes OpenMP's workers sleep at barriers (``OMP_WAIT_POLICY=PASSIVE``)
+    instead of spinning."""
+    return environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
 def openmp_environment(environ: Mapping[str, str], *, busy: float | None | bool = True) -> dict[str, str]:
@@ -313,6 +320,7 @@ class StallWatch:
         _mark = now
 
 
+NEIGHBOUR_WARNING = "warning: other work keeps about"  # how NeighbourNotice's warning starts (tools look for it)
 LOOK_EVERY = 1.0  # seconds between a training run's looks at the CPU
 BUSY_LOOKS = 3  # looks in a row that see other work before a training run says so
 
@@ -333,9 +341,8 @@ class NeighbourNotice:
     """
 
     def __init__(self, threads: int, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
         self.threads = threads
-        self.enabled = threads > 1 and env.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
+        self.enabled = threads > 1 and not workers_sleep(os.environ if environ is None else environ)
         self.best = math.inf  # the fastest step so far, seconds
         self.busy_looks = 0  # looks in a row that saw other work
         self.mark: tuple[float, float, float] | None = None  # the last look's CPU sample
@@ -357,7 +364,7 @@ class NeighbourNotice:
         if self.busy_looks < BUSY_LOOKS:
             return None
         self.enabled = False
-        return (f"warning: other work keeps about {others:.1f} cores of this CPU busy while this run's "
+        return (f"{NEIGHBOUR_WARNING} {others:.1f} cores of this CPU busy while this run's "
                 f"{self.threads} worker threads spin at every barrier, so its steps stall (this one "
                 f"{seconds * 1e3:,.0f} ms, the fastest {self.best * 1e3:,.0f} ms). If that work stays, train at the "
                 "CPU share it leaves: Ctrl-C, then run the same command with --resume (attnlab sees the busy CPU "

@@ -98,9 +98,9 @@ class Progress:
                 self.note(message)
         self.step_t0 = now
         if step == self.first_step + 2:  # the first step pays one-off costs; the second one is typical
-            self._warn_if_long(step, time.perf_counter() - self.second_step_t0)
+            self._warn_if_long(step, now - self.second_step_t0)
         elif step == self.first_step + 1:
-            self.second_step_t0 = time.perf_counter()
+            self.second_step_t0 = now
 
     def _warn_if_long(self, step: int, seconds_per_step: float) -> None:
         """Say so at once when the run will take far longer than a laptop recipe (a typo in a size)."""
