@@ -40,6 +40,11 @@ def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
     ``attnlab bench peak`` saves the CPU's measured peak and the data caches live."""
     import os
 
+    from torch.utils.cpp_extension import get_default_build_root
+
+    # C++ extensions (the decoding step) keep one build folder across test sessions, as a user's
+    # would: a build takes about 20 s, and torch rebuilds it when the source changes.
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(get_default_build_root(), "attnlab-tests")))
     before = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
     yield Path(os.environ["XDG_CACHE_HOME"])
@@ -47,6 +52,16 @@ def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
         del os.environ["XDG_CACHE_HOME"]
     else:
         os.environ["XDG_CACHE_HOME"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decode_step_built(own_cache_dir) -> None:
+    """The C++ decoding step, built (or loaded) before any test where this machine can build it,
+    since ``ATTNLAB_DECODE=auto``, the default, decodes with it: so no test's output carries the
+    one-time "compiling" line, and commands run in subprocesses load the build."""
+    from attnlab.models.gpt_step import native_for
+
+    native_for("auto")
 
 @pytest.fixture(scope="session")
 def make_cifar() -> Callable[..., Path]:

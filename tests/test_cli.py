@@ -180,6 +180,6 @@ def test_a_bad_attnlab_decode_stops_before_any_work(capsys, monkeypatch, tmp_pat
     monkeypatch.setenv("ATTNLAB_DECODE", "gpu")
     code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
     assert code == 2 and out == ""
-    assert err.strip() == ("error: ATTNLAB_DECODE='gpu' is not one of python, cpp; unset it for the Python step, "
-                           "or set it to cpp for the C++ one")
+    assert err.strip() == ("error: ATTNLAB_DECODE='gpu' is not one of auto, python, cpp; unset it for the default "
+                           "(the C++ step where it can be built, else Python), or set it to python or cpp")
     assert not (tmp_path / "run").exists()

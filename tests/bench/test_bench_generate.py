@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from attnlab.bench.generate import nanogpt_twin
 from attnlab.cli import main
 from attnlab.models.gpt import GPTConfig, generate, random_gpt
+from attnlab.models.gpt_step import can_build_native
 
 SMALL = ["bench", "generate", "--context", "16", "--num-tokens", "6", "--dim", "16", "--layers", "1",
          "--heads", "2", "--vocab", "50", "--repeats", "1", "--threads", "1"]
@@ -31,15 +31,16 @@ def test_a_batch_gives_identical_tokens_and_no_nanogpt_is_a_note(capsys):
     assert "after 3 prompts of 1 tokens" in out and "1 CPU thread: asked for" in out
     assert "identical tokens: yes (KV cache, no cache)" in out
     assert "nanoGPT: not compared (pass --nanogpt PATH/model.py of a nanoGPT checkout)" in out
-    assert "cached steps of one row in Python (ATTNLAB_DECODE=python)" in out
+    assert "cached steps of 3 rows in Python (ATTNLAB_DECODE=auto)" in out  # batches stay in Python
 
 
-@pytest.mark.skipif(not any(map(shutil.which, ("c++", "g++", "clang++"))), reason="the C++ step needs a compiler")
-def test_attnlab_decode_cpp_times_the_cpp_step_with_the_same_tokens(capsys, monkeypatch):
-    monkeypatch.setenv("ATTNLAB_DECODE", "cpp")
+@pytest.mark.skipif(not can_build_native(), reason="the C++ step needs a C++ compiler, ninja and Python's headers")
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_the_cpp_step_is_timed_by_default_or_when_asked_with_the_same_tokens(capsys, monkeypatch, backend):
+    monkeypatch.setenv("ATTNLAB_DECODE", backend)
     assert main(SMALL) == 0
     out = capsys.readouterr().out
-    assert "cached steps of one row in C++ (ATTNLAB_DECODE=cpp)" in out
+    assert f"cached steps of one row in C++ (ATTNLAB_DECODE={backend})" in out
     assert "identical tokens: yes (KV cache, no cache)" in out
 
 

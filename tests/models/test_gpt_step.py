@@ -8,7 +8,7 @@ import torch
 from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an autouse fixture)
 
 from attnlab.layers import KVCache
-from attnlab.models.gpt_step import DecodeStep
+from attnlab.models.gpt_step import DecodeStep, can_build_native
 
 
 @contextlib.contextmanager
@@ -25,11 +25,13 @@ def pytorch_kernels():
 SHAPES = [{}, {"bias": False, "tie_weights": False, "activation": "gelu_tanh", "norm_eps": 1e-6}]
 
 
+@pytest.mark.parametrize("backend", ["python", "auto"])
 @pytest.mark.parametrize("rows", [1, 3])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_steps_equal_the_module_forward_and_fill_the_same_cache(rows, shape):
+def test_steps_equal_the_module_forward_and_fill_the_same_cache(rows, shape, backend):
     # One row goes through as a vector (addmv, the weight times the vector), several as a batch:
-    # both must give exactly the module path's logits and cached keys and values.
+    # both must give exactly the module path's logits and cached keys and values, in Python and in
+    # what runs by default (C++ for one row where it can be built).
     model = small_gpt(**shape)
     prompt = torch.randint(3, 50, (rows, 5))
     new = torch.randint(3, 50, (rows, 6))
@@ -37,7 +39,7 @@ def test_steps_equal_the_module_forward_and_fill_the_same_cache(rows, shape):
         ours, theirs = KVCache(2, capacity=16), KVCache(2, capacity=16)
         model(prompt, cache=ours, last_only=True)
         model(prompt, cache=theirs, last_only=True)
-        step = DecodeStep(model)
+        step = DecodeStep(model, backend=backend)
         for i in range(new.size(1)):
             got = step(new[:, i:i + 1], ours)
             with pytorch_kernels():  # the step's kernels
@@ -75,7 +77,7 @@ def test_left_padded_rows_with_a_key_mask_and_their_own_positions():
 
 def test_onednn_is_switched_off_for_the_step_only_and_restored_after_an_error():
     model = small_gpt()
-    step = DecodeStep(model)
+    step = DecodeStep(model, backend="python")
     seen = []
     real = step._step
 
@@ -105,15 +107,8 @@ def test_rotary_layers_are_refused():
 
 # --------------------------------------------------------------------------- the C++ one-row step
 
-def _can_build():
-    import shutil
-
-    from torch.utils.cpp_extension import is_ninja_available
-
-    return is_ninja_available() and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
-
-
-needs_compiler = pytest.mark.skipif(not _can_build(), reason="ATTNLAB_DECODE=cpp needs a C++ compiler and ninja")
+needs_compiler = pytest.mark.skipif(not can_build_native(),
+                                    reason="the C++ step needs a C++ compiler, ninja and Python's headers")
 
 
 @needs_compiler
@@ -154,29 +149,92 @@ def test_a_bad_attnlab_decode_value_is_one_clear_error(monkeypatch):
     from attnlab.errors import AttnlabError
     from attnlab.models.gpt_step import decode_backend
 
-    assert decode_backend({}) == "python" and decode_backend({"ATTNLAB_DECODE": " CPP "}) == "cpp"
+    assert decode_backend({}) == "auto" and decode_backend({"ATTNLAB_DECODE": " CPP "}) == "cpp"
+    assert decode_backend({"ATTNLAB_DECODE": "Python"}) == "python"
     monkeypatch.setenv("ATTNLAB_DECODE", "fast")
-    with pytest.raises(AttnlabError, match=r"ATTNLAB_DECODE='fast' is not one of python, cpp"):
+    with pytest.raises(AttnlabError, match=r"ATTNLAB_DECODE='fast' is not one of auto, python, cpp"):
         DecodeStep(small_gpt())
 
 
-def test_a_failed_build_says_what_it_needs(monkeypatch):
+@pytest.fixture
+def failing_build(monkeypatch):
+    """Every build fails as one without ninja does (a long message); the cached outcome is
+    forgotten before and after, so the next use loads the real build."""
     from torch.utils import cpp_extension
 
-    from attnlab.errors import AttnlabError
     from attnlab.models import gpt_step
 
     def fail(**kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions\n(and a long traceback)")
 
     monkeypatch.setattr(cpp_extension, "load", fail)
-    gpt_step.native_step.cache_clear()
-    try:
-        with pytest.raises(AttnlabError) as err:
-            DecodeStep(small_gpt(), backend="cpp")
-    finally:
-        gpt_step.native_step.cache_clear()  # the next use loads the real build
+    monkeypatch.setattr(gpt_step, "can_build_native", lambda: True)  # the build is tried, as where it can be
+    for cached in (gpt_step._built_or_reason, gpt_step._auto_native):
+        cached.cache_clear()
+    yield
+    for cached in (gpt_step._built_or_reason, gpt_step._auto_native):
+        cached.cache_clear()
+
+
+def test_a_failed_build_says_what_it_needs(failing_build):
+    from attnlab.errors import AttnlabError
+
+    with pytest.raises(AttnlabError) as err:
+        DecodeStep(small_gpt(), backend="cpp")
     message = str(err.value)
     assert "could not build the C++ decoding step (Ninja is required to load C++ extensions)" in message
-    assert "pip install ninja" in message and "unset ATTNLAB_DECODE" in message and "\n" not in message
+    assert "pip install ninja" in message and "ATTNLAB_DECODE=python" in message and "\n" not in message
 
+
+def test_auto_decodes_in_python_after_one_warning_when_the_build_fails(failing_build, capsys):
+    # The default must work on any machine: a failed build is one line on stderr, once, then Python.
+    model = small_gpt(seed=6)
+    steps = [DecodeStep(model) for _ in range(2)]
+    assert [s.backend for s in steps] == ["python", "python"] and steps[0]._native is None
+    err = capsys.readouterr().err
+    assert err.count("warning: could not build the C++ decoding step (Ninja is required") == 1
+    assert "decoding in Python (ATTNLAB_DECODE=python skips the attempt)" in err
+
+
+def test_auto_and_python_never_build_where_the_machine_cannot(monkeypatch):
+    from torch.utils import cpp_extension
+
+    from attnlab.models import gpt_step
+
+    def build(**kwargs):
+        raise AssertionError("no build was to be tried")
+
+    monkeypatch.setattr(cpp_extension, "load", build)
+    monkeypatch.setattr(gpt_step, "can_build_native", lambda: False)
+    gpt_step._auto_native.cache_clear()
+    try:
+        assert DecodeStep(small_gpt()).backend == "python"
+        assert DecodeStep(small_gpt(), backend="python").backend == "python"
+    finally:
+        gpt_step._auto_native.cache_clear()
+
+
+@needs_compiler
+def test_auto_runs_the_cpp_step_where_it_can_be_built():
+    assert DecodeStep(small_gpt()).backend == "cpp" and DecodeStep(small_gpt())._native is not None
+    assert DecodeStep(small_gpt(), backend="python").backend == "python"
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_waited_for(tmp_path, capsys):
+    import os
+    import time
+
+    from attnlab.models.gpt_step import STALE_LOCK_S, _clear_stale_lock
+
+    lock = tmp_path / "lock"
+    _clear_stale_lock(lock)  # none: nothing to say
+    lock.touch()
+    _clear_stale_lock(lock)  # another process is building: it stays
+    assert lock.exists() and f"waiting for another process's build of the C++ decoding step (it holds {lock})" in \
+        capsys.readouterr().err
+    old = time.time() - STALE_LOCK_S - 120
+    os.utime(lock, (old, old))
+    _clear_stale_lock(lock)
+    assert not lock.exists()
+    assert f"removed {lock}, left by a build of the C++ decoding step that stopped 12 minutes ago" in \
+        capsys.readouterr().err

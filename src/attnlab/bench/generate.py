@@ -14,8 +14,9 @@ With ``--checkpoint`` the trained model is used; without it, a model of the defa
 shape (context 256) with random weights (the timing depends on the shape, not on the weights;
 the tokens then are gibberish, but still compared). The bars are 5x over no cache and 8x over
 nanoGPT; a miss is printed as ``MISSED``, with the per-round ratios and the load average.
-``ATTNLAB_DECODE=cpp`` times the C++ one-row step (:mod:`attnlab.models.gpt_step`), built
-before the clock starts.
+The one-row step runs in C++ where this machine can build it and in Python elsewhere
+(``ATTNLAB_DECODE``, :mod:`attnlab.models.gpt_step`); it is built before the clock starts, and the
+output says which ran.
 """
 
 from __future__ import annotations
@@ -151,14 +152,14 @@ def _ratios(samples: dict[str, list[float]], slow: str, fast: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from attnlab.device import bench_device
     from attnlab.models.gpt import generate_batch
-    from attnlab.models.gpt_step import DECODE_ENV, decode_backend, native_step
+    from attnlab.models.gpt_step import DECODE_ENV, decode_backend, native_for
 
     if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
         raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
     device = bench_device(args.device)
     backend = decode_backend()
-    if backend == "cpp":
-        native_step()  # built (the first time) or loaded before any clock starts
+    in_cpp = native_for(backend) is not None  # built (the first time) or loaded before any clock starts
+    in_cpp = in_cpp and args.batch == 1  # (batches always run in Python)
     threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
     model.to(device)
@@ -189,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
           f"{c.num_layers} layers, dim {c.dim}, {c.num_heads} heads, context {c.context}, vocab {c.vocab_size}; "
           f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else threads.note()}; median of "
           f"{args.repeats} interleaved rounds")
-    print(f"cached steps of one row in {'C++' if backend == 'cpp' else 'Python'} ({DECODE_ENV}={backend})")
+    steps = "one row" if args.batch == 1 else f"{args.batch} rows"
+    print(f"cached steps of {steps} in {'C++' if in_cpp else 'Python'} ({DECODE_ENV}={backend})")
     print(f"{'path':<10} {'s':>8} {'ms/word':>9}")  # ms per word of one row: the batch's time / (words * rows)
     for name, s in samples.items():
         print(f"{name:<10} {median(s):>8.3f} {1000 * median(s) / args.num_tokens / args.batch:>9.3f}")
@@ -200,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
         ratio = median(samples["nanoGPT"]) / median(samples["KV cache"])
         print(bar_verdict("speed-up over nanoGPT's generate", ratio, NANOGPT_BAR)
               + f" ({_ratios(samples, 'nanoGPT', 'KV cache')})")
-        if ratio < NANOGPT_BAR and backend == "python" and args.batch == 1:
-            print(f"(the one-row step ran in Python; {DECODE_ENV}=cpp runs it in C++, which needs a C++ compiler)")
+        if ratio < NANOGPT_BAR and not in_cpp and args.batch == 1:
+            print(f"(the one-row step ran in Python: unset {DECODE_ENV} for the C++ one)" if backend == "python" else
+                  "(the one-row step ran in Python; the C++ one needs a C++ compiler, ninja and Python's headers: "
+                  "pip install 'attnlab[native]' brings ninja)")
     else:
         print("nanoGPT: not compared (pass --nanogpt PATH/model.py of a nanoGPT checkout)")
     same = all(out == outputs["KV cache"] for out in outputs.values())

@@ -76,17 +76,18 @@ class SampleConfig:
 
 
 DECODE_ENV = "ATTNLAB_DECODE"
-DECODE_BACKENDS = ("python", "cpp")
+DECODE_BACKENDS = ("auto", "python", "cpp")
 
 
 def decode_backend(environ: Mapping[str, str] | None = None) -> str:
     """What runs DialogueGPT's one-row decoding step (:mod:`attnlab.models.gpt_step`), from
-    ``ATTNLAB_DECODE``: ``python`` (the default) or ``cpp``. The command line checks it before any
-    work starts, so a bad value is one error line, not a failure in the middle of a run."""
-    value = (os.environ if environ is None else environ).get(DECODE_ENV, "").strip().lower() or "python"
+    ``ATTNLAB_DECODE``: ``auto`` (the default: C++ where this machine can build it, else Python),
+    ``python`` or ``cpp``. The command line checks it before any work starts, so a bad value is one
+    error line, not a failure in the middle of a run."""
+    value = (os.environ if environ is None else environ).get(DECODE_ENV, "").strip().lower() or "auto"
     if value not in DECODE_BACKENDS:
         raise AttnlabError(f"{DECODE_ENV}={value!r} is not one of {', '.join(DECODE_BACKENDS)}; unset it for the "
-                           "Python step, or set it to cpp for the C++ one")
+                           "default (the C++ step where it can be built, else Python), or set it to python or cpp")
     return value
 
 

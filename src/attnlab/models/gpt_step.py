@@ -13,17 +13,22 @@ One row (``B == 1``) goes through as a vector: each linear layer is ``addmv`` (m
 vector, no batch of one row to set up) and the output layer multiplies the weight itself by the
 vector (no transposed copy), as the module forward does for one row: the same numbers (tested).
 
-``ATTNLAB_DECODE=cpp`` runs that one-row path in C++ instead (``gpt_step.cpp``: the same ATen
-calls in the same order, so the same numbers, without Python between them; 0.31-0.32 ms per
-word in ``attnlab bench generate``). It is built on first use by ``torch.utils.cpp_extension``
-(about 20 s, then cached), which needs a C++ compiler and ``ninja`` (``pip install ninja``). The
-default, ``python``, needs nothing.
+That one-row path also exists in C++ (``gpt_step.cpp``: the same ATen calls in the same order, so
+the same numbers, without Python between them; 0.31-0.32 ms per word in ``attnlab bench
+generate``). It is built on first use by ``torch.utils.cpp_extension`` (about 20 s, said on
+stderr, then cached), which needs a C++ compiler and ``ninja`` (``pip install ninja``).
+``ATTNLAB_DECODE`` chooses: ``auto`` (the default) uses C++ where this machine has what the build
+takes and Python elsewhere, ``python`` never builds, and ``cpp`` is an error where it cannot build.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import sys
+import sysconfig
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -39,26 +44,93 @@ from attnlab.models.configs import DECODE_ENV, decode_backend
 if TYPE_CHECKING:
     from attnlab.models.gpt import DialogueGPT
 
-__all__ = ["DecodeStep", "DECODE_ENV", "decode_backend", "native_step"]
+__all__ = ["DecodeStep", "DECODE_ENV", "can_build_native", "decode_backend", "native_for", "native_step"]
+
+
+_NATIVE = "attnlab_gpt_step"  # the extension's name, and its build folder's
+
+
+def can_build_native() -> bool:
+    """Whether this machine has what building the C++ step takes: ninja and a C++ compiler
+    (``$CXX``, else ``c++``) on the PATH, and Python's headers."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    return bool(shutil.which("ninja") and shutil.which(os.environ.get("CXX", "c++"))) and headers.exists()
 
 
 @functools.cache
-def native_step() -> Any:
-    """The C++ one-row step (``gpt_step.cpp``), built by ``torch.utils.cpp_extension`` on first use
-    (about 20 s, once: then loaded from ``TORCH_EXTENSIONS_DIR``, by default
-    ``~/.cache/torch_extensions``, in well under a second)."""
+def _built_or_reason() -> tuple[Any, str]:
+    """(the C++ step's module, "") or (None, the first line of why it could not be built). Built by
+    ``torch.utils.cpp_extension`` on first use (about 20 s, said on stderr), then loaded from
+    ``TORCH_EXTENSIONS_DIR`` (by default ``~/.cache/torch_extensions``) in well under a second."""
     from torch.utils import cpp_extension
 
-    source = Path(__file__).with_name("gpt_step.cpp")
-    print(f"attnlab: loading the C++ decoding step ({DECODE_ENV}=cpp; the first time it is compiled, "
-          "about 20 s)", file=sys.stderr, flush=True)
     try:
-        return cpp_extension.load(name="attnlab_gpt_step", sources=[str(source)], extra_cflags=["-O2"])
+        folder: Path | None = Path(cpp_extension._get_build_directory(_NATIVE, False))
+    except Exception:  # a private helper: if it moves, say "compiling" every time rather than fail
+        folder = None
+    if folder is not None:
+        _clear_stale_lock(folder / "lock")
+    if folder is None or not (folder / f"{_NATIVE}.so").exists():
+        print(f"attnlab: compiling the C++ decoding step, once (about 20 s; {DECODE_ENV}=python skips it)",
+              file=sys.stderr, flush=True)
+    try:
+        return cpp_extension.load(name=_NATIVE, sources=[str(Path(__file__).with_name("gpt_step.cpp"))],
+                                  extra_cflags=["-O2"]), ""
     except Exception as e:  # no compiler, no ninja, a failed build: one line, and the way back
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return None, (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+STALE_LOCK_S = 600.0  # a build takes about 20 s: a lock file this old was left by a killed build
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """``torch.utils.cpp_extension`` holds a lock file while it builds and waits, without end, while
+    one exists; a build killed outright (``kill -9``) leaves it behind. Remove one older than
+    :data:`STALE_LOCK_S`; say so when a younger one makes this process wait for another's build."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return
+    if age > STALE_LOCK_S:
+        lock.unlink(missing_ok=True)
+        print(f"attnlab: removed {lock}, left by a build of the C++ decoding step that stopped "
+              f"{age / 60:.0f} minutes ago", file=sys.stderr, flush=True)
+    else:
+        print(f"attnlab: waiting for another process's build of the C++ decoding step (it holds {lock})",
+              file=sys.stderr, flush=True)
+
+
+def native_step() -> Any:
+    """The C++ one-row step's module (``gpt_step.cpp``), built on first use; an :class:`AttnlabError`
+    that says what it needs when it cannot be built."""
+    module, reason = _built_or_reason()
+    if module is None:
         raise AttnlabError(f"{DECODE_ENV}=cpp could not build the C++ decoding step ({reason}); it needs a C++ "
-                           f"compiler and ninja (pip install ninja), or unset {DECODE_ENV} for the Python "
-                           "step") from None
+                           f"compiler and ninja (pip install ninja), or set {DECODE_ENV}=python for the Python "
+                           "step")
+    return module
+
+
+@functools.cache
+def _auto_native() -> Any:
+    """``auto``'s choice: the C++ step where this machine can build it, else None (Python). A build
+    that fails all the same is one warning line, once per process."""
+    if not can_build_native():
+        return None
+    module, reason = _built_or_reason()
+    if module is None:
+        print(f"attnlab: warning: could not build the C++ decoding step ({reason}); decoding in Python "
+              f"({DECODE_ENV}=python skips the attempt)", file=sys.stderr, flush=True)
+    return module
+
+
+def native_for(backend: str) -> Any:
+    """The C++ step's module that ``backend`` (``auto``, ``python`` or ``cpp``, as from
+    :func:`decode_backend`) decodes with, or None for Python. Building it (the first time) happens
+    here, so callers that time decoding call this before the clock starts."""
+    if backend == "cpp":
+        return native_step()
+    return _auto_native() if backend == "auto" else None
 
 
 def _bias(layer: nn.Linear) -> Tensor:
@@ -101,7 +173,8 @@ class DecodeStep:
     and the new one; ``positions`` are the new tokens' positions in their own rows (left-padded
     batches), by default the cache's length. It holds the model's own parameters (no copies).
     Call under ``torch.inference_mode()``. ``backend`` (default: ``ATTNLAB_DECODE``, else
-    ``python``) picks the one-row path's implementation; batches always run in Python.
+    ``auto``) picks the one-row path's implementation (``backend`` then says which runs it: ``cpp``
+    or ``python``); batches always run in Python.
     """
 
     def __init__(self, model: DialogueGPT, *, backend: str | None = None) -> None:
@@ -116,10 +189,12 @@ class DecodeStep:
         self.norm_w, self.norm_b, self.norm_eps = model.norm.weight, model.norm.bias, model.norm.eps
         self.head = model.head.weight  # (V, dim)
         self._head_t = model._head_weight_t  # () -> (dim, V), for batches
-        backend = decode_backend() if backend is None else decode_backend({DECODE_ENV: backend})
+        choice = decode_backend() if backend is None else decode_backend({DECODE_ENV: backend})
+        native = native_for(choice)
+        self.backend = "python" if native is None else "cpp"  # what runs the one-row path
         self._native: Any = None  # the C++ step, holding the model's tensors
-        if backend == "cpp":
-            self._native = native_step().Step(
+        if native is not None:
+            self._native = native.Step(
                 self.tok, self.pos, _or_default(self.norm_w, 1.0, self.tok), _or_default(self.norm_b, 0.0, self.tok),
                 self.head, [t for b in self.blocks for t in _native_weights(b)],
                 [eps for b in self.blocks for eps in (b[2], b[9])], [b[12] for b in self.blocks], self.norm_eps,
