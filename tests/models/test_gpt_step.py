@@ -2,6 +2,9 @@
 (both on PyTorch's own kernels: the step switches oneDNN off)."""
 
 import contextlib
+import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,21 +223,35 @@ def test_auto_runs_the_cpp_step_where_it_can_be_built():
     assert DecodeStep(small_gpt(), backend="python").backend == "python"
 
 
-def test_a_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_waited_for(tmp_path, capsys):
-    import os
-    import time
-
-    from attnlab.models.gpt_step import STALE_LOCK_S, _clear_stale_lock
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="open files are seen in /proc (Linux)")
+def test_a_lock_that_no_process_holds_is_removed_and_a_held_one_waited_for(tmp_path, capsys):
+    from attnlab.models.gpt_step import _clear_stale_lock
 
     lock = tmp_path / "lock"
-    _clear_stale_lock(lock)  # none: nothing to say
-    lock.touch()
-    _clear_stale_lock(lock)  # another process is building: it stays
-    assert lock.exists() and f"waiting for another process's build of the C++ decoding step (it holds {lock})" in \
-        capsys.readouterr().err
-    old = time.time() - STALE_LOCK_S - 120
-    os.utime(lock, (old, old))
-    _clear_stale_lock(lock)
+    assert _clear_stale_lock(lock) is False  # none: nothing to say
+    assert capsys.readouterr().err == ""
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL)  # as torch's builder holds it
+    try:
+        assert _clear_stale_lock(lock) is True  # this process waits
+    finally:
+        os.close(fd)
+    assert lock.exists() and f"waiting for another process's build of the C++ decoding step (it holds {lock}; if " \
+        "no other is running, delete that file)" in capsys.readouterr().err
+    assert _clear_stale_lock(lock) is False  # its builder was killed: nobody holds it
     assert not lock.exists()
-    assert f"removed {lock}, left by a build of the C++ decoding step that stopped 12 minutes ago" in \
+    assert f"removed {lock}, left by a build of the C++ decoding step that did not finish (started 0 minutes ago)" in \
         capsys.readouterr().err
+
+
+def test_where_open_files_cannot_be_seen_a_lock_is_stale_after_ten_minutes(tmp_path, capsys, monkeypatch):
+    from attnlab.models import gpt_step
+
+    monkeypatch.setattr(gpt_step, "_lock_held", lambda lock: None)
+    lock = tmp_path / "lock"
+    lock.touch()
+    gpt_step._clear_stale_lock(lock)
+    assert lock.exists() and "waiting for another process's build" in capsys.readouterr().err
+    old = time.time() - gpt_step.STALE_LOCK_S - 120
+    os.utime(lock, (old, old))
+    gpt_step._clear_stale_lock(lock)
+    assert not lock.exists() and "that did not finish (started 12 minutes ago)" in capsys.readouterr().err

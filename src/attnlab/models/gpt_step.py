@@ -68,9 +68,8 @@ def _built_or_reason() -> tuple[Any, str]:
         folder: Path | None = Path(cpp_extension._get_build_directory(_NATIVE, False))
     except Exception:  # a private helper: if it moves, say "compiling" every time rather than fail
         folder = None
-    if folder is not None:
-        _clear_stale_lock(folder / "lock")
-    if folder is None or not (folder / f"{_NATIVE}.so").exists():
+    waits = folder is not None and _clear_stale_lock(folder / "lock")
+    if not waits and (folder is None or not (folder / f"{_NATIVE}.so").exists()):
         print(f"attnlab: compiling the C++ decoding step, once (about 20 s; {DECODE_ENV}=python skips it)",
               file=sys.stderr, flush=True)
     try:
@@ -80,24 +79,42 @@ def _built_or_reason() -> tuple[Any, str]:
         return None, (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-STALE_LOCK_S = 600.0  # a build takes about 20 s: a lock file this old was left by a killed build
+STALE_LOCK_S = 600.0  # where open files cannot be seen: a build takes about 20 s, so a lock this old is left over
 
 
-def _clear_stale_lock(lock: Path) -> None:
+def _lock_held(lock: Path) -> bool | None:
+    """Whether a process has ``lock`` open (Linux, from ``/proc``: the builder keeps it open until
+    it removes it), or None where that cannot be seen."""
+    if not Path("/proc/self/fd").is_dir():
+        return None
+    target = os.path.realpath(lock)
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fds.iterdir()):
+                return True
+        except OSError:  # another user's process, or one that just ended
+            continue
+    return False
+
+
+def _clear_stale_lock(lock: Path) -> bool:
     """``torch.utils.cpp_extension`` holds a lock file while it builds and waits, without end, while
-    one exists; a build killed outright (``kill -9``) leaves it behind. Remove one older than
-    :data:`STALE_LOCK_S`; say so when a younger one makes this process wait for another's build."""
+    one exists; a build killed outright (``kill -9``) leaves it behind. Remove one that no process
+    holds (or, where that cannot be seen, one older than :data:`STALE_LOCK_S`); say so when a
+    live one makes this process wait for another's build (then True)."""
     try:
         age = time.time() - lock.stat().st_mtime
     except OSError:
-        return
-    if age > STALE_LOCK_S:
+        return False
+    held = _lock_held(lock)
+    if not (held if held is not None else age <= STALE_LOCK_S):
         lock.unlink(missing_ok=True)
-        print(f"attnlab: removed {lock}, left by a build of the C++ decoding step that stopped "
-              f"{age / 60:.0f} minutes ago", file=sys.stderr, flush=True)
-    else:
-        print(f"attnlab: waiting for another process's build of the C++ decoding step (it holds {lock})",
-              file=sys.stderr, flush=True)
+        print(f"attnlab: removed {lock}, left by a build of the C++ decoding step that did not finish "
+              f"(started {age / 60:.0f} minutes ago)", file=sys.stderr, flush=True)
+        return False
+    print(f"attnlab: waiting for another process's build of the C++ decoding step (it holds {lock}; "
+          "if no other is running, delete that file)", file=sys.stderr, flush=True)
+    return True
 
 
 def native_step() -> Any:
