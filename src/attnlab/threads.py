@@ -253,10 +253,12 @@ class StallWatch:
     machine (of this process's CPUs, under ``taskset`` or a cpuset) from ``/proc/stat``, less this
     process's own, says whether other work still keeps :data:`GONE` of a core busy; if not (the
     neighbour left, or the stalls were one passing hiccup, such as the host taking a virtual CPU
-    away for a moment), the run goes back to all the threads. A run that starts within
-    :data:`RECENT` seconds of a switch (or of a look that still saw the neighbour) starts on one
-    thread and looks the same way. It stays as it is when ``ATTNLAB_THREADS`` names a count (one
-    thread can change the last digits of a row's logits), or when there is one thread already.
+    away for a moment), the run goes back to all the threads. The warning that names the switch
+    waits for the first look to see the other work, so a hiccup passes in silence (without
+    ``/proc/stat`` it comes at once). A run that starts within :data:`RECENT` seconds of a switch
+    (or of a look that still saw the neighbour) starts on one thread and looks the same way. It
+    stays as it is when ``ATTNLAB_THREADS`` names a count (one thread can change the last digits
+    of a row's logits), or when there is one thread already.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -266,6 +268,7 @@ class StallWatch:
         self.steps = 0  # steps observed
         self.last_stall = -STALL_WINDOW - 1  # the step that stalled last
         self.one_thread = self.enabled and time.monotonic() - _last_switch < RECENT
+        self.unconfirmed = self.one_thread  # on one thread, and no look has yet seen the other work to say so
 
     def run(self, step: Callable[[], T], *, observe: bool = True) -> T:
         """``step()``, on one thread once the steps have stalled; ``observe=False`` for work that is not
@@ -298,8 +301,9 @@ class StallWatch:
             if self.enabled and self.stalls >= STALLS and torch.get_num_threads() > 1:
                 global _last_switch, _mark
                 self.one_thread, _last_switch, _mark = True, time.monotonic(), _cpu_sample()
-                warnings.warn("decoding steps stalled (another process is using a core); this generation "
-                              f"runs on one thread until it leaves ({THREADS_ENV}=N keeps N threads)", stacklevel=2)
+                self.unconfirmed = _mark is not None  # said when a look sees the other work (else now)
+                if not self.unconfirmed:
+                    _warn_stalled()
         self.best = min(self.best, seconds)
 
     def _look(self) -> None:
@@ -313,11 +317,19 @@ class StallWatch:
         if now[0] - _mark[0] > 2 * CHECK_AFTER:  # an old sample (a run that started after a pause):
             _mark = now  # its average would dilute a neighbour that came since; decide at the next look
             return
-        if _others_cores(_mark, now) < GONE:
+        if _others_cores(_mark, now) < GONE:  # gone, or never there (a hiccup: then nothing was said)
             self.one_thread, self.stalls, _last_switch = False, 0, -math.inf
         else:
             _last_switch = now[0]  # still there: runs that start soon start on one thread
+            if self.unconfirmed:
+                _warn_stalled()
+        self.unconfirmed = False
         _mark = now
+
+
+def _warn_stalled() -> None:
+    warnings.warn("decoding steps stalled (another process is using a core); this generation runs on one thread "
+                  f"until it leaves ({THREADS_ENV}=N keeps N threads)", stacklevel=4)
 
 
 NEIGHBOUR_WARNING = "warning: other work keeps about"  # how NeighbourNotice's warning starts (tools look for it)

@@ -2,6 +2,7 @@
 (both on PyTorch's own kernels: the step switches oneDNN off)."""
 
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
@@ -255,3 +256,41 @@ def test_where_open_files_cannot_be_seen_a_lock_is_stale_after_ten_minutes(tmp_p
     os.utime(lock, (old, old))
     gpt_step._clear_stale_lock(lock)
     assert not lock.exists() and "that did not finish (started 12 minutes ago)" in capsys.readouterr().err
+
+
+@needs_compiler
+def test_the_cpp_pick_is_the_python_greedy_pick_of_the_same_step():
+    # generate's one-row greedy path in C++: the step, the banned ids and the max in one call; the
+    # same id (and logit) as the Python step's logits through gpt.py's _greedy, and the same cache.
+    from attnlab.models.gpt import _greedy
+
+    model = small_gpt(seed=7)
+    banned = torch.tensor([0, 1, 5])
+    with torch.inference_mode():
+        caches = {b: KVCache(2, capacity=16) for b in ("python", "cpp")}
+        for cache in caches.values():
+            model(torch.tensor([[3, 4]]), cache=cache, last_only=True)
+        python, cpp = DecodeStep(model, backend="python"), DecodeStep(model, backend="cpp")
+        token = 9
+        for _ in range(10):
+            logits = python(torch.tensor([[token]]), caches["python"])
+            want, _ = _greedy(logits.clone(), banned)
+            top = logits.clone().index_fill_(-1, banned, float("-inf")).max().item()
+            assert cpp.pick(token, caches["cpp"], banned) == (want[0], top)
+            token = want[0]
+        for a, b in zip(caches["cpp"].layers, caches["python"].layers):
+            assert a.length == b.length == 12 and torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+        # a banned id that is the most likely one is passed over; a NaN logit is reported
+        model.head.weight[5] = 100 * model.norm(model.tok.weight[5]).sign()
+
+        def primed():
+            cache = KVCache(2, capacity=16)
+            model(torch.tensor([[3, 4]]), cache=cache, last_only=True)
+            return cache
+
+        logits = python(torch.tensor([[9]]), primed())[0]
+        picked, top = cpp.pick(9, primed(), banned)
+        assert logits.argmax() == 5 and picked != 5
+        assert (picked, top) == (int(logits.index_fill(0, banned, float("-inf")).argmax()), logits[picked].item())
+        model.head.weight[7] = float("nan")
+        assert math.isnan(cpp.pick(9, primed(), banned)[1])  # generate then says the weights are broken

@@ -366,34 +366,42 @@ def iter_generate_batch(
                 if len(ids) - starts[i] > context:
                     starts[i] = len(ids) - max(1, context // 2)
                     cache = None
-            with torch.inference_mode():
-                if not use_cache or cache is None:  # the whole window (and a new cache, primed with it)
-                    window, mask, positions, pad = _windows(rows, starts, device)
-                    cache = KVCache(config.num_layers, capacity=context) if use_cache else None
-                    if mask is not None and use_cache:
-                        keys = torch.ones(B, context, dtype=torch.bool, device=device)
-                        keys[:, : mask.size(1)] = mask
-                    args = {"positions": positions} if positions is not None else {}  # (the LSTM takes none)
-                    logits = watch.run(lambda: model(window, mask, cache=cache, last_only=True, **args)[:, -1],
-                                       observe=False)  # (B, V)
-                else:  # one new position per row over the cached ones
-                    assert nxt is not None
-                    offset = cache.length
-                    if decode is None:
-                        assert isinstance(model, DialogueGPT)  # (use_cache needs one)
-                        decode = DecodeStep(model)
-                    one_step, ids_now, kv = decode, nxt, cache  # (narrowed for the closures)
-                    if pad is None:
-                        logits = watch.run(lambda: one_step(ids_now, kv))
+            if cache is not None and decode is not None and decode.backend == "cpp" and B == 1 and not gens:
+                # one row, greedy, in C++: the step and the pick in one call, in its own inference mode
+                one_step, last, kv = decode, rows[0][-1], cache  # (narrowed for the closure)
+                picked, top = watch.run(lambda: one_step.pick(last, kv, banned))
+                if math.isnan(top):
+                    raise AttnlabError(_NAN)
+                chosen, nxt = [picked], None  # (a new window computes its own next ids)
+            else:
+                with torch.inference_mode():
+                    if not use_cache or cache is None:  # the whole window (and a new cache, primed with it)
+                        window, mask, positions, pad = _windows(rows, starts, device)
+                        cache = KVCache(config.num_layers, capacity=context) if use_cache else None
+                        if mask is not None and use_cache:
+                            keys = torch.ones(B, context, dtype=torch.bool, device=device)
+                            keys[:, : mask.size(1)] = mask
+                        args = {"positions": positions} if positions is not None else {}  # (the LSTM takes none)
+                        logits = watch.run(lambda: model(window, mask, cache=cache, last_only=True, **args)[:, -1],
+                                           observe=False)  # (B, V)
+                    else:  # one new position per row over the cached ones
+                        assert nxt is not None
+                        offset = cache.length
+                        if decode is None:
+                            assert isinstance(model, DialogueGPT)  # (use_cache needs one)
+                            decode = DecodeStep(model)
+                        one_step, ids_now, kv = decode, nxt, cache  # (narrowed for the closures)
+                        if pad is None:
+                            logits = watch.run(lambda: one_step(ids_now, kv))
+                        else:
+                            assert keys is not None
+                            seen, pos = keys[:, : offset + 1], offset - pad
+                            logits = watch.run(lambda: one_step(ids_now, kv, seen, pos))
+                    if gens:
+                        chosen = [_pick(logits[i], ban, temperature, top_k, top_p, gen) for i, gen in enumerate(gens)]
+                        nxt = torch.tensor(chosen, device=device).view(B, 1)
                     else:
-                        assert keys is not None
-                        seen, pos = keys[:, : offset + 1], offset - pad
-                        logits = watch.run(lambda: one_step(ids_now, kv, seen, pos))
-                if gens:
-                    chosen = [_pick(logits[i], ban, temperature, top_k, top_p, gen) for i, gen in enumerate(gens)]
-                    nxt = torch.tensor(chosen, device=device).view(B, 1)
-                else:
-                    chosen, nxt = _greedy(logits, banned)
+                        chosen, nxt = _greedy(logits, banned)
             for ids, i in zip(rows, chosen):
                 ids.append(i)
             yield chosen

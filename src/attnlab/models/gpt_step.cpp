@@ -5,7 +5,9 @@
 // torch.utils.cpp_extension when ATTNLAB_DECODE=cpp (attnlab.models.gpt_step.native_step).
 #include <torch/extension.h>
 
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 // The model's tensors, handed over once (gpt_step.py's DecodeStep builds one): `weights` holds 12
@@ -49,11 +51,25 @@ struct Step {
     }
     return at::mv(head, at::layer_norm(x, shape, norm_w, norm_b, norm_eps));  // (V,)
   }
+
+  // The step and the greedy pick in one call, in its own inference mode, as generate() picks in
+  // Python (gpt.py's _greedy): the `banned` ids set to -inf, then one max over the row (1, V) in
+  // fp32. Returns the id and its logit (NaN where any logit is NaN).
+  std::pair<int64_t, double> pick(int64_t token, int64_t position, const std::vector<at::Tensor>& keys,
+                                  const std::vector<at::Tensor>& values, const at::Tensor& banned) const {
+    c10::InferenceMode guard;
+    at::Tensor logits = (*this)(token, position, keys, values).view({1, -1});  // (1, V)
+    if (logits.scalar_type() != at::kFloat) logits = logits.to(at::kFloat);
+    logits.index_fill_(-1, banned, -std::numeric_limits<double>::infinity());
+    auto [top, id] = logits.max(-1);  // (1,) each
+    return {id.item<int64_t>(), top.item<double>()};
+  }
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Step>(m, "Step", "one-row decoding step of a DialogueGPT")
       .def(pybind11::init<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>,
                           std::vector<double>, std::vector<std::string>, double, int64_t>())
-      .def("__call__", &Step::operator());
+      .def("__call__", &Step::operator())
+      .def("pick", &Step::pick);
 }

@@ -263,12 +263,30 @@ class DecodeStep:
             raise ValueError(f"the cache holds {cache.length} positions; the model's context is {self.context}")
         return cache.length
 
+    def pick(self, token: int, cache: KVCache, banned: Tensor) -> tuple[int, float]:
+        """One row's next step and greedy pick in one C++ call (``backend == "cpp"`` only), where
+        ``token`` is the row's last id: the most likely id not in ``banned`` and its logit (NaN
+        where any logit is NaN), as ``generate`` picks from this step's logits in Python. The
+        call runs in its own inference mode."""
+        picked, top = self._native.pick(token, *self._native_args(cache), banned)
+        _advance(cache)
+        return picked, top
+
     def _native_step(self, token: int, cache: KVCache) -> Tensor:
         """The one-row path in C++ (``gpt_step.cpp``, oneDNN off there too): it writes the new
         position into the cache's buffers itself, and the cache is then told it holds one more."""
+        logits = self._native(token, *self._native_args(cache))  # (V,)
+        _advance(cache)
+        return logits.view(1, -1)  # (1, V)
+
+    def _native_args(self, cache: KVCache) -> tuple[int, list[Tensor], list[Tensor]]:
+        """The new position and every block's key and value buffers, which the C++ step writes it into."""
         offset = self._offset(cache)
         buffers = [layer.buffers(1) for layer in cache.layers]
-        logits = self._native(token, offset, [k for k, _ in buffers], [v for _, v in buffers])  # (V,)
-        for layer in cache.layers:
-            layer.length += 1
-        return logits.view(1, -1)  # (1, V)
+        return offset, [k for k, _ in buffers], [v for _, v in buffers]
+
+
+def _advance(cache: KVCache) -> None:
+    """Tell every block's cache that it holds the position the C++ step wrote."""
+    for layer in cache.layers:
+        layer.length += 1
