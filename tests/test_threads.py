@@ -341,8 +341,12 @@ def test_an_old_sample_is_renewed_before_deciding(two_threads, cpu):
     assert watch.one_thread
     assert watch.run(torch.get_num_threads) == 1  # the first look only renews the sample
     cpu.wait(threads.CHECK_AFTER)
-    with pytest.warns(UserWarning, match=STALLED):
+    with pytest.warns(UserWarning, match=STALLED):  # the switch was silent: the neighbour is announced now
         assert watch.run(torch.get_num_threads) == 1 and watch.one_thread  # the neighbour is seen
+    later = threads.StallWatch({})  # a run that starts beside it on one thread, already announced
+    cpu.wait(threads.CHECK_AFTER)
+    with _silent():
+        assert later.run(torch.get_num_threads) == 1 and later.one_thread
 
 
 def test_without_proc_stat_one_thread_stays(two_threads, monkeypatch):

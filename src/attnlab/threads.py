@@ -234,6 +234,7 @@ CHECK_AFTER = 0.25  # seconds on one thread between looks at whether the other w
 GONE = 0.5  # cores of other work below which the run goes back to all the threads
 _last_switch = -math.inf  # time.monotonic() of this process's last switch to one thread
 _mark: tuple[float, float, float] | None = None  # the CPU sample the next look compares with
+_announced = True  # whether the last switch to one thread has been announced (False until a look sees the other work)
 try:
     _TICKS_PER_SECOND = float(os.sysconf("SC_CLK_TCK"))
 except (AttributeError, ValueError, OSError):
@@ -268,7 +269,6 @@ class StallWatch:
         self.steps = 0  # steps observed
         self.last_stall = -STALL_WINDOW - 1  # the step that stalled last
         self.one_thread = self.enabled and time.monotonic() - _last_switch < RECENT
-        self.unconfirmed = self.one_thread  # on one thread, and no look has yet seen the other work to say so
 
     def run(self, step: Callable[[], T], *, observe: bool = True) -> T:
         """``step()``, on one thread once the steps have stalled; ``observe=False`` for work that is not
@@ -299,16 +299,16 @@ class StallWatch:
             self.stalls = self.stalls + 1 if self.steps - self.last_stall <= STALL_WINDOW else 1
             self.last_stall = self.steps
             if self.enabled and self.stalls >= STALLS and torch.get_num_threads() > 1:
-                global _last_switch, _mark
+                global _last_switch, _mark, _announced
                 self.one_thread, _last_switch, _mark = True, time.monotonic(), _cpu_sample()
-                self.unconfirmed = _mark is not None  # said when a look sees the other work (else now)
-                if not self.unconfirmed:
+                _announced = _mark is None  # said when a look sees the other work (without looks: now)
+                if _announced:
                     _warn_stalled()
         self.best = min(self.best, seconds)
 
     def _look(self) -> None:
         """On one thread: after :data:`CHECK_AFTER` seconds, back to all the threads if the other work left."""
-        global _last_switch, _mark
+        global _last_switch, _mark, _announced
         if _mark is None or time.monotonic() - _mark[0] < CHECK_AFTER:
             return  # no /proc/stat (the run stays on one thread), or too soon to tell
         now = _cpu_sample()
@@ -321,9 +321,9 @@ class StallWatch:
             self.one_thread, self.stalls, _last_switch = False, 0, -math.inf
         else:
             _last_switch = now[0]  # still there: runs that start soon start on one thread
-            if self.unconfirmed:
+            if not _announced:  # once per switch
                 _warn_stalled()
-        self.unconfirmed = False
+                _announced = True
         _mark = now
 
 
