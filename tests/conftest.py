@@ -59,7 +59,7 @@ def decode_step_built(own_cache_dir) -> None:
     """The C++ decoding step, built (or loaded) before any test where this machine can build it,
     since ``ATTNLAB_DECODE=auto``, the default, decodes with it: so no test's output carries the
     one-time "compiling" line, and commands run in subprocesses load the build."""
-    from attnlab.models.gpt_step import native_for
+    from attnlab.models.gpt_step_build import native_for
 
     native_for("auto")
 

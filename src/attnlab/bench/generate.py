@@ -151,15 +151,16 @@ def _ratios(samples: dict[str, list[float]], slow: str, fast: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from attnlab.device import bench_device
+    from attnlab.models.configs import DECODE_ENV, decode_backend
     from attnlab.models.gpt import generate_batch
-    from attnlab.models.gpt_step import DECODE_ENV, decode_backend, native_for
+    from attnlab.models.gpt_step_build import native_for
 
     if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
         raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
     device = bench_device(args.device)
     backend = decode_backend()
-    in_cpp = native_for(backend) is not None  # built (the first time) or loaded before any clock starts
-    in_cpp = in_cpp and args.batch == 1  # (batches always run in Python)
+    native = native_for(backend)  # built (the first time) or loaded before any clock starts
+    in_cpp = native is not None and args.batch == 1  # (batches always run in Python)
     threads = apply_threads(override=args.threads)
     model, prefix, what = _model(args)
     model.to(device)

@@ -2,7 +2,7 @@
 // same order, on the same tensors, so the logits are the same bit for bit (tested). What it saves
 // is Python: a step of the default GPT is about 90 tiny calls, and from Python each one pays for
 // argument parsing and a tensor object besides the kernel. Built on first use by
-// torch.utils.cpp_extension when ATTNLAB_DECODE=cpp (attnlab.models.gpt_step.native_step).
+// torch.utils.cpp_extension where it can be (attnlab.models.gpt_step_build).
 #include <torch/extension.h>
 
 #include <limits>
