@@ -171,6 +171,8 @@ def test_the_cpp_pick_is_the_python_greedy_pick_of_the_same_step():
         for cache in caches.values():
             model(torch.tensor([[3, 4]]), cache=cache, last_only=True)
         python, cpp = DecodeStep(model, backend="python"), DecodeStep(model, backend="cpp")
+        with pytest.raises(ValueError, match="pick runs the C\\+\\+ step"):
+            python.pick(3, caches["python"], banned)
         token = 9
         for _ in range(10):
             logits = python(torch.tensor([[token]]), caches["python"])

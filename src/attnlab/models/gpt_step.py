@@ -159,6 +159,8 @@ class DecodeStep:
         ``token`` is the row's last id: the most likely id not in ``banned`` and its logit (NaN
         where any logit is NaN), as ``generate`` picks from this step's logits in Python. The
         call runs in its own inference mode."""
+        if self._native is None:
+            raise ValueError("pick runs the C++ step; this DecodeStep decodes in Python (backend 'python')")
         picked, top = self._native.pick(token, *self._native_args(cache), banned)
         _advance(cache)
         return picked, top
