@@ -111,3 +111,27 @@ def test_where_open_files_cannot_be_seen_a_lock_is_stale_after_ten_minutes(tmp_p
     os.utime(lock, (old, old))
     gpt_step_build._clear_stale_lock(lock)
     assert not lock.exists() and "that did not finish (started 12 minutes ago)" in capsys.readouterr().err
+
+
+def test_each_source_file_and_content_builds_in_its_own_folder(tmp_path, monkeypatch):
+    # Two installs (two checkouts, two versions) would otherwise rebuild over each other's build.
+    from attnlab.models import gpt_step_build
+
+    names = {}
+    for where, text in (("a", "int x;"), ("b", "int x;"), ("a2", "int y;")):
+        source = tmp_path / where / "gpt_step.cpp"
+        source.parent.mkdir()
+        source.write_text(text)
+        monkeypatch.setattr(gpt_step_build, "_SOURCE", source)
+        names[where] = gpt_step_build._name()
+        assert gpt_step_build._name() == names[where]  # the same file: the same folder
+    assert len(set(names.values())) == 3 and all(n.startswith("attnlab_gpt_step_") for n in names.values())
+    (tmp_path / "a2" / "gpt_step.cpp").write_text("int z;")  # an edit: a new folder
+    assert gpt_step_build._name() != names["a2"]
+    gpt_step_build._built_or_reason.cache_clear()
+    monkeypatch.setattr(gpt_step_build, "_SOURCE", tmp_path / "missing.cpp")
+    try:
+        module, reason = gpt_step_build._built_or_reason()
+    finally:
+        gpt_step_build._built_or_reason.cache_clear()
+    assert module is None and reason.startswith(f"cannot read {tmp_path / 'missing.cpp'}")

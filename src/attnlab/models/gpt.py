@@ -224,6 +224,7 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    decode: str | None = None,
 ) -> list[int]:
     """Continue ``prefix_ids`` by ``num_tokens`` new ids (returned without the prefix).
 
@@ -236,11 +237,14 @@ def generate(
     computed per token; the cache is rebuilt after a jump) the greedy output is identical to the
     uncached one (the whole window recomputed for every token, the output layer applied to its
     last position only, as nanoGPT does). ``use_cache`` needs a :class:`DialogueGPT`; other
-    language models (the LSTM) run the uncached path. :func:`iter_generate` yields the ids one at
-    a time; :func:`generate_batch` continues several prompts at once.
+    language models (the LSTM) run the uncached path. ``decode`` chooses what runs the cached
+    one-row step (:class:`attnlab.models.gpt_step.DecodeStep`): ``auto``, ``python`` or ``cpp``, by
+    default ``ATTNLAB_DECODE`` (else ``auto``); every choice gives the same numbers.
+    :func:`iter_generate` yields the ids one at a time; :func:`generate_batch` continues several
+    prompts at once.
     """
     return list(iter_generate(model, prefix_ids, num_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                              seed=seed, use_cache=use_cache))
+                              seed=seed, use_cache=use_cache, decode=decode))
 
 
 def iter_generate(
@@ -253,10 +257,11 @@ def iter_generate(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    decode: str | None = None,
 ) -> Iterator[int]:
     """:func:`generate`, yielding each new id as soon as it is chosen (to stream long outputs)."""
     for ids in iter_generate_batch(model, [prefix_ids], num_tokens, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, seed=seed, use_cache=use_cache):
+                                   top_p=top_p, seed=seed, use_cache=use_cache, decode=decode):
         yield ids[0]
 
 
@@ -270,6 +275,7 @@ def generate_batch(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    decode: str | None = None,
 ) -> list[list[int]]:
     """Continue every prompt of ``prompts`` by ``num_tokens`` new ids, all in one batch.
 
@@ -281,7 +287,7 @@ def generate_batch(
     """
     rows: list[list[int]] = [[] for _ in prompts]
     for ids in iter_generate_batch(model, prompts, num_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed, use_cache=use_cache):
+                                   seed=seed, use_cache=use_cache, decode=decode):
         for row, i in zip(rows, ids):
             row.append(i)
     return rows
@@ -327,6 +333,7 @@ def iter_generate_batch(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    decode: str | None = None,
 ) -> Iterator[list[int]]:
     """:func:`generate_batch`, yielding the new id of every row at each step."""
     _check_settings(num_tokens, temperature, top_k, top_p, seed)
@@ -335,9 +342,9 @@ def iter_generate_batch(
         raise AttnlabError("no prompts to continue; pass at least one")
     if len(rows) > 1 and not isinstance(model, DialogueGPT):  # no padding path: one prompt at a time
         outs = [list(iter_generate_batch(model, [r], num_tokens, temperature=temperature, top_k=top_k,
-                                         top_p=top_p, seed=seed, use_cache=use_cache)) for r in rows]
-        for step in zip(*outs):
-            yield [ids[0] for ids in step]
+                                         top_p=top_p, seed=seed, use_cache=use_cache, decode=decode)) for r in rows]
+        for column in zip(*outs):
+            yield [ids[0] for ids in column]
         return
     config: Any = model.config  # DialogueGPT's GPTConfig or the LSTM's LSTMConfig
     context, B = config.context, len(rows)
@@ -357,7 +364,7 @@ def iter_generate_batch(
     banned = torch.tensor(never, dtype=torch.long, device=device)
     starts = [max(0, len(ids) - context) for ids in rows]  # first position of each row's window
     cache: KVCache | None = None
-    decode: DecodeStep | None = None  # the cached step, built at its first use
+    step: DecodeStep | None = None  # the cached step, built at its first use
     watch = StallWatch()  # beside a busy process, steps that stall move to one thread (attnlab.threads)
     keys = pad = nxt = None  # a padded batch's key mask (B, context) and pads (B, 1); the next ids (B, 1)
     try:
@@ -366,9 +373,9 @@ def iter_generate_batch(
                 if len(ids) - starts[i] > context:
                     starts[i] = len(ids) - max(1, context // 2)
                     cache = None
-            if cache is not None and decode is not None and decode.backend == "cpp" and B == 1 and not gens:
+            if cache is not None and step is not None and step.backend == "cpp" and B == 1 and not gens:
                 # one row, greedy, in C++: the step and the pick in one call, in its own inference mode
-                one_step, last, kv = decode, rows[0][-1], cache  # (narrowed for the closure)
+                one_step, last, kv = step, rows[0][-1], cache  # (narrowed for the closure)
                 picked, top = watch.run(lambda: one_step.pick(last, kv, banned))
                 if math.isnan(top):
                     raise AttnlabError(_NAN)
@@ -387,10 +394,10 @@ def iter_generate_batch(
                     else:  # one new position per row over the cached ones
                         assert nxt is not None
                         offset = cache.length
-                        if decode is None:
+                        if step is None:
                             assert isinstance(model, DialogueGPT)  # (use_cache needs one)
-                            decode = DecodeStep(model)
-                        one_step, ids_now, kv = decode, nxt, cache  # (narrowed for the closures)
+                            step = DecodeStep(model, backend=decode)
+                        one_step, ids_now, kv = step, nxt, cache  # (narrowed for the closures)
                         if pad is None:
                             logits = watch.run(lambda: one_step(ids_now, kv))
                         else:

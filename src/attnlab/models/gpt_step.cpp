@@ -67,7 +67,8 @@ struct Step {
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<Step>(m, "Step", "one-row decoding step of a DialogueGPT")
+  // module_local: two builds (two installs) loaded in one process each keep their own type
+  pybind11::class_<Step>(m, "Step", pybind11::module_local(), "one-row decoding step of a DialogueGPT")
       .def(pybind11::init<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>,
                           std::vector<double>, std::vector<std::string>, double, int64_t>())
       .def("__call__", &Step::operator())

@@ -12,6 +12,7 @@ later build wait for it without end.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -26,7 +27,14 @@ from attnlab.models.configs import DECODE_ENV
 __all__ = ["STALE_LOCK_S", "can_build_native", "native_for", "native_step"]
 
 
-_NATIVE = "attnlab_gpt_step"  # the extension's name, and its build folder's
+_SOURCE = Path(__file__).with_name("gpt_step.cpp")
+
+
+def _name() -> str:
+    """The extension's name, and its build folder's: one per source file and content, so that two
+    installs (or versions) do not rebuild over each other's build."""
+    digest = hashlib.sha256(str(_SOURCE.resolve()).encode() + b"\0" + _SOURCE.read_bytes()).hexdigest()
+    return f"attnlab_gpt_step_{digest[:12]}"
 
 
 def can_build_native() -> bool:
@@ -44,16 +52,19 @@ def _built_or_reason() -> tuple[Any, str]:
     from torch.utils import cpp_extension
 
     try:
-        folder: Path | None = Path(cpp_extension._get_build_directory(_NATIVE, False))
+        name = _name()
+    except OSError as e:  # a broken install
+        return None, f"cannot read {_SOURCE} ({e.strerror})"
+    try:
+        folder: Path | None = Path(cpp_extension._get_build_directory(name, False))
     except Exception:  # a private helper: if it moves, say "compiling" every time rather than fail
         folder = None
     waits = folder is not None and _clear_stale_lock(folder / "lock")
-    if not waits and (folder is None or not (folder / f"{_NATIVE}.so").exists()):
+    if not waits and (folder is None or not (folder / f"{name}.so").exists()):
         print(f"attnlab: compiling the C++ decoding step, once (about 20 s; {DECODE_ENV}=python skips it)",
               file=sys.stderr, flush=True)
     try:
-        return cpp_extension.load(name=_NATIVE, sources=[str(Path(__file__).with_name("gpt_step.cpp"))],
-                                  extra_cflags=["-O2"]), ""
+        return cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=["-O2"]), ""
     except Exception as e:  # no compiler, no ninja, a failed build: one line, and the way back
         return None, (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 

@@ -66,12 +66,18 @@ LSTM_STEPS = {"default": 750, "cpu-20min": 5200}
 
 def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream: bool, seed: int,
                  label: str = "sample") -> str:
-    """Generate ``s.num_tokens`` tokens after ``s.prompt`` and print them; returns the text."""
+    """Generate ``s.num_tokens`` tokens after ``s.prompt`` and print them; returns the text.
+
+    A training run's samples are a few dozen words: under ``ATTNLAB_DECODE=auto`` they decode in
+    Python, since building the C++ step (about 20 s, once) would not pay here and would land inside
+    the run's time (the same words either way). A value set by the user is followed."""
     from attnlab.data.tokenizer import prompt_ids
+    from attnlab.models.configs import decode_backend
     from attnlab.models.gpt import generate
 
     prefix = prompt_ids(tok, s.prompt, stream)
-    ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=seed)
+    decode = "python" if decode_backend() == "auto" else None
+    ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=seed, decode=decode)
     text = tok.decode(prefix + ids)
     print(f"{label}: {text}", flush=True)
     return text
