@@ -31,3 +31,14 @@ def test_training_samples_never_build_the_cpp_step_unless_asked(monkeypatch, cap
     prefix = tok.encode("the cat")
     want = generate(model, prefix, 5, temperature=0.8, top_k=3, seed=4, decode="python")
     assert text == tok.decode(prefix + want) and capsys.readouterr().out == f"sample: {text}\n"
+
+
+def test_a_bad_decode_choice_stops_before_the_first_id():
+    from attnlab.errors import AttnlabError
+    from attnlab.models.gpt import iter_generate
+
+    torch.manual_seed(0)
+    model = DialogueGPT(GPTConfig(vocab_size=20, context=8, dim=16, num_heads=2, num_layers=1, mlp_dim=32))
+    assert generate(model, [3, 4], 3, decode="python") == generate(model, [3, 4], 3, decode="auto")
+    with pytest.raises(AttnlabError, match="ATTNLAB_DECODE='fast' is not one of auto, python, cpp"):
+        next(iter_generate(model, [3], 2, decode="fast"))

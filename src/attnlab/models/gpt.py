@@ -21,7 +21,7 @@ from attnlab.attention import causal_mask, combine_masks, padding_mask
 from attnlab.errors import AttnlabError
 from attnlab.layers import KVCache, Transformer
 from attnlab.memory import count_parameters
-from attnlab.models.configs import GPTConfig, SampleConfig
+from attnlab.models.configs import DECODE_ENV, GPTConfig, SampleConfig, decode_backend
 from attnlab.models.gpt_step import DecodeStep
 from attnlab.positional import LearnedPositionalEmbedding
 from attnlab.threads import StallWatch
@@ -337,6 +337,8 @@ def iter_generate_batch(
 ) -> Iterator[list[int]]:
     """:func:`generate_batch`, yielding the new id of every row at each step."""
     _check_settings(num_tokens, temperature, top_k, top_p, seed)
+    if decode is not None:
+        decode_backend({DECODE_ENV: decode})  # a bad value stops here, before the first id
     rows = [[int(i) for i in p] or [START_ID] for p in prompts]
     if not rows:
         raise AttnlabError("no prompts to continue; pass at least one")
