@@ -99,7 +99,6 @@ class DecodeStep:
         self._head_t = model._head_weight_t  # () -> (dim, V), for batches
         choice = decode_backend() if backend is None else decode_backend({DECODE_ENV: backend})
         native = native_for(choice)
-        self.backend = "python" if native is None else "cpp"  # what runs the one-row path
         self._native: Any = None  # the C++ step, holding the model's tensors
         if native is not None:
             self._native = native.Step(
@@ -153,6 +152,11 @@ class DecodeStep:
         if cache.length >= self.context:
             raise ValueError(f"the cache holds {cache.length} positions; the model's context is {self.context}")
         return cache.length
+
+    @property
+    def backend(self) -> str:
+        """What runs the one-row path: ``cpp`` or ``python``."""
+        return "python" if self._native is None else "cpp"
 
     def pick(self, token: int, cache: KVCache, banned: Tensor) -> tuple[int, float]:
         """One row's next step and greedy pick in one C++ call (``backend == "cpp"`` only), where

@@ -76,7 +76,8 @@ def print_sample(model: nn.Module, tok: MyTokenizer, s: SampleConfig, *, stream:
     from attnlab.models.gpt import generate
 
     prefix = prompt_ids(tok, s.prompt, stream)
-    decode = "python" if decode_backend() == "auto" else None
+    choice = decode_backend()
+    decode = "python" if choice == "auto" else choice
     ids = generate(model, prefix, s.num_tokens, temperature=s.temperature, top_k=s.top_k, seed=seed, decode=decode)
     text = tok.decode(prefix + ids)
     print(f"{label}: {text}", flush=True)
