@@ -137,3 +137,33 @@ def test_a_full_disk_is_one_error_and_the_last_checkpoint_stays_latest(tmp_path,
     monkeypatch.undo()
     assert load_checkpoint(tmp_path).path == good
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000001"]  # no scratch
+
+
+def test_parameters_held_in_one_buffer_save_and_load(tmp_path):
+    """FlatAdamW keeps a group's small parameters as views of one buffer. safetensors refuses a
+    view that does not cover its storage, so the checkpoint copies them (the tied weight is
+    still stored once), and loads into such views too."""
+    from safetensors import safe_open
+
+    from attnlab.engine.schedule import make_optimizer
+
+    def model():
+        m = Tied()
+        m.a, m.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        return m
+
+    trained = model()
+    make_optimizer(trained, 0.1, 0.1)
+    w = trained.a.weight
+    assert w.untyped_storage().nbytes() > w.numel() * 4  # a view of the group's buffer
+    path = _save(tmp_path, trained)
+    with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        assert sorted(f.keys()) == ["a.bias", "a.weight", "b.bias", "b.weight", "embed.weight"]
+    for flat in (False, True):  # into a plain model, and into one whose parameters are views too
+        fresh = model()
+        if flat:
+            make_optimizer(fresh, 0.1, 0.1)
+        load_checkpoint(tmp_path, task="toy").load_into(fresh)
+        for (name, a), b in zip(trained.named_parameters(), fresh.parameters()):
+            assert torch.equal(a, b), name
+        assert fresh.head.weight is fresh.embed.weight

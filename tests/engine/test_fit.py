@@ -297,3 +297,36 @@ def test_a_training_log_with_garbage_lines_is_read_around_them(tmp_path):
     (tmp_path / METRICS_LOG).write_bytes(b'{"step": 1, "train_loss": 2.0}\n\xff\xfe\x00garbage\n[1, 2]\n'
                                          b'{"step": 2, "train_loss": 1.5}\n{"step": 3, "tr')
     assert read_records(tmp_path) == [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.5}]
+
+
+def test_flat_adamw_trains_the_same_weights_as_torch_adamw_and_lets_go_of_them(tmp_path, tiny, monkeypatch):
+    """fit's optimizer is FlatAdamW (one buffer per group of small tensors); the weights are those
+    of torch's own AdamW, bit for bit, and after fit each parameter owns its storage again."""
+    from safetensors.torch import save_model
+
+    import attnlab.engine.run as run_module
+    from attnlab.engine.schedule import param_groups
+
+    def run(name):
+        torch.manual_seed(0)
+        model = tiny.net()
+        fit(model, tiny.loss, tiny.batches(tiny.data(48), 8), tiny.batches(tiny.data(8, seed=1), 8),
+            tiny.cfg(epochs=2, grad_clip=0.05), tmp_path / name, meta={"task": "unit"}, progress=False,
+            tensorboard=False)
+        return model
+
+    flat = run("flat")
+    assert all(p.untyped_storage().nbytes() == p.numel() * 4 for p in flat.parameters())
+    save_model(flat, str(tmp_path / "weights.safetensors"))  # refuses views of a shared buffer
+
+    class Plain(torch.optim.AdamW):  # torch's AdamW, with the one method fit adds to it
+        def release(self):
+            pass
+
+    monkeypatch.setattr(run_module, "make_optimizer", lambda model, lr, wd, decay_embeddings, beta2: Plain(
+        param_groups(model, wd, decay_embeddings=decay_embeddings), lr=lr, betas=(0.9, beta2)))
+    plain = run("plain")
+    for (name, a), b in zip(flat.named_parameters(), plain.parameters()):
+        assert torch.equal(a, b), name
+    torch.manual_seed(0)
+    assert not torch.equal(flat.hidden.weight, tiny.net().hidden.weight)  # it trained

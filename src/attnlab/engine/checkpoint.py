@@ -49,6 +49,27 @@ def attnlab_version() -> str:
         return "unknown"
 
 
+class _OwnStorage:
+    """``model`` as safetensors' ``save_model``/``load_model`` see it: every tensor of its state
+    dict owns its storage. Those helpers refuse a tensor that is a view of a bigger buffer, and
+    :class:`~attnlab.engine.flat_adamw.FlatAdamW` keeps a group's parameters in one buffer; such
+    views are copied (a tied weight once, so the file still stores it once)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        copies: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+        out = {}
+        for name, t in self.model.state_dict().items():
+            whole = t.untyped_storage().nbytes() == t.numel() * t.element_size()
+            out[name] = t if whole else copies.setdefault((t.data_ptr(), tuple(t.shape)), t.clone())
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> Any:
+        return self.model.load_state_dict(state, strict=strict)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DDP / torch.compile wrappers."""
     while True:
@@ -104,7 +125,8 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, *, meta: dict[str, An
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        save_model(unwrap(model), str(tmp / "model.safetensors"), force_contiguous=True)
+        save_model(_OwnStorage(unwrap(model)), str(tmp / "model.safetensors"),  # type: ignore[arg-type]
+                   force_contiguous=True)
         buf = io.BytesIO()
         torch.save(training or {}, buf)
         (tmp / "training.pt").write_bytes(buf.getvalue())
@@ -204,7 +226,8 @@ class Checkpoint:
         model = unwrap(model)
         device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
         try:
-            load_model(model, str(self.path / "model.safetensors"), strict=strict, device=str(device))
+            load_model(_OwnStorage(model), str(self.path / "model.safetensors"),  # type: ignore[arg-type]
+                       strict=strict, device=str(device))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0][:300]
             raise AttnlabError(

@@ -271,7 +271,9 @@ class TrainingRun:
         return final
 
     def close(self) -> None:
-        """Close the progress bar, the logger and (if this run created it) the process group."""
+        """Close the progress bar, the logger and (if this run created it) the process group; the
+        parameters get their own storage back (:meth:`FlatAdamW.release`)."""
+        self.optimizer.release()
         self.progress.close()
         self.logger.close()
         ddp.shutdown(self.dist)
