@@ -14,6 +14,12 @@ line's allocator policy (``ATTNLAB_MALLOC``, as ``attnlab`` reads it) and nanoGP
 alone). Pairs of processes alternate, and the
 ratio of every pair is printed; the bar is 1.15x (issue 26).
 
+``--in-process`` compares the models' code with less noise: both sides in this one process
+(attnlab's allocator policy for both), one step of each in turn, the order reversed every other
+step; each round of ``--steps`` steps per side gives a ratio of medians. Separate processes on a
+shared VM differ by more than the effect measured (one session's five ``char`` pairs spread over
+0.88-1.25x).
+
 Shapes: ``default`` is the GPT preset (README command 1: 4 layers, width 128, 4 heads, context
 256, vocabulary 6,187, biases, batch 32 of full windows); ``char`` is ``char-cpu`` (nanoGPT's baby GPT:
 vocabulary 65, context 64, no biases, batch 12). Dropout is 0 on both sides (nanoGPT's attention
@@ -23,6 +29,8 @@ dropout would force PyTorch's unfused path).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -30,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from attnlab.allocator import MALLOC_ENV, without_policy
@@ -64,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads in both (default: attnlab's policy, ATTNLAB_THREADS)")
     parser.add_argument("--same-allocator", action="store_true",
                         help="run nanoGPT with attnlab's allocator policy too (compares the models' code alone)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="both sides in this process, one step of each in turn; --pairs rounds of --steps steps "
+                             "(the models' code alone, with less noise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     fields, batch, steps = SHAPES[args.shape]
     job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or steps,
            "threads": args.threads}
+    if args.in_process:
+        return _in_process(job, args.pairs)
     mine = os.environ.get(MALLOC_ENV, "auto")  # the command line's policy (attnlab.allocator)
     load = LoadWatch.start()
     pairs = []
@@ -101,13 +115,7 @@ def run(args: argparse.Namespace) -> int:
           f"{tokens / statistics.median(p[1]['ms'] for p in pairs) * 1e3:,.0f} tokens/s")
     print(bar_verdict("speed-up over nanoGPT's step", statistics.median(ratios), BAR, digits=3)
           + f" (pairs {min(ratios):.3f}-{max(ratios):.3f}x)")
-    gap = abs(ours["first_loss"] - theirs["first_loss"])
-    print(f"first loss: attnlab {ours['first_loss']:.6f}, nanoGPT {theirs['first_loss']:.6f} (same weights and batch)")
-    report_load(load)
-    if gap > 1e-4:
-        raise AttnlabError(f"the two models gave different first losses ({gap:.2e} apart) from the same weights; "
-                           "this is a bug, please report it with the command line above")
-    return 0
+    return _first_losses(ours["first_loss"], theirs["first_loss"], load)
 
 
 def _spawn(job: dict[str, Any]) -> dict[str, Any]:
@@ -128,20 +136,85 @@ def step_worker(spec: str) -> None:
     from attnlab.allocator import keep_freed_memory
 
     kept = keep_freed_memory({MALLOC_ENV: job["allocator"]})
+    from attnlab.threads import apply_threads
+
+    threads = apply_threads(10**6, override=job["threads"]).threads
+    step, model = _training_step(job["side"], job["shape"], job["nanogpt"])
+    times, first = [], None
+    for i in range(3 + job["steps"]):
+        start = time.perf_counter()
+        loss = step()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+        first = loss if first is None else first
+    print(json.dumps({"ms": statistics.median(times) * 1e3, "first_loss": first, "threads": threads,
+                      "allocator_kept": kept, "model": model,
+                      "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))
+
+
+def _in_process(job: dict[str, Any], rounds: int) -> int:
+    """``--in-process``: both sides here, one step of each in turn; one ratio per round."""
+    from attnlab.threads import apply_threads
+
+    threads = apply_threads(10**6, override=job["threads"]).threads
+    sides = {side: _training_step(side, job["shape"], job["nanogpt"]) for side in ("attnlab", "nanoGPT")}
+    fields, batch, _ = SHAPES[job["shape"]]
+    first = {side: step() for side, (step, _) in sides.items()}
+    for step, _ in sides.values():
+        step()
+        step()
+    load = LoadWatch.start()
+    per_round: list[dict[str, float]] = []
+    for _ in range(rounds):
+        times: dict[str, list[float]] = {side: [] for side in sides}
+        for i in range(job["steps"]):
+            for side in (("attnlab", "nanoGPT") if i % 2 == 0 else ("nanoGPT", "attnlab")):
+                start = time.perf_counter()
+                sides[side][0]()
+                times[side].append(time.perf_counter() - start)
+        per_round.append({side: statistics.median(t) * 1e3 for side, t in times.items()})
+    print(f"one training step (forward, loss, backward, clipping, AdamW) of the {job['shape']} shape: "
+          f"{sides['attnlab'][1]}, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
+          f"dropout 0; {threads} thread(s); both in this process (attnlab's allocator policy), one step of each "
+          f"in turn; median of {job['steps']} steps per side per round")
+    print(f"{'round':<6} {'attnlab ms':>11} {'nanoGPT ms':>11} {'ratio':>7}")
+    ratios = []
+    for i, r in enumerate(per_round, 1):
+        ratios.append(r["nanoGPT"] / r["attnlab"])
+        print(f"{i:<6} {r['attnlab']:>11.2f} {r['nanoGPT']:>11.2f} {ratios[-1]:>6.3f}x")
+    tokens = batch * fields["context"]
+    print(f"attnlab: {tokens / statistics.median(r['attnlab'] for r in per_round) * 1e3:,.0f} tokens/s; nanoGPT: "
+          f"{tokens / statistics.median(r['nanoGPT'] for r in per_round) * 1e3:,.0f} tokens/s")
+    print(bar_verdict("speed-up over nanoGPT's step", statistics.median(ratios), BAR, digits=3)
+          + f" (rounds {min(ratios):.3f}-{max(ratios):.3f}x)")
+    return _first_losses(first["attnlab"], first["nanoGPT"], load)
+
+
+def _first_losses(ours: float, theirs: float, load: LoadWatch) -> int:
+    """Print both first losses and the load; one error when the losses disagree."""
+    print(f"first loss: attnlab {ours:.6f}, nanoGPT {theirs:.6f} (same weights and batch)")
+    report_load(load)
+    if abs(ours - theirs) > 1e-4:
+        raise AttnlabError(f"the two models gave different first losses ({abs(ours - theirs):.2e} apart) from the "
+                           "same weights; this is a bug, please report it with the command line above")
+    return 0
+
+
+def _training_step(side: str, shape: str, nanogpt: str) -> tuple[Callable[[], float], str]:
+    """One side's training step on the shape's random batch and weights (forward, loss, backward,
+    clipping at 1.0, AdamW, gradients set to None), returning the loss; and the model in words."""
     import torch
     import torch.nn.functional as F
 
     from attnlab.bench.generate import nanogpt_twin
     from attnlab.engine.schedule import make_optimizer
     from attnlab.models.gpt import GPTConfig, random_gpt
-    from attnlab.threads import apply_threads
 
-    threads = apply_threads(10**6, override=job["threads"]).threads
-    fields, batch, _ = SHAPES[job["shape"]]
+    fields, batch, _ = SHAPES[shape]
     model = random_gpt(GPTConfig(**fields, dropout=0.0))
     gen = torch.Generator().manual_seed(0)
     x, y = (torch.randint(2, fields["vocab_size"], (batch, fields["context"]), generator=gen) for _ in range(2))
-    if job["side"] == "attnlab":
+    if side == "attnlab":
         net = model.train()
         opt = make_optimizer(net, 1e-3, 0.1, beta2=0.99)
 
@@ -149,23 +222,20 @@ def step_worker(spec: str) -> None:
             logits = net(x)  # (B, T, V)
             return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
     else:
-        net = nanogpt_twin(model, job["nanogpt"]).train()
+        net = nanogpt_twin(model, nanogpt).train()
         net.lm_head.bias = None  # the twin's generation-only bias (-inf on pad and start) is not nanoGPT's
-        opt = net.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter counts
+            opt = net.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
 
         def loss_of() -> torch.Tensor:
             return net(x, y)[1]
-    times, first = [], None
-    for i in range(3 + job["steps"]):
-        start = time.perf_counter()
+
+    def step() -> float:
         loss = loss_of()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-        first = float(loss) if first is None else first
-    print(json.dumps({"ms": statistics.median(times) * 1e3, "first_loss": first, "threads": threads,
-                      "allocator_kept": kept, "model": f"{model.config.num_layers} layers, dim {model.config.dim}",
-                      "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))
+        return float(loss.detach())
+
+    return step, f"{model.config.num_layers} layers, dim {model.config.dim}"
