@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -419,3 +421,27 @@ def test_no_notice_with_one_thread_sleeping_workers_or_no_proc_stat(cpu, monkeyp
     monkeypatch.setattr(threads, "_cpu_sample", lambda: None)
     notice = threads.NeighbourNotice(2, {})
     assert _train(notice, cpu, 0.3, 50) == [] and not notice.enabled
+
+
+def test_the_wait_policy_is_chosen_when_torch_loads_and_not_before():
+    """The command line installs a hook; the look at the other processes (here: one busy core)
+    happens at the first ``import torch``, the policy lands in the environment before torch's
+    OpenMP reads it, and the hook steps aside."""
+    code = """
+import os, sys
+from attnlab import threads
+threads.busy_cores = lambda *args, **kwargs: 1.0
+threads.wait_policy_when_torch_loads(os.environ)
+threads.wait_policy_when_torch_loads(os.environ)  # once is enough
+hooks = sum(isinstance(f, threads._WhenTorchLoads) for f in sys.meta_path)
+before = os.environ.get("OMP_WAIT_POLICY")
+import torch
+after = os.environ.get("OMP_WAIT_POLICY")
+left = sum(isinstance(f, threads._WhenTorchLoads) for f in sys.meta_path)
+threads.wait_policy_when_torch_loads(os.environ)  # torch is loaded: too late, nothing to do
+print(hooks, before, after, left, sum(isinstance(f, threads._WhenTorchLoads) for f in sys.meta_path))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "None", "PASSIVE", "0", "0"]

@@ -19,7 +19,7 @@ from attnlab.allocator import keep_freed_memory
 from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
 from attnlab.models.configs import decode_backend
-from attnlab.threads import openmp_environment
+from attnlab.threads import wait_policy_when_torch_loads
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
 EXAMPLES = """\
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # reported with the usage of the (sub)command that was chosen, not the top level's
             chosen = [v for k, v in vars(args).items() if k.startswith("_") and k.endswith("_parser")]
             max(chosen, key=lambda p: len(p.prog)).error(f"unrecognized arguments: {' '.join(unknown)}")
-        if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (attnlab.threads);
-            os.environ.update(openmp_environment(os.environ))  # after parsing: --help and usage errors skip the sample
+        wait_policy_when_torch_loads(os.environ)  # OpenMP reads it once, when torch loads (attnlab.threads)
         keep_freed_memory(os.environ)  # big tensors reuse freed memory instead of new pages (attnlab.allocator)
         decode_backend(os.environ)  # a bad ATTNLAB_DECODE stops here, not when the first sample is drawn
         return int(args._command_module.run(args) or 0)

@@ -15,8 +15,9 @@ shared CPU" has the measurements). So:
   load), and a busy machine's training log says so;
 * :func:`openmp_environment`: ``OMP_WAIT_POLICY=PASSIVE`` (a worker sleeps at a barrier instead
   of spinning) when other processes are using the CPU as attnlab starts (:func:`busy_cores`).
-  OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it before it
-  imports torch (which it does only when work starts). It changes no result, only speed;
+  OpenMP reads it once, when torch loads, so the ``attnlab`` command line sets it then, through
+  an import hook (:func:`wait_policy_when_torch_loads`): commands that answer without torch skip
+  the look. It changes no result, only speed;
 * :func:`apply_threads` sets the choice (``torch.set_num_threads``) and returns it with its
   reason, for the training log;
 * :class:`StallWatch`, the one exception to "never the load": decoding steps that stall beside a
@@ -31,18 +32,21 @@ This module imports no torch at import time (the command line calls it before to
 
 from __future__ import annotations
 
+import importlib.abc
 import math
 import os
+import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from attnlab.errors import AttnlabError
 
 __all__ = ["THREADS_ENV", "SMALL_MODEL_PARAMS", "ThreadChoice", "choose_threads", "apply_threads", "StallWatch",
-           "NeighbourNotice", "NEIGHBOUR_WARNING", "openmp_environment", "workers_sleep", "busy_cores"]
+           "NeighbourNotice", "NEIGHBOUR_WARNING", "openmp_environment", "wait_policy_when_torch_loads",
+           "workers_sleep", "busy_cores"]
 
 THREADS_ENV = "ATTNLAB_THREADS"  # a number of intra-op threads that overrides the policy, or auto (follow the load)
 SMALL_MODEL_PARAMS = 20_000  # trainable parameters below which a second thread only adds synchronisation
@@ -160,6 +164,29 @@ def openmp_environment(environ: Mapping[str, str], *, busy: float | None | bool 
     if busy is None or busy is False or busy < 0.5:
         return {}
     return {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+class _WhenTorchLoads(importlib.abc.MetaPathFinder):
+    """An import hook that applies :func:`openmp_environment` to ``environ`` at the first
+    ``import torch`` (before OpenMP reads it), then steps aside; it finds no module itself."""
+
+    def __init__(self, environ: MutableMapping[str, str]) -> None:
+        self.environ = environ
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: Any = None) -> None:
+        if name == "torch" and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            self.environ.update(openmp_environment(self.environ))
+        return None
+
+
+def wait_policy_when_torch_loads(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Choose OpenMP's wait policy (:func:`openmp_environment`) when torch is first imported, not
+    now: the look at the other processes sleeps 0.15 s on a machine that is not quiet, which
+    ``--print-config``, ``--list-presets`` and a refused ``--set`` (they import no torch) need not
+    pay. Does nothing once torch is loaded (its OpenMP has read the policy)."""
+    if "torch" not in sys.modules and not any(isinstance(f, _WhenTorchLoads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WhenTorchLoads(environ))
 
 
 def busy_cores(window: float = 0.15) -> float | None:
