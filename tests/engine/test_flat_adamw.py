@@ -182,6 +182,30 @@ def test_release_gives_each_parameter_its_own_storage_and_training_goes_on_the_s
     _same_state(ref_opt, opt)
 
 
+def test_a_channels_last_weight_keeps_its_layout_and_its_own_storage():
+    def model():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3), torch.nn.Flatten(),
+                                  torch.nn.Linear(4 * 4 * 4, 2))
+        net[0].weight.data = net[0].weight.data.contiguous(memory_format=torch.channels_last)
+        return net
+
+    ref, ours = model(), model()
+    ref_opt = torch.optim.AdamW(param_groups(ref, 0.1), lr=1e-2)
+    opt = make_optimizer(ours, 1e-2, 0.1, beta2=0.999)
+    assert opt.flat and ours[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert ours[0].weight.untyped_storage().nbytes() == ours[0].weight.numel() * 4  # its own
+    assert ours[1].weight.untyped_storage().nbytes() > ours[1].weight.numel() * 4  # in the group's buffer
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        x = torch.randn(2, 3, 8, 8, generator=gen)
+        for net, o in ((ref, ref_opt), (ours, opt)):
+            net(x).square().mean().backward()
+            o.step()
+            o.zero_grad(set_to_none=True)
+    _assert_same(ref, ours)
+
+
 def test_groups_of_large_tensors_stay_per_parameter(monkeypatch):
     monkeypatch.setattr(flat_adamw, "FLAT_MEAN_NUMEL", 4)
     ref, ref_opt, ours, opt = _pair()

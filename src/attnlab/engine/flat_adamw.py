@@ -13,8 +13,8 @@ per-parameter layout, so a checkpoint of either optimizer resumes in the other.
 What stays per-parameter:
 
 * a parameter that two modules share (a tied output layer) keeps its own storage, because
-  safetensors will not save a view that two names share inside a bigger buffer; it joins the
-  flat step as one more tensor;
+  safetensors will not save a view that two names share inside a bigger buffer; so does one
+  that is not contiguous (channels-last). Each joins the flat step as one more tensor;
 * a step where some parameter has no gradient switches the optimizer, for good, to torch's
   per-parameter step, which skips such parameters (the flat step would not);
 * groups of large tensors are not flattened (:data:`FLAT_MEAN_NUMEL`): there the calls cost
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, cast
 
 import torch
@@ -55,8 +56,7 @@ class _FlatGroup:
     step: Tensor | None = None  # one step count for every flattened parameter
 
     def __post_init__(self) -> None:
-        sizes = [p.numel() for p in self.params]
-        self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # where each starts in ``param``
+        self.offsets = [0, *accumulate(p.numel() for p in self.params)][:-1]  # where each starts in ``param``
         self.addresses = [self.param.data_ptr() + o * self.param.element_size() for o in self.offsets]
 
     def views(self, flat: Tensor) -> list[Tensor]:
@@ -231,9 +231,11 @@ def _flattenable(group: dict[str, Any]) -> bool:
 
 
 def _flatten(params: list[nn.Parameter], apart_ids: set[int]) -> _FlatGroup:
-    """Move ``params`` (all but those in ``apart_ids``) into one buffer and make each a view of it."""
-    flat_params = [p for p in params if id(p) not in apart_ids]
-    apart = [p for p in params if id(p) in apart_ids]
+    """Move ``params`` into one buffer and make each a view of it, but those in ``apart_ids`` and
+    those not laid out contiguously (a channels-last weight keeps its layout)."""
+    keep = [id(p) in apart_ids or not p.is_contiguous() for p in params]
+    flat_params = [p for p, k in zip(params, keep) if not k]
+    apart = [p for p, k in zip(params, keep) if k]
     total = sum(p.numel() for p in flat_params)
     if not flat_params or total > FLAT_MEAN_NUMEL * len(flat_params):
         return _FlatGroup([], torch.empty(0), apart=list(params))  # nothing flattened
