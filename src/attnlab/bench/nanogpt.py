@@ -52,7 +52,8 @@ HELP = "a training step of DialogueGPT vs nanoGPT's GPT (same shape and weights)
 EXAMPLE = """\
 attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py
 attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --shape char --pairs 5
-attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --same-allocator   # the models' code alone"""
+attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --same-allocator   # the models' code alone
+attnlab bench nanogpt --nanogpt ~/src/nanoGPT/model.py --shape char --in-process --pairs 5 --steps 50"""
 
 # shape name -> (GPTConfig fields, batch size, timed steps per process)
 SHAPES: dict[str, tuple[dict[str, Any], int, int]] = {
