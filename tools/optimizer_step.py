@@ -23,15 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-SHAPES = {  # as `attnlab bench nanogpt --shape`
-    "default": {"vocab_size": 6187, "context": 256, "bias": True},
-    "char": {"vocab_size": 65, "context": 64, "bias": False},
-}
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="char")
+    # the keys of attnlab.bench.nanogpt.SHAPES, which imports torch (the allocator policy must come first)
+    parser.add_argument("--shape", choices=["char", "default"], default="char",
+                        help="a model shape of `attnlab bench nanogpt --shape` (default char)")
     parser.add_argument("--rounds", type=int, default=200, help="steps of each optimizer (default 200)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
@@ -41,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # as the command line does, before torch is imported
     import torch
 
+    from attnlab.bench.nanogpt import SHAPES
     from attnlab.engine.flat_adamw import FlatAdamW, shared_parameters
     from attnlab.engine.schedule import param_groups
     from attnlab.measure import LoadWatch
     from attnlab.models.gpt import GPTConfig, random_gpt
 
     torch.set_num_threads(args.threads)
-    base = random_gpt(GPTConfig(**SHAPES[args.shape], dropout=0.0))
+    base = random_gpt(GPTConfig(**SHAPES[args.shape][0], dropout=0.0))
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(p.shape, generator=gen) * 1e-2 for p in base.parameters()]
 

@@ -85,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs < 1 or (args.steps is not None and args.steps < 1):
         raise AttnlabError("--pairs and --steps must be >= 1")
     model_file = nanogpt_model_file(args.nanogpt)  # checked here, before any process starts
-    fields, batch, steps = SHAPES[args.shape]
-    job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or steps,
+    job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or SHAPES[args.shape][2],
            "threads": args.threads}
     if args.in_process:
         return _in_process(job, args.pairs)
@@ -98,25 +97,16 @@ def run(args: argparse.Namespace) -> int:
         theirs = _spawn({**job, "side": "nanoGPT", "allocator": mine if args.same_allocator else "system"})
         pairs.append((ours, theirs))
     ours, theirs = pairs[0]
-    tokens = batch * fields["context"]
-    print(f"one training step (forward, loss, backward, clipping, AdamW) of the {args.shape} shape: "
-          f"{ours['model']}, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
-          f"dropout 0; {ours['threads']} thread(s); median of {job['steps']} steps per process")
+    print(_title(args.shape, ours["model"], ours["threads"], f"median of {job['steps']} steps per process"))
     kept = "keeps freed memory for reuse" if ours["allocator_kept"] else f"runs with glibc's defaults ({MALLOC_ENV})"
     policy = "attnlab's policy" if args.same_allocator else "glibc's defaults"
     print(f"allocator: attnlab {kept}; nanoGPT runs with {policy}")
     print(f"{'pair':<5} {'attnlab ms':>11} {'nanoGPT ms':>11} {'ratio':>7} {'attnlab MiB':>12} {'nanoGPT MiB':>12}")
-    ratios = []
     for i, (a, b) in enumerate(pairs, 1):
-        ratios.append(b["ms"] / a["ms"])
-        print(f"{i:<5} {a['ms']:>11.2f} {b['ms']:>11.2f} {ratios[-1]:>6.3f}x {a['max_rss_mib']:>12,} "
+        print(f"{i:<5} {a['ms']:>11.2f} {b['ms']:>11.2f} {b['ms'] / a['ms']:>6.3f}x {a['max_rss_mib']:>12,} "
               f"{b['max_rss_mib']:>12,}")
-    ms = statistics.median(p[0]["ms"] for p in pairs)
-    print(f"attnlab: {tokens / ms * 1e3:,.0f} tokens/s; nanoGPT: "
-          f"{tokens / statistics.median(p[1]['ms'] for p in pairs) * 1e3:,.0f} tokens/s")
-    print(bar_verdict("speed-up over nanoGPT's step", statistics.median(ratios), BAR, digits=3)
-          + f" (pairs {min(ratios):.3f}-{max(ratios):.3f}x)")
-    return _first_losses(ours["first_loss"], theirs["first_loss"], load)
+    return _summary(args.shape, [a["ms"] for a, _ in pairs], [b["ms"] for _, b in pairs], "pairs",
+                    (ours["first_loss"], theirs["first_loss"]), load)
 
 
 def _spawn(job: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +149,6 @@ def _in_process(job: dict[str, Any], rounds: int) -> int:
 
     threads = apply_threads(10**6, override=job["threads"]).threads
     sides = {side: _training_step(side, job["shape"], job["nanogpt"]) for side in ("attnlab", "nanoGPT")}
-    fields, batch, _ = SHAPES[job["shape"]]
     first = {side: step() for side, (step, _) in sides.items()}
     for step, _ in sides.values():
         step()
@@ -174,25 +163,34 @@ def _in_process(job: dict[str, Any], rounds: int) -> int:
                 sides[side][0]()
                 times[side].append(time.perf_counter() - start)
         per_round.append({side: statistics.median(t) * 1e3 for side, t in times.items()})
-    print(f"one training step (forward, loss, backward, clipping, AdamW) of the {job['shape']} shape: "
-          f"{sides['attnlab'][1]}, context {fields['context']}, vocab {fields['vocab_size']}, batch {batch}, "
-          f"dropout 0; {threads} thread(s); both in this process (attnlab's allocator policy), one step of each "
-          f"in turn; median of {job['steps']} steps per side per round")
+    print(_title(job["shape"], sides["attnlab"][1], threads, "both in this process (attnlab's allocator policy), "
+                 f"one step of each in turn; median of {job['steps']} steps per side per round"))
     print(f"{'round':<6} {'attnlab ms':>11} {'nanoGPT ms':>11} {'ratio':>7}")
-    ratios = []
     for i, r in enumerate(per_round, 1):
-        ratios.append(r["nanoGPT"] / r["attnlab"])
-        print(f"{i:<6} {r['attnlab']:>11.2f} {r['nanoGPT']:>11.2f} {ratios[-1]:>6.3f}x")
+        print(f"{i:<6} {r['attnlab']:>11.2f} {r['nanoGPT']:>11.2f} {r['nanoGPT'] / r['attnlab']:>6.3f}x")
+    return _summary(job["shape"], [r["attnlab"] for r in per_round], [r["nanoGPT"] for r in per_round], "rounds",
+                    (first["attnlab"], first["nanoGPT"]), load)
+
+
+def _title(shape: str, model: str, threads: int, how: str) -> str:
+    """The first line of the output: the step, the shape, the threads and ``how`` it was timed."""
+    fields, batch, _ = SHAPES[shape]
+    return (f"one training step (forward, loss, backward, clipping, AdamW) of the {shape} shape: {model}, context "
+            f"{fields['context']}, vocab {fields['vocab_size']}, batch {batch}, dropout 0; {threads} thread(s); {how}")
+
+
+def _summary(shape: str, ours_ms: list[float], theirs_ms: list[float], unit: str, first: tuple[float, float],
+             load: LoadWatch) -> int:
+    """The last lines: each side's tokens/s, the verdict on the median ratio (and the spread over the
+    ``unit``, pairs or rounds), both first losses and the load; one error when the losses disagree."""
+    fields, batch, _ = SHAPES[shape]
     tokens = batch * fields["context"]
-    print(f"attnlab: {tokens / statistics.median(r['attnlab'] for r in per_round) * 1e3:,.0f} tokens/s; nanoGPT: "
-          f"{tokens / statistics.median(r['nanoGPT'] for r in per_round) * 1e3:,.0f} tokens/s")
+    ratios = [b / a for a, b in zip(ours_ms, theirs_ms)]
+    print(f"attnlab: {tokens / statistics.median(ours_ms) * 1e3:,.0f} tokens/s; nanoGPT: "
+          f"{tokens / statistics.median(theirs_ms) * 1e3:,.0f} tokens/s")
     print(bar_verdict("speed-up over nanoGPT's step", statistics.median(ratios), BAR, digits=3)
-          + f" (rounds {min(ratios):.3f}-{max(ratios):.3f}x)")
-    return _first_losses(first["attnlab"], first["nanoGPT"], load)
-
-
-def _first_losses(ours: float, theirs: float, load: LoadWatch) -> int:
-    """Print both first losses and the load; one error when the losses disagree."""
+          + f" ({unit} {min(ratios):.3f}-{max(ratios):.3f}x)")
+    ours, theirs = first
     print(f"first loss: attnlab {ours:.6f}, nanoGPT {theirs:.6f} (same weights and batch)")
     report_load(load)
     if abs(ours - theirs) > 1e-4:
