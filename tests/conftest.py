@@ -55,13 +55,16 @@ def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def decode_step_built(own_cache_dir) -> None:
-    """The C++ decoding step, built (or loaded) before any test where this machine can build it,
-    since ``ATTNLAB_DECODE=auto``, the default, decodes with it: so no test's output carries the
-    one-time "compiling" line, and commands run in subprocesses load the build."""
+def native_built(own_cache_dir) -> None:
+    """The C++ decoding step and attention kernel, built (or loaded) before any test where this
+    machine can build them, since ``ATTNLAB_DECODE=auto`` and ``ATTNLAB_ATTENTION=auto``, the
+    defaults, use them: so no test's output carries the one-time "compiling" line, and commands run
+    in subprocesses load the builds."""
+    from attnlab.attention_kernel import _auto
     from attnlab.models.gpt_step_build import native_for
 
     native_for("auto")
+    _auto()
 
 @pytest.fixture(scope="session")
 def make_cifar() -> Callable[..., Path]:

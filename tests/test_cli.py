@@ -183,3 +183,12 @@ def test_a_bad_attnlab_decode_stops_before_any_work(capsys, monkeypatch, tmp_pat
     assert err.strip() == ("error: ATTNLAB_DECODE='gpu' is not one of auto, python, cpp; unset it for the default "
                            "(the C++ step where it can be built, else Python), or set it to python or cpp")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_attnlab_attention_stops_before_any_work(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNLAB_ATTENTION", "flash")
+    code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    assert err.strip() == ("error: ATTNLAB_ATTENTION='flash' is not one of auto, torch, cpp; unset it for the "
+                           "default (the C++ kernel where it can be built, else PyTorch's), or set it to torch or cpp")
+    assert not (tmp_path / "run").exists()

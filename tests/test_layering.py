@@ -23,7 +23,7 @@ LEVELS = {
     "bench": 5, "lab": 5, "viz": 5, "commands": 6, "cli": 7,
 }
 CORE = {"__init__", "errors", "config", "registry", "vocab", "files", "attention", "attended", "losses", "metrics",
-        "measure", "memory", "device", "threads", "allocator"}
+        "measure", "memory", "device", "threads", "allocator", "native", "attention_kernel"}
 LAYERS = {"positional", "layers", "lowrank"}
 
 

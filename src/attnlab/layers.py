@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.attention import fused_attention, merge_heads, scaled_dot_product_attention, split_heads
+from attnlab.attention_kernel import causal_self_attention, kernel_for
 
 if TYPE_CHECKING:
     from attnlab.positional import RotaryEmbedding
@@ -194,13 +195,18 @@ class MultiHeadedAttention(nn.Module):
         from the cache (and the new ones are appended to it), and ``is_causal`` aligns the causal
         mask to the bottom right.
         """
-        q, k, v = split_heads(self.qkv(x), 3, self.num_heads)  # each (B, H, T, hd)
+        qkv = self.qkv(x)  # (B, T, 3 * H * hd)
+        p = self.dropout if self.training else 0.0
+        if is_causal and attn_mask is None and cache is None and self.rotary is None and not need_weights:
+            kernel = kernel_for(qkv, p)  # short windows on the CPU: attnlab.attention_kernel
+            if kernel is not None:
+                return self.W_O(causal_self_attention(kernel, qkv, self.num_heads)), None
+        q, k, v = split_heads(qkv, 3, self.num_heads)  # each (B, H, T, hd)
         offset = cache.length if cache is not None else 0
         if self.rotary is not None:
             q, k = self.rotary(q, k, offset=offset)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_k, hd) with T_k = offset + T
-        p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, attn_mask, p, is_causal=is_causal)
         else:

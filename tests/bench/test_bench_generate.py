@@ -11,7 +11,7 @@ import torch
 from attnlab.bench.generate import nanogpt_twin
 from attnlab.cli import main
 from attnlab.models.gpt import GPTConfig, generate, random_gpt
-from attnlab.models.gpt_step_build import can_build_native
+from attnlab.native import can_build_native
 
 SMALL = ["bench", "generate", "--context", "16", "--num-tokens", "6", "--dim", "16", "--layers", "1",
          "--heads", "2", "--vocab", "50", "--repeats", "1", "--threads", "1"]

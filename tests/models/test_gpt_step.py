@@ -10,7 +10,7 @@ from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an au
 
 from attnlab.layers import KVCache
 from attnlab.models.gpt_step import DecodeStep
-from attnlab.models.gpt_step_build import can_build_native
+from attnlab.native import can_build_native
 
 
 @contextlib.contextmanager

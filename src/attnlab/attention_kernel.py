@@ -1,0 +1,101 @@
+"""Causal self-attention over short windows on the CPU, in C++ (``attention_kernel.cpp``).
+
+:func:`causal_self_attention` takes the fused projection ``qkv`` (B, T, 3 * H * hd), as
+:class:`~attnlab.layers.MultiHeadedAttention` computes it, and returns the heads' outputs side by
+side (B, T, H * hd): the same function as :func:`attnlab.attention.scaled_dot_product_attention`
+with ``is_causal=True``, in float32, with a backward of its own. Why: PyTorch's fused CPU kernel is
+built for long sequences (it works in blocks and recomputes the weights in the backward); over 64
+positions it took 2.8-3.4 ms per layer of the ``char-cpu`` GPT where this takes 1.4-1.5 (forward and
+backward, 2-vCPU AMD EPYC). Each (batch row, head) is one task, its T x T weights are kept for the
+backward, and q, k, v are read where the projection wrote them.
+
+It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no mask but the causal
+one, windows of at most :data:`MAX_CONTEXT` positions, outside autocast and ``torch.compile``.
+Longer windows keep PyTorch's flash kernel, whose memory does not grow as T^2 (the default GPT's
+256 positions: README command 1's measured figures stay as they are).
+
+``ATTNLAB_ATTENTION`` chooses (:func:`attnlab.native.attention_backend`): ``auto`` (the default)
+builds it on first use where this machine can (about 30 s, said on stderr, then cached; a failed
+build is one warning line, then PyTorch's kernels), ``torch`` never builds, ``cpp`` is an error
+where it cannot be built.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from attnlab import native
+from attnlab.errors import AttnlabError
+
+__all__ = ["KERNEL", "MAX_CONTEXT", "causal_self_attention", "kernel_for"]
+
+MAX_CONTEXT = 128  # the longest window the kernel serves (its weights cost B * H * T^2 floats per layer)
+
+# -fopenmp: at::parallel_for is header code, parallel only where the extension is built with OpenMP
+# (it then shares PyTorch's runtime and threads); -fno-trapping-math lets GCC vectorise the soft-max
+KERNEL = native.NativeBuild(Path(__file__).with_name("attention_kernel.cpp"), "attnlab_attention",
+                            "the C++ attention kernel", f"{native.ATTENTION_ENV}=torch", seconds=30,
+                            cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
+
+
+def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any:
+    """The kernel's module when it serves causal self-attention of ``qkv`` (B, T, 3 * H * hd) here,
+    else None (use PyTorch's). ``backend`` defaults to ``ATTNLAB_ATTENTION``."""
+    if (qkv.size(1) > MAX_CONTEXT or dropout_p > 0.0 or qkv.dtype != torch.float32 or qkv.device.type != "cpu"
+            or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()):
+        return None
+    choice = native.attention_backend() if backend is None else backend
+    if choice == "cpp":
+        module, reason = KERNEL.built_or_reason()
+        if module is None:
+            raise AttnlabError(f"{native.ATTENTION_ENV}=cpp could not build the C++ attention kernel ({reason}); it "
+                               f"needs a C++ compiler with OpenMP and ninja (pip install ninja), or set "
+                               f"{native.ATTENTION_ENV}=torch for PyTorch's kernels")
+        return module
+    return _auto() if choice == "auto" else None
+
+
+@functools.cache
+def _auto() -> Any:
+    """``auto``'s choice: the kernel where this machine can build it, else None. A build that fails
+    all the same is one warning line, once per process."""
+    if not native.can_build_native():
+        return None
+    module, reason = KERNEL.built_or_reason()
+    if module is None:
+        print(f"attnlab: warning: could not build the C++ attention kernel ({reason}); using PyTorch's "
+              f"({native.ATTENTION_ENV}=torch skips the attempt)", file=sys.stderr, flush=True)
+    return module
+
+
+class _CausalAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, qkv: Tensor, num_heads: int, module: Any) -> Tensor:
+        out, weights = module.forward(qkv, num_heads, True)
+        ctx.save_for_backward(qkv, weights)
+        ctx.num_heads, ctx.module = num_heads, module  # type: ignore[attr-defined]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        qkv, weights = ctx.saved_tensors
+        return ctx.module.backward(grad.contiguous(), qkv, weights, ctx.num_heads), None, None
+
+
+def causal_self_attention(module: Any, qkv: Tensor, num_heads: int) -> Tensor:
+    """``qkv`` (B, T, 3 * H * hd), the fused projection ``[q | k | v]`` with heads side by side in
+    each, -> (B, T, H * hd): each head's ``softmax(q k^T / sqrt(hd)) v`` over positions j <= i.
+    ``module`` is :func:`kernel_for`'s answer. Keeps the weights for the backward only when a
+    gradient will be needed."""
+    qkv = qkv.contiguous()
+    if torch.is_grad_enabled() and qkv.requires_grad:
+        return _CausalAttention.apply(qkv, num_heads, module)
+    return module.forward(qkv, num_heads, False)[0]
