@@ -116,7 +116,7 @@ def test_bad_inputs_are_refused_by_the_kernel(kernel):
 @needs_compiler
 def test_multiheaded_attention_uses_it_for_short_causal_windows_and_matches_pytorchs_path(monkeypatch):
     torch.manual_seed(0)
-    attn = MultiHeadedAttention(32, 4, 8, bias=True)
+    attn = MultiHeadedAttention(32, 4, 8, bias=True, native=True)
     x = torch.randn(2, 20, 32)
     calls = []
     real = attention_kernel.causal_self_attention
@@ -137,6 +137,30 @@ def test_multiheaded_attention_uses_it_for_short_causal_windows_and_matches_pyto
     attn(x, torch.ones(20, 20, dtype=torch.bool).tril(), is_causal=True)  # a mask besides: PyTorch's
     attn(x)  # not causal
     assert len(calls) == 1
+    plain = MultiHeadedAttention(32, 4, 8)  # native=False, the default: the encoder-decoder's, the ViT's
+    plain.load_state_dict(attn.state_dict())
+    plain(x, is_causal=True)
+    assert len(calls) == 1
+
+
+@needs_compiler
+def test_dialoguegpt_blocks_use_it_and_train_as_with_pytorchs_kernel(monkeypatch):
+    from attnlab.models.gpt import GPTConfig, random_gpt
+
+    model = random_gpt(GPTConfig(vocab_size=50, context=32, dim=32, num_heads=2, num_layers=2, mlp_dim=64,
+                                 dropout=0.0))
+    assert all(layer.attn.native for layer in model.transformer.layers)
+    ids = torch.randint(2, 50, (3, 32), generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for backend in ("cpp", "torch"):
+        monkeypatch.setenv("ATTNLAB_ATTENTION", backend)
+        model.zero_grad()
+        logits = model(ids)
+        F.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+        grads[backend] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.allclose(grads["cpp"][0], grads["torch"][0], atol=1e-5)
+    for a, b in zip(grads["cpp"][1], grads["torch"][1]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_where_the_kernel_does_not_serve(monkeypatch):

@@ -9,10 +9,11 @@ positions it took 2.8-3.4 ms per layer of the ``char-cpu`` GPT where this takes 
 backward, 2-vCPU AMD EPYC). Each (batch row, head) is one task, its T x T weights are kept for the
 backward, and q, k, v are read where the projection wrote them.
 
-It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no mask but the causal
-one, windows of at most :data:`MAX_CONTEXT` positions, outside autocast and ``torch.compile``.
-Longer windows keep PyTorch's flash kernel, whose memory does not grow as T^2 (the default GPT's
-256 positions: README command 1's measured figures stay as they are).
+DialogueGPT's blocks use it (``MultiHeadedAttention(native=True)``); the other models keep
+PyTorch's kernels. It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no
+mask but the causal one, windows of at most :data:`MAX_CONTEXT` positions, outside autocast and
+``torch.compile``. Longer windows keep PyTorch's flash kernel, whose memory does not grow as T^2
+(the default GPT's 256 positions: README command 1's measured figures stay as they are).
 
 ``ATTNLAB_ATTENTION`` chooses (:func:`attnlab.native.attention_backend`): ``auto`` (the default)
 builds it on first use where this machine can (about 30 s, said on stderr, then cached; a failed

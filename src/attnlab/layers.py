@@ -143,7 +143,9 @@ class MultiHeadedAttention(nn.Module):
     The query/key/value projections of every head are one ``(dim -> 3 * num_heads * head_dim)``
     linear layer (the same layout as ``nn.MultiheadAttention.in_proj_weight``); ``W_O`` maps
     ``num_heads * head_dim -> dim``. When the attention weights are not requested, PyTorch's
-    fused kernel computes the same result (tested equal to the explicit path).
+    fused kernel computes the same result (tested equal to the explicit path). ``native=True``
+    (DialogueGPT's blocks) lets causal self-attention over short windows on the CPU run in
+    attnlab's C++ kernel (:mod:`attnlab.attention_kernel`), where it serves.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class MultiHeadedAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
+        native: bool = False,
     ) -> None:
         super().__init__()
         assert dim > 0 and num_heads > 0 and head_dim > 0, "dim, num_heads and head_dim must be positive"
@@ -164,6 +167,7 @@ class MultiHeadedAttention(nn.Module):
         self.W_O = nn.Linear(inner, dim, bias=bias)
         self.dropout = dropout
         self.rotary = rotary
+        self.native = native  # causal self-attention over short windows on the CPU in C++ where it serves
 
     def to_torch(self) -> nn.MultiheadAttention:
         """An ``nn.MultiheadAttention(batch_first=True)`` with the same weights (needs
@@ -197,7 +201,8 @@ class MultiHeadedAttention(nn.Module):
         """
         qkv = self.qkv(x)  # (B, T, 3 * H * hd)
         p = self.dropout if self.training else 0.0
-        if is_causal and attn_mask is None and cache is None and self.rotary is None and not need_weights:
+        if (self.native and is_causal and attn_mask is None and cache is None and self.rotary is None
+                and not need_weights):
             kernel = kernel_for(qkv, p)  # short windows on the CPU: attnlab.attention_kernel
             if kernel is not None:
                 return self.W_O(causal_self_attention(kernel, qkv, self.num_heads)), None
@@ -268,7 +273,8 @@ class AttentionResidual(nn.Module):
     ``attn_dropout`` on the attention weights (inside PyTorch's fused kernel, which takes ``dropout_p``).
     ``bias=False`` drops the biases of every linear layer and LayerNorm (as nanoGPT can), and
     ``drop_path`` drops each residual branch for a random share of the samples (stochastic depth).
-    ``activation`` is the FFN's GELU (``"gelu"`` or ``"gelu_tanh"``) and ``norm_eps`` the LayerNorms' eps.
+    ``activation`` is the FFN's GELU (``"gelu"`` or ``"gelu_tanh"``) and ``norm_eps`` the LayerNorms' eps;
+    ``native`` goes to :class:`MultiHeadedAttention`.
     """
 
     def __init__(
@@ -285,10 +291,12 @@ class AttentionResidual(nn.Module):
         rotary: RotaryEmbedding | None = None,
         activation: str = "gelu",
         norm_eps: float = 1e-5,
+        native: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
-        self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, bias=bias, rotary=rotary)
+        self.attn = MultiHeadedAttention(dim, num_heads, head_dim, dropout=attn_dropout, bias=bias, rotary=rotary,
+                                         native=native)
         self.drop = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.mlp = FFN(dim, mlp_dim, dropout=dropout, bias=bias, activation=activation)
@@ -341,13 +349,15 @@ class Transformer(nn.Module):
         rotary: RotaryEmbedding | None = None,
         activation: str = "gelu",
         norm_eps: float = 1e-5,
+        native: bool = False,
     ) -> None:
         super().__init__()
         # stochastic depth grows linearly with depth, from 0 to `drop_path` in the last block (timm's rule)
         rates = [drop_path * i / max(1, num_layers - 1) for i in range(num_layers)]
         self.layers = nn.ModuleList(
             AttentionResidual(dim, head_dim, mlp_dim, num_heads, dropout=dropout, attn_dropout=attn_dropout,
-                              drop_path=rate, bias=bias, rotary=rotary, activation=activation, norm_eps=norm_eps)
+                              drop_path=rate, bias=bias, rotary=rotary, activation=activation, norm_eps=norm_eps,
+                              native=native)
             for rate in rates
         )
 

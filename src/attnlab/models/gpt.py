@@ -58,7 +58,7 @@ class DialogueGPT(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.transformer = Transformer(c.dim, c.dim // c.num_heads, c.mlp_dim, c.num_heads, c.num_layers,
                                        dropout=c.dropout, attn_dropout=c.attn_dropout, bias=c.bias,
-                                       activation=c.activation, norm_eps=c.norm_eps)
+                                       activation=c.activation, norm_eps=c.norm_eps, native=True)
         self.norm = nn.LayerNorm(c.dim, eps=c.norm_eps, bias=c.bias)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_weights:
