@@ -35,7 +35,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from attnlab import native
 from attnlab.errors import AttnlabError
 
-__all__ = ["KERNEL", "MAX_CONTEXT", "causal_self_attention", "kernel_for"]
+__all__ = ["KERNEL", "MAX_CONTEXT", "build_if_served", "causal_self_attention", "kernel_for"]
 
 MAX_CONTEXT = 128  # the longest window the kernel serves (its weights cost B * H * T^2 floats per layer)
 
@@ -61,6 +61,15 @@ def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any
                                f"{native.ATTENTION_ENV}=torch for PyTorch's kernels")
         return module
     return _auto() if choice == "auto" else None
+
+
+def build_if_served(context: int, device: torch.device | str) -> None:
+    """Build (or load) the kernel now where it will serve windows of ``context`` positions on
+    ``device`` under ``ATTNLAB_ATTENTION``: a training run calls this before its clock starts, so
+    that the one-time build (about 30 s) is not counted as training, and ``cpp`` without a compiler
+    stops the run before any work."""
+    if torch.device(device).type == "cpu" and context <= MAX_CONTEXT:
+        kernel_for(torch.empty(1, context, 3), 0.0)
 
 
 @functools.cache

@@ -42,3 +42,39 @@ def test_a_bad_decode_choice_stops_before_the_first_id():
     assert generate(model, [3, 4], 3, decode="python") == generate(model, [3, 4], 3, decode="auto")
     with pytest.raises(AttnlabError, match="ATTNLAB_DECODE='fast' is not one of auto, python, cpp"):
         next(iter_generate(model, [3], 2, decode="fast"))
+
+
+def test_a_gpt_run_builds_the_attention_kernel_before_training_and_cpp_without_one_stops_it(
+        monkeypatch, capsys, tmp_path):
+    # The one-time build must not land inside the run's training time, and ATTNLAB_ATTENTION=cpp
+    # where it cannot be built is one error line before any step.
+    from attnlab import attention_kernel
+    from attnlab.cli import main
+    from attnlab.data.shakespeare import load_text
+
+    data = tmp_path / "small.txt"
+    data.write_text(load_text()[:5000], encoding="utf-8")
+    monkeypatch.setattr(attention_kernel.KERNEL, "built_or_reason", lambda: (None, "no compiler here"))
+    monkeypatch.setenv("ATTNLAB_ATTENTION", "cpp")
+    code = main(["train", "gpt", "--preset", "tiny", "--set", "train.max_steps=2", "--data", str(data),
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ATTNLAB_ATTENTION=cpp could not build the C++ attention kernel (no compiler here)" in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    calls = []
+    monkeypatch.setenv("ATTNLAB_ATTENTION", "torch")
+    monkeypatch.setattr(attention_kernel, "build_if_served", lambda context, device: calls.append((context, device)))
+    assert main(["train", "gpt", "--preset", "tiny", "--set", "train.max_steps=2", "--data", str(data),
+                 "--out", str(tmp_path / "run2"), "--no-progress"]) == 0
+    assert len(calls) == 1 and calls[0][0] == 32 and str(calls[0][1]) == "cpu"
+
+
+def test_build_if_served_asks_only_where_the_kernel_would_serve(monkeypatch):
+    from attnlab import attention_kernel
+
+    asked = []
+    monkeypatch.setattr(attention_kernel, "kernel_for", lambda qkv, p: asked.append(qkv.size(1)))
+    attention_kernel.build_if_served(64, "cpu")
+    attention_kernel.build_if_served(attention_kernel.MAX_CONTEXT + 1, "cpu")  # PyTorch's flash kernel
+    attention_kernel.build_if_served(64, "cuda")
+    assert asked == [64]

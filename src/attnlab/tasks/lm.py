@@ -180,6 +180,10 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
         step = int(metrics["step"])
         print_sample(m, tok, cfg.sample, stream=stream, seed=cfg.sample.seed + step, label=f"sample at step {step}")
 
+    if hasattr(m, "num_heads"):  # DialogueGPT: its attention kernel is built, where it serves, before the clock starts
+        from attnlab.attention_kernel import build_if_served
+
+        build_if_served(T, training_device(cfg.train.device))
     metrics = fit(model, DialogueLoss(), train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
                   progress=progress, perplexity=True, on_eval=on_eval, allow_changed_data=allow_changed_data)
     if is_main_process():
