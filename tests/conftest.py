@@ -60,11 +60,11 @@ def native_built(own_cache_dir) -> None:
     machine can build them, since ``ATTNLAB_DECODE=auto`` and ``ATTNLAB_ATTENTION=auto``, the
     defaults, use them: so no test's output carries the one-time "compiling" line, and commands run
     in subprocesses load the builds."""
-    from attnlab.attention_kernel import _auto
+    from attnlab.attention_kernel import KERNEL
     from attnlab.models.gpt_step_build import native_for
 
     native_for("auto")
-    _auto()
+    KERNEL.auto()
 
 @pytest.fixture(scope="session")
 def make_cifar() -> Callable[..., Path]:

@@ -186,12 +186,12 @@ def test_cpp_is_an_error_and_auto_one_warning_where_it_cannot_be_built(monkeypat
     assert "ATTNLAB_ATTENTION=cpp could not build the C++ attention kernel (Ninja is required" in message
     assert "pip install ninja" in message and "ATTNLAB_ATTENTION=torch" in message
     monkeypatch.setattr(native, "can_build_native", lambda: True)
-    attention_kernel._auto.cache_clear()
+    attention_kernel.KERNEL.forget()
     try:
         assert kernel_for(torch.zeros(1, 4, 12), 0.0, "auto") is None
         assert kernel_for(torch.zeros(1, 4, 12), 0.0, "auto") is None
     finally:
-        attention_kernel._auto.cache_clear()
+        attention_kernel.KERNEL.forget()
     err_text = capsys.readouterr().err
     assert err_text.count("warning: could not build the C++ attention kernel (Ninja is required") == 1
     assert "using PyTorch's (ATTNLAB_ATTENTION=torch skips the attempt)" in err_text

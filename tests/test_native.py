@@ -11,8 +11,9 @@ from attnlab import native
 from attnlab.native import NativeBuild
 
 
-def build_of(source: Path) -> NativeBuild:
-    return NativeBuild(source, "attnlab_test", "the test extension", "NOTHING=1")
+def build_of(source: Path, **flags) -> NativeBuild:
+    return NativeBuild(source, "attnlab_test", "the test extension", "NOTHING=1", instead="nothing",
+                       fallback="doing without", **flags)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="open files are seen in /proc (Linux)")
@@ -78,10 +79,27 @@ def test_a_failed_build_is_one_line_and_remembered(tmp_path, monkeypatch):
     monkeypatch.setattr(cpp_extension, "load", fail)
     source = tmp_path / "ext.cpp"
     source.write_text("int x;")
-    build = NativeBuild(source, "attnlab_test", "the test extension", "NOTHING=1", cflags=("-O3",), ldflags=("-lm",))
+    build = build_of(source, cflags=("-O3",), ldflags=("-lm",))
     assert build.built_or_reason() == (None, "Ninja is required to load C++ extensions")
     assert build.built_or_reason() == (None, "Ninja is required to load C++ extensions") and len(calls) == 1
     assert calls[0]["extra_cflags"] == ["-O3"] and calls[0]["extra_ldflags"] == ["-lm"]
     build.forget()
     build.built_or_reason()
     assert len(calls) == 2
+
+
+def test_required_is_one_error_line_and_auto_one_warning_then_none(tmp_path, monkeypatch, capsys):
+    from attnlab.errors import AttnlabError
+
+    build = build_of(tmp_path / "missing.cpp", needs="a compiler")
+    with pytest.raises(AttnlabError) as err:
+        build.required("NOTHING=0")
+    assert str(err.value) == (f"NOTHING=0 could not build the test extension (cannot read {tmp_path / 'missing.cpp'} "
+                              "(No such file or directory)); it needs a compiler, or set NOTHING=1 for nothing")
+    monkeypatch.setattr(native, "can_build_native", lambda: True)
+    assert build.auto() is None and build.auto() is None
+    assert capsys.readouterr().err.count("attnlab: warning: could not build the test extension (cannot read") == 1
+    monkeypatch.setattr(native, "can_build_native", lambda: False)  # where it cannot: no attempt, no word
+    build.forget()
+    monkeypatch.setattr(build, "built_or_reason", lambda: pytest.fail("no build was to be tried"))
+    assert build.auto() is None and capsys.readouterr().err == ""

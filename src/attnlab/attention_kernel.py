@@ -23,8 +23,6 @@ where it cannot be built.
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from attnlab import native
-from attnlab.errors import AttnlabError
 
 __all__ = ["KERNEL", "MAX_CONTEXT", "build_if_served", "causal_self_attention", "kernel_for"]
 
@@ -42,8 +39,9 @@ MAX_CONTEXT = 128  # the longest window the kernel serves (its weights cost B * 
 # -fopenmp: at::parallel_for is header code, parallel only where the extension is built with OpenMP
 # (it then shares PyTorch's runtime and threads); -fno-trapping-math lets GCC vectorise the soft-max
 KERNEL = native.NativeBuild(Path(__file__).with_name("attention_kernel.cpp"), "attnlab_attention",
-                            "the C++ attention kernel", f"{native.ATTENTION_ENV}=torch", seconds=30,
-                            cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
+                            "the C++ attention kernel", f"{native.ATTENTION_ENV}=torch", instead="PyTorch's kernels",
+                            fallback="using PyTorch's",
+                            needs="a C++ compiler with OpenMP and ninja (pip install ninja)", seconds=30, cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
 
 
 def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any:
@@ -54,13 +52,8 @@ def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any
         return None
     choice = native.attention_backend() if backend is None else backend
     if choice == "cpp":
-        module, reason = KERNEL.built_or_reason()
-        if module is None:
-            raise AttnlabError(f"{native.ATTENTION_ENV}=cpp could not build the C++ attention kernel ({reason}); it "
-                               f"needs a C++ compiler with OpenMP and ninja (pip install ninja), or set "
-                               f"{native.ATTENTION_ENV}=torch for PyTorch's kernels")
-        return module
-    return _auto() if choice == "auto" else None
+        return KERNEL.required(f"{native.ATTENTION_ENV}=cpp")
+    return KERNEL.auto() if choice == "auto" else None
 
 
 def build_if_served(context: int, device: torch.device | str) -> None:
@@ -70,19 +63,6 @@ def build_if_served(context: int, device: torch.device | str) -> None:
     stops the run before any work."""
     if torch.device(device).type == "cpu" and context <= MAX_CONTEXT:
         kernel_for(torch.empty(1, context, 3), 0.0)
-
-
-@functools.cache
-def _auto() -> Any:
-    """``auto``'s choice: the kernel where this machine can build it, else None. A build that fails
-    all the same is one warning line, once per process."""
-    if not native.can_build_native():
-        return None
-    module, reason = KERNEL.built_or_reason()
-    if module is None:
-        print(f"attnlab: warning: could not build the C++ attention kernel ({reason}); using PyTorch's "
-              f"({native.ATTENTION_ENV}=torch skips the attempt)", file=sys.stderr, flush=True)
-    return module
 
 
 class _CausalAttention(torch.autograd.Function):

@@ -41,14 +41,19 @@ def can_build_native() -> bool:
 
 class NativeBuild:
     """One C++ extension: its ``source``, the ``prefix`` of its build folder's name, ``what`` it is
-    in words ("the C++ decoding step"), how to ``skip`` it (an environment setting, for messages),
-    its compiler and linker flags. :meth:`built_or_reason` builds or loads it once per process."""
+    in words ("the C++ decoding step"), how to ``skip`` it (an environment setting), what the build
+    ``needs``, what runs ``instead`` and the ``fallback`` in words (for messages), its compiler and
+    linker flags. :meth:`built_or_reason` builds or loads it once per process; :meth:`required`
+    and :meth:`auto` are the two ways to ask for it."""
 
-    def __init__(self, source: Path, prefix: str, what: str, skip: str, *, seconds: int = 20,
+    def __init__(self, source: Path, prefix: str, what: str, skip: str, *, instead: str, fallback: str,
+                 needs: str = "a C++ compiler and ninja (pip install ninja)", seconds: int = 20,
                  cflags: tuple[str, ...] = ("-O2",), ldflags: tuple[str, ...] = ()) -> None:
         self.source, self.prefix, self.what, self.skip, self.seconds = source, prefix, what, skip, seconds
+        self.instead, self.fallback, self.needs = instead, fallback, needs
         self.cflags, self.ldflags = cflags, ldflags
         self._outcome: tuple[Any, str] | None = None
+        self._auto: tuple[Any] | None = None
 
     def name(self) -> str:
         """The extension's name, and its build folder's: one per source file and content."""
@@ -57,7 +62,29 @@ class NativeBuild:
 
     def forget(self) -> None:
         """Forget this process's outcome, so that the next :meth:`built_or_reason` tries again."""
-        self._outcome = None
+        self._outcome = self._auto = None
+
+    def required(self, choice: str) -> Any:
+        """The module, built on first use; an :class:`AttnlabError` saying what the build needs when
+        it cannot be built (``choice`` is the setting that asked for it, ``ATTNLAB_DECODE=cpp``)."""
+        module, reason = self.built_or_reason()
+        if module is None:
+            raise AttnlabError(f"{choice} could not build {self.what} ({reason}); it needs {self.needs}, or set "
+                               f"{self.skip} for {self.instead}")
+        return module
+
+    def auto(self) -> Any:
+        """The module where this machine can build it (:func:`can_build_native`), else None. A build
+        that fails all the same is one warning line, once per process."""
+        if self._auto is None:
+            module = None
+            if can_build_native():
+                module, reason = self.built_or_reason()
+                if module is None:
+                    print(f"attnlab: warning: could not build {self.what} ({reason}); {self.fallback} ({self.skip} "
+                          "skips the attempt)", file=sys.stderr, flush=True)
+            self._auto = (module,)
+        return self._auto[0]
 
     def built_or_reason(self) -> tuple[Any, str]:
         """(the module, "") or (None, the first line of why it could not be built); the first call

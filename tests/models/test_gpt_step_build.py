@@ -26,10 +26,8 @@ def failing_build(monkeypatch):
     monkeypatch.setattr(cpp_extension, "load", fail)
     monkeypatch.setattr(native, "can_build_native", lambda: True)  # the build is tried, as where it can be
     gpt_step_build.STEP.forget()
-    gpt_step_build._auto_native.cache_clear()
     yield
     gpt_step_build.STEP.forget()
-    gpt_step_build._auto_native.cache_clear()
 
 
 def test_a_failed_build_says_what_it_needs(failing_build):
@@ -63,12 +61,12 @@ def test_auto_and_python_never_build_where_the_machine_cannot(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "load", build)
     monkeypatch.setattr(native, "can_build_native", lambda: False)
-    gpt_step_build._auto_native.cache_clear()
+    gpt_step_build.STEP.forget()
     try:
         assert DecodeStep(small_gpt()).backend == "python"
         assert DecodeStep(small_gpt(), backend="python").backend == "python"
     finally:
-        gpt_step_build._auto_native.cache_clear()
+        gpt_step_build.STEP.forget()
 
 
 @needs_compiler

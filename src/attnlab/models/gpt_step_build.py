@@ -10,43 +10,22 @@ where it cannot be built.
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 from attnlab import native
-from attnlab.errors import AttnlabError
 from attnlab.models.configs import DECODE_ENV
 
 __all__ = ["STEP", "native_for", "native_step"]
 
 STEP = native.NativeBuild(Path(__file__).with_name("gpt_step.cpp"), "attnlab_gpt_step", "the C++ decoding step",
-                          f"{DECODE_ENV}=python")
+                          f"{DECODE_ENV}=python", instead="the Python step", fallback="decoding in Python")
 
 
 def native_step() -> Any:
     """The C++ one-row step's module (``gpt_step.cpp``), built on first use; an :class:`AttnlabError`
     that says what it needs when it cannot be built."""
-    module, reason = STEP.built_or_reason()
-    if module is None:
-        raise AttnlabError(f"{DECODE_ENV}=cpp could not build the C++ decoding step ({reason}); it needs a C++ "
-                           f"compiler and ninja (pip install ninja), or set {DECODE_ENV}=python for the Python "
-                           "step")
-    return module
-
-
-@functools.cache
-def _auto_native() -> Any:
-    """``auto``'s choice: the C++ step where this machine can build it, else None (Python). A build
-    that fails all the same is one warning line, once per process."""
-    if not native.can_build_native():
-        return None
-    module, reason = STEP.built_or_reason()
-    if module is None:
-        print(f"attnlab: warning: could not build the C++ decoding step ({reason}); decoding in Python "
-              f"({DECODE_ENV}=python skips the attempt)", file=sys.stderr, flush=True)
-    return module
+    return STEP.required(f"{DECODE_ENV}=cpp")
 
 
 def native_for(backend: str) -> Any:
@@ -55,4 +34,4 @@ def native_for(backend: str) -> Any:
     here, so callers that time decoding call this before the clock starts."""
     if backend == "cpp":
         return native_step()
-    return _auto_native() if backend == "auto" else None
+    return STEP.auto() if backend == "auto" else None
