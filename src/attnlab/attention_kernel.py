@@ -41,7 +41,8 @@ MAX_CONTEXT = 128  # the longest window the kernel serves (its weights cost B * 
 KERNEL = native.NativeBuild(Path(__file__).with_name("attention_kernel.cpp"), "attnlab_attention",
                             "the C++ attention kernel", f"{native.ATTENTION_ENV}=torch", instead="PyTorch's kernels",
                             fallback="using PyTorch's",
-                            needs="a C++ compiler with OpenMP and ninja (pip install ninja)", seconds=30, cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
+                            needs="a C++ compiler with OpenMP and ninja (pip install ninja)", seconds=30,
+                            cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
 
 
 def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any:
