@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from attnlab.attention_kernel import MAX_CONTEXT, causal_self_attention, kernel_for
     from attnlab.bench.nanogpt import SHAPES
     from attnlab.engine.schedule import make_optimizer
+    from attnlab.errors import AttnlabError
     from attnlab.measure import LoadWatch
     from attnlab.models.gpt import GPTConfig, random_gpt
 
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     qkv = torch.randn(B, T, 3 * C, generator=gen, requires_grad=True)
     grad = torch.randn(B, T, C, generator=gen)
-    kernel = kernel_for(qkv[:, :1], 0.0, "cpp")  # builds it (the first time) before any clock starts
+    try:
+        kernel = kernel_for(qkv[:, :1], 0.0, "cpp")  # builds it (the first time) before any clock starts
+    except AttnlabError as e:  # no compiler: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     def pytorch() -> torch.Tensor:
         q, k, v = qkv.view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, hd) each
