@@ -5,9 +5,9 @@
 side (B, T, H * hd): the same function as :func:`attnlab.attention.scaled_dot_product_attention`
 with ``is_causal=True``, in float32, with a backward of its own. Why: PyTorch's fused CPU kernel is
 built for long sequences (it works in blocks and recomputes the weights in the backward); over 64
-positions it took 2.3-2.6 ms per layer of the ``char-cpu`` GPT where this takes 1.4-1.5 (forward and
-backward, 2-vCPU AMD EPYC, ``tools/attention_step.py``). Each (batch row, head) is one task, its T x T weights are kept for the
-backward, and q, k, v are read where the projection wrote them.
+positions it took 2.3-2.6 ms per layer of the ``char-cpu`` GPT where this takes 1.4-1.5 (forward
+and backward, 2-vCPU AMD EPYC, ``tools/attention_step.py``). Each (batch row, head) is one task,
+its T x T weights are kept for the backward, and q, k, v are read where the projection wrote them.
 
 DialogueGPT's blocks use it (``MultiHeadedAttention(native=True)``); the other models keep
 PyTorch's kernels. It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no
