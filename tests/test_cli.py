@@ -175,20 +175,17 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert done.stderr == "error: config key 'model.dim' expects int, got 'wide'\n"
 
 
-def test_a_bad_attnlab_decode_stops_before_any_work(capsys, monkeypatch, tmp_path):
-    # Checked when the command starts: a training run would otherwise fail at its first sample.
-    monkeypatch.setenv("ATTNLAB_DECODE", "gpu")
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("ATTNLAB_DECODE", "gpu", "error: ATTNLAB_DECODE='gpu' is not one of auto, python, cpp; unset it for the default "
+                              "(the C++ step where it can be built, else Python), or set it to python or cpp"),
+    ("ATTNLAB_ATTENTION", "flash", "error: ATTNLAB_ATTENTION='flash' is not one of auto, torch, cpp; unset it for the "
+                                   "default (the C++ kernel where it can be built, else PyTorch's), or set it to torch "
+                                   "or cpp"),
+])
+def test_a_bad_native_choice_stops_before_any_work(capsys, monkeypatch, tmp_path, name, value, message):
+    # Checked when the command starts: a training run would otherwise fail at its first sample
+    # (ATTNLAB_DECODE) or its first forward (ATTNLAB_ATTENTION).
+    monkeypatch.setenv(name, value)
     code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
-    assert code == 2 and out == ""
-    assert err.strip() == ("error: ATTNLAB_DECODE='gpu' is not one of auto, python, cpp; unset it for the default "
-                           "(the C++ step where it can be built, else Python), or set it to python or cpp")
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_bad_attnlab_attention_stops_before_any_work(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTNLAB_ATTENTION", "flash")
-    code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
-    assert code == 2 and out == ""
-    assert err.strip() == ("error: ATTNLAB_ATTENTION='flash' is not one of auto, torch, cpp; unset it for the "
-                           "default (the C++ kernel where it can be built, else PyTorch's), or set it to torch or cpp")
+    assert code == 2 and out == "" and err.strip() == message
     assert not (tmp_path / "run").exists()
