@@ -27,7 +27,7 @@ from typing import Any
 from attnlab.errors import AttnlabError
 
 __all__ = ["ATTENTION_BACKENDS", "ATTENTION_ENV", "STALE_LOCK_S", "NativeBuild", "attention_backend",
-           "can_build_native"]
+           "backend_choice", "can_build_native"]
 
 STALE_LOCK_S = 600.0  # where open files cannot be seen: a build takes under a minute, so a lock this old is left over
 
@@ -153,14 +153,22 @@ ATTENTION_ENV = "ATTNLAB_ATTENTION"
 ATTENTION_BACKENDS = ("auto", "torch", "cpp")
 
 
+def backend_choice(name: str, choices: tuple[str, ...], default: str, environ: Mapping[str, str] | None) -> str:
+    """The value of the environment setting ``name`` (``choices[0]``, ``auto``, when unset or
+    empty), checked against ``choices``; an :class:`AttnlabError` naming the ``default``'s meaning
+    and the other values otherwise. Serves ``ATTNLAB_ATTENTION`` here and ``ATTNLAB_DECODE``
+    (:func:`attnlab.models.configs.decode_backend`)."""
+    value = (os.environ if environ is None else environ).get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise AttnlabError(f"{name}={value!r} is not one of {', '.join(choices)}; unset it for the default "
+                           f"({default}), or set it to {' or '.join(choices[1:])}")
+    return value
+
+
 def attention_backend(environ: Mapping[str, str] | None = None) -> str:
     """What runs causal self-attention over short windows on the CPU (:mod:`attnlab.attention_kernel`),
     from ``ATTNLAB_ATTENTION``: ``auto`` (the default: the C++ kernel where this machine can build
     it, else PyTorch's), ``torch`` (PyTorch's kernels always) or ``cpp`` (an error where it cannot
     be built). The command line checks it before any work starts."""
-    value = (os.environ if environ is None else environ).get(ATTENTION_ENV, "").strip().lower() or "auto"
-    if value not in ATTENTION_BACKENDS:
-        raise AttnlabError(f"{ATTENTION_ENV}={value!r} is not one of {', '.join(ATTENTION_BACKENDS)}; unset it for "
-                           "the default (the C++ kernel where it can be built, else PyTorch's), or set it to torch "
-                           "or cpp")
-    return value
+    return backend_choice(ATTENTION_ENV, ATTENTION_BACKENDS, "the C++ kernel where it can be built, else PyTorch's",
+                          environ)

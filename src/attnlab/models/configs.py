@@ -8,13 +8,13 @@ module re-exports its own config (``from attnlab.models.gpt import GPTConfig`` w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from attnlab.config import Count, Layers, NonNegative, Range, Rate, Seed, Size
 from attnlab.errors import AttnlabError
+from attnlab.native import backend_choice
 
 __all__ = [
     "ToyModelConfig", "GPTConfig", "SampleConfig", "LSTMConfig", "ViTConfig",
@@ -84,11 +84,7 @@ def decode_backend(environ: Mapping[str, str] | None = None) -> str:
     ``ATTNLAB_DECODE``: ``auto`` (the default: C++ where this machine can build it, else Python),
     ``python`` or ``cpp``. The command line checks it before any work starts, so a bad value is one
     error line, not a failure in the middle of a run."""
-    value = (os.environ if environ is None else environ).get(DECODE_ENV, "").strip().lower() or "auto"
-    if value not in DECODE_BACKENDS:
-        raise AttnlabError(f"{DECODE_ENV}={value!r} is not one of {', '.join(DECODE_BACKENDS)}; unset it for the "
-                           "default (the C++ step where it can be built, else Python), or set it to python or cpp")
-    return value
+    return backend_choice(DECODE_ENV, DECODE_BACKENDS, "the C++ step where it can be built, else Python", environ)
 
 
 # --------------------------------------------------------------------------- LSTM LM (models/lstm_lm.py)

@@ -145,7 +145,8 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     width = getattr(m, "hidden", m.dim)
     activations = 4 * bs * T * (3 * len(tok) + m.num_layers * 12 * max(width, getattr(m, "mlp_dim", 0)))
     needed = training_bytes(lambda: build(m)) + activations
-    require(needed, device=training_device(cfg.train.device),
+    device = training_device(cfg.train.device)
+    require(needed, device=device,
             what=f"training this {task} (model.dim={m.dim}, model.context={m.context:,}, vocabulary {len(tok):,}, "
                  f"train.batch_size={bs})", fix="lower model.context, model.dim or train.batch_size")
     seed_everything(cfg.train.seed)
@@ -183,7 +184,7 @@ def train_lm(task: str, cfg: Any, inputs: LMInputs, run_dir: Path, build: Callab
     if hasattr(m, "num_heads"):  # DialogueGPT: its attention kernel is built, where it serves, before the clock starts
         from attnlab.attention_kernel import build_if_served
 
-        build_if_served(T, training_device(cfg.train.device))
+        build_if_served(T, device)
     metrics = fit(model, DialogueLoss(), train_batches, val_batches, cfg.train, run_dir, meta=meta, resume=resume,
                   progress=progress, perplexity=True, on_eval=on_eval, allow_changed_data=allow_changed_data)
     if is_main_process():
