@@ -56,15 +56,17 @@ def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def native_built(own_cache_dir) -> None:
-    """The C++ decoding step and attention kernel, built (or loaded) before any test where this
-    machine can build them, since ``ATTNLAB_DECODE=auto`` and ``ATTNLAB_ATTENTION=auto``, the
-    defaults, use them: so no test's output carries the one-time "compiling" line, and commands run
-    in subprocesses load the builds."""
+    """The C++ decoding step, attention kernel and AdamW step, built (or loaded) before any test
+    where this machine can build them, since ``ATTNLAB_DECODE=auto``, ``ATTNLAB_ATTENTION=auto`` and
+    ``ATTNLAB_ADAMW=auto``, the defaults, use them: so no test's output carries the one-time
+    "compiling" line, and commands run in subprocesses load the builds."""
     from attnlab.attention_kernel import KERNEL
+    from attnlab.engine.adamw_kernel import kernel
     from attnlab.models.gpt_step_build import native_for
 
     native_for("auto")
     KERNEL.auto()
+    kernel("auto")
 
 @pytest.fixture(scope="session")
 def make_cifar() -> Callable[..., Path]:

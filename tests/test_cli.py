@@ -181,10 +181,13 @@ def test_console_script_prints_no_traceback(tmp_path):
     ("ATTNLAB_ATTENTION", "flash", "error: ATTNLAB_ATTENTION='flash' is not one of auto, torch, cpp; unset it for the "
                                    "default (the C++ kernel where it can be built, else PyTorch's), or set it to torch "
                                    "or cpp"),
+    ("ATTNLAB_ADAMW", "fused", "error: ATTNLAB_ADAMW='fused' is not one of auto, torch, cpp; unset it for the default "
+                               "(the C++ step where it can be built and matches torch's, else torch's), or set it to "
+                               "torch or cpp"),
 ])
 def test_a_bad_native_choice_stops_before_any_work(capsys, monkeypatch, tmp_path, name, value, message):
     # Checked when the command starts: a training run would otherwise fail at its first sample
-    # (ATTNLAB_DECODE) or its first forward (ATTNLAB_ATTENTION).
+    # (ATTNLAB_DECODE), its first forward (ATTNLAB_ATTENTION) or its first step (ATTNLAB_ADAMW).
     monkeypatch.setenv(name, value)
     code, out, err = run(capsys, "train", "toy", *TINY, "--out", str(tmp_path / "run"))
     assert code == 2 and out == "" and err.strip() == message

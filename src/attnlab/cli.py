@@ -19,7 +19,7 @@ from attnlab.allocator import keep_freed_memory
 from attnlab.commands import COMMANDS, add_dispatch, example_epilog, formatter
 from attnlab.errors import AttnlabError
 from attnlab.models.configs import decode_backend
-from attnlab.native import attention_backend
+from attnlab.native import adamw_backend, attention_backend
 from attnlab.threads import wait_policy_when_torch_loads
 
 DESCRIPTION = "attnlab: attention and Transformers from first principles in PyTorch."
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory(os.environ)  # big tensors reuse freed memory instead of new pages (attnlab.allocator)
         decode_backend(os.environ)  # a bad ATTNLAB_DECODE stops here, not when the first sample is drawn
         attention_backend(os.environ)  # and a bad ATTNLAB_ATTENTION, not at the first forward
+        adamw_backend(os.environ)  # or ATTNLAB_ADAMW, not at the first optimizer step
         return int(args._command_module.run(args) or 0)
     except AttnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)

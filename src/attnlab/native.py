@@ -6,10 +6,11 @@ second. Each source file and content gets its own build folder, so two installs 
 not rebuild over each other's build. A lock file left by a build that was killed outright is
 removed, instead of making every later build wait for it without end.
 
-The extensions: DialogueGPT's one-row decoding step (:mod:`attnlab.models.gpt_step_build`) and the
+The extensions: DialogueGPT's one-row decoding step (:mod:`attnlab.models.gpt_step_build`), the
 causal attention kernel for short windows (:mod:`attnlab.attention_kernel`), which
-``ATTNLAB_ATTENTION`` chooses (:func:`attention_backend`; torch-free, so that the command line checks
-it before importing torch).
+``ATTNLAB_ATTENTION`` chooses (:func:`attention_backend`), and the one-pass AdamW step
+(:mod:`attnlab.engine.adamw_kernel`), which ``ATTNLAB_ADAMW`` chooses (:func:`adamw_backend`). Both
+choices are read torch-free, so that the command line checks them before importing torch.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 
 from attnlab.errors import AttnlabError
 
-__all__ = ["ATTENTION_BACKENDS", "ATTENTION_ENV", "STALE_LOCK_S", "NativeBuild", "attention_backend",
-           "backend_choice", "can_build_native"]
+__all__ = ["ADAMW_ENV", "ATTENTION_ENV", "BACKENDS", "STALE_LOCK_S", "NativeBuild", "adamw_backend",
+           "attention_backend", "backend_choice", "can_build_native", "warn"]
 
 STALE_LOCK_S = 600.0  # where open files cannot be seen: a build takes under a minute, so a lock this old is left over
 
@@ -81,8 +82,7 @@ class NativeBuild:
             if can_build_native():
                 module, reason = self.built_or_reason()
                 if module is None:
-                    print(f"attnlab: warning: could not build {self.what} ({reason}); {self.fallback} ({self.skip} "
-                          "skips the attempt)", file=sys.stderr, flush=True)
+                    warn(f"could not build {self.what} ({reason}); {self.fallback} ({self.skip} skips the attempt)")
             self._auto = (module,)
         return self._auto[0]
 
@@ -134,6 +134,12 @@ class NativeBuild:
         return True
 
 
+def warn(text: str) -> None:
+    """One warning line on stderr, ``attnlab: warning: TEXT``: a native path that cannot serve, and
+    what runs instead."""
+    print(f"attnlab: warning: {text}", file=sys.stderr, flush=True)
+
+
 def _lock_held(lock: Path) -> bool | None:
     """Whether a process has ``lock`` open (Linux, from ``/proc``: the builder keeps it open until
     it removes it), or None where that cannot be seen."""
@@ -150,13 +156,14 @@ def _lock_held(lock: Path) -> bool | None:
 
 
 ATTENTION_ENV = "ATTNLAB_ATTENTION"
-ATTENTION_BACKENDS = ("auto", "torch", "cpp")
+ADAMW_ENV = "ATTNLAB_ADAMW"
+BACKENDS = ("auto", "torch", "cpp")  # the choices of ATTNLAB_ATTENTION and ATTNLAB_ADAMW
 
 
 def backend_choice(name: str, choices: tuple[str, ...], default: str, environ: Mapping[str, str] | None) -> str:
     """The value of the environment setting ``name`` (``choices[0]``, ``auto``, when unset or
     empty), checked against ``choices``; an :class:`AttnlabError` naming the ``default``'s meaning
-    and the other values otherwise. Serves ``ATTNLAB_ATTENTION`` here and ``ATTNLAB_DECODE``
+    and the other values otherwise. Serves ``ATTNLAB_ATTENTION`` and ``ATTNLAB_ADAMW`` here and ``ATTNLAB_DECODE``
     (:func:`attnlab.models.configs.decode_backend`)."""
     value = (os.environ if environ is None else environ).get(name, "").strip().lower() or choices[0]
     if value not in choices:
@@ -170,5 +177,13 @@ def attention_backend(environ: Mapping[str, str] | None = None) -> str:
     from ``ATTNLAB_ATTENTION``: ``auto`` (the default: the C++ kernel where this machine can build
     it, else PyTorch's), ``torch`` (PyTorch's kernels always) or ``cpp`` (an error where it cannot
     be built). The command line checks it before any work starts."""
-    return backend_choice(ATTENTION_ENV, ATTENTION_BACKENDS, "the C++ kernel where it can be built, else PyTorch's",
-                          environ)
+    return backend_choice(ATTENTION_ENV, BACKENDS, "the C++ kernel where it can be built, else PyTorch's", environ)
+
+
+def adamw_backend(environ: Mapping[str, str] | None = None) -> str:
+    """What runs AdamW's step of float32 tensors on the CPU (:mod:`attnlab.engine.adamw_kernel`),
+    from ``ATTNLAB_ADAMW``: ``auto`` (the default: the C++ step where this machine can build it and
+    it reproduces torch's bit for bit, else torch's), ``torch`` or ``cpp`` (an error where it cannot
+    serve). The command line checks it before any work starts."""
+    return backend_choice(ADAMW_ENV, BACKENDS, "the C++ step where it can be built and matches torch's, else "
+                          "torch's", environ)

@@ -1,4 +1,5 @@
-"""FlatAdamW: torch's AdamW bit for bit (weights and state), in a handful of calls per group."""
+"""FlatAdamW: torch's AdamW bit for bit (weights and state), in a handful of calls per group; every
+test runs with torch's step on the flat tensors and with the C++ one (``ATTNLAB_ADAMW``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from attnlab import native
 from attnlab.engine import flat_adamw
 from attnlab.engine.flat_adamw import FlatAdamW, shared_parameters
 from attnlab.engine.schedule import make_optimizer, param_groups
 from attnlab.models.gpt import GPTConfig, random_gpt
+
+
+@pytest.fixture(autouse=True, params=["torch", "cpp"])
+def adamw_backend(request, monkeypatch):
+    if request.param == "cpp" and not native.can_build_native():
+        pytest.skip("the C++ AdamW step needs a C++ compiler, ninja and Python's headers")
+    monkeypatch.setenv("ATTNLAB_ADAMW", request.param)
+    return request.param
 
 
 def _gpt():
@@ -101,14 +111,15 @@ def _calls_per_step(model, opt):
     return count.calls
 
 
-def test_a_step_makes_a_handful_of_calls_per_group():
+def test_a_step_makes_a_handful_of_calls_per_group(adamw_backend):
     ref, ref_opt, ours, opt = _pair()
     tensors = sum(len(g["params"]) for g in ref_opt.param_groups)
     torch_calls, flat_calls = _calls_per_step(ref, ref_opt), _calls_per_step(ours, opt)
     assert tensors == 28 and torch_calls >= 8 * tensors  # about ten calls per tensor
-    # per group one call gathers the gradients; AdamW then makes at most ten calls per tensor it
-    # steps: the two flat ones and the tied weight, which keeps its own storage
-    assert flat_calls <= 2 + 10 * 3 and flat_calls * 8 < torch_calls
+    # torch's step: per group one call gathers the gradients; AdamW then makes at most ten calls
+    # per tensor it steps: the two flat ones and the tied weight, which keeps its own storage. The
+    # C++ step: the step count's increment and its value, per tensor (and the profiler's two marks)
+    assert flat_calls <= (2 + 10 * 3 if adamw_backend == "torch" else 2 + 2 * 3) and flat_calls * 8 < torch_calls
 
 
 @pytest.mark.parametrize("first", ["flat", "torch"])
@@ -206,13 +217,17 @@ def test_a_channels_last_weight_keeps_its_layout_and_its_own_storage():
     _assert_same(ref, ours)
 
 
-def test_groups_of_large_tensors_stay_per_parameter(monkeypatch):
+def test_groups_of_large_tensors_stay_per_parameter(monkeypatch, adamw_backend):
     monkeypatch.setattr(flat_adamw, "FLAT_MEAN_NUMEL", 4)
     ref, ref_opt, ours, opt = _pair()
     assert not opt.flat
     _train(ref, ref_opt, 3)
     _train(ours, opt, 3)
     _assert_same(ref, ours)
+    _same_state(ref_opt, opt)
+    # torch's step: about ten calls per tensor; the C++ one: the step count's increment and value
+    calls = _calls_per_step(ours, opt)
+    assert calls >= 8 * 28 if adamw_backend == "torch" else calls <= 2 + 2 * 28
 
 
 def test_settings_the_flat_step_does_not_reproduce_are_left_to_torch():

@@ -3,11 +3,13 @@
 A small model's optimizer step is mostly the cost of calls, not of arithmetic: on the CPU,
 torch's AdamW makes about ten calls per parameter tensor, 270 for the 27 tensors of the
 ``char-cpu`` GPT. Here the parameters of a group are views into one flat tensor, and so are
-AdamW's two moments. A step gathers the gradients into one flat gradient (one call) and runs
-torch's own AdamW function on the flat tensors: ten calls per group.
+AdamW's two moments. A step runs :mod:`attnlab.engine.adamw_kernel`'s C++ step on the flat tensors
+(one pass over memory, reading the gradients where autograd left them), or, where that cannot
+serve, gathers the gradients into one flat gradient (one call) and runs torch's own AdamW function
+on the flat tensors: ten calls per group.
 
 Every element goes through the same operations as in ``torch.optim.AdamW``, so the weights come
-out bit-identical (``tests/engine/test_flat_adamw.py`` pins it). ``state_dict()`` has torch's
+out bit-identical either way (``tests/engine/test_flat_adamw.py`` pins it). ``state_dict()`` has torch's
 per-parameter layout, so a checkpoint of either optimizer resumes in the other.
 
 What stays per-parameter:
@@ -32,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.adam import adam
 
+from attnlab.engine import adamw_kernel
+
 __all__ = ["FlatAdamW", "FLAT_MEAN_NUMEL", "shared_parameters"]
 
 # A group is flattened when its tensors hold at most this many elements on average. Above that,
@@ -49,7 +53,7 @@ class _FlatGroup:
     params: list[nn.Parameter]
     param: Tensor
     apart: list[nn.Parameter] = field(default_factory=list)
-    grad: Tensor | None = None  # allocated with the state, at the first step
+    grad: Tensor | None = None  # allocated where torch's step runs (the C++ step reads the pieces in place)
     grad_views: list[Tensor] = field(default_factory=list)  # ``grad`` cut like ``params``
     exp_avg: Tensor | None = None
     exp_avg_sq: Tensor | None = None
@@ -90,6 +94,8 @@ class FlatAdamW(torch.optim.AdamW):
         if all(_flattenable(g) for g in self.param_groups):
             groups = [_flatten(g["params"], apart_ids) for g in self.param_groups]
             self._flat = groups if any(f.params for f in groups) else None
+        if self._flat is not None and adamw_kernel.served([p for g in self.param_groups for p in g["params"]]):
+            adamw_kernel.kernel()  # built (the first time) or loaded now, before a training clock starts
 
     @property
     def flat(self) -> bool:
@@ -99,7 +105,8 @@ class FlatAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        """One AdamW step: on the flat buffers, or torch's own per-parameter step after a fallback."""
+        """One AdamW step: on the flat buffers, or per parameter (no group flattened, or after a
+        fallback): in C++ where it serves, else torch's own step."""
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -108,7 +115,8 @@ class FlatAdamW(torch.optim.AdamW):
         if self._flat is not None and not self._ready():
             self._unflatten()
         if self._flat is None:
-            super().step()
+            if not self._step_each_in_cpp():
+                super().step()
             return loss
         for group, flat in zip(self.param_groups, self._flat):
             self._flat_step(group, flat)
@@ -121,20 +129,56 @@ class FlatAdamW(torch.optim.AdamW):
         return (all(p.grad is not None for g in self.param_groups for p in g["params"])
                 and all(f.in_place() for f in self._flat))
 
+    def _step_each_in_cpp(self) -> bool:
+        """torch's per-parameter step (parameters without a gradient skipped, state created at a
+        parameter's first step), each tensor in one C++ pass; False, having done nothing, where the
+        C++ step does not serve every group and tensor."""
+        stepped = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        states = [self.state[p] for p in stepped if p in self.state]
+        tensors = [*stepped, *(p.grad for p in stepped), *(s[k] for s in states for k in ("exp_avg", "exp_avg_sq"))]
+        if not (all(_flattenable(g) and _c_step_settings(g) for g in self.param_groups)
+                and adamw_kernel.served(tensors)):
+            return False
+        module = adamw_kernel.kernel()
+        if module is None:
+            return False
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # as torch's AdamW creates it
+                    state.update(step=_zero_step(), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                adamw_kernel.adamw_step(module, p, [p.grad], state["exp_avg"], state["exp_avg_sq"], state["step"],
+                                        lr=group["lr"], beta1=beta1, beta2=beta2,
+                                        weight_decay=group["weight_decay"], eps=group["eps"])
+        return True
+
     def _flat_step(self, group: dict[str, Any], flat: _FlatGroup) -> None:
         if flat.step is None:
             self._init_state(flat)
-        # (param, grad, exp_avg, exp_avg_sq, step) of each tensor AdamW steps: the flat one, if
-        # any, then those kept apart (_ready() saw every gradient)
+        # (param, its gradient in pieces, exp_avg, exp_avg_sq, step) of each tensor AdamW steps: the
+        # flat one, if any, then those kept apart (_ready() saw every gradient)
         tensors: list[tuple[Any, ...]] = []
         if flat.params:
-            torch._foreach_copy_(flat.grad_views, [cast(Tensor, p.grad) for p in flat.params])  # one call
-            tensors.append((flat.param, flat.grad, flat.exp_avg, flat.exp_avg_sq, flat.step))
+            tensors.append((flat.param, [p.grad for p in flat.params], flat.exp_avg, flat.exp_avg_sq, flat.step))
         for p in flat.apart:
             state = self.state[p]
-            tensors.append((p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"]))
-        params, grads, exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*tensors))
+            tensors.append((p, [p.grad], state["exp_avg"], state["exp_avg_sq"], state["step"]))
         beta1, beta2 = group["betas"]
+        module = adamw_kernel.kernel() if _c_step_settings(group) else None
+        if module is not None and all(adamw_kernel.served([t[0], *t[1], t[2], t[3]]) for t in tensors):
+            for param, grads, exp_avg, exp_avg_sq, step in tensors:  # one pass each, reading the pieces in place
+                adamw_kernel.adamw_step(module, param, grads, exp_avg, exp_avg_sq, step, lr=group["lr"],
+                                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"])
+            return
+        if flat.params:  # torch's step takes one gradient per tensor: gather the flat one
+            if flat.grad is None:
+                flat.new_grad()
+            torch._foreach_copy_(flat.grad_views, cast(list[Tensor], tensors[0][1]))  # one call
+        rows = [(t[0], flat.grad if t[0] is flat.param else t[1][0], *t[2:]) for t in tensors]
+        params, grads, exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*rows))
         # torch's AdamW, as torch.optim.Adam.step calls it for a group
         adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False, beta1=beta1,
              beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
@@ -143,7 +187,6 @@ class FlatAdamW(torch.optim.AdamW):
 
     def _init_state(self, flat: _FlatGroup) -> None:
         """The state torch's AdamW creates at its first step: step 0 and zero moments."""
-        flat.new_grad()
         flat.exp_avg, flat.exp_avg_sq = torch.zeros_like(flat.param), torch.zeros_like(flat.param)
         flat.step = _zero_step()
         for p, m, v in zip(flat.params, flat.views(flat.exp_avg), flat.views(flat.exp_avg_sq)):
@@ -196,7 +239,6 @@ class FlatAdamW(torch.optim.AdamW):
             if not all(states) or len({float(s["step"]) for s in states if s}) != 1:
                 self._unflatten()
                 return
-            flat.new_grad()
             flat.exp_avg, flat.exp_avg_sq = torch.empty_like(flat.param), torch.empty_like(flat.param)
             flat.step = self.state[members[0]]["step"].clone()
             for p, m, v in zip(flat.params, flat.views(flat.exp_avg), flat.views(flat.exp_avg_sq)):
@@ -218,6 +260,14 @@ def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
 def _zero_step() -> Tensor:
     """A fresh step count, as torch's AdamW makes it (float64 only under a float64 default)."""
     return torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32)
+
+
+def _c_step_settings(group: dict[str, Any]) -> bool:
+    """Whether the C++ step reproduces torch's for this group's settings: its learning rate, betas,
+    weight decay and eps are plain numbers (not tensors), and torch would take its single-tensor
+    path (``foreach`` not asked for)."""
+    numbers = (group["lr"], *group["betas"], group["weight_decay"], group["eps"])
+    return not group["foreach"] and all(isinstance(x, (int, float)) for x in numbers)
 
 
 def _flattenable(group: dict[str, Any]) -> bool:
