@@ -324,6 +324,22 @@ def test_server_refuses_oversized_and_bad_input(server):
     assert status == 403 and "127.0.0.1 only" in html
 
 
+def test_a_refused_upload_still_gets_its_answer_while_the_client_is_sending(server):
+    # The server answers 413 as soon as it has read the headers, without reading the body. A
+    # client that sends the body after that (a browser uploading a big image does) must still read
+    # the answer, not "connection reset": the server reads what still comes before it closes.
+    with socket.create_connection((HOST, server.server_port), timeout=10) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 300000\r\n\r\n")
+        time.sleep(0.3)  # the answer is sent, and the old server had closed the connection by now
+        for _ in range(30):
+            conn.sendall(b"text=" + b"1" * 9995)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 413") and b"the limit is 2,000 bytes" in answer
+
+
 def test_cli_and_server_answer_one_request_the_same(toy_run, tmp_path):
     ex = Explorer.load(toy_run)
     direct = ex.answer(Request(text="3 1 4 1 5", layer=0))

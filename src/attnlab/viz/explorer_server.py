@@ -7,7 +7,9 @@ No client can stall the others: each connection has its own thread (at most
 ``max_connections`` at once; one more is answered 503 at once), every read waits at most
 ``timeout`` seconds and a request body must arrive within ``timeout`` in all, headers are
 bounded, and ``Content-Length`` is checked before anything is read (missing: 411, not a
-non-negative number: 400, over the limit: 413). The model itself runs for one request at a
+non-negative number: 400, over the limit: 413); after such an answer the server still reads what
+the client sends for up to ``LINGER_S`` seconds before it closes, so that a client still uploading
+gets the answer rather than "connection reset". The model itself runs for one request at a
 time (:class:`ExplorerApp` holds a lock). A client that hangs up or times out costs one log line,
 never a traceback. A request whose ``Host`` is not this loopback address is refused (a web page
 elsewhere cannot reach the model through DNS rebinding).
@@ -33,6 +35,8 @@ from attnlab.viz.explorer_page import render, render_form
 __all__ = ["ServeOptions", "ExplorerApp", "ExplorerServer", "make_server", "serve", "form_words", "HOST"]
 
 HOST = "127.0.0.1"
+LINGER_S = 2.0  # how long a refused request's unread body is still read, so that the client gets the answer
+LINGER_BYTES = 64 * 2**20  # and how much of it at most
 
 
 @dataclass
@@ -259,9 +263,11 @@ def _handler(app: ExplorerApp) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             if not self.request_ok():
+                self.linger()
                 return
             body = self.read_body()
             if body is None:
+                self.linger()
                 return
             try:
                 fields, files = parse_body(self.headers.get("Content-Type", ""), body)
@@ -273,6 +279,25 @@ def _handler(app: ExplorerApp) -> type[BaseHTTPRequestHandler]:
                 self.refuse(400, str(exc))
                 return
             self.send_page(status, page)
+
+        def linger(self) -> None:
+            """After an answer sent before the request's body was read: end the answer (the client
+            sees the end of the stream) and read what the client still sends, for at most
+            :data:`LINGER_S` seconds and :data:`LINGER_BYTES`, before the connection closes. Closing
+            with unread bytes resets the connection, and a client still sending its upload would
+            see "connection reset" or "broken pipe" instead of the answer."""
+            deadline, received = time.monotonic() + LINGER_S, 0
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                while received < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(left)
+                    chunk = self.rfile.read1(65536)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+            except OSError:  # timed out, or the client is gone: close all the same
+                pass
 
         def read_body(self) -> bytes | None:
             """The body its Content-Length announces, read within ``timeout`` in all; None once refused."""
