@@ -88,6 +88,17 @@ def test_the_same_bits_on_one_thread_or_two(kernel):
 
 
 @needs_compiler
+def test_tensors_of_different_sizes_are_refused_before_any_memory_is_touched(kernel):
+    state = fresh(torch.ones(10))
+    kw = dict(lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.0, eps=1e-8)
+    with pytest.raises(ValueError, match=r"pieces \(9\) must hold as many elements as the parameter \(10\)"):
+        adamw_step(kernel, state[0], [torch.ones(4), torch.ones(5)], *state[1:], **kw)
+    with pytest.raises(ValueError, match=r"the moments \(10, 8\)"):
+        adamw_step(kernel, state[0], [torch.ones(10)], state[1], torch.zeros(8), state[3], **kw)
+    assert torch.equal(state[0], torch.ones(10)) and state[3].item() == 0  # untouched, not counted
+
+
+@needs_compiler
 def test_in_place_updates_count_as_such_for_autograd(kernel):
     # a graph that saved a weight the step then changed fails its backward, as after torch's step
     w = torch.randn(8, requires_grad=True)

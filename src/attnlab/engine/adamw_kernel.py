@@ -4,7 +4,8 @@ torch's AdamW step on the CPU runs eight element-wise operations over every tens
 pass over memory. :func:`adamw_step` does the same arithmetic, element by element, in one pass;
 and it reads the gradients where autograd left them, so :class:`~attnlab.engine.flat_adamw.FlatAdamW`
 no longer gathers them into one buffer first. On the ``char-cpu`` GPT that took the optimizer from
-1.7-2.0 ms to 1.0-1.4 ms of a 38-47 ms step (2-vCPU AMD EPYC, 2 threads).
+1.69-2.10 ms to 0.91-1.26 ms, and the whole 44-51 ms step ran 1.010-1.026x faster (2-vCPU AMD EPYC,
+2 threads, ``tools/optimizer_step.py``).
 
 The weights and moments come out identical to torch's: the kernel keeps torch's order of
 operations and its roundings (its fused multiply-adds in ``lerp`` and ``addcmul``, MKL's square
@@ -76,6 +77,10 @@ def adamw_step(module: Any, param: Tensor, grads: Sequence[Tensor], exp_avg: Ten
     counts up, and the moments and ``param`` are updated. ``grads`` is the gradient in pieces, in
     order (the gradients of the parameters that are views of a flat ``param``), or one tensor; all
     float32, contiguous, on the CPU (:func:`served`)."""
+    n = param.numel()
+    if exp_avg.numel() != n or exp_avg_sq.numel() != n or sum(g.numel() for g in grads) != n:
+        raise ValueError(f"adamw_step: the moments ({exp_avg.numel()}, {exp_avg_sq.numel()}) and the gradient's "
+                         f"pieces ({sum(g.numel() for g in grads)}) must hold as many elements as the parameter ({n})")
     step_t += 1
     step = step_t.item()  # torch's _get_value: a Python float
     bias_correction1 = 1 - beta1 ** step

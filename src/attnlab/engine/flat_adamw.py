@@ -94,7 +94,8 @@ class FlatAdamW(torch.optim.AdamW):
         if all(_flattenable(g) for g in self.param_groups):
             groups = [_flatten(g["params"], apart_ids) for g in self.param_groups]
             self._flat = groups if any(f.params for f in groups) else None
-        if self._flat is not None and adamw_kernel.served([p for g in self.param_groups for p in g["params"]]):
+        if (all(_flattenable(g) and _c_step_settings(g) for g in self.param_groups)
+                and adamw_kernel.served([p for g in self.param_groups for p in g["params"]])):
             adamw_kernel.kernel()  # built (the first time) or loaded now, before a training clock starts
 
     @property
