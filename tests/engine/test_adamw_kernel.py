@@ -5,11 +5,10 @@ import ctypes
 
 import pytest
 import torch
-from torch.optim.adam import adam
 
 from attnlab import native
 from attnlab.engine import adamw_kernel
-from attnlab.engine.adamw_kernel import adamw_step, reproduces_torch
+from attnlab.engine.adamw_kernel import adamw_step, reproduces_torch, torch_adamw
 from attnlab.errors import AttnlabError
 
 needs_compiler = pytest.mark.skipif(not native.can_build_native(),
@@ -24,9 +23,7 @@ def kernel():
 
 
 def torch_step(state, grad, **kw):
-    adam([state[0]], [grad], [state[1]], [state[2]], [], [state[3]], foreach=False, amsgrad=False, maximize=False,
-         capturable=False, differentiable=False, fused=None, grad_scale=None, found_inf=None, has_complex=False,
-         decoupled_weight_decay=True, **kw)
+    torch_adamw([state[0]], [grad], [state[1]], [state[2]], [state[3]], foreach=False, **kw)
 
 
 def fresh(start):

@@ -31,7 +31,7 @@ from torch.optim.adam import adam
 from attnlab import native
 from attnlab.errors import AttnlabError
 
-__all__ = ["KERNEL", "adamw_step", "kernel", "reproduces_torch", "served"]
+__all__ = ["KERNEL", "adamw_step", "kernel", "reproduces_torch", "served", "torch_adamw"]
 
 KERNEL = native.NativeBuild(Path(__file__).with_name("adamw_kernel.cpp"), "attnlab_adamw", "the C++ AdamW step",
                             f"{native.ADAMW_ENV}=torch", instead="torch's AdamW step", fallback="using torch's",
@@ -91,6 +91,17 @@ def adamw_step(module: Any, param: Tensor, grads: Sequence[Tensor], exp_avg: Ten
     torch.autograd.graph.increment_version([param, exp_avg, exp_avg_sq])  # as torch's in-place operations do
 
 
+def torch_adamw(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+                steps: list[Tensor], *, lr: float, beta1: float, beta2: float, weight_decay: float, eps: float,
+                foreach: bool | None = None) -> None:
+    """torch's own AdamW step of these tensors (its functional ``adam`` with decoupled weight decay),
+    as ``torch.optim.AdamW.step`` calls it for a group of plain settings: what the C++ step
+    reproduces, and what runs where it does not serve."""
+    adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False, beta1=beta1, beta2=beta2,
+         lr=lr, weight_decay=weight_decay, eps=eps, maximize=False, foreach=foreach, capturable=False,
+         differentiable=False, fused=None, grad_scale=None, found_inf=None, decoupled_weight_decay=True)
+
+
 def reproduces_torch(module: Any) -> bool:
     """Whether ``module``'s step gives torch's weights and moments bit for bit: three steps of an
     odd-sized tensor whose gradient comes in two pieces, with both of torch's forms of ``lerp``
@@ -105,9 +116,7 @@ def reproduces_torch(module: Any) -> bool:
             grad = torch.randn(n, generator=gen) * scale
             kw = dict(lr=1e-3, beta1=beta1, beta2=0.99, weight_decay=0.1, eps=1e-8)
             adamw_step(module, ours[0], [grad[:1000], grad[1000:]], ours[1], ours[2], ours[3], **kw)
-            adam([theirs[0]], [grad], [theirs[1]], [theirs[2]], [], [theirs[3]], foreach=False, amsgrad=False,
-                 maximize=False, capturable=False, differentiable=False, fused=None, grad_scale=None, found_inf=None,
-                 has_complex=False, decoupled_weight_decay=True, **kw)
+            torch_adamw([theirs[0]], [grad], [theirs[1]], [theirs[2]], [theirs[3]], foreach=False, **kw)
         if not all(torch.equal(a, b) for a, b in zip(ours, theirs)):
             return False
     return True

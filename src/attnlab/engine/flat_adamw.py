@@ -32,7 +32,6 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.optim.adam import adam
 
 from attnlab.engine import adamw_kernel
 
@@ -94,8 +93,8 @@ class FlatAdamW(torch.optim.AdamW):
         if all(_flattenable(g) for g in self.param_groups):
             groups = [_flatten(g["params"], apart_ids) for g in self.param_groups]
             self._flat = groups if any(f.params for f in groups) else None
-        if (all(_flattenable(g) and _c_step_settings(g) for g in self.param_groups)
-                and adamw_kernel.served([p for g in self.param_groups for p in g["params"]])):
+        every = [p for g in self.param_groups for p in g["params"]]
+        if _c_step_groups(self.param_groups) and adamw_kernel.served(every):
             adamw_kernel.kernel()  # built (the first time) or loaded now, before a training clock starts
 
     @property
@@ -137,14 +136,12 @@ class FlatAdamW(torch.optim.AdamW):
         stepped = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         states = [self.state[p] for p in stepped if p in self.state]
         tensors = [*stepped, *(p.grad for p in stepped), *(s[k] for s in states for k in ("exp_avg", "exp_avg_sq"))]
-        if not (all(_flattenable(g) and _c_step_settings(g) for g in self.param_groups)
-                and adamw_kernel.served(tensors)):
+        if not (_c_step_groups(self.param_groups) and adamw_kernel.served(tensors)):
             return False
         module = adamw_kernel.kernel()
         if module is None:
             return False
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -152,8 +149,7 @@ class FlatAdamW(torch.optim.AdamW):
                 if not state:  # as torch's AdamW creates it
                     state.update(step=_zero_step(), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
                 adamw_kernel.adamw_step(module, p, [p.grad], state["exp_avg"], state["exp_avg_sq"], state["step"],
-                                        lr=group["lr"], beta1=beta1, beta2=beta2,
-                                        weight_decay=group["weight_decay"], eps=group["eps"])
+                                        **_settings(group))
         return True
 
     def _flat_step(self, group: dict[str, Any], flat: _FlatGroup) -> None:
@@ -167,12 +163,10 @@ class FlatAdamW(torch.optim.AdamW):
         for p in flat.apart:
             state = self.state[p]
             tensors.append((p, [p.grad], state["exp_avg"], state["exp_avg_sq"], state["step"]))
-        beta1, beta2 = group["betas"]
         module = adamw_kernel.kernel() if _c_step_settings(group) else None
         if module is not None and all(adamw_kernel.served([t[0], *t[1], t[2], t[3]]) for t in tensors):
             for param, grads, exp_avg, exp_avg_sq, step in tensors:  # one pass each, reading the pieces in place
-                adamw_kernel.adamw_step(module, param, grads, exp_avg, exp_avg_sq, step, lr=group["lr"],
-                                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"])
+                adamw_kernel.adamw_step(module, param, grads, exp_avg, exp_avg_sq, step, **_settings(group))
             return
         if flat.params:  # torch's step takes one gradient per tensor: gather the flat one
             if flat.grad is None:
@@ -180,11 +174,8 @@ class FlatAdamW(torch.optim.AdamW):
             torch._foreach_copy_(flat.grad_views, cast(list[Tensor], tensors[0][1]))  # one call
         rows = [(t[0], flat.grad if t[0] is flat.param else t[1][0], *t[2:]) for t in tensors]
         params, grads, exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*rows))
-        # torch's AdamW, as torch.optim.Adam.step calls it for a group
-        adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False, beta1=beta1,
-             beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-             foreach=group["foreach"], capturable=False, differentiable=False, fused=group["fused"],
-             grad_scale=None, found_inf=None, decoupled_weight_decay=True)
+        adamw_kernel.torch_adamw(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"],
+                                 **_settings(group))
 
     def _init_state(self, flat: _FlatGroup) -> None:
         """The state torch's AdamW creates at its first step: step 0 and zero moments."""
@@ -261,6 +252,20 @@ def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
 def _zero_step() -> Tensor:
     """A fresh step count, as torch's AdamW makes it (float64 only under a float64 default)."""
     return torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32)
+
+
+def _settings(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's AdamW settings, as :func:`~attnlab.engine.adamw_kernel.adamw_step` and
+    :func:`~attnlab.engine.adamw_kernel.torch_adamw` take them."""
+    beta1, beta2 = group["betas"]
+    return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "weight_decay": group["weight_decay"],
+            "eps": group["eps"]}
+
+
+def _c_step_groups(groups: list[dict[str, Any]]) -> bool:
+    """Whether the C++ step reproduces torch's for every group (:func:`_flattenable`'s plain AdamW
+    settings and tensors, and :func:`_c_step_settings`)."""
+    return all(_flattenable(g) and _c_step_settings(g) for g in groups)
 
 
 def _c_step_settings(group: dict[str, Any]) -> bool:
