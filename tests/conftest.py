@@ -54,6 +54,18 @@ def own_cache_dir(tmp_path_factory) -> Iterator[Path]:
         os.environ["XDG_CACHE_HOME"] = before
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``needs_compiler`` skip where this machine cannot build attnlab's C++ extensions."""
+    from attnlab.native import can_build_native
+
+    if can_build_native():
+        return
+    skip = pytest.mark.skip(reason="needs a C++ compiler, ninja and Python's headers (attnlab.native.can_build_native)")
+    for item in items:
+        if "needs_compiler" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def native_built(own_cache_dir) -> None:
     """The C++ decoding step, attention kernel and AdamW step, built (or loaded) before any test

@@ -12,9 +12,6 @@ from attnlab.attention_kernel import MAX_CONTEXT, causal_self_attention, kernel_
 from attnlab.errors import AttnlabError
 from attnlab.layers import MultiHeadedAttention
 
-needs_compiler = pytest.mark.skipif(not native.can_build_native(),
-                                    reason="the kernel needs a C++ compiler, ninja and Python's headers")
-
 
 @pytest.fixture(scope="module")
 def kernel():
@@ -50,7 +47,7 @@ def ours(kernel, qkv: torch.Tensor, heads: int, grad: torch.Tensor):
     return out.detach(), x.grad
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 @pytest.mark.parametrize("B,T,H,hd", [(2, 64, 4, 32), (3, 17, 2, 24), (1, 1, 1, 8), (2, 128, 2, 64), (1, 33, 3, 16),
                                       (2, 5, 1, 40)])
 def test_output_and_gradient_match_float64_as_closely_as_torchs_own_kernel(kernel, B, T, H, hd):
@@ -66,7 +63,7 @@ def test_output_and_gradient_match_float64_as_closely_as_torchs_own_kernel(kerne
     assert err < 1e-5 and gerr < 1e-4
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_huge_scores_stay_finite_and_match_float64(kernel):
     gen = torch.Generator().manual_seed(1)
     qkv = torch.randn(2, 40, 3 * 2 * 16, generator=gen) * 60  # scores in the thousands
@@ -78,7 +75,7 @@ def test_huge_scores_stay_finite_and_match_float64(kernel):
     assert torch.allclose(g.double(), ref_grad, rtol=1e-4, atol=1e-2)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_the_first_position_sees_only_itself_and_no_position_sees_the_future(kernel):
     qkv = torch.randn(1, 8, 3 * 16)
     out = causal_self_attention(kernel, qkv, 1)
@@ -88,7 +85,7 @@ def test_the_first_position_sees_only_itself_and_no_position_sees_the_future(ker
     assert torch.equal(causal_self_attention(kernel, changed, 1)[0, :5], out[0, :5])
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_the_same_numbers_with_and_without_autograd_and_on_any_thread_count(kernel):
     qkv = torch.randn(3, 64, 3 * 4 * 32)
     grad = torch.randn(3, 64, 128)
@@ -105,7 +102,7 @@ def test_the_same_numbers_with_and_without_autograd_and_on_any_thread_count(kern
     assert torch.equal(one_out, two_out) and torch.equal(one_grad, two_grad) and torch.equal(inference, one_out)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_bad_inputs_are_refused_by_the_kernel(kernel):
     with pytest.raises(RuntimeError, match="contiguous float32 CPU tensor"):
         kernel.forward(torch.randn(1, 4, 12, dtype=torch.float64), 1, False)
@@ -113,7 +110,7 @@ def test_bad_inputs_are_refused_by_the_kernel(kernel):
         kernel.forward(torch.randn(1, 4, 10), 2, False)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_multiheaded_attention_uses_it_for_short_causal_windows_and_matches_pytorchs_path(monkeypatch):
     torch.manual_seed(0)
     attn = MultiHeadedAttention(32, 4, 8, bias=True, native=True)
@@ -143,7 +140,7 @@ def test_multiheaded_attention_uses_it_for_short_causal_windows_and_matches_pyto
     assert len(calls) == 1
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_dialoguegpt_blocks_use_it_and_train_as_with_pytorchs_kernel(monkeypatch):
     from attnlab.models.gpt import GPTConfig, random_gpt
 

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.native import can_build_native
-
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "attention_step.py"
 
 
-@pytest.mark.skipif(not can_build_native(), reason="the kernel needs a C++ compiler, ninja and Python's headers")
+@pytest.mark.needs_compiler
 def test_it_times_both_kernels_and_both_steps_and_their_results_agree():
     done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "char", "--calls", "4", "--steps", "2",
                            "--threads", "1"], capture_output=True, text=True, timeout=300)

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.native import can_build_native
-
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "optimizer_step.py"
 
 
-@pytest.mark.skipif(not can_build_native(), reason="the C++ step needs a C++ compiler, ninja and Python's headers")
+@pytest.mark.needs_compiler
 def test_it_times_four_optimizers_and_two_steps_and_checks_their_weights():
     done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "char", "--rounds", "3", "--steps", "2",
                            "--threads", "1"], capture_output=True, text=True, timeout=300)

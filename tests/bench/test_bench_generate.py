@@ -11,7 +11,6 @@ import torch
 from attnlab.bench.generate import nanogpt_twin
 from attnlab.cli import main
 from attnlab.models.gpt import GPTConfig, generate, random_gpt
-from attnlab.native import can_build_native
 
 SMALL = ["bench", "generate", "--context", "16", "--num-tokens", "6", "--dim", "16", "--layers", "1",
          "--heads", "2", "--vocab", "50", "--repeats", "1", "--threads", "1"]
@@ -34,7 +33,7 @@ def test_a_batch_gives_identical_tokens_and_no_nanogpt_is_a_note(capsys):
     assert "cached steps of 3 rows in Python (ATTNLAB_DECODE=auto)" in out  # batches stay in Python
 
 
-@pytest.mark.skipif(not can_build_native(), reason="the C++ step needs a C++ compiler, ninja and Python's headers")
+@pytest.mark.needs_compiler
 @pytest.mark.parametrize("backend", ["cpp", "auto"])
 def test_the_cpp_step_is_timed_by_default_or_when_asked_with_the_same_tokens(capsys, monkeypatch, backend):
     monkeypatch.setenv("ATTNLAB_DECODE", backend)

@@ -11,9 +11,6 @@ from attnlab.engine import adamw_kernel
 from attnlab.engine.adamw_kernel import adamw_step, reproduces_torch, torch_adamw
 from attnlab.errors import AttnlabError
 
-needs_compiler = pytest.mark.skipif(not native.can_build_native(),
-                                    reason="the kernel needs a C++ compiler, ninja and Python's headers")
-
 
 @pytest.fixture(scope="module")
 def kernel():
@@ -36,7 +33,7 @@ def assert_identical(a, b):
         torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 @pytest.mark.parametrize("cuts", [[1], [5], [2047], [2048, 1], [1000, 31, 70_000], [100_003], [65_536, 65_536, 7]])
 @pytest.mark.parametrize("kw", [dict(lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1, eps=1e-8),
                                 dict(lr=3e-2, beta1=0.2, beta2=0.5, weight_decay=0.0, eps=1e-6)])
@@ -56,7 +53,7 @@ def test_identical_to_torchs_step_in_every_bit(kernel, cuts, kw):
     assert not torch.equal(ours[0], start)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_nan_and_infinity_go_where_torchs_go(kernel):
     start = torch.randn(64)
     grad = torch.randn(64)
@@ -69,7 +66,7 @@ def test_nan_and_infinity_go_where_torchs_go(kernel):
     assert ours[0].isnan().sum() == 3
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_the_same_bits_on_one_thread_or_two(kernel):
     gen = torch.Generator().manual_seed(1)
     start, grad = torch.randn(200_000, generator=gen), torch.randn(200_000, generator=gen)
@@ -84,7 +81,7 @@ def test_the_same_bits_on_one_thread_or_two(kernel):
     assert_identical(*results)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_tensors_of_different_sizes_are_refused_before_any_memory_is_touched(kernel):
     state = fresh(torch.ones(10))
     kw = dict(lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.0, eps=1e-8)
@@ -95,7 +92,7 @@ def test_tensors_of_different_sizes_are_refused_before_any_memory_is_touched(ker
     assert torch.equal(state[0], torch.ones(10)) and state[3].item() == 0  # untouched, not counted
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_in_place_updates_count_as_such_for_autograd(kernel):
     # a graph that saved a weight the step then changed fails its backward, as after torch's step
     w = torch.randn(8, requires_grad=True)
@@ -107,7 +104,7 @@ def test_in_place_updates_count_as_such_for_autograd(kernel):
         loss.backward()
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_the_self_check_passes_here_and_catches_a_step_that_is_one_bit_off(kernel):
     assert reproduces_torch(kernel)
 

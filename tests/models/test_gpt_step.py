@@ -10,7 +10,6 @@ from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an au
 
 from attnlab.layers import KVCache
 from attnlab.models.gpt_step import DecodeStep
-from attnlab.native import can_build_native
 
 
 @contextlib.contextmanager
@@ -109,11 +108,8 @@ def test_rotary_layers_are_refused():
 
 # --------------------------------------------------------------------------- the C++ one-row step
 
-needs_compiler = pytest.mark.skipif(not can_build_native(),
-                                    reason="the C++ step needs a C++ compiler, ninja and Python's headers")
 
-
-@needs_compiler
+@pytest.mark.needs_compiler
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_cpp_step_gives_the_python_steps_numbers_bit_for_bit(shape):
     # The same ATen calls in the same order: logits and cache identical to the Python step's, for one
@@ -135,7 +131,7 @@ def test_the_cpp_step_gives_the_python_steps_numbers_bit_for_bit(shape):
                 assert a.length == b.length == 12 and torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_generate_with_attnlab_decode_cpp_gives_the_same_tokens(monkeypatch):
     from attnlab.models.gpt import generate
 
@@ -158,7 +154,7 @@ def test_a_bad_attnlab_decode_value_is_one_clear_error(monkeypatch):
         DecodeStep(small_gpt())
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_the_cpp_pick_is_the_python_greedy_pick_of_the_same_step():
     # generate's one-row greedy path in C++: the step, the banned ids and the max in one call; the
     # same id (and logit) as the Python step's logits through gpt.py's _greedy, and the same cache.

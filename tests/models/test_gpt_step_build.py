@@ -5,10 +5,6 @@ import pytest
 from gpt_fixtures import one_thread, small_gpt  # noqa: F401  (one_thread: an autouse fixture)
 
 from attnlab.models.gpt_step import DecodeStep
-from attnlab.native import can_build_native
-
-needs_compiler = pytest.mark.skipif(not can_build_native(),
-                                    reason="the C++ step needs a C++ compiler, ninja and Python's headers")
 
 
 @pytest.fixture
@@ -69,7 +65,7 @@ def test_auto_and_python_never_build_where_the_machine_cannot(monkeypatch):
         gpt_step_build.STEP.forget()
 
 
-@needs_compiler
+@pytest.mark.needs_compiler
 def test_auto_runs_the_cpp_step_where_it_can_be_built():
     assert DecodeStep(small_gpt()).backend == "cpp" and DecodeStep(small_gpt())._native is not None
     assert DecodeStep(small_gpt(), backend="python").backend == "python"
