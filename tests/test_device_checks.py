@@ -103,10 +103,29 @@ def test_a_cifar_folder_that_never_appears_skips_its_stage_and_says_so(tmp_path)
     assert stages["char-gpu"] == "skipped (budget spent)"
 
 
-def test_a_short_budget_lowers_a_runs_time_limit_to_leave_room_for_its_validation():
+def _module():
     spec = importlib.util.spec_from_file_location("device_checks", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_follow_up_plan_runs_a_second_seed_compiled_and_char_gpu_with_attention_dropout(tmp_path):
+    plan = _module().stages(tmp_path, tmp_path / "synth", tmp_path / "cifar", False, None, "follow-up")
+    assert [name for name, _, _ in plan] == ["cifar10-gpu-seed1-compiled", "char-gpu-attn-dropout"]
+    vit, char = (" ".join(args) for _, args, _ in plan)
+    assert "--preset cifar10-gpu" in vit and "train.seed=1" in vit and "train.compile=true" in vit
+    assert "--preset char-gpu" in char and "model.attn_dropout=0.2" in char and "train.compile=true" in char
+    assert "max_steps" not in vit + char  # full runs on the GPU, only time-capped
+
+
+def test_the_follow_up_plan_without_cifar_is_a_usage_error(tmp_path):
+    done = run("--out", str(tmp_path), "--plan", "follow-up", timeout=60)
+    assert done.returncode == 2 and "--plan follow-up needs --cifar DIR" in done.stderr
+
+
+def test_a_short_budget_lowers_a_runs_time_limit_to_leave_room_for_its_validation():
+    module = _module()
     args = ["train", "vit", "--set", "train.time_limit=300", "--set", "train.max_steps=3"]
     assert module.capped(args, 1000) == args  # room enough: unchanged
     assert module.capped(args, 200) == ["train", "vit", "--set", "train.time_limit=140", "--set", "train.max_steps=3"]

