@@ -1,15 +1,8 @@
 """tools/decode_beside.py: decoding alone, beside a busy process and after it left, in one process."""
 
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "decode_beside.py"
-
-
-def test_it_times_the_three_phases_and_reports_the_watch():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--words", "8", "--runs", "1", "--settle", "0.2"],
-                          capture_output=True, text=True, timeout=120)
+def test_it_times_the_three_phases_and_reports_the_watch(tool):
+    done = tool("decode_beside.py", "--words", "8", "--runs", "1", "--settle", "0.2", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 4 and lines[0].startswith("ms per word, 8 words, 2 threads")

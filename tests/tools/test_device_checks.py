@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "device_checks.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "device_checks.py"
 
 
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def run(tool):
+    """``python tools/device_checks.py ARGS...``"""
+    return lambda *args, **kwargs: tool("device_checks.py", *args, **kwargs)
 
 
-def test_the_rehearsal_runs_every_stage_and_summarises_it(tmp_path):
+def test_the_rehearsal_runs_every_stage_and_summarises_it(tmp_path, run):
     # Every stage at toy size on the CPU: benches, char-gpu, the synthetic-image ViT without and
     # with compile. Each must succeed and leave its figures, its log and its run's metrics.
     out = tmp_path / "out"
@@ -44,7 +46,7 @@ def test_the_rehearsal_runs_every_stage_and_summarises_it(tmp_path):
     assert not any(p.name == "synthetic-images" for p in out.rglob("*"))  # the images stay in the work folder
 
 
-def test_a_spent_budget_skips_the_remaining_stages(tmp_path):
+def test_a_spent_budget_skips_the_remaining_stages(tmp_path, run):
     done = run("--out", str(tmp_path), "--rehearse", "--budget", "1", timeout=60)
     assert done.returncode == 1
     stages = json.loads((tmp_path / "summary.json").read_text())["stages"]
@@ -52,19 +54,18 @@ def test_a_spent_budget_skips_the_remaining_stages(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-def test_without_a_gpu_it_says_so_and_exits_2(tmp_path):
+def test_without_a_gpu_it_says_so_and_exits_2(tmp_path, run):
     done = run("--out", str(tmp_path), timeout=60)
     assert done.returncode == 2
     assert "no CUDA GPU here" in done.stderr and "--rehearse" in done.stderr
 
 
-def test_without_pillow_the_image_stages_are_skipped_and_say_why(tmp_path):
+def test_without_pillow_the_image_stages_are_skipped_and_say_why(tmp_path, run):
     blocker = tmp_path / "blocked" / "PIL"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text('raise ImportError("Pillow is blocked for this test")\n')
     env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "--rehearse", "--budget", "1"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = run("--out", str(tmp_path / "out"), "--rehearse", "--budget", "1", timeout=120, env=env)
     stages = {s["stage"]: s["rc"] for s in json.loads((tmp_path / "out" / "summary.json").read_text())["stages"]}
     assert done.returncode == 1
     assert stages["vit-eager"] == stages["vit-compile"] == "skipped (no Pillow to write and read the images)"
@@ -93,7 +94,7 @@ def test_with_real_cifar_the_training_runs_come_first_and_wait_for_the_data(tmp_
     assert not (tmp_path / "out" / "synthetic-images").exists()
 
 
-def test_a_cifar_folder_that_never_appears_skips_its_stage_and_says_so(tmp_path):
+def test_a_cifar_folder_that_never_appears_skips_its_stage_and_says_so(tmp_path, run):
     missing = tmp_path / "nowhere"
     done = run("--out", str(tmp_path / "out"), "--rehearse", "--budget", "1", "--cifar", str(missing),
                "--cifar-wait", "0", timeout=60)
@@ -119,7 +120,7 @@ def test_the_follow_up_plan_runs_a_second_seed_compiled_and_char_gpu_with_attent
     assert "max_steps" not in vit + char  # full runs on the GPU, only time-capped
 
 
-def test_the_follow_up_plan_without_cifar_is_a_usage_error(tmp_path):
+def test_the_follow_up_plan_without_cifar_is_a_usage_error(tmp_path, run):
     done = run("--out", str(tmp_path), "--plan", "follow-up", timeout=60)
     assert done.returncode == 2 and "--plan follow-up needs --cifar DIR" in done.stderr
 

@@ -1,19 +1,13 @@
 """tools/attention_step.py: one layer's causal attention and the whole step, PyTorch's kernel and attnlab's."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "attention_step.py"
-
 
 @pytest.mark.needs_compiler
-def test_it_times_both_kernels_and_both_steps_and_their_results_agree():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "char", "--calls", "4", "--steps", "2",
-                           "--threads", "1"], capture_output=True, text=True, timeout=300)
+def test_it_times_both_kernels_and_both_steps_and_their_results_agree(tool):
+    done = tool("attention_step.py", "--shape", "char", "--calls", "4", "--steps", "2", "--threads", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "1. one layer's causal attention, forward and backward: batch 12, 64 positions, 4 heads of 32" in out

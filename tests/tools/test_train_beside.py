@@ -1,18 +1,11 @@
 """tools/train_beside.py: a training run that a busy process joins, and the resume its warning asks for."""
 
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "train_beside.py"
-
-
-def test_it_reports_the_throughput_and_the_run(tmp_path):
+def test_it_reports_the_throughput_and_the_run(tmp_path, tool):
     """The plumbing, alone (the run ends before the busy process would start): the notice itself is
     tested in tests/test_threads.py and tests/engine/test_progress.py."""
-    done = subprocess.run([sys.executable, str(SCRIPT), "--steps", "30", "--eval-every", "10", "--log-every", "5",
-                           "--after", "600", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=300)
+    done = tool("train_beside.py", "--steps", "30", "--eval-every", "10", "--log-every", "5", "--after", "600",
+                "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("char-cpu, 30 steps; load average")

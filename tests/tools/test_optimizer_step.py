@@ -2,19 +2,13 @@
 against the C++ one), with the weights checked bit for bit."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "optimizer_step.py"
-
 
 @pytest.mark.needs_compiler
-def test_it_times_four_optimizers_and_two_steps_and_checks_their_weights():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--shape", "char", "--rounds", "3", "--steps", "2",
-                           "--threads", "1"], capture_output=True, text=True, timeout=300)
+def test_it_times_four_optimizers_and_two_steps_and_checks_their_weights(tool):
+    done = tool("optimizer_step.py", "--shape", "char", "--rounds", "3", "--steps", "2", "--threads", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "1. AdamW's step alone, char GPT (27 tensors, 804,096 parameters), 1 threads" in out
