@@ -22,7 +22,9 @@
 #include <utility>
 #include <vector>
 
-// One copy per instruction set, chosen when the library loads (GCC and Clang on x86-64).
+// One copy per instruction set, chosen when the library loads (GCC and Clang on x86-64). The AVX-512
+// copy fuses each multiply-add into one rounding (FMA) and the AVX2 and default copies do not, so
+// the last bits differ between CPUs with and without AVX-512, as MKL's matrix products do.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -34,7 +36,7 @@ namespace {
 
 constexpr int W = 16;  // output columns per register block (one AVX-512 vector)
 constexpr int R = 4;   // output rows per register block
-constexpr int L = 16;  // lanes of the partial sums (fixed, so that results do not depend on the CPU)
+constexpr int L = 16;  // lanes of the partial sums (fixed, so that the vector width does not change a sum)
 
 // c[r * ldc + j] = alpha * sum_{k0 <= k < k1} A(r, k) * b[k * ldb + j], for rows r < ROWS and
 // columns j < n, where A(r, k) = a[r * ars + k * acs] (any strides) and b's rows are contiguous.
