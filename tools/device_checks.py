@@ -24,8 +24,10 @@ the synthetic images stay in a temporary folder, removed at the end:
    for its images/s. ``DIR`` may still be being written when the script starts (the CIFAR-10
    JPEGs unpacked beside it): the stage waits up to ``--cifar-wait`` seconds for it.
 
-A stage's ``train.time_limit`` is lowered, when the budget left is short, so that the run still
-stops, validates and scores itself before its process limit.
+With ``--cifar`` the two training runs come first (the figures the GPU presets are judged by),
+then the benchmarks, then the compiled run. A stage's ``train.time_limit`` is lowered, when the
+budget left is short, so that the run still stops, validates and scores itself before its process
+limit; a training run with less than a minute of training left is skipped and says so.
 
 ``--rehearse`` runs every stage on the CPU at toy sizes (seconds): what the test suite does,
 so the script stays runnable on the day a GPU is lent. A stage that fails or runs out of time
@@ -59,6 +61,7 @@ TINY_VIT = ["--set", "train.max_steps=3", "--set", "model.dim=32", "--set", "mod
             "--set", "model.stem_channels=8,16", "--set", "model.head_hidden=32", "--set", "train.batch_size=16",
             "--set", "data.eval_batch_size=64", "--set", "train.log_every=1"]
 CHAR_GPU_CAP, CIFAR_GPU_CAP = 150, 300  # train.time_limit of the two real runs, in seconds
+TIME_LIMIT, MARGIN = "train.time_limit=", 60  # a run's time cap, and the seconds kept for its start and scoring
 REAL_VIT_COMPILE = ["--set", "train.max_steps=300", "--set", "train.log_every=10"]  # images/s, compiled
 SYNTH_VIT = ["--set", "train.max_steps=150", "--set", "data.val_size=256", "--set", "train.log_every=10"]
 
@@ -251,6 +254,8 @@ def _run_all(plan: list[tuple[str, list[str], float]], deadline: float, out: Pat
         left = deadline - time.time()
         if path is not None and not path.exists():
             skip = {**skip, name: f"skipped ({path} did not appear)"}
+        elif any(a.startswith(TIME_LIMIT) for a in stage_args) and 10 <= left < MARGIN + 60:
+            skip = {**skip, name: f"skipped ({left:.0f} s left: too little for a training run)"}
         if left < 10 or name in skip:
             records.append({"stage": name, "command": "attnlab " + " ".join(stage_args),
                             "rc": skip.get(name, "skipped (budget spent)"), "wall_s": 0, "log": "", "tail": []})
@@ -261,11 +266,12 @@ def _run_all(plan: list[tuple[str, list[str], float]], deadline: float, out: Pat
         write_summary(out, facts, records)
 
 
-def capped(args: list[str], limit: float, margin: float = 60) -> list[str]:
+def capped(args: list[str], limit: float, margin: float = MARGIN) -> list[str]:
     """``args`` with its ``train.time_limit`` lowered to ``limit - margin`` seconds where that is
     shorter, so that a run cut short by the budget still validates and scores itself."""
-    key = "train.time_limit="
-    return [f"{key}{min(float(a[len(key):]), max(limit - margin, 5)):g}" if a.startswith(key) else a for a in args]
+    n = len(TIME_LIMIT)
+    return [f"{TIME_LIMIT}{min(float(a[n:]), max(limit - margin, 5)):g}" if a.startswith(TIME_LIMIT) else a
+            for a in args]
 
 
 if __name__ == "__main__":

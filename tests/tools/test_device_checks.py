@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -131,3 +132,12 @@ def test_a_short_budget_lowers_a_runs_time_limit_to_leave_room_for_its_validatio
     assert module.capped(args, 1000) == args  # room enough: unchanged
     assert module.capped(args, 200) == ["train", "vit", "--set", "train.time_limit=140", "--set", "train.max_steps=3"]
     assert module.capped(args, 30)[3] == "train.time_limit=5"  # never below 5 s
+
+
+def test_a_training_run_with_less_than_a_minute_left_is_skipped_not_started(tmp_path):
+    # the first H200 run started its last compiled run with 39 s left: capped at 5 s, it timed out compiling
+    module, records = _module(), []
+    plan = [("vit-compile", ["train", "vit", "--set", "train.time_limit=120"], 180)]
+    module._run_all(plan, time.time() + 50, tmp_path, {}, records, {})
+    assert re.fullmatch(r"skipped \((49|50) s left: too little for a training run\)", records[0]["rc"])
+    assert (tmp_path / "summary.md").exists()
