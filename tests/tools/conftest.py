@@ -20,9 +20,3 @@ def run_tool(name: str, *args: str, timeout: float = 300, **kwargs) -> subproces
 def tool() -> Callable[..., subprocess.CompletedProcess]:
     """:func:`run_tool`: ``tool("optimizer_step.py", "--shape", "char")``."""
     return run_tool
-
-
-@pytest.fixture
-def tools_dir() -> Path:
-    """The repository's ``tools/`` folder."""
-    return TOOLS

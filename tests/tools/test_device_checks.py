@@ -82,7 +82,10 @@ def test_with_real_cifar_the_training_runs_come_first_and_wait_for_the_data(tmp_
     staging = make_cifar(tmp_path / "staging", per_batch=20)
     time.sleep(5)  # the script is at its first stage, waiting (without the wait it would fail on a missing folder)
     staging.rename(data)  # appears whole
-    log, _ = proc.communicate(timeout=300)
+    try:
+        log, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()  # (a no-op once it has ended; never left running past a timeout)
     assert proc.returncode == 0, log
     stages = {s["stage"]: s for s in json.loads((out / "summary.json").read_text())["stages"]}
     assert list(stages) == ["cifar10-gpu", "char-gpu", "bench generate", "bench vit", "bench gpt", "bench attention",
