@@ -62,6 +62,7 @@ TINY_VIT = ["--set", "train.max_steps=3", "--set", "model.dim=32", "--set", "mod
             "--set", "data.eval_batch_size=64", "--set", "train.log_every=1"]
 CHAR_GPU_CAP, CIFAR_GPU_CAP = 150, 300  # train.time_limit of the two real runs, in seconds
 TIME_LIMIT, MARGIN = "train.time_limit=", 60  # a run's time cap, and the seconds kept for its start and scoring
+TOY_VIT = [*TINY_VIT, "--set", "data.val_size=4"]  # the rehearsal's ViT, on any small image or CIFAR-shaped folder
 REAL_VIT_COMPILE = ["--set", "train.max_steps=300", "--set", "train.log_every=10"]  # images/s, compiled
 SYNTH_VIT = ["--set", "train.max_steps=150", "--set", "data.val_size=256", "--set", "train.log_every=10"]
 
@@ -86,19 +87,18 @@ def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool,
         (f"bench {b}", ["bench", b, *dev, *(tiny[b] if rehearse else []), *(nano if b == "generate" else [])], 90)
         for b in ("attention", "gpt", "vit", "generate")]
     char = ("char-gpu", ["train", "gpt", "--preset", "char-gpu", *out_of["char-gpu"], *(TINY_GPT if rehearse else []),
-                         "--set", f"train.time_limit={CHAR_GPU_CAP}"], CHAR_GPU_CAP + 60)
+                         "--set", f"{TIME_LIMIT}{CHAR_GPU_CAP}"], CHAR_GPU_CAP + 60)
     if cifar is None:  # images/s only, on random images
         vit_synth = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(synth)]
         return [*benches, char, *((name, [*vit_synth, *out_of[name], "--set", f"train.compile={compile_}",
-                                          *([*TINY_VIT, "--set", "data.val_size=4"] if rehearse else SYNTH_VIT)], 150)
+                                          *(TOY_VIT if rehearse else SYNTH_VIT)], 150)
                                   for name, compile_ in (("vit-eager", "false"), ("vit-compile", "true")))]
     # with real data, the two training runs first (the figures the GPU presets are judged by), then the benches
     real = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(cifar)]
-    small = [*TINY_VIT, "--set", "data.val_size=4"]  # the rehearsal's toy, on any CIFAR-shaped folder
-    vit = ("cifar10-gpu", [*real, *out_of["cifar10-gpu"], *(small if rehearse else []),
-                           "--set", f"train.time_limit={CIFAR_GPU_CAP}"], CIFAR_GPU_CAP + 120)
+    vit = ("cifar10-gpu", [*real, *out_of["cifar10-gpu"], *(TOY_VIT if rehearse else []),
+                           "--set", f"{TIME_LIMIT}{CIFAR_GPU_CAP}"], CIFAR_GPU_CAP + 120)
     compiled = ("vit-compile", [*real, *out_of["vit-compile"], "--set", "train.compile=true",
-                                *(small if rehearse else REAL_VIT_COMPILE), "--set", "train.time_limit=120"], 180)
+                                *(TOY_VIT if rehearse else REAL_VIT_COMPILE), "--set", f"{TIME_LIMIT}120"], 180)
     return [vit, char, *benches[::-1], compiled]
 
 
@@ -109,15 +109,14 @@ def follow_up(work: Path, cifar: Path | None, rehearse: bool) -> list[tuple[str,
     weights too, compiled (the one known difference from nanoGPT's recipe)."""
     if cifar is None:
         raise ValueError("the follow-up plan needs --cifar")
-    small = [*TINY_VIT, "--set", "data.val_size=4"]
     vit = ("cifar10-gpu-seed1-compiled", ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(cifar),
                                           "--out", str(work / "cifar10-gpu-seed1-compiled"), "--set", "train.seed=1",
-                                          "--set", "train.compile=true", *(small if rehearse else []),
-                                          "--set", "train.time_limit=420"], 540)
+                                          "--set", "train.compile=true", *(TOY_VIT if rehearse else []),
+                                          "--set", f"{TIME_LIMIT}420"], 540)
     char_out = ["--out", str(work / "char-gpu-attn-dropout")]
     char = ("char-gpu-attn-dropout", ["train", "gpt", "--preset", "char-gpu", *char_out,
                                       "--set", "model.attn_dropout=0.2", "--set", "train.compile=true",
-                                      *(TINY_GPT if rehearse else []), "--set", f"train.time_limit={CHAR_GPU_CAP}"],
+                                      *(TINY_GPT if rehearse else []), "--set", f"{TIME_LIMIT}{CHAR_GPU_CAP}"],
             CHAR_GPU_CAP + 90)
     return [vit, char]
 
@@ -229,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     synth = work / "synthetic-images"
     no_images = None if args.cifar else make_images(synth, per_class=2 if args.rehearse else 820)  # 16 steps of 512
     skip = {"vit-eager": no_images, "vit-compile": no_images} if no_images else {}
-    waits = {name: (args.cifar, args.cifar_wait) for name in ("cifar10-gpu", "cifar10-gpu-seed1-compiled")} \
-        if args.cifar else {}
+    plan = stages(work, synth, args.cifar, args.rehearse, args.nanogpt, args.plan)
+    # every stage that reads --cifar waits for it (it may still be being unpacked)
+    waits = {name: (args.cifar, args.cifar_wait) for name, stage_args, _ in plan
+             if args.cifar is not None and str(args.cifar) in stage_args}
     records: list[dict[str, Any]] = []
     try:
-        _run_all(stages(work, synth, args.cifar, args.rehearse, args.nanogpt, args.plan), deadline, out, facts,
-                 records, skip, waits)
+        _run_all(plan, deadline, out, facts, records, skip, waits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"device_checks: wrote {out / 'summary.md'}")
