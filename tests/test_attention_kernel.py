@@ -20,6 +20,20 @@ def kernel():
     return module
 
 
+COPIES = ("avx512f", "avx2", "generic")  # the kernel's copies, one per instruction set, best first
+
+
+@pytest.fixture(params=COPIES)
+def each_copy(kernel, request):
+    """The kernel running one copy after another (skipped where this CPU lacks the instruction set)."""
+    if request.param not in kernel.copies():
+        pytest.skip(f"this CPU cannot run the {request.param} copy")
+    chosen = kernel.copy()
+    kernel.use_copy(request.param)
+    yield kernel
+    kernel.use_copy(chosen)
+
+
 def reference(qkv: torch.Tensor, heads: int, grad: torch.Tensor):
     """Output and qkv's gradient by autograd of the explicit attention, in float64."""
     x = qkv.detach().double().requires_grad_()
@@ -50,7 +64,8 @@ def ours(kernel, qkv: torch.Tensor, heads: int, grad: torch.Tensor):
 @pytest.mark.needs_compiler
 @pytest.mark.parametrize("B,T,H,hd", [(2, 64, 4, 32), (3, 17, 2, 24), (1, 1, 1, 8), (2, 128, 2, 64), (1, 33, 3, 16),
                                       (2, 5, 1, 40)])
-def test_output_and_gradient_match_float64_as_closely_as_torchs_own_kernel(kernel, B, T, H, hd):
+def test_output_and_gradient_match_float64_as_closely_as_torchs_own_kernel(each_copy, B, T, H, hd):
+    kernel = each_copy
     gen = torch.Generator().manual_seed(T * 7 + hd)
     qkv = torch.randn(B, T, 3 * H * hd, generator=gen) * 2
     grad = torch.randn(B, T, H * hd, generator=gen)
@@ -100,6 +115,35 @@ def test_the_same_numbers_with_and_without_autograd_and_on_any_thread_count(kern
     with torch.no_grad():
         inference = causal_self_attention(kernel, qkv, 4)  # no weights kept
     assert torch.equal(one_out, two_out) and torch.equal(one_grad, two_grad) and torch.equal(inference, one_out)
+
+
+@pytest.mark.needs_compiler
+def test_the_avx2_and_avx512_copies_give_the_same_bits(kernel):
+    """Both fuse every multiply-add and sum in the same order (vectors of 8 floats or 16), so a model
+    trains to the same numbers on either CPU; the generic copy rounds products apart."""
+    if not {"avx512f", "avx2"} <= set(kernel.copies()):
+        pytest.skip("needs a CPU with AVX-512")
+    chosen = kernel.copy()
+    results = {}
+    try:
+        for name in ("avx512f", "avx2", "generic"):
+            kernel.use_copy(name)
+            results[name] = [ours(kernel, torch.randn(B, T, 3 * H * hd, generator=torch.Generator().manual_seed(T)),
+                                  H, torch.randn(B, T, H * hd, generator=torch.Generator().manual_seed(hd)))
+                             for B, T, H, hd in [(12, 64, 4, 32), (3, 17, 2, 24), (1, 127, 1, 48), (2, 50, 2, 6)]]
+    finally:
+        kernel.use_copy(chosen)
+    same = [[torch.equal(a, b) for a, b in zip(x, y)] for x, y in zip(results["avx512f"], results["avx2"])]
+    assert all(all(pair) for pair in same), same
+    assert not torch.equal(results["avx512f"][0][0], results["generic"][0][0])  # it can tell copies apart
+
+
+@pytest.mark.needs_compiler
+def test_the_copy_in_use_is_the_best_this_cpu_has_and_a_missing_one_is_refused(kernel):
+    assert kernel.copy() == kernel.copies()[0] and kernel.copies()[-1] == "generic"
+    assert set(kernel.copies()) <= set(COPIES)
+    with pytest.raises(RuntimeError, match="this CPU cannot run the kernel's sse9 copy"):
+        kernel.use_copy("sse9")
 
 
 @pytest.mark.needs_compiler

@@ -10,7 +10,10 @@
 // The arithmetic is the textbook one, in float32: s = (q k^T) / sqrt(hd) over j <= i, p =
 // softmax(s), out = p v; backward dv = p^T dout, dp = dout v^T, ds = p * (dp - rowsum(p * dp)) /
 // sqrt(hd), dq = ds k, dk = ds^T q. Masked entries are never computed (only their zeros stored).
-// Every task is summed in a fixed order, whatever the thread count, so results do not depend on it.
+// Every sum runs in a fixed order (each product's over k in turn, with a fused multiply-add per
+// term; each row sum in W fixed lanes, then the lanes in order), whatever the thread count and
+// the instruction set, so results depend on neither (tested), except on a CPU without AVX2 and
+// FMA, where the generic copy rounds each product before adding it.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -18,121 +21,182 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
-// One copy per instruction set, chosen when the library loads (GCC and Clang on x86-64). The AVX-512
-// copy fuses each multiply-add into one rounding (FMA) and the AVX2 and default copies do not, so
-// the last bits differ between CPUs with and without AVX-512, as MKL's matrix products do.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
 #define INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define X86 1
+#else
+#define X86 0
+#endif
 
 namespace {
 
-constexpr int W = 16;  // output columns per register block (one AVX-512 vector)
+constexpr int W = 16;  // lanes of a row sum, and the column block the causal rows are rounded up to
 constexpr int R = 4;   // output rows per register block
-constexpr int L = 16;  // lanes of the partial sums (fixed, so that the vector width does not change a sum)
+constexpr int NW = 2;  // vectors per row in the widest register block
 
-// c[r * ldc + j] = alpha * sum_{k0 <= k < k1} A(r, k) * b[k * ldb + j], for rows r < ROWS and
-// columns j < n, where A(r, k) = a[r * ars + k * acs] (any strides) and b's rows are contiguous.
-template <int ROWS>
+// P floats at any alignment (P = 16: one AVX-512 register, 8: AVX2, 4: SSE2 or NEON), as GCC's
+// vector extension; each instruction set's copy of the kernel below is built for its own P
+template <int P>
+struct Vec {
+  typedef float f __attribute__((vector_size(P * sizeof(float)), aligned(alignof(float)), may_alias));
+  typedef int32_t i __attribute__((vector_size(P * sizeof(int32_t))));
+};
+template <int P>
+using vf = typename Vec<P>::f;
+template <int P>
+using vi = typename Vec<P>::i;
+
+template <int P>
+INLINE vf<P> load(const float* p) {
+  return *reinterpret_cast<const vf<P>*>(p);
+}
+template <int P>
+INLINE void store(float* p, vf<P> x) {
+  *reinterpret_cast<vf<P>*>(p) = x;
+}
+
+// s + a * b, in one rounding in the copies for AVX2 and AVX-512 (their vector arithmetic fuses it too),
+// so that a term left over past the vectors rounds as the vectors' terms do
+template <int P>
+INLINE float madd(float a, float b, float s) {
+  if constexpr (P >= 8) return __builtin_fmaf(a, b, s);
+  else return s + a * b;
+}
+
+// c[r * ldc + j] = alpha * sum_{k0 <= k < k1} A(r, k) * b[k * ldb + j] for r < ROWS, j < NV * P,
+// held in registers, where A(r, k) = a[r * ars + k * acs] (any strides) and b's rows are contiguous
+template <int P, int ROWS, int NV>
+INLINE void tile(const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int k0, int k1, float alpha) {
+  vf<P> acc[ROWS][NV] = {};
+  for (int k = k0; k < k1; ++k) {
+    vf<P> bk[NV];
+    for (int v = 0; v < NV; ++v) bk[v] = load<P>(b + k * ldb + v * P);
+    for (int r = 0; r < ROWS; ++r) {
+      const float ar = a[r * ars + k * acs];
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bk[v];
+    }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < NV; ++v) store<P>(c + r * ldc + v * P, alpha * acc[r][v]);
+}
+
+// The same for columns j < n, in tiles. Each sum runs over k in order however the columns are
+// blocked, so neither the blocking nor P changes a bit.
+template <int P, int ROWS>
 INLINE void block_rows(const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c,
                        int64_t ldc, int n, int k0, int k1, float alpha) {
   int j = 0;
-  for (; j + 2 * W <= n; j += 2 * W) {
-    float acc[ROWS][2 * W] = {};
-    for (int k = k0; k < k1; ++k) {
-      const float* bk = b + k * ldb + j;
-      for (int r = 0; r < ROWS; ++r) {
-        const float ar = a[r * ars + k * acs];
-        for (int w = 0; w < 2 * W; ++w) acc[r][w] += ar * bk[w];
-      }
-    }
-    for (int r = 0; r < ROWS; ++r)
-      for (int w = 0; w < 2 * W; ++w) c[r * ldc + j + w] = alpha * acc[r][w];
-  }
-  for (; j + W <= n; j += W) {
-    float acc[ROWS][W] = {};
-    for (int k = k0; k < k1; ++k) {
-      const float* bk = b + k * ldb + j;
-      for (int r = 0; r < ROWS; ++r) {
-        const float ar = a[r * ars + k * acs];
-        for (int w = 0; w < W; ++w) acc[r][w] += ar * bk[w];
-      }
-    }
-    for (int r = 0; r < ROWS; ++r)
-      for (int w = 0; w < W; ++w) c[r * ldc + j + w] = alpha * acc[r][w];
-  }
+  for (; j + NW * P <= n; j += NW * P) tile<P, ROWS, NW>(a, ars, acs, b + j, ldb, c + j, ldc, k0, k1, alpha);
+  for (; j + P <= n; j += P) tile<P, ROWS, 1>(a, ars, acs, b + j, ldb, c + j, ldc, k0, k1, alpha);
   for (; j < n; ++j)
     for (int r = 0; r < ROWS; ++r) {
       float s = 0.f;
-      for (int k = k0; k < k1; ++k) s += a[r * ars + k * acs] * b[k * ldb + j];
+      for (int k = k0; k < k1; ++k) s = madd<P>(a[r * ars + k * acs], b[k * ldb + j], s);
       c[r * ldc + j] = alpha * s;
     }
 }
 
 // C (m x n) = alpha * A B in blocks of R rows; krange(first row, rows) gives the k range a block
 // needs (the causal structure: the rest of A is zero there)
-template <typename KRange>
+template <int P, typename KRange>
 INLINE void product(const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int m, int n, float alpha, KRange krange) {
   for (int i0 = 0; i0 < m; i0 += R) {
     if (i0 + R <= m) {
       const auto [k0, k1] = krange(i0, R);
-      block_rows<R>(a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, n, k0, k1, alpha);
+      block_rows<P, R>(a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, n, k0, k1, alpha);
     } else {
       for (int i = i0; i < m; ++i) {
         const auto [k0, k1] = krange(i, 1);
-        block_rows<1>(a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, n, k0, k1, alpha);
+        block_rows<P, 1>(a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, n, k0, k1, alpha);
       }
     }
   }
 }
 
-// a[j] = exp(a[j]) for a[j] <= 0: Cephes' expf (a degree-6 polynomial on a range-reduced
-// argument, within 2 ulp), written so that the compiler vectorises it; below -87 gives exp(-87)
-INLINE void exp_nonpositive(float* a, int n) {
-  for (int j = 0; j < n; ++j) {
-    const float x = a[j] < -87.0f ? -87.0f : a[j];
-    const float t = x * 1.44269504088896341f + 0.5f;
-    int32_t e = (int32_t)t;  // truncates toward zero, which for t <= 0.5 ...
-    e -= (float)e > t;       // ... becomes floor(t)
-    const float fe = (float)e;
-    const float r = x - fe * 0.693359375f + fe * 2.12194440e-4f;  // x - e * ln 2, in two parts
-    float y = 1.9875691500E-4f;
-    y = y * r + 1.3981999507E-3f;
-    y = y * r + 8.3334519073E-3f;
-    y = y * r + 4.1665795894E-2f;
-    y = y * r + 1.6666665459E-1f;
-    y = y * r + 5.0000001201E-1f;
-    y = y * r * r + r + 1.0f;
-    a[j] = y * __builtin_bit_cast(float, (e + 127) << 23);  // times 2^e
-  }
+// exp(x) for x <= 0, lane by lane: Cephes' expf (a degree-6 polynomial on a range-reduced
+// argument, within 2 ulp); below -87 gives exp(-87)
+template <int P>
+INLINE vf<P> exp_nonpositive(vf<P> x) {
+  x = x < -87.0f ? vf<P>{} - 87.0f : x;
+  const vf<P> t = x * 1.44269504088896341f + 0.5f;
+  vi<P> e = __builtin_convertvector(t, vi<P>);    // truncates toward zero, which for t <= 0.5 ...
+  e += __builtin_convertvector(e, vf<P>) > t;     // ... becomes floor(t) (a true comparison is -1)
+  const vf<P> fe = __builtin_convertvector(e, vf<P>);
+  const vf<P> r = x - fe * 0.693359375f + fe * 2.12194440e-4f;  // x - e * ln 2, in two parts
+  vf<P> y = vf<P>{} + 1.9875691500E-4f;
+  y = y * r + 1.3981999507E-3f;
+  y = y * r + 8.3334519073E-3f;
+  y = y * r + 4.1665795894E-2f;
+  y = y * r + 1.6666665459E-1f;
+  y = y * r + 5.0000001201E-1f;
+  y = y * r * r + r + 1.0f;
+  return y * reinterpret_cast<vf<P>>((e + 127) << 23);  // times 2^e
 }
 
-INLINE float dot(const float* a, const float* b, int n) {  // in L fixed lanes, then the lanes in order
-  float s[L] = {};
+// sum_j a[j] * b[j] in W fixed lanes, then the lanes in order
+template <int P>
+INLINE float dot(const float* a, const float* b, int n) {
+  constexpr int U = W / P;  // vectors per W lanes
+  vf<P> s[U] = {};
   int j = 0;
-  for (; j + L <= n; j += L)
-    for (int t = 0; t < L; ++t) s[t] += a[j + t] * b[j + t];
-  for (int t = 0; j + t < n; ++t) s[t] += a[j + t] * b[j + t];
+  for (; j + W <= n; j += W)
+    for (int u = 0; u < U; ++u) s[u] += load<P>(a + j + u * P) * load<P>(b + j + u * P);
+  float lanes[W];
+  for (int u = 0; u < U; ++u) store<P>(lanes + u * P, s[u]);
+  for (int t = 0; j + t < n; ++t) lanes[t] = madd<P>(a[j + t], b[j + t], lanes[t]);
   float total = 0.f;
-  for (int t = 0; t < L; ++t) total += s[t];
+  for (int t = 0; t < W; ++t) total += lanes[t];
   return total;
 }
 
-INLINE void softmax_row(float* row, int n, int T, const float* ones) {  // row[:n] soft-maxed, row[n:T] = 0
+// row[:n] soft-maxed in place and row[n:T] = 0, where row[n:] holds finite numbers up to the next
+// multiple of W (or T). The sum runs in W fixed lanes, then the lanes in order.
+template <int P>
+INLINE void softmax_row(float* row, int n, int T) {
+  constexpr int U = W / P;  // vectors per W lanes
   float top = row[0];
-  for (int j = 1; j < n; ++j) top = row[j] > top ? row[j] : top;
-  for (int j = 0; j < n; ++j) row[j] -= top;
-  exp_nonpositive(row, n);
-  const float inv = 1.0f / dot(row, ones, n);
-  for (int j = 0; j < n; ++j) row[j] *= inv;
+  int j = 0;
+  if (n >= P) {  // the largest in P lanes, then the lanes' largest (a maximum is exact: any order gives it)
+    vf<P> most = load<P>(row);
+    for (j = P; j + P <= n; j += P) {
+      const vf<P> x = load<P>(row + j);
+      most = x > most ? x : most;
+    }
+    for (int t = 0; t < P; ++t) top = most[t] > top ? most[t] : top;
+  }
+  for (; j < n; ++j) top = row[j] > top ? row[j] : top;
+  vf<P> sum[U] = {};
+  for (j = 0; j + W <= n; j += W)
+    for (int u = 0; u < U; ++u) {
+      const vf<P> e = exp_nonpositive<P>(load<P>(row + j + u * P) - top);
+      store<P>(row + j + u * P, e);
+      sum[u] += e;
+    }
+  if (j < n) {  // the last n - j < W: W lanes, in place where the row has room, those past n zeroed
+    float rest[W] = {};
+    float* at = j + W <= T ? row + j : rest;
+    if (at == rest) std::copy(row + j, row + n, rest);
+    for (int u = 0; u < U; ++u) {
+      vi<P> lane;
+      for (int t = 0; t < P; ++t) lane[t] = u * P + t;
+      const vf<P> e = lane < n - j ? exp_nonpositive<P>(load<P>(at + u * P) - top) : vf<P>{};
+      sum[u] += e;
+      store<P>(at + u * P, e);
+    }
+    if (at == rest) std::copy(rest, rest + (n - j), row + j);
+  }
+  float total = 0.f;
+  for (int u = 0; u < U; ++u)
+    for (int t = 0; t < P; ++t) total += sum[u][t];
+  const float inv = 1.0f / total;
+  for (j = 0; j + P <= n; j += P) store<P>(row + j, load<P>(row + j) * inv);
+  for (; j < n; ++j) row[j] *= inv;
   std::fill(row + n, row + T, 0.f);
 }
 
@@ -142,44 +206,92 @@ INLINE void transpose(const float* x, int64_t ld, int T, int D, float* xt) {  //
 }
 
 // One (batch row, head) forward: q, k, v rows at stride ld; out rows at stride ldo; p (T x T) gets
-// the weights; kt (D x T) and ones (T) are the thread's scratch.
-CLONES void attend(const float* q, const float* k, const float* v, int64_t ld, float* out, int64_t ldo, float* p,
-                   float* kt, const float* ones, int T, int D, float scale) {
+// the weights; kt (D x T) is the thread's scratch.
+template <int P>
+INLINE void attend(const float* q, const float* k, const float* v, int64_t ld, float* out, int64_t ldo, float* p,
+                   float* kt, int T, int D, float scale) {
   transpose(k, ld, T, D, kt);
   for (int i0 = 0; i0 < T; i0 += R) {
     const int rows = std::min(R, T - i0);
-    const int cols = std::min(T, (i0 + rows + W - 1) / W * W);  // the columns j <= i, rounded up to a block
-    if (rows == R) block_rows<R>(q + i0 * ld, ld, 1, kt, T, p + i0 * T, T, cols, 0, D, scale);
-    else for (int i = i0; i < T; ++i) block_rows<1>(q + i * ld, ld, 1, kt, T, p + i * T, T, cols, 0, D, scale);
-    for (int i = i0; i < i0 + rows; ++i) softmax_row(p + i * T, i + 1, T, ones);
+    const int cols = std::min(T, (i0 + rows + W - 1) / W * W);  // the columns j <= i, rounded up to W
+    if (rows == R) block_rows<P, R>(q + i0 * ld, ld, 1, kt, T, p + i0 * T, T, cols, 0, D, scale);
+    else for (int i = i0; i < T; ++i) block_rows<P, 1>(q + i * ld, ld, 1, kt, T, p + i * T, T, cols, 0, D, scale);
+    for (int i = i0; i < i0 + rows; ++i) softmax_row<P>(p + i * T, i + 1, T);
   }
-  product(p, T, 1, v, ld, out, ldo, T, D, 1.0f, [](int i0, int rows) { return std::pair{0, i0 + rows}; });
+  product<P>(p, T, 1, v, ld, out, ldo, T, D, 1.0f, [](int i0, int rows) { return std::pair{0, i0 + rows}; });
 }
 
 // One (batch row, head) backward: dout rows at stride ldo; dq, dk, dv rows at stride ld; ds (T x T)
 // and vt (D x T) are the thread's scratch.
-CLONES void attend_backward(const float* q, const float* k, const float* v, int64_t ld, const float* dout,
+template <int P>
+INLINE void attend_backward(const float* q, const float* k, const float* v, int64_t ld, const float* dout,
                             int64_t ldo, const float* p, float* dq, float* dk, float* dv, float* ds, float* vt, int T,
                             int D, float scale) {
   const auto up_to_row = [](int i0, int rows) { return std::pair{0, i0 + rows}; };  // k <= i: causal rows
   const auto from_row = [T](int j0, int) { return std::pair{j0, T}; };              // i >= j: causal columns
-  product(p, 1, T, dout, ldo, dv, ld, T, D, 1.0f, from_row);                        // dv = p^T dout
+  product<P>(p, 1, T, dout, ldo, dv, ld, T, D, 1.0f, from_row);                     // dv = p^T dout
   transpose(v, ld, T, D, vt);
   for (int i0 = 0; i0 < T; i0 += R) {
     const int rows = std::min(R, T - i0);
     const int cols = std::min(T, (i0 + rows + W - 1) / W * W);
+    if (rows == R) block_rows<P, R>(dout + i0 * ldo, ldo, 1, vt, T, ds + i0 * T, T, cols, 0, D, 1.0f);  // dp = dout v^T
+    else for (int i = i0; i < T; ++i) block_rows<P, 1>(dout + i * ldo, ldo, 1, vt, T, ds + i * T, T, cols, 0, D, 1.0f);
     for (int i = i0; i < i0 + rows; ++i) {
       float* row = ds + i * T;
       const float* pi = p + i * T;
-      block_rows<1>(dout + i * ldo, ldo, 1, vt, T, row, T, cols, 0, D, 1.0f);  // dp = dout v^T
-      const float delta = dot(pi, row, i + 1);
+      const float delta = dot<P>(pi, row, i + 1);
       for (int j = 0; j <= i; ++j) row[j] = pi[j] * (row[j] - delta) * scale;  // ds
       std::fill(row + i + 1, row + T, 0.f);
     }
   }
-  product(ds, T, 1, k, ld, dq, ld, T, D, 1.0f, up_to_row);  // dq = ds k
-  product(ds, 1, T, q, ld, dk, ld, T, D, 1.0f, from_row);   // dk = ds^T q
+  product<P>(ds, T, 1, k, ld, dq, ld, T, D, 1.0f, up_to_row);  // dq = ds k
+  product<P>(ds, 1, T, q, ld, dk, ld, T, D, 1.0f, from_row);   // dk = ds^T q
 }
+
+// One copy of the kernel per instruction set, built for it; the best this CPU has is chosen when
+// the library loads. The AVX2 copy asks for FMA too (every AVX2 CPU has it), so it rounds as the
+// AVX-512 one does.
+#define ATTNLAB_COPY(name, target, P)                                                                          \
+  target void attend_##name(const float* q, const float* k, const float* v, int64_t ld, float* out,    \
+                                 int64_t ldo, float* p, float* kt, int T, int D, float scale) {             \
+    attend<P>(q, k, v, ld, out, ldo, p, kt, T, D, scale);                                                   \
+  }                                                                                                         \
+  target void backward_##name(const float* q, const float* k, const float* v, int64_t ld,              \
+                                   const float* dout, int64_t ldo, const float* p, float* dq, float* dk,    \
+                                   float* dv, float* ds, float* vt, int T, int D, float scale) {            \
+    attend_backward<P>(q, k, v, ld, dout, ldo, p, dq, dk, dv, ds, vt, T, D, scale);                         \
+  }
+
+#if X86
+ATTNLAB_COPY(avx512, __attribute__((target("avx512f,fma"))), 16)
+ATTNLAB_COPY(avx2, __attribute__((target("avx2,fma"))), 8)
+#endif
+ATTNLAB_COPY(generic, , 4)
+
+struct Copy {
+  const char* name;
+  decltype(&attend_generic) forward;
+  decltype(&backward_generic) backward;
+  bool (*supported)();
+};
+
+const Copy copies[] = {
+#if X86
+    {"avx512f", attend_avx512, backward_avx512, [] { return bool(__builtin_cpu_supports("avx512f")); }},
+    {"avx2", attend_avx2, backward_avx2,
+     [] { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }},
+#endif
+    {"generic", attend_generic, backward_generic, [] { return true; }},
+};
+
+const Copy* chosen = [] {
+#if X86
+  __builtin_cpu_init();
+#endif
+  for (const Copy& c : copies)
+    if (c.supported()) return &c;
+  return &copies[std::size(copies) - 1];
+}();
 
 void check(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), name,
@@ -200,13 +312,14 @@ std::vector<at::Tensor> forward(const at::Tensor& qkv, int64_t heads, bool keep)
   float* o = out.data_ptr<float>();
   float* all = keep ? weights.data_ptr<float>() : nullptr;
   const float scale = 1.0f / std::sqrt((float)D);
+  const auto attend_one = chosen->forward;
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch((size_t)D * T + (keep ? 0 : (size_t)T * T)), ones(T, 1.0f);
+    std::vector<float> scratch((size_t)D * T + (keep ? 0 : (size_t)T * T));
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const float* q = x + b * T * C3 + h * D;
       float* p = keep ? all + bh * T * T : scratch.data() + (size_t)D * T;
-      attend(q, q + C, q + 2 * C, C3, o + b * T * C + h * D, C, p, scratch.data(), ones.data(), T, D, scale);
+      attend_one(q, q + C, q + 2 * C, C3, o + b * T * C + h * D, C, p, scratch.data(), T, D, scale);
     }
   });
   return {out, weights};
@@ -227,20 +340,44 @@ at::Tensor backward(const at::Tensor& dout, const at::Tensor& qkv, const at::Ten
   const float* p = weights.data_ptr<float>();
   float* dx = dqkv.data_ptr<float>();
   const float scale = 1.0f / std::sqrt((float)D);
+  const auto backward_one = chosen->backward;
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch((size_t)T * T + (size_t)D * T);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const float* q = x + b * T * C3 + h * D;
       float* dq = dx + b * T * C3 + h * D;
-      attend_backward(q, q + C, q + 2 * C, C3, g + b * T * C + h * D, C, p + bh * T * T, dq, dq + C, dq + 2 * C,
-                      scratch.data(), scratch.data() + (size_t)T * T, T, D, scale);
+      backward_one(q, q + C, q + 2 * C, C3, g + b * T * C + h * D, C, p + bh * T * T, dq, dq + C, dq + 2 * C,
+                   scratch.data(), scratch.data() + (size_t)T * T, T, D, scale);
     }
   });
   return dqkv;
 }
 
+// The instruction sets this CPU can run the kernel with, best first; and the one in use
+std::vector<std::string> copies_supported() {
+  std::vector<std::string> names;
+  for (const Copy& c : copies)
+    if (c.supported()) names.emplace_back(c.name);
+  return names;
+}
+
+std::string copy_in_use() { return chosen->name; }
+
+// Run the kernel with another copy this CPU supports (for tests: the copies' results agree)
+void use_copy(const std::string& name) {
+  for (const Copy& c : copies)
+    if (name == c.name && c.supported()) {
+      chosen = &c;
+      return;
+    }
+  TORCH_CHECK(false, "this CPU cannot run the kernel's ", name, " copy");
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "causal self-attention of a fused projection: (out, weights)");
   m.def("backward", &backward, "the gradient of the fused projection");
+  m.def("copies", &copies_supported, "the instruction sets this CPU can run the kernel with, best first");
+  m.def("copy", &copy_in_use, "the instruction set in use");
+  m.def("use_copy", &use_copy, "run the kernel with another copy this CPU supports");
 }

@@ -5,9 +5,12 @@
 side (B, T, H * hd): the same function as :func:`attnlab.attention.scaled_dot_product_attention`
 with ``is_causal=True``, in float32, with a backward of its own. Why: PyTorch's fused CPU kernel is
 built for long sequences (it works in blocks and recomputes the weights in the backward); over 64
-positions it took 2.3-2.6 ms per layer of the ``char-cpu`` GPT where this takes 1.4-1.5 (forward
+positions it took 1.9-2.1 ms per layer of the ``char-cpu`` GPT where this takes 0.6-0.7 (forward
 and backward, 2-vCPU AMD EPYC, ``tools/attention_step.py``). Each (batch row, head) is one task,
 its T x T weights are kept for the backward, and q, k, v are read where the projection wrote them.
+The C++ is written in GCC's vector types, with one copy per instruction set (AVX-512, AVX2 with
+FMA, generic), the best this CPU has chosen when it loads: ``copies()``, ``copy()`` and
+``use_copy(name)`` on the module. The AVX-512 and AVX2 copies give the same bits.
 
 DialogueGPT's blocks use it (``MultiHeadedAttention(native=True)``); the other models keep
 PyTorch's kernels. It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no
@@ -42,7 +45,7 @@ KERNEL = native.NativeBuild(Path(__file__).with_name("attention_kernel.cpp"), "a
                             "the C++ attention kernel", f"{native.ATTENTION_ENV}=torch", instead="PyTorch's kernels",
                             fallback="using PyTorch's",
                             needs="a C++ compiler with OpenMP and ninja (pip install ninja)", seconds=30,
-                            cflags=("-O3", "-fno-trapping-math", "-fopenmp"), ldflags=("-fopenmp",))
+                            cflags=("-O3", "-fno-trapping-math", "-fopenmp", "-Wno-psabi"), ldflags=("-fopenmp",))
 
 
 def kernel_for(qkv: Tensor, dropout_p: float, backend: str | None = None) -> Any:
