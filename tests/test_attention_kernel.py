@@ -238,6 +238,23 @@ def test_cpp_is_an_error_and_auto_one_warning_where_it_cannot_be_built(monkeypat
     assert "using PyTorch's (ATTNLAB_ATTENTION=torch skips the attempt)" in err_text
 
 
+def test_a_run_is_told_once_what_the_kernel_needs_where_it_would_serve_but_cannot_be_built(monkeypatch, capsys):
+    monkeypatch.delenv("ATTNLAB_ATTENTION", raising=False)
+    monkeypatch.setattr(native, "can_build_native", lambda: False)
+    attention_kernel.KERNEL.forget()
+    try:
+        attention_kernel.build_if_served(64, "cpu")
+        hint = capsys.readouterr().err
+        attention_kernel.build_if_served(MAX_CONTEXT + 1, "cpu")  # PyTorch's flash kernel serves long windows
+        monkeypatch.setenv("ATTNLAB_ATTENTION", "torch")  # asked for PyTorch's
+        attention_kernel.build_if_served(64, "cpu")
+        assert capsys.readouterr().err == ""
+    finally:
+        attention_kernel.KERNEL.forget()
+    assert hint == ("attnlab: attention runs on PyTorch's kernel; attnlab's C++ kernel trains windows of up to 128 "
+                    "positions faster where the machine has a C++ compiler with OpenMP and ninja (pip install ninja)\n")
+
+
 def test_the_choice_is_read_from_the_environment():
     assert native.attention_backend({}) == "auto"
     assert native.attention_backend({"ATTNLAB_ATTENTION": " Torch "}) == "torch"

@@ -26,6 +26,7 @@ where it cannot be built.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,13 @@ def build_if_served(context: int, device: torch.device | str) -> None:
     """Build (or load) the kernel now where it will serve windows of ``context`` positions on
     ``device`` under ``ATTNLAB_ATTENTION``: a training run calls this before its clock starts, so
     that the one-time build (about 30 s) is not counted as training, and ``cpp`` without a compiler
-    stops the run before any work."""
+    stops the run before any work. Under ``auto``, where the kernel would serve but this machine
+    lacks what the build takes, one line on stderr says so and what to install."""
     if torch.device(device).type == "cpu" and context <= MAX_CONTEXT:
-        kernel_for(torch.empty(1, context, 3), 0.0)
+        served = kernel_for(torch.empty(1, context, 3), 0.0) is not None
+        if not served and native.attention_backend() == "auto" and not native.can_build_native():
+            print(f"attnlab: attention runs on PyTorch's kernel; attnlab's C++ kernel trains windows of up to "
+                  f"{MAX_CONTEXT} positions faster where the machine has {KERNEL.needs}", file=sys.stderr, flush=True)
 
 
 class _CausalAttention(torch.autograd.Function):
