@@ -12,8 +12,8 @@
 // sqrt(hd), dq = ds k, dk = ds^T q. Masked entries are never computed (only their zeros stored).
 // Every sum runs in a fixed order (each product's over k in turn, with a fused multiply-add per
 // term; each row sum in W fixed lanes, then the lanes in order), whatever the thread count and
-// the instruction set, so results depend on neither (tested), except on a CPU without AVX2 and
-// FMA, where the generic copy rounds each product before adding it.
+// the instruction set (AVX-512 or AVX2), so results depend on neither (tested). The generic copy,
+// for other CPUs, rounds as its compiler and CPU do (on x86 without FMA, each product apart).
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -251,15 +251,15 @@ INLINE void attend_backward(const float* q, const float* k, const float* v, int6
 // One copy of the kernel per instruction set, built for it; the best this CPU has is chosen when
 // the library loads. The AVX2 copy asks for FMA too (every AVX2 CPU has it), so it rounds as the
 // AVX-512 one does.
-#define ATTNLAB_COPY(name, target, P)                                                                          \
-  target void attend_##name(const float* q, const float* k, const float* v, int64_t ld, float* out,    \
-                                 int64_t ldo, float* p, float* kt, int T, int D, float scale) {             \
-    attend<P>(q, k, v, ld, out, ldo, p, kt, T, D, scale);                                                   \
-  }                                                                                                         \
-  target void backward_##name(const float* q, const float* k, const float* v, int64_t ld,              \
-                                   const float* dout, int64_t ldo, const float* p, float* dq, float* dk,    \
-                                   float* dv, float* ds, float* vt, int T, int D, float scale) {            \
-    attend_backward<P>(q, k, v, ld, dout, ldo, p, dq, dk, dv, ds, vt, T, D, scale);                         \
+#define ATTNLAB_COPY(name, target, P)                                                                             \
+  target void attend_##name(const float* q, const float* k, const float* v, int64_t ld, float* out, int64_t ldo,  \
+                            float* p, float* kt, int T, int D, float scale) {                                     \
+    attend<P>(q, k, v, ld, out, ldo, p, kt, T, D, scale);                                                         \
+  }                                                                                                               \
+  target void backward_##name(const float* q, const float* k, const float* v, int64_t ld, const float* dout,      \
+                              int64_t ldo, const float* p, float* dq, float* dk, float* dv, float* ds, float* vt, \
+                              int T, int D, float scale) {                                                        \
+    attend_backward<P>(q, k, v, ld, dout, ldo, p, dq, dk, dv, ds, vt, T, D, scale);                               \
   }
 
 #if X86

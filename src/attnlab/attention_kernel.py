@@ -5,7 +5,7 @@
 side (B, T, H * hd): the same function as :func:`attnlab.attention.scaled_dot_product_attention`
 with ``is_causal=True``, in float32, with a backward of its own. Why: PyTorch's fused CPU kernel is
 built for long sequences (it works in blocks and recomputes the weights in the backward); over 64
-positions it took 1.9-2.1 ms per layer of the ``char-cpu`` GPT where this takes 0.6-0.7 (forward
+positions it took 1.6-2.4 ms per layer of the ``char-cpu`` GPT where this takes 0.56-0.87 (forward
 and backward, 2-vCPU AMD EPYC, ``tools/attention_step.py``). Each (batch row, head) is one task,
 its T x T weights are kept for the backward, and q, k, v are read where the projection wrote them.
 The C++ is written in GCC's vector types, with one copy per instruction set (AVX-512, AVX2 with
