@@ -119,6 +119,17 @@ INLINE void product(const float* a, int64_t ars, int64_t acs, const float* b, in
   }
 }
 
+// Rows i0 <= i < i0 + rows (at most R) of alpha * A Bt, the scores' and dp's shape: A's rows at
+// stride lda, Bt (D x T) the right side transposed, c's rows T apart. Only the columns j <= i are
+// needed; those up to the next multiple of W (or T) are computed, which the soft-max reads.
+template <int P>
+INLINE void causal_rows(const float* a, int64_t lda, const float* bt, float* c, int i0, int rows, int T, int D,
+                        float alpha) {
+  const int cols = std::min(T, (i0 + rows + W - 1) / W * W);
+  if (rows == R) block_rows<P, R>(a, lda, 1, bt, T, c, T, cols, 0, D, alpha);
+  else for (int r = 0; r < rows; ++r) block_rows<P, 1>(a + r * lda, lda, 1, bt, T, c + r * T, T, cols, 0, D, alpha);
+}
+
 // exp(x) for x <= 0, lane by lane: Cephes' expf (a degree-6 polynomial on a range-reduced
 // argument, within 2 ulp); below -87 gives exp(-87)
 template <int P>
@@ -213,9 +224,7 @@ INLINE void attend(const float* q, const float* k, const float* v, int64_t ld, f
   transpose(k, ld, T, D, kt);
   for (int i0 = 0; i0 < T; i0 += R) {
     const int rows = std::min(R, T - i0);
-    const int cols = std::min(T, (i0 + rows + W - 1) / W * W);  // the columns j <= i, rounded up to W
-    if (rows == R) block_rows<P, R>(q + i0 * ld, ld, 1, kt, T, p + i0 * T, T, cols, 0, D, scale);
-    else for (int i = i0; i < T; ++i) block_rows<P, 1>(q + i * ld, ld, 1, kt, T, p + i * T, T, cols, 0, D, scale);
+    causal_rows<P>(q + i0 * ld, ld, kt, p + i0 * T, i0, rows, T, D, scale);
     for (int i = i0; i < i0 + rows; ++i) softmax_row<P>(p + i * T, i + 1, T);
   }
   product<P>(p, T, 1, v, ld, out, ldo, T, D, 1.0f, [](int i0, int rows) { return std::pair{0, i0 + rows}; });
@@ -233,9 +242,7 @@ INLINE void attend_backward(const float* q, const float* k, const float* v, int6
   transpose(v, ld, T, D, vt);
   for (int i0 = 0; i0 < T; i0 += R) {
     const int rows = std::min(R, T - i0);
-    const int cols = std::min(T, (i0 + rows + W - 1) / W * W);
-    if (rows == R) block_rows<P, R>(dout + i0 * ldo, ldo, 1, vt, T, ds + i0 * T, T, cols, 0, D, 1.0f);  // dp = dout v^T
-    else for (int i = i0; i < T; ++i) block_rows<P, 1>(dout + i * ldo, ldo, 1, vt, T, ds + i * T, T, cols, 0, D, 1.0f);
+    causal_rows<P>(dout + i0 * ldo, ldo, vt, ds + i0 * T, i0, rows, T, D, 1.0f);  // dp = dout v^T
     for (int i = i0; i < i0 + rows; ++i) {
       float* row = ds + i * T;
       const float* pi = p + i * T;
