@@ -47,16 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch.nn.functional as F
 
     from attnlab import layers
-    from attnlab.bench.nanogpt import SHAPES
-    from attnlab.engine.schedule import make_optimizer
+    from attnlab.bench.nanogpt import SHAPES, training_step
     from attnlab.measure import LoadWatch
-    from attnlab.models.gpt import GPTConfig, random_gpt
+    from attnlab.models.gpt import GPTConfig
 
     torch.set_num_threads(args.threads)
     watch = LoadWatch.start()
     fields, batch, _ = SHAPES["char"]
     cfg = GPTConfig(**fields, dropout=0.0)
-    vocab, context = cfg.vocab_size, cfg.context
+    context = cfg.context
 
     def without_onednn(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """``fn()`` with oneDNN off (the flag that DecodeStep sets too; ``mkldnn.flags()`` also warns)."""
@@ -112,17 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bits that differ: {100 * (onednn_y != aten_y).float().mean():.0f} % of outputs, "
           f"{100 * (onednn_g != aten_g).float().mean():.0f} % of gradients")
 
-    # part 1b: the whole step, alternating
-    model = random_gpt(cfg)
-    model.train()
-    opt = make_optimizer(model, 1e-3, 0.1)
-    ids, targets = (torch.randint(0, vocab, (batch, context), generator=gen) for _ in range(2))
-
-    def step() -> None:
-        F.cross_entropy(model(ids).view(-1, vocab), targets.view(-1)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    # part 1b: the whole step, alternating: bench nanogpt's, whose FFNs take the GELU chosen
+    step, _ = training_step("attnlab", "char")
 
     def timed(aten: bool) -> float:
         use_aten[0] = aten
@@ -166,7 +156,7 @@ def _per_call(fn: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def _products_in(step: Callable[[], None], steps: int) -> dict[tuple, list[float]]:
+def _products_in(step: Callable[[], object], steps: int) -> dict[tuple, list[float]]:
     """The seconds of every ``aten.mm`` call in ``steps`` calls of ``step``, by operands' shapes and strides."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab import allocator
-from attnlab.bench.nanogpt import SHAPES, _spawn, _training_step
+from attnlab.bench.nanogpt import SHAPES, _spawn, training_step
 from attnlab.cli import main
 from attnlab.models.gpt import GPTConfig, random_gpt
 
@@ -44,7 +44,7 @@ def test_the_attnlab_step_is_fits_optimizer_step_on_the_shape():
     (FlatAdamW), whose next loss is that of torch's AdamW doing the same."""
     from attnlab.engine.schedule import param_groups
 
-    step, words = _training_step("attnlab", "char", "")
+    step, words = training_step("attnlab", "char", "")
     assert words == "4 layers, dim 128"
     fields, batch, _ = SHAPES["char"]
     model = random_gpt(GPTConfig(**fields, dropout=0.0))

@@ -130,7 +130,7 @@ def step_worker(spec: str) -> None:
     from attnlab.threads import apply_threads
 
     threads = apply_threads(10**6, override=job["threads"]).threads
-    step, model = _training_step(job["side"], job["shape"], job["nanogpt"])
+    step, model = training_step(job["side"], job["shape"], job["nanogpt"])
     times, first = [], None
     for i in range(3 + job["steps"]):
         start = time.perf_counter()
@@ -148,7 +148,7 @@ def _in_process(job: dict[str, Any], rounds: int) -> int:
     from attnlab.threads import apply_threads
 
     threads = apply_threads(10**6, override=job["threads"]).threads
-    sides = {side: _training_step(side, job["shape"], job["nanogpt"]) for side in ("attnlab", "nanoGPT")}
+    sides = {side: training_step(side, job["shape"], job["nanogpt"]) for side in ("attnlab", "nanoGPT")}
     first = {side: step() for side, (step, _) in sides.items()}
     for step, _ in sides.values():
         step()
@@ -199,9 +199,11 @@ def _summary(shape: str, ours_ms: list[float], theirs_ms: list[float], unit: str
     return 0
 
 
-def _training_step(side: str, shape: str, nanogpt: str) -> tuple[Callable[[], float], str]:
+def training_step(side: str, shape: str, nanogpt: str = "") -> tuple[Callable[[], float], str]:
     """One side's training step on the shape's random batch and weights (forward, loss, backward,
-    clipping at 1.0, AdamW, gradients set to None), returning the loss; and the model in words."""
+    clipping at 1.0, AdamW, gradients set to None), returning the loss; and the model in words.
+    ``nanogpt`` (the path of nanoGPT's model.py) is read for the ``nanoGPT`` side only.
+    ``tools/step_probe.py`` times the ``attnlab`` side too."""
     import torch
     import torch.nn.functional as F
 
