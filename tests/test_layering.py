@@ -22,8 +22,8 @@ LEVELS = {
     "core": 0, "layers": 1, "models": 2, "data": 2, "pretrained": 2.5, "engine": 3, "tasks": 4,
     "bench": 5, "lab": 5, "viz": 5, "commands": 6, "cli": 7,
 }
-CORE = {"__init__", "errors", "config", "registry", "vocab", "files", "attention", "attended", "losses", "metrics",
-        "measure", "memory", "device", "threads", "allocator", "native", "attention_kernel"}
+CORE = {"__init__", "errors", "options", "config", "registry", "vocab", "files", "attention", "attended", "losses",
+        "metrics", "measure", "memory", "device", "threads", "allocator", "native", "attention_kernel"}
 LAYERS = {"positional", "layers", "lowrank"}
 
 

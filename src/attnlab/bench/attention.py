@@ -22,9 +22,9 @@ from torch import nn
 
 from attnlab.bench._common import report_load
 from attnlab.device import autocast_for, bench_device, describe_device
-from attnlab.errors import AttnlabError
 from attnlab.files import write_json
 from attnlab.measure import LoadWatch, median, peak_bytes, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 
 HELP = ("time and peak memory of MultiHeadedAttention vs torch.nn.MultiheadAttention (forward+backward; "
         "CPU, or a GPU with --device cuda)")
@@ -59,10 +59,6 @@ def _modules(dim: int, heads: int) -> tuple[nn.Module, nn.Module]:
 def measure(*, batch: int, dim: int, heads: int, lengths: list[int], repeats: int, warmup: int,
             device: str = "cpu") -> dict:
     """Run the benchmark and return its results as a JSON-ready dict."""
-    if dim % heads:
-        raise AttnlabError(f"--dim {dim} must be divisible by --heads {heads}")
-    if repeats < 1 or min(lengths) < 1:
-        raise AttnlabError("--repeats and every --lengths value must be >= 1")
     dev = bench_device(device)
     ours, ref = (m.to(dev) for m in _modules(dim, heads))
     rows = []
@@ -145,6 +141,9 @@ def format_table(res: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_at_least(args, 1, "batch", "dim", "heads", "lengths", "repeats")
+    require_at_least(args, 0, "warmup")
+    require_divisible(args, "dim", "heads")
     load = LoadWatch.start()
     res = measure(batch=args.batch, dim=args.dim, heads=args.heads, lengths=args.lengths,
                   repeats=args.repeats, warmup=args.warmup, device=args.device)

@@ -23,6 +23,7 @@ import torch
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch, median, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 
 HELP = "inference tokens/s of attnlab's BERT vs transformers' BertForSequenceClassification, same weights"
 EXAMPLE = """\
@@ -30,6 +31,7 @@ attnlab bench bert                          # BERT-base shape, batch 8 x 128 tok
 attnlab bench bert --padded --seq-len 256   # rows of random lengths, as reviews are"""
 SPEED_BAR = 1.0  # attnlab's tokens/s over transformers'
 TOLERANCE = 1e-3  # the largest logit difference accepted between the two (fp32: ~1e-5 is typical)
+FIRST_WORD = 1000  # the random texts' lowest id: bert-base-uncased's words start past [PAD], [unused...], [CLS], ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,20 +76,19 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from attnlab.device import bench_device
 
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
-    if not 1 <= args.seq_len <= 512 or args.batch < 1 or args.repeats < 1:
-        raise AttnlabError("--seq-len must be in 1..512, --batch and --repeats >= 1")
+    require_at_least(args, 1, "layers", "dim", "heads", "mlp-dim", "vocab", "batch", "seq-len", "repeats", "threads")
+    require_divisible(args, "dim", "heads")
+    require_at_least(args, FIRST_WORD + 1, "vocab", why=f"the texts are random ids from {FIRST_WORD:,} up")
+    if args.seq_len > 512:
+        raise AttnlabError(f"--seq-len must be at most 512 (BERT's positions), got {args.seq_len}")
     if args.threads is not None:
-        if args.threads < 1:
-            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = bench_device(args.device)
     load = LoadWatch.start()
     ours, hf = (m.to(device) for m in _models(args))
     g = torch.Generator().manual_seed(args.seed + 1)
     B, T = args.batch, args.seq_len
-    ids = torch.randint(1000, args.vocab, (B, T), generator=g)  # (B, T)
+    ids = torch.randint(FIRST_WORD, args.vocab, (B, T), generator=g)  # (B, T)
     lengths = (torch.randint(T // 2, T + 1, (B,), generator=g) if args.padded else torch.full((B,), T))
     mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # (B, T): 1 = a real token
     ids, lengths, mask = ids.mul(mask).to(device), lengths.to(device), mask.to(device)

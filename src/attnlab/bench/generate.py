@@ -34,6 +34,7 @@ import torch
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch, median, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 from attnlab.threads import apply_threads
 from attnlab.vocab import PAD_ID, START_ID
 
@@ -86,8 +87,8 @@ def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
         stream = meta["config"]["data"]["mode"] == "stream"
         prefix = prompt_ids(MyTokenizer.from_dict(meta["tokenizer"]), args.prompt, stream)
         return model, prefix, f"trained {args.checkpoint}"
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    require_divisible(args, "dim", "heads")
+    require_at_least(args, START_ID + 1, "vocab", why=f"ids 0-{START_ID} are the special tokens")
     if args.prompt:
         raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
     shape = GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim, num_heads=args.heads,
@@ -155,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.models.gpt import generate_batch
     from attnlab.models.gpt_step_build import native_for
 
-    if args.num_tokens < 1 or args.repeats < 1 or args.batch < 1:
-        raise AttnlabError("--num-tokens, --repeats and --batch must be >= 1")
+    require_at_least(args, 1, "num-tokens", "repeats", "batch", "threads", "context", "dim", "layers", "heads", "vocab")
     device = bench_device(args.device)
     backend = decode_backend()
     native = native_for(backend)  # built (the first time) or loaded before any clock starts

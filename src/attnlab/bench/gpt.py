@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from attnlab.bench.compare import Contender, compare_training, transformers_or_error
-from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least, require_divisible, require_fraction
 
 HELP = "training tokens/s of DialogueGPT vs Hugging Face GPT-2 of identical size (CPU, or a GPU with --device cuda)"
 EXAMPLE = "attnlab bench gpt --layers 4 --dim 256 --heads 4 --context 128 --vocab 8000 --batch 16"
@@ -60,11 +60,10 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.device import bench_device
     from attnlab.losses import DialogueLoss
 
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    require_at_least(args, 1, "layers", "dim", "heads", "context", "vocab", "batch", "repeats", "threads")
+    require_divisible(args, "dim", "heads")
+    require_fraction(args, "dropout")
     if args.threads is not None:
-        if args.threads < 1:
-            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = bench_device(args.device)
     torch.manual_seed(args.seed)

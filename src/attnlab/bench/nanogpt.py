@@ -45,6 +45,7 @@ from attnlab.allocator import MALLOC_ENV, without_policy
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch
+from attnlab.options import require_at_least
 
 BAR = 1.15  # nanoGPT's step time over attnlab's
 
@@ -82,8 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnlab.bench.generate import nanogpt_model_file
 
-    if args.pairs < 1 or (args.steps is not None and args.steps < 1):
-        raise AttnlabError("--pairs and --steps must be >= 1")
+    require_at_least(args, 1, "pairs", "steps", "threads")
     model_file = nanogpt_model_file(args.nanogpt)  # checked here, before any process starts
     job = {"shape": args.shape, "nanogpt": str(model_file), "steps": args.steps or SHAPES[args.shape][2],
            "threads": args.threads}

@@ -37,9 +37,9 @@ import torch
 
 from attnlab.bench._common import report_load
 from attnlab.device import cpu_has_native_bf16, cpu_name, peak_path
-from attnlab.errors import AttnlabError
 from attnlab.files import write_json
 from attnlab.measure import LoadWatch, time_interleaved
+from attnlab.options import require_at_least, require_positive
 
 HELP = ("this CPU's dense matmul GFLOP/s (fp32, and bf16 where native) at the models' shapes and its memory "
         "bandwidth; saves the peak so that training reports MFU on the CPU")
@@ -116,8 +116,6 @@ def _repeated(call: Callable[[], object], min_seconds: float) -> tuple[Callable[
 
 def measure(*, shapes: list[Shape], dtypes: list[str], array_mib: float, repeats: int, min_ms: float) -> dict:
     """Run the benchmark; return its results as a JSON-ready dict (GFLOP/s and GB/s)."""
-    if repeats < 1 or min_ms <= 0 or array_mib <= 0:
-        raise AttnlabError("--repeats, --min-ms and --array-mib must be > 0")
     torch.manual_seed(0)
     fns: dict[str, Callable[[], object]] = {}
     per_call: dict[str, tuple[int, float]] = {}  # name -> (calls per sample, FLOPs or bytes per call)
@@ -197,12 +195,10 @@ def _spread(s: dict, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_at_least(args, 1, "repeats", "square", "rows", "threads")
+    require_positive(args, "min-ms", "array-mib")
     if args.threads is not None:
-        if args.threads < 1:
-            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.square < 1 or (args.rows is not None and args.rows < 1):
-        raise AttnlabError("--square and --rows must be >= 1")
     shapes = model_shapes()
     if args.rows is not None:
         shapes = [Shape(s.name, args.rows, s.k, s.n) for s in shapes]

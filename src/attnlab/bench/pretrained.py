@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from attnlab.bench._common import bar_verdict, report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch, median, peak_memory_bytes, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 
 HELP = "GPT-2 in attnlab vs transformers, same weights: load time, KV-cache generation, a fine-tuning step"
 EXAMPLE = """\
@@ -52,12 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    require_at_least(args, 1, "layers", "dim", "heads", "vocab", "context", "prompt", "new-tokens", "batch", "seq-len",
+                     "repeats", "threads")
+    require_divisible(args, "dim", "heads")
     if args.prompt + args.new_tokens > args.context or args.seq_len > args.context:
         raise AttnlabError(f"--prompt + --new-tokens and --seq-len must fit the --context of {args.context}")
-    if min(args.layers, args.prompt, args.new_tokens, args.batch, args.seq_len, args.repeats) < 1:
-        raise AttnlabError("--layers, --prompt, --new-tokens, --batch, --seq-len and --repeats must be >= 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     transformers = transformers_or_error("pretrained")
+    # No end token: transformers' generate stops at one, or (asked for a fixed length) bans it, where
+    # attnlab's greedy picks any id; with an end token of 0, small vocabularies picked it and the tokens parted
     config = transformers.GPT2Config(n_layer=args.layers, n_embd=args.dim, n_head=args.heads,
-                                     vocab_size=args.vocab, n_positions=args.context, bos_token_id=0, eos_token_id=0)
+                                     vocab_size=args.vocab, n_positions=args.context, bos_token_id=0, eos_token_id=None)
     load = LoadWatch.start()
     with tempfile.TemporaryDirectory(prefix="attnlab-bench-gpt2-") as tmp:
         torch.manual_seed(args.seed)
@@ -131,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     def gen_hf() -> None:
         with torch.inference_mode():
-            out = hf.generate(prompt, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                              do_sample=False, use_cache=True, pad_token_id=0)
+            out = hf.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False, use_cache=True, pad_token_id=0)
         tokens["hf"] = out[0, args.prompt:].tolist()
 
     gens = time_interleaved({"attnlab": gen_ours, "transformers": gen_hf}, repeats=args.repeats)

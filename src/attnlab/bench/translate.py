@@ -20,6 +20,7 @@ import torch
 from attnlab.bench._common import report_load
 from attnlab.errors import AttnlabError
 from attnlab.measure import LoadWatch, median, time_interleaved
+from attnlab.options import require_at_least
 
 HELP = "decoding speed of a translation model: greedy with and without the cache, and beam search"
 EXAMPLE = """\
@@ -60,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.models.decoding_seq2seq import beam_search, greedy_decode
     from attnlab.tasks import load_trained
 
-    if min(args.sentences, args.batch_size, args.beam, args.repeats) < 1:
-        raise AttnlabError("--sentences, --batch-size, --beam and --repeats must be >= 1")
+    require_at_least(args, 1, "sentences", "batch-size", "beam", "repeats", "threads")
     if args.threads is not None:
-        if args.threads < 1:
-            raise AttnlabError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     load = LoadWatch.start()
     _, model, meta = load_trained(args.checkpoint, tasks=("translate",), what="a translation model")

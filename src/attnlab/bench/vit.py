@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab.bench.compare import Contender, compare_training, transformers_or_error
-from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least, require_divisible
 
 HELP = ("training images/s of attnlab's ViT vs Hugging Face ViTForImageClassification of identical size "
         "(CPU, or a GPU with --device cuda)")
@@ -56,10 +56,9 @@ def _models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
-    if args.image_size % args.patch:
-        raise AttnlabError(f"--image-size {args.image_size} must be divisible by --patch {args.patch}")
+    require_at_least(args, 1, "layers", "dim", "heads", "mlp-dim", "patch", "image-size", "classes", "batch", "repeats")
+    require_divisible(args, "dim", "heads")
+    require_divisible(args, "image-size", "patch")
     from attnlab.device import bench_device
 
     device = bench_device(args.device)

@@ -35,6 +35,7 @@ from attnlab.lab._common import (
     write_results,
 )
 from attnlab.measure import median, peak_memory_bytes, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 
 HELP = "FLOPs, wall time, sequential steps and peak memory of an RNN layer vs a self-attention layer as T grows"
 EXAMPLE = "attnlab lab complexity --lengths 64 256 1024 4096 16384 --dim 64"
@@ -74,10 +75,11 @@ def count_flops(dim: int, heads: int, T: int) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     started = begin(timed=True)
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
-    if len(args.lengths) < 2 or min(args.lengths) < 1:
-        raise AttnlabError("--lengths needs at least two positive lengths to fit a slope")
+    require_at_least(args, 1, "lengths", "dim", "heads", "repeats")
+    require_at_least(args, 0, "explicit-max")
+    require_divisible(args, "dim", "heads")
+    if len(set(args.lengths)) < 2:
+        raise AttnlabError("--lengths needs at least two different lengths to fit a slope")
     lengths = sorted(args.lengths)
     torch.manual_seed(args.seed)
     rnn, attn = _layers(args.dim, args.heads)

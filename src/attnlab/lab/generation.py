@@ -40,6 +40,8 @@ from attnlab.lab._common import (
     threads,
     write_results,
 )
+from attnlab.options import require_at_least, require_divisible
+from attnlab.vocab import START_ID
 
 HELP = "time per generated token with and without the KV cache as the sequence grows (DialogueGPT)"
 EXAMPLE = "attnlab lab generation --lengths 16 64 256 1024 --tokens 16"
@@ -118,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     started = begin(timed=True)
     lengths = sorted(set(args.lengths))
-    if lengths[0] < 1 or args.tokens < 1 or args.repeats < 1:
-        raise AttnlabError("--lengths, --tokens and --repeats must all be >= 1")
+    require_at_least(args, 1, "lengths", "tokens", "repeats", "dim", "layers", "heads")
+    require_divisible(args, "dim", "heads")
+    require_at_least(args, START_ID + 1, "vocab", why=f"ids 0-{START_ID} are the special tokens")
     m = args.tokens
     model = _model(args, context=lengths[-1] + m + 1)  # never outgrow the window: no jumps
     g = torch.Generator().manual_seed(args.seed)

@@ -36,6 +36,7 @@ from attnlab.lab._common import (
     write_results,
 )
 from attnlab.measure import median, time_interleaved
+from attnlab.options import require_at_least, require_divisible
 
 HELP = "SVD and Linformer attention: approximation error vs k, and time vs n with the crossover length"
 EXAMPLE = "attnlab lab lowrank --n 256 --ks 4 8 16 32 64 128 256 --lengths 256 512 1024 2048 4096 8192"
@@ -133,10 +134,10 @@ def crossover(rows: list[dict]) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     started = begin(timed=True)
-    if args.dim % args.heads:
-        raise AttnlabError(f"--dim {args.dim} must be divisible by --heads {args.heads}")
+    require_at_least(args, 1, "n", "ks", "dim", "heads", "lengths", "time-k", "batch", "repeats")
+    require_divisible(args, "dim", "heads")
     ks = sorted(set(args.ks))
-    if ks[0] < 1 or ks[-1] > args.n:
+    if ks[-1] > args.n:
         raise AttnlabError(f"every --ks value must be in [1, --n={args.n}], got {args.ks}")
     if args.time_k > min(args.lengths):
         raise AttnlabError(f"--time-k {args.time_k} must not exceed the shortest --lengths value {min(args.lengths)}")

@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from attnlab.errors import AttnlabError
 from attnlab.lab._common import add_out_argument, begin, figure, label_log_x, label_log_y, plain_labels, write_results
+from attnlab.options import require_at_least
 
 HELP = "mean/variance of q.k vs the closed form as d grows; softmax entropy and max weight with/without 1/sqrt(d)"
 EXAMPLE = "attnlab lab scaling --dims 4 16 64 256 1024 --samples 20000 --cases 0,1 0.5,1"
@@ -91,8 +91,8 @@ def softmax_statistics(dims, keys: int, trials: int, g: torch.Generator) -> list
 
 def run(args: argparse.Namespace) -> int:
     started = begin(timed=False)
-    if min(args.dims) < 1 or args.samples < 2 or args.keys < 2 or args.trials < 1:
-        raise AttnlabError("--dims must be >= 1, --samples >= 2, --keys >= 2 and --trials >= 1")
+    require_at_least(args, 1, "dims", "trials")
+    require_at_least(args, 2, "samples", "keys", why="a variance and a soft-max need two")
     dims = sorted(set(args.dims))
     g = torch.Generator().manual_seed(args.seed)
     dots = dot_statistics(dims, args.cases, args.samples, g)

@@ -20,6 +20,7 @@ import torch
 from attnlab.errors import AttnlabError
 from attnlab.lab._common import add_out_argument, begin, figure, write_results
 from attnlab.lab.rnn import ElmanRNN
+from attnlab.options import require_at_least, require_positive
 
 HELP = "influence of x_1 on y_T vs T for several spectral radii of W_hh (vanishing/exploding gradients)"
 EXAMPLE = "attnlab lab vanishing --max-steps 60 --radii 0.5 0.9 1.0 1.1"
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     started = begin(timed=False)
     if args.max_steps < 4:
         raise AttnlabError(f"--max-steps must be >= 4 to fit a growth rate, got {args.max_steps}")
-    if min(args.radii) <= 0:
-        raise AttnlabError("--radii must all be positive")
+    require_positive(args, "radii")
+    require_at_least(args, 1, "hidden")
     torch.manual_seed(args.seed)
     xs = torch.randn(args.max_steps, 3, dtype=torch.float64)
     base = ElmanRNN(n_h=args.hidden, dtype=torch.float64)
