@@ -31,6 +31,13 @@ def test_at_least_names_the_first_option_below_the_minimum():
         "--vocab must be >= 3 (ids 0-2 are the special tokens), got 2")
 
 
+@pytest.mark.parametrize("value", [math.inf, math.nan, -0.5])
+def test_at_least_refuses_a_number_that_is_not_finite(value):
+    require_at_least(ns(length_penalty=0.0), 0, "length-penalty")
+    assert refusal(require_at_least, ns(length_penalty=value), 0, "length-penalty") == (
+        f"--length-penalty must be a finite number >= 0, got {value}")
+
+
 def test_an_option_of_several_values_has_each_checked():
     require_at_least(ns(lengths=[1, 64]), 1, "lengths")
     assert refusal(require_at_least, ns(lengths=[64, 0, 256]), 1, "lengths") == (

@@ -27,31 +27,35 @@ def _value(args: argparse.Namespace, name: str) -> Any:
     return getattr(args, name.replace("-", "_"))
 
 
-def _refuse(args: argparse.Namespace, names: tuple[str, ...], fine: Callable[[Any], bool], rule: str) -> None:
-    """Raise for the first value of the options ``--NAME`` that is not ``fine``; an option of
-    several values (``nargs``) has each checked."""
+def _refuse(args: argparse.Namespace, names: tuple[str, ...], fine: Callable[[Any], bool],
+            rule: Callable[[Any], str]) -> None:
+    """Raise for the first value of the options ``--NAME`` that is not ``fine``, saying what it must
+    be (``rule`` of the value); an option of several values (``nargs``) has each checked."""
     for name in names:
         value = _value(args, name)
         several = isinstance(value, list)
         for one in value if several else [value]:
             if one is not None and not fine(one):
                 what = f"every --{name} value" if several else f"--{name}"
-                raise AttnlabError(f"{what} must be {rule}, got {one}")
+                raise AttnlabError(f"{what} must be {rule(one)}, got {one}")
 
 
 def require_at_least(args: argparse.Namespace, minimum: int, *names: str, why: str = "") -> None:
-    """Refuse any of the options ``--NAME`` that is below ``minimum``; ``why`` says what needs it."""
-    _refuse(args, names, lambda v: v >= minimum, f">= {minimum}{f' ({why})' if why else ''}")
+    """Refuse any of the options ``--NAME`` that is below ``minimum`` (or, a number with a
+    fraction, not finite); ``why`` says what needs the minimum."""
+    because = f" ({why})" if why else ""
+    _refuse(args, names, lambda v: math.isfinite(v) and v >= minimum,
+            lambda v: f"{'a finite number ' * isinstance(v, float)}>= {minimum}{because}")
 
 
 def require_positive(args: argparse.Namespace, *names: str) -> None:
     """Refuse any of the options ``--NAME`` (numbers) that is not a finite number above 0."""
-    _refuse(args, names, lambda v: math.isfinite(v) and v > 0, "a number above 0")
+    _refuse(args, names, lambda v: math.isfinite(v) and v > 0, lambda v: "a number above 0")
 
 
 def require_fraction(args: argparse.Namespace, *names: str) -> None:
     """Refuse any of the options ``--NAME`` (probabilities such as a dropout rate) outside [0, 1)."""
-    _refuse(args, names, lambda v: 0.0 <= v < 1.0, "at least 0 and below 1")
+    _refuse(args, names, lambda v: 0.0 <= v < 1.0, lambda v: "at least 0 and below 1")
 
 
 def require_divisible(args: argparse.Namespace, name: str, by: str) -> None:

@@ -113,6 +113,11 @@ CASES = [
     Case("glove-vocab-size-zero", "data fetch glove --vocab-size 0 --dest {tmp}/gl", 2,
          "--vocab-size must be >= 1", absent=("{tmp}/gl",)),
     Case("predict-wrong-task", "predict --checkpoint {toy} great", 2, "not a sentiment classifier"),
+    # ---- numbers that are not numbers (NaN, infinity) -----------------------------------------------
+    Case("translate-length-penalty-nan", "translate --checkpoint {toy} hello --length-penalty nan", 2,
+         "--length-penalty must be a finite number >= 0, got nan"),
+    Case("explore-length-penalty-inf", "explore --checkpoint {toy} 1 --length-penalty inf --out {tmp}/x.html", 2,
+         "--length-penalty must be a finite number >= 0, got inf", absent=("{tmp}/x.html",)),
 ]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from attnlab.commands import add_sampling_arguments, check_sampling, sampling_settings
 from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least
 
 HELP = """\
 Write one self-contained HTML page (works offline) to explore a trained model's attention.
@@ -105,8 +106,7 @@ def check(args: argparse.Namespace) -> None:
     check_sampling(args)
     if args.beam < 1:
         raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
-    if args.length_penalty is not None and args.length_penalty < 0:
-        raise AttnlabError(f"--length-penalty must be >= 0, got {args.length_penalty}")
+    require_at_least(args, 0, "length-penalty")
     if args.show_top < 1:
         raise AttnlabError(f"--show-top must be >= 1, got {args.show_top}")
     if args.serve is not None and not 0 <= args.serve < 65536:

@@ -15,6 +15,7 @@ import time
 
 from attnlab.commands import require_utf8
 from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least
 
 HELP = "translate sentences with a trained translation model (attnlab train translate)"
 EXAMPLE = """\
@@ -40,8 +41,7 @@ def check(args: argparse.Namespace) -> None:
         raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
     if args.max_len is not None and args.max_len < 1:
         raise AttnlabError(f"--max-len must be at least 1, got {args.max_len}")
-    if args.length_penalty is not None and args.length_penalty < 0:
-        raise AttnlabError(f"--length-penalty must be >= 0, got {args.length_penalty}")
+    require_at_least(args, 0, "length-penalty")
     for text in args.text:
         require_utf8(text, "the text")
 
