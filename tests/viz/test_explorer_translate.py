@@ -140,7 +140,7 @@ def test_the_command_writes_answers_page_and_bad_input_is_one_line(translate_run
     for extra, match in ((["--beam", "0"], "--beam must be at least 1"),
                          (["--pair", "x"], "translation model explores one source sentence"),
                          (["--compare", "you are late."], "translation model explores one source sentence"),
-                         (["--length-penalty", "-1"], "--length-penalty must be >= 0")):
+                         (["--length-penalty", "-1"], "--length-penalty must be a finite number >= 0")):
         bad = tmp_path / "bad.html"
         assert main(["explore", "--checkpoint", str(run), SENTENCE, "--out", str(bad), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
