@@ -15,8 +15,10 @@ FMA, generic), the best this CPU has chosen when it loads: ``copies()``, ``copy(
 DialogueGPT's blocks use it (``MultiHeadedAttention(native=True)``); the other models keep
 PyTorch's kernels. It serves (:func:`kernel_for`) CPU float32 tensors, no attention dropout, no
 mask but the causal one, windows of at most :data:`MAX_CONTEXT` positions, outside autocast and
-``torch.compile``. Longer windows keep PyTorch's flash kernel, whose memory does not grow as T^2
-(the default GPT's 256 positions: README command 1's measured figures stay as they are).
+``torch.compile``. Longer windows keep PyTorch's flash kernel, whose memory does not grow as T^2.
+That includes the default GPT's 256 positions: the kernel served them 2x faster per layer in a
+trial, but README command 1 (which installs no ``ninja``) would then print a perplexity that
+depends on what else the machine has installed (README, "Speed against the references").
 
 ``ATTNLAB_ATTENTION`` chooses (:func:`attnlab.native.attention_backend`): ``auto`` (the default)
 builds it on first use where this machine can (about 30 s, said on stderr, then cached; a failed
