@@ -78,6 +78,16 @@ def test_an_unknown_choice_names_the_choices() -> None:
         allocator.keep_freed_memory({"ATTNLAB_MALLOC": "jemalloc"})
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_choice_is_the_default_as_for_the_other_switches(blank, monkeypatch) -> None:
+    monkeypatch.setattr(allocator, "_applied", False)  # as in the test above
+    monkeypatch.setattr(allocator, "_ram", lambda: allocator.MIN_MEMORY - 1)  # auto leaves glibc alone here
+    assert allocator.keep_freed_memory({"ATTNLAB_MALLOC": blank}) is False
+    monkeypatch.setattr(allocator, "_ram", lambda: allocator.MIN_MEMORY)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc())
+    assert allocator.keep_freed_memory({"ATTNLAB_MALLOC": blank}) is True  # auto keeps it here
+
+
 def test_system_leaves_glibc_alone() -> None:
     assert allocator.keep_freed_memory({"ATTNLAB_MALLOC": "System "}) is False
 

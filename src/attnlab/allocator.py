@@ -57,7 +57,7 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
     (``auto``) on a machine with less than :data:`MIN_MEMORY` of RAM. Any other value of
     ``ATTNLAB_MALLOC`` than ``auto``, ``keep`` or ``system`` is an error."""
     global _applied, _set_huge_pages
-    choice = environ.get(MALLOC_ENV, "auto").strip().lower()
+    choice = environ.get(MALLOC_ENV, "").strip().lower() or "auto"  # set but empty: the default, as the others read it
     if choice not in ("auto", "keep", "system"):
         raise AttnlabError(f"{MALLOC_ENV}={environ[MALLOC_ENV]!r} is not a choice; use {MALLOC_ENV}=auto (the "
                            f"default: freed memory is kept for reuse on a machine with 8 GiB of RAM or more), "
