@@ -1,9 +1,9 @@
 """Checks of a command's numeric options once they are parsed, worded the same everywhere.
 
 A benchmark or a lab experiment takes sizes (``--batch``, ``--dim``, ``--heads``), counts
-(``--repeats``), rates (``--dropout``) and the like. Out of range, they failed deep inside PyTorch
-with a traceback (``--heads 0``: ``ZeroDivisionError``) or ran on a model that cannot exist
-(``--layers -1`` built none). Each check here raises :class:`~attnlab.errors.AttnlabError`, which
+(``--repeats``), rates (``--dropout``) and the like. Unchecked, a value out of range fails deep
+inside PyTorch with a traceback (``--heads 0``: ``ZeroDivisionError``) or runs a model that cannot
+exist (``--layers -1`` builds none). Each check here raises :class:`~attnlab.errors.AttnlabError`, which
 the command line prints as one ``error:`` line naming the option, its value and the rule (exit
 code 2). An option left at ``None`` (unset, "the default choice") passes.
 

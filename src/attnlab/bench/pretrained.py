@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     transformers = transformers_or_error("pretrained")
     # No end token: transformers' generate stops at one, or (asked for a fixed length) bans it, where
     # attnlab's greedy picks any id; with an end token of 0, small vocabularies picked it and the tokens parted
