@@ -2,7 +2,7 @@
 rate can take: ``-1`` ends as one ``error:`` line naming the option, exit code 2, no traceback.
 
 The options are read from each module's own parser, so an option added later is swept too. Only
-``--seed`` (any integer seeds a generator) is left out. Before ``attnlab.options``, 41 of the 96
+``--seed`` (any integer seeds a generator) is left out. Before ``attnlab.options``, 41 of the 95
 cases failed: tracebacks (``--heads -1``: an AssertionError), runs of a model with no layers
 (``--layers -1``), a warm-up of -1 rounds, and errors about something else (``--vocab -1``: "must
 be set (it comes from the tokenizer)")."""
