@@ -1,11 +1,13 @@
 """Every numeric option of every benchmark and lab experiment refuses a value no size, count or
-rate can take: ``-1`` ends as one ``error:`` line naming the option, exit code 2, no traceback.
+rate can take: ``-1`` (and, for the options that take fractions, ``nan``) ends as one ``error:``
+line naming the option, exit code 2, no traceback.
 
 The options are read from each module's own parser, so an option added later is swept too. Only
 ``--seed`` (any integer seeds a generator) is left out. Before ``attnlab.options``, 41 of the 95
 cases failed: tracebacks (``--heads -1``: an AssertionError), runs of a model with no layers
 (``--layers -1``), a warm-up of -1 rounds, and errors about something else (``--vocab -1``: "must
-be set (it comes from the tokenizer)")."""
+be set (it comes from the tokenizer)"), and all 4 of the ``nan`` cases (``bench peak --min-ms nan``
+ran; ``lab vanishing --radii nan`` drew a plot)."""
 
 from __future__ import annotations
 
@@ -22,17 +24,20 @@ REQUIRED = {("bench", "translate"): ["--checkpoint", "no-such-run"],
             ("bench", "nanogpt"): ["--nanogpt", "no-such-model.py"]}
 
 
-def numeric_options(kind: str, name: str) -> list[str]:
+def numeric_options(kind: str, name: str) -> list[tuple[str, type]]:
+    """The options ``(--NAME, int or float)`` of a benchmark or experiment, from its own parser."""
     registry = BENCHMARKS if kind == "bench" else EXPERIMENTS
     parser = argparse.ArgumentParser()
     registry.load(name).add_arguments(parser)
-    return [a.option_strings[-1] for a in parser._actions
+    return [(a.option_strings[-1], a.type) for a in parser._actions
             if a.type in (int, float) and a.option_strings[-1] not in ANY_VALUE]
 
 
-CASES = [(kind, name, option) for kind, registry in (("bench", BENCHMARKS), ("lab", EXPERIMENTS))
-         for name in registry.names() if name != "report"
-         for option in numeric_options(kind, name)]
+OPTIONS = [(kind, name, option, kind_of) for kind, registry in (("bench", BENCHMARKS), ("lab", EXPERIMENTS))
+           for name in registry.names() if name != "report"
+           for option, kind_of in numeric_options(kind, name)]
+CASES = [(kind, name, option) for kind, name, option, _ in OPTIONS]
+FLOATS = [(kind, name, option) for kind, name, option, kind_of in OPTIONS if kind_of is float]
 
 
 def test_the_sweep_covers_the_options_that_crashed():
@@ -42,14 +47,26 @@ def test_the_sweep_covers_the_options_that_crashed():
                  ("lab", "generation", "--layers"), ("bench", "peak", "--min-ms")]:
         assert case in swept, case
     assert len(CASES) > 60
+    fractions = {("bench", "gpt", "--dropout"), ("bench", "peak", "--min-ms"), ("lab", "vanishing", "--radii")}
+    assert fractions <= set(FLOATS)
 
 
-@pytest.mark.parametrize("kind, name, option", CASES, ids=[" ".join(c) for c in CASES])
-def test_minus_one_is_one_error_line(kind, name, option, tmp_path, monkeypatch, capsys):
+def refused(kind: str, name: str, option: str, value: str, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # the lab's default --out, runs/lab, lands here if anything is written
-    code = main([kind, name, *REQUIRED.get((kind, name), []), option, "-1"])
+    code = main([kind, name, *REQUIRED.get((kind, name), []), option, value])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error: ") and option in err, err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind, name, option", CASES, ids=[" ".join(c) for c in CASES])
+def test_minus_one_is_one_error_line(kind, name, option, tmp_path, monkeypatch, capsys):
+    refused(kind, name, option, "-1", tmp_path, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("kind, name, option", FLOATS, ids=[" ".join(c) for c in FLOATS])
+def test_nan_is_one_error_line(kind, name, option, tmp_path, monkeypatch, capsys):
+    # NaN passes a check written as ``value < 0`` (every comparison with it is false)
+    refused(kind, name, option, "nan", tmp_path, monkeypatch, capsys)
