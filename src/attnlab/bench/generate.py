@@ -87,10 +87,6 @@ def _model(args: argparse.Namespace) -> tuple[Any, list[int], str]:
         stream = meta["config"]["data"]["mode"] == "stream"
         prefix = prompt_ids(MyTokenizer.from_dict(meta["tokenizer"]), args.prompt, stream)
         return model, prefix, f"trained {args.checkpoint}"
-    require_divisible(args, "dim", "heads")
-    require_at_least(args, START_ID + 1, "vocab", why=f"ids 0-{START_ID} are the special tokens")
-    if args.prompt:
-        raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
     shape = GPTConfig(vocab_size=args.vocab, context=args.context, dim=args.dim, num_heads=args.heads,
                       num_layers=args.layers, mlp_dim=4 * args.dim)
     return random_gpt(shape, seed=args.seed), [START_ID], "random weights"
@@ -157,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.models.gpt_step_build import native_for
 
     require_at_least(args, 1, "num-tokens", "repeats", "batch", "threads", "context", "dim", "layers", "heads", "vocab")
+    if args.checkpoint is None:  # the random model's shape, checked before the C++ step's build below
+        require_divisible(args, "dim", "heads")
+        require_at_least(args, START_ID + 1, "vocab", why=f"ids 0-{START_ID} are the special tokens")
+        if args.prompt:
+            raise AttnlabError("--prompt needs --checkpoint (a random model has no tokenizer)")
     device = bench_device(args.device)
     backend = decode_backend()
     native = native_for(backend)  # built (the first time) or loaded before any clock starts
