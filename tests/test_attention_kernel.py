@@ -2,6 +2,8 @@
 the explicit attention, against PyTorch's float32 kernel's own error, in place of it inside
 MultiHeadedAttention, and where it does not serve."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,15 +25,24 @@ def kernel():
 COPIES = ("avx512f", "avx2", "generic")  # the kernel's copies, one per instruction set, best first
 
 
+@contextlib.contextmanager
+def running(kernel, name: str):
+    """The kernel with its copy ``name`` in use, and the copy it had back afterwards."""
+    chosen = kernel.copy()
+    kernel.use_copy(name)
+    try:
+        yield kernel
+    finally:
+        kernel.use_copy(chosen)
+
+
 @pytest.fixture(params=COPIES)
 def each_copy(kernel, request):
     """The kernel running one copy after another (skipped where this CPU lacks the instruction set)."""
     if request.param not in kernel.copies():
         pytest.skip(f"this CPU cannot run the {request.param} copy")
-    chosen = kernel.copy()
-    kernel.use_copy(request.param)
-    yield kernel
-    kernel.use_copy(chosen)
+    with running(kernel, request.param):
+        yield kernel
 
 
 def reference(qkv: torch.Tensor, heads: int, grad: torch.Tensor):
@@ -123,16 +134,12 @@ def test_the_avx2_and_avx512_copies_give_the_same_bits(kernel):
     trains to the same numbers on either CPU; the generic copy rounds products apart."""
     if not {"avx512f", "avx2"} <= set(kernel.copies()):
         pytest.skip("needs a CPU with AVX-512")
-    chosen = kernel.copy()
     results = {}
-    try:
-        for name in ("avx512f", "avx2", "generic"):
-            kernel.use_copy(name)
+    for name in ("avx512f", "avx2", "generic"):
+        with running(kernel, name):
             results[name] = [ours(kernel, torch.randn(B, T, 3 * H * hd, generator=torch.Generator().manual_seed(T)),
                                   H, torch.randn(B, T, H * hd, generator=torch.Generator().manual_seed(hd)))
                              for B, T, H, hd in [(12, 64, 4, 32), (3, 17, 2, 24), (1, 127, 1, 48), (2, 50, 2, 6)]]
-    finally:
-        kernel.use_copy(chosen)
     same = [[torch.equal(a, b) for a, b in zip(x, y)] for x, y in zip(results["avx512f"], results["avx2"])]
     assert all(all(pair) for pair in same), same
     assert not torch.equal(results["avx512f"][0][0], results["generic"][0][0])  # it can tell copies apart
