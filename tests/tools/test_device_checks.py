@@ -115,13 +115,15 @@ def _module():
     return module
 
 
-def test_the_follow_up_plan_runs_a_second_seed_compiled_and_char_gpu_with_attention_dropout(tmp_path):
+def test_the_follow_up_plan_runs_char_gpu_on_a_second_seed_then_cifar10_gpu_eager_to_its_end(tmp_path):
     plan = _module().stages(tmp_path, tmp_path / "synth", tmp_path / "cifar", False, None, "follow-up")
-    assert [name for name, _, _ in plan] == ["cifar10-gpu-seed1-compiled", "char-gpu-attn-dropout"]
-    vit, char = (" ".join(args) for _, args, _ in plan)
-    assert "--preset cifar10-gpu" in vit and "train.seed=1" in vit and "train.compile=true" in vit
-    assert "--preset char-gpu" in char and "model.attn_dropout=0.2" in char and "train.compile=true" in char
+    assert [name for name, _, _ in plan] == ["char-gpu-seed1", "cifar10-gpu-eager-full"]
+    char, vit = (" ".join(args) for _, args, _ in plan)
+    assert "--preset char-gpu" in char and "train.seed=1" in char and "compile" not in char
+    assert "--preset cifar10-gpu" in vit and "train.seed=0" in vit and "compile" not in vit
+    assert "train.time_limit=420" in vit and "train.time_limit=150" in char
     assert "max_steps" not in vit + char  # full runs on the GPU, only time-capped
+    assert sum(limit for _, _, limit in plan) <= 700  # both fit one device command with the budget's margin
 
 
 def test_the_follow_up_plan_without_cifar_is_a_usage_error(tmp_path, run):
