@@ -66,8 +66,8 @@ def test_a_text_longer_than_the_context_is_cut_with_a_note(run, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--beam", "0", "I am cold."], r"^error: --beam must be at least 1 \(1 = greedy\), got 0$"),
-    (["--max-len", "0", "I am cold."], r"^error: --max-len must be at least 1, got 0$"),
+    (["--beam", "0", "I am cold."], r"^error: --beam must be >= 1 \(1 = greedy\), got 0$"),
+    (["--max-len", "0", "I am cold."], r"^error: --max-len must be >= 1, got 0$"),
 ])
 def test_bad_options_are_one_line_and_exit_2(run, capsys, args, match):
     assert main(["translate", "--checkpoint", str(run), *args]) == 2

@@ -72,9 +72,9 @@ def test_attention_map_cli(vit_run, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--cols", "0"], "--cols (panels per row) must be >= 1, got 0"),
-    (["--cols", "-1"], "--cols (panels per row) must be >= 1, got -1"),
-    (["--offset", "-5"], "--offset (validation images to skip) must be >= 0, got -5"),
+    (["--cols", "0"], "--cols must be >= 1 (panels per row), got 0"),
+    (["--cols", "-1"], "--cols must be >= 1 (panels per row), got -1"),
+    (["--offset", "-5"], "--offset must be >= 0 (validation images to skip), got -5"),
     (["--num-images", "0"], "--num-images must be >= 1, got 0"),
     (["--num-images", "99"], "--offset 0 + --num-images 99 asks for selected validation images up to 99, but 8 "
                              "are selected; lower --num-images/--offset"),

@@ -137,7 +137,7 @@ def test_the_command_writes_answers_page_and_bad_input_is_one_line(translate_run
     assert main(["explore", "--checkpoint", str(run), SENTENCE, "--beam", "2", "--out", str(out)]) == 0
     assert page_data(out.read_text()) == page_data(render(Explorer.load(run).answer(Request(text=SENTENCE, beam=2))))
     capsys.readouterr()
-    for extra, match in ((["--beam", "0"], "--beam must be at least 1"),
+    for extra, match in ((["--beam", "0"], "--beam must be >= 1 (1 = greedy)"),
                          (["--pair", "x"], "translation model explores one source sentence"),
                          (["--compare", "you are late."], "translation model explores one source sentence"),
                          (["--length-penalty", "-1"], "--length-penalty must be a finite number >= 0")):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import math
 import os
 import types
 import typing
@@ -24,6 +23,7 @@ from attnlab.bench import BENCHMARKS
 from attnlab.data import DATASETS
 from attnlab.errors import AttnlabError
 from attnlab.lab import EXPERIMENTS
+from attnlab.options import require_at_least
 from attnlab.registry import Registry
 from attnlab.tasks import TASKS
 
@@ -181,10 +181,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
 
 def check_sampling(args: argparse.Namespace) -> None:
     """Reject bad sampling values before anything is loaded."""
-    if args.temperature is not None and (not math.isfinite(args.temperature) or args.temperature < 0):
-        raise AttnlabError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if args.top_k is not None and args.top_k < 1:
-        raise AttnlabError(f"--top-k must be >= 1, got {args.top_k}")
+    require_at_least(args, 0, "temperature")
+    require_at_least(args, 1, "top-k")
     sampling = (args.temperature, args.top_k, getattr(args, "top_p", None))
     if args.greedy and any(value is not None for value in sampling):
         raise AttnlabError("--greedy always takes the most likely token: drop --temperature, --top-k and --top-p, "

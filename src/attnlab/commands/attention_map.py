@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +59,10 @@ def _out_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_at_least(args, 1, "num-images")
+    require_at_least(args, 1, "cols", why="panels per row")
+    require_at_least(args, 0, "offset", why="validation images to skip")
+    require_at_least(args, 0, "images", why="counted from 0")
     import torch  # here, not at the top: `attention-map --help` answers without it
 
     from attnlab.config import config_from_dict
@@ -66,12 +71,6 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.tasks import TASKS, load_trained
     from attnlab.viz.attention_map import attention_rollout, cls_attention, figure_pixels, save_grid, upsample
 
-    if args.num_images < 1:
-        raise AttnlabError(f"--num-images must be >= 1, got {args.num_images}")
-    if args.cols < 1:
-        raise AttnlabError(f"--cols (panels per row) must be >= 1, got {args.cols}")
-    if args.offset < 0:
-        raise AttnlabError(f"--offset (validation images to skip) must be >= 0, got {args.offset}")
     width, height = figure_pixels(args.num_images, args.cols)
     if max(width, height) > MAX_SIDE:
         raise AttnlabError(f"{args.num_images} panels, {args.cols} per row, make a {width}x{height}-pixel PNG, more "

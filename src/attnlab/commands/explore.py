@@ -101,18 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Reject bad values before loading anything."""
-    if args.generate < 0:
-        raise AttnlabError(f"--generate must be >= 0, got {args.generate}")
+    require_at_least(args, 0, "generate")
     check_sampling(args)
-    if args.beam < 1:
-        raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
+    require_at_least(args, 1, "beam", why="1 = greedy")
     require_at_least(args, 0, "length-penalty")
-    if args.show_top < 1:
-        raise AttnlabError(f"--show-top must be >= 1, got {args.show_top}")
+    require_at_least(args, 1, "show-top", "max-upload")
+    require_at_least(args, 0, "layer", "head", "images", why="counted from 0")
     if args.serve is not None and not 0 <= args.serve < 65536:
         raise AttnlabError(f"--serve PORT must be between 0 and 65535, got {args.serve}")
-    if args.max_upload < 1:
-        raise AttnlabError(f"--max-upload must be >= 1, got {args.max_upload}")
     if args.text is not None and args.prompt is not None:
         raise AttnlabError("pass either INPUT or --prompt, not both")
 

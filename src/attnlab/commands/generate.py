@@ -16,6 +16,7 @@ import time
 
 from attnlab.commands import add_sampling_arguments, check_sampling, sampling_settings
 from attnlab.errors import AttnlabError
+from attnlab.options import require_at_least
 
 HELP = "continue a prompt with a trained DialogueGPT (or LSTM) language model"
 EXAMPLE = """\
@@ -47,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Reject bad values before loading anything."""
-    if args.num_tokens < 0:
-        raise AttnlabError(f"--num-tokens must be >= 0, got {args.num_tokens}")
+    require_at_least(args, 0, "num-tokens")
     if args.num_tokens > MAX_TOKENS and not args.allow_long:
         raise AttnlabError(f"--num-tokens {args.num_tokens:,} is more than {MAX_TOKENS:,}; pass --allow-long "
                            "if you mean it")

@@ -37,10 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Reject bad values before loading anything."""
-    if args.beam is not None and args.beam < 1:
-        raise AttnlabError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
-    if args.max_len is not None and args.max_len < 1:
-        raise AttnlabError(f"--max-len must be at least 1, got {args.max_len}")
+    require_at_least(args, 1, "beam", why="1 = greedy")
+    require_at_least(args, 1, "max-len")
     require_at_least(args, 0, "length-penalty")
     for text in args.text:
         require_utf8(text, "the text")
