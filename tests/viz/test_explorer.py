@@ -222,7 +222,7 @@ def test_image_file_of_another_size_is_resized_with_a_note(vit_run, tmp_path, ca
     ("gpt_run", ["   "], "the text is empty"),
     ("gpt_run", [], "nothing to explore"),
     ("gpt_run", ["to be", "--layer", "2"], "--layer 2 is out of range: this model has 2 layers"),
-    ("gpt_run", ["to be", "--head", "-1"], "--head -1 is out of range"),
+    ("gpt_run", ["to be", "--head", "-1"], "--head must be >= 0 (counted from 0), got -1"),
     ("gpt_run", ["--prompt", "to be", "--generate", "40", "--max-tokens", "10"],
      "--generate 40 leaves no room for the prompt: the page holds at most 10 tokens (--max-tokens)"),
     ("gpt_run", ["--prompt", "to be", "--generate", "1024"], "at most 1,024 tokens (a page's limit)"),
@@ -248,6 +248,16 @@ def test_bad_input_is_one_error_line(request, text_runs, tmp_path, capsys, fixtu
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "p.html").exists()
+
+
+def test_the_explorer_itself_refuses_a_layer_or_head_outside_the_model(gpt_run):
+    # the command line refuses a negative index before loading; a Request from Python or the
+    # server reaches the explorer's own check, which knows the model's size
+    ex = Explorer.load(gpt_run)
+    for request, message in ((Request(text="to be", head=-1), "--head -1 is out of range"),
+                             (Request(text="to be", layer=2), "--layer 2 is out of range: this model has 2 layers")):
+        with pytest.raises(AttnlabError, match=message):
+            ex.answer(request)
 
 
 def test_image_past_pillows_own_limit_is_refused_without_a_traceback(tmp_path):
