@@ -12,6 +12,9 @@ the top-level class as dotted overrides::
 
     cfg = build_config(ToyConfig, "tiny", ["train.lr=1e-3", "model.dim=64"])
 
+A class may also name the presets sized for a GPU, each with the preset to use on a CPU
+(``GPU_PRESETS: ClassVar[dict[str, str]] = {"char-gpu": "char-cpu"}``): :func:`cpu_counterpart`.
+
 Values given on the command line are strings, parsed by the field's annotation: ``bool``,
 ``int``, ``float``, ``str``, ``Optional[X]`` / ``X | None`` (``none`` or ``null``),
 ``tuple[X, ...]`` (comma-separated) and ``Literal[...]``. Anything else is a user error that
@@ -328,6 +331,12 @@ def apply_overrides(cfg: T, overrides: list[str] | None) -> T:
 def presets(cls: type) -> dict[str, dict]:
     """The named presets of a config class (``{}`` when it defines none)."""
     return dict(getattr(cls, "PRESETS", {}) or {})
+
+
+def cpu_counterpart(cls: type, preset: str | None) -> str | None:
+    """The preset to use on a CPU when ``preset`` is one of ``cls``'s GPU presets (``GPU_PRESETS``),
+    else None."""
+    return (getattr(cls, "GPU_PRESETS", {}) or {}).get(preset)
 
 
 def build_config(cls: type[T], preset: str | None = None, overrides: list[str] | None = None) -> T:

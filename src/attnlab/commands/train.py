@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from attnlab.commands import add_dispatch, add_inputs, make_inputs, owned, report, require_out_under_torchrun
-from attnlab.config import apply_overrides, build_config, config_from_dict, describe, presets
+from attnlab.config import apply_overrides, build_config, config_from_dict, cpu_counterpart, describe, presets
 from attnlab.errors import AttnlabError
 from attnlab.tasks import TASKS
 
@@ -79,7 +79,8 @@ def list_presets(cls: type) -> str:
     default = getattr(cls, "DEFAULT_PRESET", None)
     lines = []
     for name, overrides in presets(cls).items():
-        flag = " (default)" if name == default else ""
+        cpu = cpu_counterpart(cls, name)
+        flag = " (default)" if name == default else f" (for a GPU; on a CPU, {cpu})" if cpu else ""
         body = " ".join(f"{k}={v}" for k, v in overrides.items()) or "(the config defaults)"
         lines.append(f"{name}{flag}: {body}")
     return "\n".join(lines) or "(no presets)"
@@ -119,6 +120,16 @@ def run_of_checkpoint(path: Path) -> Path:
     return path.parent.parent
 
 
+def note_gpu_preset(cls: type, preset: str | None, device: str) -> None:
+    """Say so when a preset sized for a GPU is about to train on the CPU, and name the one for a CPU."""
+    from attnlab.device import select_device
+
+    cpu = cpu_counterpart(cls, preset)
+    if cpu is not None and select_device(device).type == "cpu":
+        print(f"note: --preset {preset} is sized for a GPU, and this run is on the CPU, where it takes many hours "
+              f"(--preset {cpu} is the one for a CPU)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     task: ModuleType = args._task_module
     if args.list_presets:
@@ -143,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from attnlab.engine.checkpoint import latest  # torch: from here on, work starts (config errors came first)
     from attnlab.engine.rundir import new_run_dir, refuse_restart
+
+    if not args.resume:  # a resumed run keeps its own config, whatever --preset says
+        note_gpu_preset(task.CONFIG, args.preset, cfg.train.device)
 
     if out is not None:
         refuse_restart(out, args.resume)

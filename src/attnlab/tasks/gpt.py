@@ -78,6 +78,7 @@ class GPTTaskConfig:
                      "train.patience": None, "data.max_val_tokens": 8192},
     }
     DEFAULT_PRESET: ClassVar[str] = "default"
+    GPU_PRESETS: ClassVar[dict[str, str]] = {"char-gpu": "char-cpu"}  # on a CPU, its steps take seconds each
 
 
 @dataclass
