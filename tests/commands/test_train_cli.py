@@ -38,7 +38,8 @@ def test_list_presets_marks_the_gpu_ones(capsys):
 def test_a_gpu_preset_starting_on_the_cpu_says_so_once_and_names_the_cpu_one(preset, noted, tmp_path, capsys):
     assert cli.main(["train", "gpt", "--preset", preset, *TOY_GPT, "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
-    expected = f"note: --preset {preset} {NOTE}, where it takes many hours (--preset char-cpu is the one for a CPU)"
+    expected = (f"note: --preset {preset} {NOTE}, where its full run takes many hours "
+                "(--preset char-cpu is the one for a CPU)")
     assert err.count(NOTE) == (1 if noted else 0) and (expected in err) == noted, err
 
 

@@ -126,8 +126,8 @@ def note_gpu_preset(cls: type, preset: str | None, device: str) -> None:
 
     cpu = cpu_counterpart(cls, preset)
     if cpu is not None and select_device(device).type == "cpu":
-        print(f"note: --preset {preset} is sized for a GPU, and this run is on the CPU, where it takes many hours "
-              f"(--preset {cpu} is the one for a CPU)", file=sys.stderr)
+        print(f"note: --preset {preset} is sized for a GPU, and this run is on the CPU, where its full run takes "
+              f"many hours (--preset {cpu} is the one for a CPU)", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
