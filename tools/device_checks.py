@@ -61,10 +61,20 @@ TINY_VIT = ["--set", "train.max_steps=3", "--set", "model.dim=32", "--set", "mod
             "--set", "model.stem_channels=8,16", "--set", "model.head_hidden=32", "--set", "train.batch_size=16",
             "--set", "data.eval_batch_size=64", "--set", "train.log_every=1"]
 CHAR_GPU_CAP, CIFAR_GPU_CAP = 150, 300  # train.time_limit of the two real runs, in seconds
+CHAR_GPU = ["train", "gpt", "--preset", "char-gpu"]  # the two GPU presets' runs, before their other arguments
+CIFAR10_GPU = ["train", "vit", "--preset", "cifar10-gpu"]
 TIME_LIMIT, MARGIN = "train.time_limit=", 60  # a run's time cap, and the seconds kept for its start and scoring
 TOY_VIT = [*TINY_VIT, "--set", "data.val_size=4"]  # the rehearsal's ViT, on any small image or CIFAR-shaped folder
 REAL_VIT_COMPILE = ["--set", "train.max_steps=300", "--set", "train.log_every=10"]  # images/s, compiled
 SYNTH_VIT = ["--set", "train.max_steps=150", "--set", "data.val_size=256", "--set", "train.log_every=10"]
+
+
+def training_stage(name: str, task: list[str], work: Path, extra: list[str], sizes: list[str], cap: int,
+                   limit: float) -> tuple[str, list[str], float]:
+    """A training run as a stage: ``task`` (``train TASK --preset ...``) into ``work / name``, then
+    ``extra`` and ``sizes`` (``--set`` overrides), capped at ``cap`` seconds of training; the
+    process gets ``limit`` seconds."""
+    return name, [*task, "--out", str(work / name), *extra, *sizes, "--set", f"{TIME_LIMIT}{cap}"], limit
 
 
 def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool,
@@ -81,24 +91,21 @@ def stages(work: Path, synth: Path, cifar: Path | None, rehearse: bool,
             "vit": ["--layers", "1", "--mlp-dim", "64", "--batch", "4", *one],
             "generate": ["--context", "16", "--num-tokens", "6", "--dim", "16", "--layers", "1", "--heads", "2",
                          "--vocab", "50", "--repeats", "1"]}
-    out_of = {name: ["--out", str(work / name)] for name in ("char-gpu", "vit-eager", "vit-compile", "cifar10-gpu")}
     nano = [] if nanogpt is None else ["--nanogpt", str(nanogpt)]
     benches: list[tuple[str, list[str], float]] = [
         (f"bench {b}", ["bench", b, *dev, *(tiny[b] if rehearse else []), *(nano if b == "generate" else [])], 90)
         for b in ("attention", "gpt", "vit", "generate")]
-    char = ("char-gpu", ["train", "gpt", "--preset", "char-gpu", *out_of["char-gpu"], *(TINY_GPT if rehearse else []),
-                         "--set", f"{TIME_LIMIT}{CHAR_GPU_CAP}"], CHAR_GPU_CAP + 60)
+    char = training_stage("char-gpu", CHAR_GPU, work, [], TINY_GPT if rehearse else [], CHAR_GPU_CAP, CHAR_GPU_CAP + 60)
     if cifar is None:  # images/s only, on random images
-        vit_synth = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(synth)]
-        return [*benches, char, *((name, [*vit_synth, *out_of[name], "--set", f"train.compile={compile_}",
+        vit_synth = [*CIFAR10_GPU, "--data-dir", str(synth)]
+        return [*benches, char, *((name, [*vit_synth, "--out", str(work / name), "--set", f"train.compile={compile_}",
                                           *(TOY_VIT if rehearse else SYNTH_VIT)], 150)
                                   for name, compile_ in (("vit-eager", "false"), ("vit-compile", "true")))]
     # with real data, the two training runs first (the figures the GPU presets are judged by), then the benches
-    real = ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(cifar)]
-    vit = ("cifar10-gpu", [*real, *out_of["cifar10-gpu"], *(TOY_VIT if rehearse else []),
-                           "--set", f"{TIME_LIMIT}{CIFAR_GPU_CAP}"], CIFAR_GPU_CAP + 120)
-    compiled = ("vit-compile", [*real, *out_of["vit-compile"], "--set", "train.compile=true",
-                                *(TOY_VIT if rehearse else REAL_VIT_COMPILE), "--set", f"{TIME_LIMIT}120"], 180)
+    real = [*CIFAR10_GPU, "--data-dir", str(cifar)]
+    vit = training_stage("cifar10-gpu", real, work, [], TOY_VIT if rehearse else [], CIFAR_GPU_CAP, CIFAR_GPU_CAP + 120)
+    compiled = training_stage("vit-compile", real, work, ["--set", "train.compile=true"],
+                              TOY_VIT if rehearse else REAL_VIT_COMPILE, 120, 180)
     return [vit, char, *benches[::-1], compiled]
 
 
@@ -109,12 +116,10 @@ def follow_up(work: Path, cifar: Path | None, rehearse: bool) -> list[tuple[str,
     that reached 86.17 % in 413 s (does compiling pay over a whole run?)."""
     if cifar is None:
         raise ValueError("the follow-up plan needs --cifar")
-    char = ("char-gpu-seed1", ["train", "gpt", "--preset", "char-gpu", "--out", str(work / "char-gpu-seed1"),
-                               "--set", "train.seed=1", *(TINY_GPT if rehearse else []),
-                               "--set", f"{TIME_LIMIT}{CHAR_GPU_CAP}"], CHAR_GPU_CAP + 60)
-    vit = ("cifar10-gpu-eager-full", ["train", "vit", "--preset", "cifar10-gpu", "--data-dir", str(cifar),
-                                      "--out", str(work / "cifar10-gpu-eager-full"), "--set", "train.seed=0",
-                                      *(TOY_VIT if rehearse else []), "--set", f"{TIME_LIMIT}420"], 480)
+    char = training_stage("char-gpu-seed1", CHAR_GPU, work, ["--set", "train.seed=1"], TINY_GPT if rehearse else [],
+                          CHAR_GPU_CAP, CHAR_GPU_CAP + 60)
+    vit = training_stage("cifar10-gpu-eager-full", [*CIFAR10_GPU, "--data-dir", str(cifar)], work,
+                         ["--set", "train.seed=0"], TOY_VIT if rehearse else [], 420, 480)
     return [char, vit]
 
 
