@@ -108,6 +108,12 @@ def measure(*, batch: int, dim: int, heads: int, lengths: list[int], device: tor
     ours = MultiHeadedAttention(dim, heads, dim // heads).to(device)
     ref = ours.to_torch().to(device)
     fns = variants(ours, ref)
+
+    def reset(x: Tensor) -> None:  # between steps, outside the measured one: the old gradients freed
+        ours.zero_grad(set_to_none=True)
+        ref.zero_grad(set_to_none=True)
+        x.grad = None
+
     rows = []
     for T in lengths:
         x = torch.randn(batch, T, dim, device=device, requires_grad=True)
@@ -115,18 +121,13 @@ def measure(*, batch: int, dim: int, heads: int, lengths: list[int], device: tor
             want = fns["torch"](x).float()
             diffs = {name: (fn(x).float() - want).abs().max().item() for name, fn in fns.items()}
         for name, fn in fns.items():
-            def reset() -> None:
-                ours.zero_grad(set_to_none=True)
-                ref.zero_grad(set_to_none=True)
-                x.grad = None
-
-            for _ in range(2):  # warm: kernels chosen, workspaces made
-                reset()
-                step(fn, x, device)
-            reset()
             one = partial(step, fn, x, device)
+            for _ in range(2):  # warm: kernels chosen, workspaces made
+                reset(x)
+                one()
+            reset(x)
             peak = peak_bytes(one, device)
-            reset()
+            reset(x)
             blocks = live_at_peak(one) if explain else []
             rows.append({"T": T, "variant": name, "peak_mib": peak / 2**20, "max_abs_diff": diffs[name],
                          "live_at_peak": [{"mib": size / 2**20, "made_at": line} for size, line in blocks]})
